@@ -1,0 +1,8 @@
+"""Data sets behind one registry (`ncbench list datasets`)."""
+from ncbench.data.dataset import ImageDataset
+from ncbench.data.registry import (DATASETS, DatasetNotFoundError, list_datasets, load_dataset,
+                                   register_dataset)
+from ncbench.data import embedded  # noqa: F401  (registers the embedded sets)
+
+__all__ = ["DATASETS", "DatasetNotFoundError", "ImageDataset", "list_datasets", "load_dataset",
+           "register_dataset"]

@@ -1,0 +1,36 @@
+"""The data-set registry: `@register_dataset(name)` on a loader `(split, data_dir, download) -> ImageDataset`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ncbench.data.dataset import ImageDataset
+from ncbench.registry import Registry
+
+
+class DatasetLoader(Protocol):
+    def __call__(self, split: str, data_dir: Path | None, download: bool) -> ImageDataset: ...
+
+
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    return DATASETS.register(name)
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
+                 download: bool = False) -> ImageDataset:
+    """Load split `split` of data set `name`; unknown names raise with the close names."""
+    loader = DATASETS.get(name)
+    return loader(split, Path(data_dir).expanduser() if data_dir else None, download)
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    import fnmatch
+    names = DATASETS.names()
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set that is not on disk; the message gives the command that fetches it."""

@@ -1,0 +1,58 @@
+"""Name → object registries (tasks, data sets) with "did you mean" errors, after timm/lm-eval."""
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message lists the close names."""
+
+    def __init__(self, kind: str, name: str, choices: list[str]):
+        self.kind, self.name, self.choices = kind, name, choices
+        close = difflib.get_close_matches(name, choices, n=5, cutoff=0.5)
+        if not close:  # substring matches help for prefixes such as "resnet"
+            close = [c for c in choices if name.lower() in c.lower()][:5]
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        super().__init__(f"unknown {kind} '{name}'.{hint} (`ncbench list {kind}s` shows all)")
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return self.args[0]
+
+
+def suggest(kind: str, name: str, choices: list[str]) -> UnknownNameError:
+    return UnknownNameError(kind, name, sorted(choices))
+
+
+class Registry(Generic[T]):
+    """A named collection; registering a name twice is an error."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} '{name}' is already registered ({self._items[name]!r})")
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise suggest(self.kind, name, list(self._items)) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
