@@ -6,6 +6,7 @@ import torch
 from ncbench.metrics.collapse import (SPEC_METRICS, CollapseResult, CollapseStats, NearestCentrePass,
                                       simplex_geometry)
 from ncbench.metrics.heldout import HeldoutStats, test_collapse
+from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
 
 
 def collapse_metrics(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
@@ -32,4 +33,5 @@ def collapse_metrics(features: torch.Tensor, labels: torch.Tensor, weight: torch
 
 
 __all__ = ["SPEC_METRICS", "CollapseResult", "CollapseStats", "HeldoutStats", "NearestCentrePass",
-           "collapse_metrics", "simplex_geometry", "test_collapse"]
+           "collapse_metrics", "imbalance_accuracies", "minority_cosine", "simplex_geometry",
+           "test_collapse"]

@@ -196,7 +196,7 @@ class CollapseStats:
         sigma_w = self.scatter / N
         out: dict[str, float] = {}
         Vr, inv_lam = between_class_pinv(Mt, pinv_tol)
-        out["nc1"] = float(((sigma_w @ Vr) * Vr).sum(0) @ inv_lam) / Kp
+        out["nc1"] = float(((sigma_w @ Vr) * Vr).sum(0).clamp_min(0) @ inv_lam) / Kp
         tr_sb = float((Mt * Mt).sum()) / Kp
         tr_sw = float(self.m2[present].sum() / N)
         out["nc1_quotient"] = tr_sw / tr_sb if tr_sb > 0 else math.inf

@@ -98,7 +98,7 @@ class HeldoutStats:
         Mt = means - mu_g
         sigma_w = self.scatter / N
         Vr, inv_lam = between_class_pinv(Mt, pinv_tol)
-        nc1 = float(((sigma_w @ Vr) * Vr).sum(0) @ inv_lam) / Kp
+        nc1 = float(((sigma_w @ Vr) * Vr).sum(0).clamp_min(0) @ inv_lam) / Kp
         cnt = self.count[present]
         var = self.m2[present] / torch.where(cnt > 0, cnt, torch.nan)   # NaN: nothing attached to k
         V = cdnv_pairs(var, class_mean_sq_distances(Mt))

@@ -1,0 +1,38 @@
+# ncbench: `make bench` runs the default suite, `make test` the tests. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: bench test test-slow test-gpu benchmark lint setup clean
+
+setup: $(STAMP)
+
+# (Re)build the venv when it is missing or older than pyproject.toml / the learn2learn installer.
+$(STAMP): pyproject.toml scripts/install-learn2learn.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	bash scripts/install-learn2learn.sh $(VENV)
+	@touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/ncbench suite default
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu
+
+benchmark: $(STAMP)
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-only -m "" -p no:randomly
+
+lint: $(STAMP)
+	$(BIN)/ruff check ncbench tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

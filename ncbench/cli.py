@@ -1,0 +1,187 @@
+"""The `ncbench` command line: a thin layer over the library (`ncbench --help`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  ncbench list tasks                       task specs shipped in tasks/ (and the task kinds)
+  ncbench list models 'resnet*'            timm's models matching a pattern
+  ncbench run train_collapse_mnist5k       one task on the embedded MNIST-5k, CPU, minutes
+  ncbench run train_collapse_cifar10 --data-dir ~/data --device cuda
+  ncbench suite default                    the default suite (what `make bench` runs)
+  torchrun --nproc_per_node 4 -m ncbench run train_collapse_cifar10 --device cuda
+
+Results go to results/<run_id>/<task>/results.csv (tidy long format, one row per metric value);
+rerunning skips finished tasks (same config hash) unless --force; an interrupted run resumes.
+"""
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="timm model name (e.g. resnet18, vit_small_patch16_224); overrides the spec")
+    p.add_argument("--dataset", help="data set name (see `ncbench list datasets`); overrides the spec")
+    p.add_argument("--epochs", type=int, help="training epochs (overrides the spec's recipe)")
+    p.add_argument("--seed", type=int, help="random seed (overrides the spec)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
+    p.add_argument("--pretrained", default=None,
+                   help="start from timm pretrained weights: 'true' or a tag such as a1_in1k")
+    p.add_argument("--checkpoint", help="start from a local checkpoint file (timm state_dict)")
+    p.add_argument("--data-dir", help="where real data sets live (default $NCBENCH_DATA or ~/.cache/ncbench/data)")
+    p.add_argument("--download", action="store_true", help="allow downloading a missing data set")
+    p.add_argument("--out", default="results", help="results root folder (default: ./results)")
+    p.add_argument("--force", action="store_true", help="recompute tasks that already have results")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ncbench", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="ncbench measures neural collapse in timm backbones: train collapse NC1-NC4, "
+                    "test collapse, CDNV, minimal NCC-depth, few-shot transfer, minority collapse, "
+                    "and the unconstrained-features model.")
+    from ncbench import __version__
+    parser.add_argument("--version", action="version", version=f"ncbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list tasks, suites, task kinds, data sets or timm models",
+                       description="List what ncbench knows. PATTERN is a shell wildcard, e.g. 'resnet*'.")
+    p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "suites", "kinds", "datasets", "models"])
+    p.add_argument("pattern", nargs="?", help="wildcard filter")
+    p.add_argument("--pretrained", action="store_true", help="models: only those with pretrained weights")
+
+    p = sub.add_parser("run", help="run one task spec", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run one task (a name from `ncbench list tasks`, or a path to a YAML spec).",
+                       epilog=EPILOG)
+    p.add_argument("task", help="task spec name or YAML path")
+    _add_run_options(p)
+
+    p = sub.add_parser("suite", help="run a suite of tasks (default: tasks/default.yaml)",
+                       description="Run every task of a suite; shared training runs are trained once.")
+    p.add_argument("suite", nargs="?", default="default", help="suite name or YAML path (default: default)")
+    _add_run_options(p)
+    from ncbench.leaderboard_cli import add_commands
+    add_commands(sub)
+    return parser
+
+
+def _overrides(args) -> dict:
+    o = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "checkpoint": args.checkpoint,
+         "data_dir": args.data_dir, "device": _device(args.device)}
+    if args.pretrained is not None:
+        o["pretrained"] = True if args.pretrained.lower() in ("true", "1", "yes") else args.pretrained
+    if args.download:
+        o["download"] = True
+    return {k: v for k, v in o.items() if v is not None}
+
+
+def _apply_epochs(specs, epochs: int | None):
+    if epochs is None:
+        return specs
+    for s in specs:
+        if isinstance(s.recipe, str):
+            s.recipe = {"protocol": s.recipe}
+        s.recipe = {**s.recipe, "epochs": epochs}
+    return specs
+
+
+def _validate(specs) -> None:
+    """Fail fast, before any training, on unknown kinds, data sets or models."""
+    from ncbench.data import DATASETS
+    from ncbench.models.backbone import check_model_name
+    from ncbench.tasks import TASK_KINDS
+
+    for s in specs:
+        TASK_KINDS.get(s.kind)
+        if s.kind not in ("ufm", "layer_peeled"):
+            DATASETS.get(s.dataset)
+            check_model_name(s.model)
+
+
+def _run(suite: str, specs, args) -> int:
+    import pandas as pd
+
+    from ncbench.suite import run_tasks, summary_table
+
+    _validate(specs)
+    run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
+    table = summary_table(runs)
+    if len(table):
+        wide = table.pivot_table(index="metric", columns="task", values="value", sort=False)
+        with pd.option_context("display.max_rows", 200, "display.width", 160, "display.float_format", "{:.4g}".format):
+            print("\nheadline metrics (final epoch):")
+            print(wide.to_string())
+    print("\nresult files:")
+    for r in runs:
+        print(f"  {r.status:8s} {r.csv}" + (f"  ({r.error})" if r.error else ""))
+    failed = [r for r in runs if r.status == "failed"]
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from ncbench.data import DatasetNotFoundError
+    from ncbench.registry import UnknownNameError
+    try:
+        if args.command == "list":
+            return _list(args)
+        if args.command == "run":
+            from ncbench.specs import load_task
+            spec = load_task(args.task, **_overrides(args))
+            return _run(spec.name, _apply_epochs([spec], args.epochs), args)
+        if args.command == "suite":
+            from ncbench.specs import load_suite
+            name, specs = load_suite(args.suite, **_overrides(args))
+            return _run(name, _apply_epochs(specs, args.epochs), args)
+        return args.handler(args)
+    except (UnknownNameError, DatasetNotFoundError, FileNotFoundError, ValueError) as e:
+        print(f"ncbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ncbench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _list(args) -> int:
+    import fnmatch
+
+    if args.what == "models":
+        from ncbench.models.backbone import list_models
+        names = list_models(args.pattern, pretrained=args.pretrained)
+        print("\n".join(names) if names else f"no timm model matches '{args.pattern}'")
+        return 0
+    if args.what == "datasets":
+        from ncbench.data import list_datasets
+        print("\n".join(list_datasets(args.pattern)))
+        return 0
+    if args.what == "kinds":
+        from ncbench.tasks import TASK_KINDS
+        for k in TASK_KINDS:
+            doc = (sys.modules[TASK_KINDS.get(k).__module__].__doc__ or "").strip().splitlines()
+            print(f"{k:20s} {doc[0] if doc else ''}")
+        return 0
+    from ncbench import specs
+    if args.what == "suites":
+        for n in specs.suite_names():
+            if not args.pattern or fnmatch.fnmatch(n, args.pattern):
+                print(n)
+        return 0
+    print(f"{'task':32s} {'kind':18s} {'v':>2s}  {'dataset':14s} {'model':22s} tier")
+    for n in specs.task_names():
+        if args.pattern and not fnmatch.fnmatch(n, args.pattern):
+            continue
+        s = specs.load_task(n)
+        print(f"{s.name:32s} {s.kind:18s} {s.version:>2d}  {s.dataset:14s} {s.model:22s} {s.tier}")
+    return 0

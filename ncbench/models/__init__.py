@@ -1,0 +1,1 @@
+"""Backbones: timm models split into features and a classifier head; fixed simplex-ETF heads; per-layer features."""

@@ -1,0 +1,40 @@
+"""Where a number came from: package versions, git hash, device, time (after lm-evaluation-harness)."""
+from __future__ import annotations
+
+import datetime as _dt
+import subprocess
+from pathlib import Path
+
+import ncbench
+
+
+def git_hash() -> str:
+    """Commit of the ncbench source tree, with `+dirty` for uncommitted changes; `unknown` if none."""
+    root = Path(ncbench.__file__).resolve().parent.parent
+    try:
+        h = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                           text=True, timeout=10)
+        if h.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return h.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device}:{torch.cuda.get_device_name(torch.device(device))}"
+    return device
+
+
+def provenance(device: str) -> dict[str, str]:
+    import timm
+    import torch
+
+    return {"ncbench_version": ncbench.__version__, "torch_version": torch.__version__,
+            "timm_version": timm.__version__, "device": device_name(device), "git_hash": git_hash(),
+            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

@@ -1,0 +1,89 @@
+"""Task specs (`tasks/<name>.yaml`, one task instance each) and suites (`suite:` + a list of names).
+
+The top-level `tasks/` folder is installed as the package `ncbench.task_specs`, so specs resolve the
+same way from a checkout, an editable install and a plain `pip install .`.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from ncbench.registry import suggest
+from ncbench.tasks.base import TaskSpec
+
+
+def spec_dir() -> Path:
+    """The folder holding the shipped YAML specs."""
+    return Path(str(resources.files("ncbench.task_specs")))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a spec must be a YAML mapping")
+    return data
+
+
+def available() -> dict[str, Path]:
+    """Name → path of every shipped task spec and suite."""
+    out = {}
+    for p in sorted(spec_dir().glob("*.yaml")):
+        data = _read_yaml(p)
+        out[data.get("name") or data.get("suite") or p.stem] = p
+    return out
+
+
+def task_names() -> list[str]:
+    return [n for n, p in available().items() if "suite" not in _read_yaml(p)]
+
+
+def suite_names() -> list[str]:
+    return [n for n, p in available().items() if "suite" in _read_yaml(p)]
+
+
+def resolve(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if p.is_file():
+            return p
+        shipped = spec_dir() / p.name
+        if shipped.is_file():
+            return shipped
+        raise FileNotFoundError(f"spec file '{name_or_path}' not found")
+    specs = available()
+    if name_or_path in specs:
+        return specs[name_or_path]
+    raise suggest("task", name_or_path, list(specs))
+
+
+def load_task(name_or_path: str, **overrides) -> TaskSpec:
+    path = resolve(name_or_path)
+    data = _read_yaml(path)
+    if "suite" in data:
+        raise ValueError(f"'{name_or_path}' is a suite: run it with `ncbench suite {name_or_path}`")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TaskSpec.from_dict(data, str(path))
+
+
+def load_suite(name_or_path: str, **overrides) -> tuple[str, list[TaskSpec]]:
+    """A suite file lists task names (or inline task mappings); `overrides` apply to every task."""
+    path = resolve(name_or_path)
+    data = _read_yaml(path)
+    if "suite" not in data:
+        return data["name"], [load_task(str(path), **overrides)]
+    specs = []
+    for entry in data.get("tasks", []):
+        if isinstance(entry, str):
+            specs.append(load_task(entry, **overrides))
+        elif isinstance(entry, dict) and "name" in entry and "kind" not in entry:
+            base = entry["name"]
+            specs.append(load_task(base, **{**{k: v for k, v in entry.items() if k != "name"}, **overrides}))
+        else:
+            specs.append(TaskSpec.from_dict({**entry, **{k: v for k, v in overrides.items() if v is not None}},
+                                            str(path)))
+    return data["suite"], specs

@@ -1,0 +1,37 @@
+"""Figure of the layer-peeled minority-collapse curve (Fang et al. 2021, Fig. 3 style)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def plot_minority_collapse(curve: pd.DataFrame, num_classes: int, path: str | Path) -> Path:
+    """Minority cosine against R (log x), one line per E_H, reference lines at −1/(K−1) (balanced
+    simplex) and 1 (collapse). `curve` is `minority_collapse_curve`'s frame; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    missing = {"E_H", "ratio", "minority_cosine"} - set(curve.columns)
+    if missing:
+        raise ValueError(f"curve lacks columns {sorted(missing)}: pass minority_collapse_curve(...)'s frame")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    for e_h, grp in curve.sort_values("ratio").groupby("E_H"):
+        ax.plot(grp["ratio"], grp["minority_cosine"], marker="o", ms=3, label=f"$E_H$ = {e_h:g}")
+    ax.axhline(-1.0 / (num_classes - 1), color="grey", ls="--", lw=1, label="$-1/(K-1)$")
+    ax.axhline(1.0, color="black", ls=":", lw=1, label="collapse")
+    ax.set_xscale("log")
+    ax.set_xlabel("imbalance ratio $R$")
+    ax.set_ylabel("mean cosine of minority classifiers")
+    ax.set_title(f"Layer-peeled model, K = {num_classes}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""Training: recipes, the trainer, metric passes, shared trajectories."""

@@ -1,0 +1,130 @@
+"""Metric passes over un-augmented splits: every sample exactly once, features streamed into the
+metric engine (`CollapseStats` pass one, then the nearest-centre pass two around its means)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ncbench.data.dataset import ImageDataset
+from ncbench.metrics import CollapseStats, HeldoutStats
+from ncbench.models.backbone import Backbone
+from ncbench.training import distributed as dist
+
+FEATURE_CACHE_BYTES = 1 << 30
+"""Keep one pass's features in memory for pass two when they fit in this budget; else re-run the
+forward pass (the engine itself never needs them)."""
+
+
+@torch.no_grad()
+def feature_batches(model: Backbone, data: ImageDataset, device, batch_size: int = 512,
+                    desc: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(features, labels, logits) of this rank's shard of `data`, in eval mode, no augmentation."""
+    model.eval()
+    idx = dist.shard(torch.arange(len(data)))
+    for b in tqdm(idx.split(batch_size), desc=desc, leave=False, disable=not desc or not dist.is_main()):
+        x, y = data.batch(b)
+        x = x.to(device, non_blocking=True)
+        if torch.device(device).type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = model.features(x)
+        yield h.float(), y.to(device), model.logits(h).float()
+
+
+class ReplayableFeatures:
+    """Iterate a feature pass twice: from memory when it fits `FEATURE_CACHE_BYTES`, else recompute."""
+
+    def __init__(self, model, data, device, batch_size=512, desc=""):
+        self.args = (model, data, device, batch_size)
+        self.desc = desc
+        self.cache: list | None = None
+        self.fits = len(data) * (model.num_features + len(data.classes)) * 4 <= FEATURE_CACHE_BYTES
+
+    def __iter__(self):
+        if self.cache is not None:
+            yield from self.cache
+            return
+        keep = [] if self.fits else None
+        for item in feature_batches(*self.args, desc=self.desc):
+            if keep is not None:
+                keep.append(item)
+            yield item
+        self.cache = keep
+
+
+@dataclass
+class SplitEval:
+    """One split's numbers at one checkpoint."""
+
+    loss: float
+    accuracy: float
+    n: int
+    collapse: dict[str, float]                 # SPEC §2 metrics around this split's own means
+    diagnostics: dict[str, float]
+    cdnv_matrix: torch.Tensor | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, device,
+             batch_size: int = 512, global_mean: str = "class",
+             progress: bool = True) -> tuple[SplitEval, SplitEval | None]:
+    """Train-split collapse, and on the test split: its own collapse, strong/weak test collapse
+    around the train means (SPEC §3) and the NCC accuracy with train means."""
+    W, b = model.classifier()
+    K = len(train.classes)
+    stats = CollapseStats(K, model.num_features, device)
+    sums = [0.0, 0.0, 0]
+    passes = ReplayableFeatures(model, train, device, batch_size, desc="features: train" if progress else "")
+    for h, y, z in passes:
+        stats.update(h, y)
+        sums[0] += float(F.cross_entropy(z, y, reduction="sum"))
+        sums[1] += int((z.argmax(1) == y).sum())
+        sums[2] += len(y)
+    if dist.is_distributed():
+        stats.all_reduce()
+    second = stats.second_pass(W, b)
+    for h, y, z in passes:
+        second.update(h, y, z)
+    if dist.is_distributed():
+        second.all_reduce()
+    sums = dist.all_reduce_sum(sums, device)
+    res = stats.compute(second, W, b, global_mean=global_mean, cdnv_matrix=True)
+    train_eval = SplitEval(sums[0] / sums[2], sums[1] / sums[2], int(sums[2]), res.metrics,
+                           res.diagnostics, res.cdnv_matrix)
+    if test is None:
+        return train_eval, None
+    tstats = CollapseStats(K, model.num_features, device)
+    held = {a: HeldoutStats(stats, a, W, b) for a in ("label", "prediction", "ncc")}
+    ncc_train_means = stats.second_pass(W, b)
+    tsums = [0.0, 0.0, 0]
+    tpasses = ReplayableFeatures(model, test, device, batch_size, desc="features: test" if progress else "")
+    for h, y, z in tpasses:
+        tstats.update(h, y)
+        for hs in held.values():
+            hs.update(h, y, z)
+        ncc_train_means.update(h, y, z)
+        tsums[0] += float(F.cross_entropy(z, y, reduction="sum"))
+        tsums[1] += int((z.argmax(1) == y).sum())
+        tsums[2] += len(y)
+    if dist.is_distributed():
+        tstats.all_reduce()
+        ncc_train_means.all_reduce()
+        for hs in held.values():
+            hs.all_reduce()
+    tsums = dist.all_reduce_sum(tsums, device)
+    tsecond = tstats.second_pass(W, b)
+    for h, y, z in tpasses:
+        tsecond.update(h, y, z)
+    if dist.is_distributed():
+        tsecond.all_reduce()
+    tres = tstats.compute(tsecond, W, b, global_mean=global_mean, cdnv_matrix=True)
+    extra = {"ncc_acc_train_means": ncc_train_means.ncc_acc(), "nc4_train_means": ncc_train_means.nc4()}
+    for a, hs in held.items():
+        mode = {"label": "strong", "prediction": "weak", "ncc": "weak_ncc"}[a]
+        extra.update({f"{mode}_{k}": v for k, v in hs.compute(global_mean=global_mean).items()})
+    test_eval = SplitEval(tsums[0] / tsums[2], tsums[1] / tsums[2], int(tsums[2]), tres.metrics,
+                          tres.diagnostics, tres.cdnv_matrix, extra)
+    return train_eval, test_eval

@@ -1,0 +1,38 @@
+"""The dot-regression loss for a fixed ETF classifier (Yang et al. 2022, SPEC §7).
+
+`L = ½ · mean_i (w_{y_i}ᵀ h_i − ‖w_{y_i}‖ ‖h_i‖)² / ‖h_i‖`, with `‖h_i‖` treated as a constant
+(detached). The gradient `∂L/∂h_i = (1/N) (w_yᵀh_i − ‖w_y‖‖h_i‖)/‖h_i‖ · w_y` pulls each feature
+towards the direction of its own class vector only; unlike cross-entropy it has no repulsion from
+the other (e.g. majority) classes, which is the point for imbalanced data. The trainer uses it with
+`recipe.loss = "dot_regression"` on `head.project(h)` and `head.weight` of a `FixedETFHead`.
+"""
+from __future__ import annotations
+
+import torch
+
+NORM_EPS = 1e-8   # ‖h‖ is clamped here (as in the reference code) so a zero feature gives no NaN
+
+
+def dot_regression_loss(features: torch.Tensor, labels: torch.Tensor, etf_weight: torch.Tensor, *,
+                        norms: torch.Tensor | None = None) -> torch.Tensor:
+    """`½ mean((w_yᵀh − ‖w_y‖‖h‖)² / ‖h‖)` of features `(N, d)`, labels `(N,)`, classifier `(K, d)`.
+
+    `norms` (N,) replaces the detached `‖h‖` (default `features.norm(dim=1).detach()`, clamped at
+    1e-8); it exists so the gradient can be checked with `‖h‖` held fixed. `‖w_y‖` is not detached
+    (the ETF is a buffer, so it carries no gradient anyway). Computed in at least float32.
+    """
+    if features.ndim != 2:
+        raise ValueError(f"features must be (N, d), got shape {tuple(features.shape)}")
+    if etf_weight.ndim != 2 or etf_weight.shape[1] != features.shape[1]:
+        raise ValueError(f"etf_weight must be (K, d) with d = features.shape[1] = {features.shape[1]}, "
+                         f"got {tuple(etf_weight.shape)}: pass head.project(h) and head.weight")
+    if labels.shape != (features.shape[0],):
+        raise ValueError(f"labels must be (N,) = ({features.shape[0]},), got {tuple(labels.shape)}")
+    dtype = torch.promote_types(torch.promote_types(features.dtype, etf_weight.dtype), torch.float32)
+    h = features.to(dtype)                                           # fp16/bf16 (autocast) -> fp32
+    w = etf_weight.to(dtype)[labels]                                 # (N, d) the target rows
+    if norms is None:
+        norms = h.detach().norm(dim=1)
+    norms = norms.to(dtype).clamp_min(NORM_EPS)
+    dot = (h * w).sum(1)
+    return 0.5 * ((dot - w.norm(dim=1) * norms) ** 2 / norms).mean()

@@ -1,0 +1,199 @@
+"""The training loop: SGD into the terminal phase, on CPU or CUDA, one process or DDP.
+
+Batches are index tensors sliced from an `ImageDataset` (no per-sample Python work). Shuffling
+and augmentation draw from `epoch_generator(seed, epoch)`, so a run resumed from a checkpoint is
+bit-identical to an uninterrupted one on the same device. On CUDA out-of-memory the step is
+retried in micro-batches (gradient accumulation), halving until it fits: the effective batch,
+and hence the numbers, stay the same.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ncbench.data.dataset import ImageDataset
+from ncbench.models.backbone import Backbone
+from ncbench.training import distributed as dist
+from ncbench.training.recipe import Recipe
+from ncbench.training.seeding import epoch_generator
+
+
+def augment_batch(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random translation by up to `pad` pixels (pad-and-crop), the same draw on every device."""
+    B, _, H, W = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (B,), generator=g)
+    dx = torch.randint(0, 2 * pad + 1, (B,), generator=g)
+    rows = (dy.view(B, 1) + torch.arange(H)).view(B, 1, H, 1).expand(B, x.shape[1], H, W + 2 * pad)
+    xp = torch.gather(xp, 2, rows.to(x.device))
+    cols = (dx.view(B, 1) + torch.arange(W)).view(B, 1, 1, W).expand(B, x.shape[1], H, W)
+    return torch.gather(xp, 3, cols.to(x.device))
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator):
+    lam = float(torch.distributions.Beta(alpha, alpha).sample()) if alpha > 0 else 1.0
+    perm = torch.randperm(len(y), generator=g).to(x.device)
+    return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+
+
+def loss_fn(name: str, model: Backbone, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if name == "ce":
+        return F.cross_entropy(logits, y)
+    if name == "mse":
+        return F.mse_loss(logits, F.one_hot(y, logits.shape[1]).to(logits.dtype))
+    if name == "dot_regression":
+        from ncbench.training.losses import dot_regression_loss
+
+        head = model.head
+        feats = head.project(h) if hasattr(head, "project") else h
+        return dot_regression_loss(feats, y, head.weight)
+    raise ValueError(f"unknown loss '{name}': use ce, mse or dot_regression")
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    accuracy: float
+    lr: float
+
+
+class Trainer:
+    """Trains `model` with `recipe`; `fit` calls `on_epoch_end(epoch)` after each epoch (1-based)."""
+
+    def __init__(self, model: Backbone, recipe: Recipe, device: str = "cpu", seed: int = 0,
+                 progress: bool = True):
+        self.recipe, self.seed, self.progress = recipe, seed, progress
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                                         weight_decay=recipe.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=recipe.precision == "fp16" and self.device.type == "cuda")
+        self.micro_batches = 1
+        self.scheduler = None
+        self.epoch = 0
+        self.ddp = None
+        if dist.is_distributed():
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def autocast(self):
+        if self.device.type != "cuda" or self.recipe.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.recipe.precision == "bf16" else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "scaler": self.scaler.state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._scheduler_state = state.get("scheduler")
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        """Atomic checkpoint (write to a temporary file, then rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+        torch.save({**self.state_dict(), **(extra or {})}, tmp)
+        os.replace(tmp, path)
+
+    # -- training ----------------------------------------------------------------------------
+    def _step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[float, int]:
+        net = self.ddp or self.model
+        r = self.recipe
+        y2, lam = None, 1.0
+        if r.mixup_alpha > 0:
+            x, y, y2, lam = mixup(x, y, r.mixup_alpha, g)
+        self.optimizer.zero_grad(set_to_none=True)
+        total, correct = 0.0, 0
+        chunks = max(1, min(self.micro_batches, len(y)))
+        for xs, ys, y2s in zip(x.tensor_split(chunks), y.tensor_split(chunks),
+                               (y2.tensor_split(chunks) if y2 is not None else [None] * chunks)):
+            with self.autocast():
+                h = net.module.features(xs) if self.ddp else net.features(xs)
+                logits = (net.module if self.ddp else net).logits(h)
+                loss = loss_fn(r.loss, self.model, h, logits, ys)
+                if y2s is not None:
+                    loss = lam * loss + (1 - lam) * loss_fn(r.loss, self.model, h, logits, y2s)
+            self.scaler.scale(loss * (len(ys) / len(y))).backward()
+            total += float(loss.detach()) * len(ys)
+            correct += int((logits.detach().argmax(1) == ys).sum())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return total, correct
+
+    def train_epoch(self, data: ImageDataset) -> EpochLog:
+        r = self.recipe
+        g = epoch_generator(self.seed, self.epoch)
+        order = dist.shard(torch.randperm(len(data), generator=g))
+        if self.ddp is not None:  # equal step counts on every rank (DDP needs matching collectives)
+            n = len(data) // dist.world_size()
+            order = order[:n]
+        self.model.train()
+        seen, loss_sum, correct = 0, 0.0, 0
+        batches = order.split(max(1, r.batch_size // dist.world_size()))
+        it = tqdm(batches, desc=f"epoch {self.epoch + 1}/{r.epochs}", leave=False,
+                  disable=not (self.progress and dist.is_main()))
+        for idx in it:
+            x, y = data.batch(idx)
+            if r.augment:
+                x = augment_batch(x, g)
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            while True:
+                try:
+                    total, c = self._step(x, y, g)
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    if self.micro_batches >= len(y):
+                        raise
+                    self.micro_batches *= 2
+                    torch.cuda.empty_cache()
+                    tqdm.write(f"CUDA out of memory: retrying in {self.micro_batches} micro-batches")
+            seen += len(y)
+            loss_sum += total
+            correct += c
+        self.epoch += 1
+        loss_sum, correct, seen = dist.all_reduce_sum([loss_sum, correct, seen], self.device)
+        return EpochLog(self.epoch, loss_sum / seen, correct / seen, self.optimizer.param_groups[0]["lr"])
+
+    def fit(self, data: ImageDataset, on_epoch_end: Callable[[EpochLog], None] | None = None,
+            checkpoint: Path | None = None, checkpoint_extra: Callable[[], dict] | None = None) -> list[EpochLog]:
+        """Train from `self.epoch` to `recipe.epochs`, checkpointing at the end of every
+        `checkpoint_every`-th epoch and of the last one. Checkpoints hold end-of-epoch states only, so
+        a run interrupted anywhere resumes from the last one with the uninterrupted run's numbers."""
+        r = self.recipe
+        per_rank = len(data) // dist.world_size() if self.ddp is not None else len(data)
+        steps = -(-per_rank // max(1, r.batch_size // dist.world_size()))
+        self.scheduler = r.scheduler(self.optimizer, steps)
+        if getattr(self, "_scheduler_state", None):
+            self.scheduler.load_state_dict(self._scheduler_state)
+        logs = []
+        while self.epoch < r.epochs:
+            log = self.train_epoch(data)
+            logs.append(log)
+            if on_epoch_end is not None:
+                on_epoch_end(log)
+            if checkpoint is not None and dist.is_main() and (
+                    self.epoch % r.checkpoint_every == 0 or self.epoch == r.epochs):
+                self.save(checkpoint, checkpoint_extra() if checkpoint_extra else None)
+        return logs

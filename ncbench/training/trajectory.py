@@ -1,0 +1,198 @@
+"""One training run, measured at every evaluated epoch, shared by every task that reads it.
+
+`train_collapse`, `test_collapse`, `cdnv_bound` (and `ncc_depth`'s per-epoch curve, through a
+probe) read the same trajectory: it is trained once per configuration, cached on disk under its
+key, checkpointed for resume, and its per-epoch measurements are kept in a `TrajectoryRecord`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ncbench.data import ImageDataset, load_dataset
+from ncbench.models.backbone import Backbone, build_backbone
+from ncbench.training import distributed as dist
+from ncbench.training.evaluation import SplitEval, evaluate
+from ncbench.training.recipe import Recipe
+from ncbench.training.seeding import seed_everything
+from ncbench.training.trainer import Trainer
+
+Probe = Callable[[Backbone, ImageDataset, ImageDataset, int], dict]
+"""A per-epoch extra measurement `(model, train, test, epoch) -> dict` (e.g. per-layer NCC)."""
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    dataset: str
+    model: str
+    recipe: Recipe
+    seed: int = 0
+    pretrained: bool | str = False
+    checkpoint: str | None = None
+    head: str = "linear"
+    train_split: str = "train"
+    test_split: str = "test"
+    classes: tuple[int, ...] | None = None      # train on this class subset (relabelled 0..n-1)
+    imbalance: tuple[tuple[str, object], ...] | None = None  # SPEC §7 view of the train split
+    model_kwargs: tuple[tuple[str, object], ...] = ()
+    data_dir: str | None = None
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["recipe"] = self.recipe.to_dict()
+        return d
+
+    def key(self) -> str:
+        d = self.to_dict()
+        d.pop("data_dir")
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float
+    fit_loss: float          # running loss/accuracy of the (possibly augmented) training steps
+    fit_accuracy: float
+    train: SplitEval
+    test: SplitEval | None
+    probes: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrajectoryRecord:
+    config: dict
+    epochs: list[EpochRecord]
+    class_counts: list[int]
+    seconds: float = 0.0
+
+    @property
+    def terminal_phase_epoch(self) -> int | None:
+        """First evaluated epoch with 100% train accuracy (un-augmented metric pass)."""
+        for r in self.epochs:
+            if r.train.accuracy >= 1.0:
+                return r.epoch
+        return None
+
+    def final(self) -> EpochRecord:
+        return self.epochs[-1]
+
+
+def load_splits(cfg: TrajectoryConfig) -> tuple[ImageDataset, ImageDataset]:
+    train = load_dataset(cfg.dataset, cfg.train_split, cfg.data_dir)
+    test = load_dataset(cfg.dataset, cfg.test_split, cfg.data_dir)
+    if cfg.classes is not None:
+        from ncbench.data.imbalance import class_subset
+
+        train, test = class_subset(train, list(cfg.classes)), class_subset(test, list(cfg.classes))
+    if cfg.imbalance is not None:
+        from ncbench.data.imbalance import imbalanced_view
+
+        train = imbalanced_view(train, seed=cfg.seed, **dict(cfg.imbalance))
+    return train, test
+
+
+class Trajectory:
+    """Train `cfg` once (resuming from `cache_dir/<key>/checkpoint.pt`), evaluating every
+    `recipe.eval_every` epochs and at the end."""
+
+    def __init__(self, cfg: TrajectoryConfig, cache_dir: Path, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.dir = Path(cache_dir) / cfg.key()
+        self.model: Backbone | None = None
+        self.train_data: ImageDataset | None = None
+        self.test_data: ImageDataset | None = None
+
+    @property
+    def record_path(self) -> Path:
+        return self.dir / "record.pt"
+
+    @property
+    def final_weights(self) -> Path:
+        return self.dir / "model_final.pt"
+
+    def cached(self, probes: dict[str, Probe] | None = None) -> TrajectoryRecord | None:
+        if not self.record_path.exists():
+            return None
+        rec: TrajectoryRecord = torch.load(self.record_path, weights_only=False)
+        if probes and any(name not in rec.epochs[-1].probes for name in probes):
+            return None
+        return rec
+
+    def build_model(self, num_classes: int, in_chans: int) -> Backbone:
+        c = self.cfg
+        return build_backbone(c.model, num_classes, in_chans, pretrained=c.pretrained,
+                              checkpoint=c.checkpoint, head=c.head, head_seed=c.seed,
+                              **dict(c.model_kwargs))
+
+    def load_final_model(self) -> Backbone:
+        """The trained backbone (for tasks that read it after the run, e.g. `ncc_depth`)."""
+        train, test = self.data()
+        model = self.build_model(train.num_classes, train.in_chans)
+        model.load_state_dict(torch.load(self.final_weights, map_location="cpu"))
+        return model.to(self.cfg.device).eval()
+
+    def data(self) -> tuple[ImageDataset, ImageDataset]:
+        if self.train_data is None:
+            self.train_data, self.test_data = load_splits(self.cfg)
+        return self.train_data, self.test_data
+
+    def run(self, probes: dict[str, Probe] | None = None) -> TrajectoryRecord:
+        probes = probes or {}
+        rec = self.cached(probes)
+        if rec is not None:
+            return rec
+        c, r = self.cfg, self.cfg.recipe
+        seed_everything(c.seed)
+        train, test = self.data()
+        model = self.build_model(train.num_classes, train.in_chans)
+        trainer = Trainer(model, r, c.device, c.seed, self.progress)
+        ckpt = self.dir / "checkpoint.pt"
+        epochs: list[EpochRecord] = []
+        elapsed = 0.0
+        if ckpt.exists():
+            state = torch.load(ckpt, map_location=c.device, weights_only=False)
+            trainer.load_state_dict(state)
+            epochs, elapsed = state["records"], state.get("seconds", 0.0)
+            if dist.is_main():
+                tqdm.write(f"resuming {c.model} on {c.dataset} from epoch {trainer.epoch} ({ckpt})")
+        start = time.perf_counter() - elapsed
+        bar = tqdm(total=r.epochs, initial=trainer.epoch, desc=f"train {c.model} on {c.dataset}",
+                   disable=not (self.progress and dist.is_main()))
+
+        def on_epoch_end(log) -> None:
+            if log.epoch % r.eval_every == 0 or log.epoch == r.epochs:
+                tr, te = evaluate(trainer.model, train, test, c.device, max(256, r.batch_size),
+                                  progress=self.progress)
+                extra = {name: p(trainer.model, train, test, log.epoch) for name, p in probes.items()}
+                epochs.append(EpochRecord(log.epoch, log.lr, log.loss, log.accuracy, tr, te, extra))
+                bar.set_postfix(train_acc=f"{tr.accuracy:.3f}", test_acc=f"{te.accuracy:.3f}",
+                                nc1=f"{tr.collapse['nc1']:.3g}")
+            bar.update(1)
+
+        trainer.fit(train, on_epoch_end, ckpt,
+                    lambda: {"records": epochs, "seconds": time.perf_counter() - start})
+        bar.close()
+        rec = TrajectoryRecord(c.to_dict(), epochs, train.class_counts().tolist(),
+                               time.perf_counter() - start)
+        self.model = trainer.model
+        if dist.is_main():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _atomic_save(trainer.model.state_dict(), self.final_weights)
+            _atomic_save(rec, self.record_path)
+        return rec
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

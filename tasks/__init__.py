@@ -1,0 +1,1 @@
+"""Declarative task specs (YAML), installed as the package `ncbench.task_specs`."""
