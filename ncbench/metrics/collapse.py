@@ -103,7 +103,7 @@ class CollapseStats:
         if self.dim is None:
             self._allocate(features.shape[1], self.device or features.device)
         x = features.detach().to(self.device, DTYPE)
-        y = labels.detach().to(self.device)
+        y = labels.detach().to(self.device, torch.long)
         finite = torch.isfinite(x).all(1)
         if not bool(finite.all()):
             self.nonfinite += int((~finite).sum())
@@ -197,6 +197,9 @@ class CollapseStats:
         out: dict[str, float] = {}
         Vr, inv_lam = between_class_pinv(Mt, pinv_tol)
         out["nc1"] = float(((sigma_w @ Vr) * Vr).sum(0).clamp_min(0) @ inv_lam) / Kp
+        if inv_lam.numel() == 0:                               # Σ_B = 0: no class is separated
+            out["nc1"] = math.inf if float(self.m2[present].sum()) > 0 else math.nan
+            reasons.append("all class means coincide (Σ_B = 0): nc1 is inf")
         tr_sb = float((Mt * Mt).sum()) / Kp
         tr_sw = float(self.m2[present].sum() / N)
         out["nc1_quotient"] = tr_sw / tr_sb if tr_sb > 0 else math.inf
@@ -264,7 +267,7 @@ class NearestCentrePass:
         self.fingerprint = fingerprint(self.means, self.counts)
         K, d = self.means.shape
         self.weight = None if weight is None else _classifier(weight, K, d, means.device)
-        self.bias = None if bias is None else bias.detach().to(means.device, DTYPE).reshape(K)
+        self.bias = None if bias is None else _bias(bias, K, means.device)
         self._absent = self.counts == 0
         self._sq = (self.means * self.means).sum(1)
         self.seen = self.correct = self.agree = self.with_prediction = 0
@@ -279,7 +282,7 @@ class NearestCentrePass:
         K, d = self.means.shape
         check_batch(features, labels, K, d)
         x = features.detach().to(self.means.device, DTYPE)
-        y = labels.detach().to(x.device)
+        y = labels.detach().to(x.device, torch.long)
         finite = torch.isfinite(x).all(1)
         x, y = x[finite], y[finite]
         if logits is not None:
@@ -326,6 +329,13 @@ def _classifier(weight: torch.Tensor, K: int, d: int, device) -> torch.Tensor:
     if W.shape != (K, d):
         raise ValueError(f"classifier weight must be (num_classes, d) = ({K}, {d}), got {tuple(W.shape)}")
     return W
+
+
+def _bias(bias: torch.Tensor, K: int, device) -> torch.Tensor:
+    b = bias.detach().to(device, DTYPE)
+    if b.shape != (K,):
+        raise ValueError(f"classifier bias must have shape (num_classes,) = ({K},), got {tuple(b.shape)}")
+    return b
 
 
 def between_class_pinv(Mt: torch.Tensor, tol: float) -> tuple[torch.Tensor, torch.Tensor]:

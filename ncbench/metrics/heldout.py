@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from ncbench.metrics.collapse import (DTYPE, CollapseStats, _classifier, between_class_pinv, cdnv_pairs,
-                                      check_batch, class_mean_sq_distances)
+from ncbench.metrics.collapse import (DTYPE, CollapseStats, _bias, _classifier, between_class_pinv,
+                                      cdnv_pairs, check_batch, class_mean_sq_distances)
 
 ASSIGNMENTS = ("label", "prediction", "ncc")
 
@@ -33,19 +33,20 @@ class HeldoutStats:
         self.means, self.train_count = train.mean.clone(), train.count.clone()
         K, d = self.means.shape
         self.weight = None if weight is None else _classifier(weight, K, d, self.means.device)
-        self.bias = None if bias is None else bias.detach().to(self.means.device, DTYPE).reshape(K)
+        self.bias = None if bias is None else _bias(bias, K, self.means.device)
         self.ncc = train.second_pass()
         dev = self.means.device
         self.count = torch.zeros(K, dtype=DTYPE, device=dev)
         self.m2 = torch.zeros(K, dtype=DTYPE, device=dev)
         self.scatter = torch.zeros(d, d, dtype=DTYPE, device=dev)
         self.nonfinite = 0
+        self.unattached = 0
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> "HeldoutStats":
         K, d = self.means.shape
         check_batch(features, labels, K, d)
         x = features.detach().to(self.means.device, DTYPE)
-        y = labels.detach().to(x.device)
+        y = labels.detach().to(x.device, torch.long)
         finite = torch.isfinite(x).all(1)
         if not bool(finite.all()):
             self.nonfinite += int((~finite).sum())
@@ -62,6 +63,10 @@ class HeldoutStats:
             a = (z + self.bias if self.bias is not None else z).argmax(1)
         else:
             raise ValueError("assign='prediction' needs the network's logits or the classifier weight")
+        untrained = self.train_count[a] == 0   # no train mean to measure them around: dropped, counted
+        if bool(untrained.any()):
+            self.unattached += int(untrained.sum())
+            x, a = x[~untrained], a[~untrained]
         xc = x - self.means[a]
         self.count += torch.bincount(a, minlength=K).to(DTYPE)
         self.m2.index_add_(0, a, (xc * xc).sum(1))
@@ -99,6 +104,8 @@ class HeldoutStats:
         sigma_w = self.scatter / N
         Vr, inv_lam = between_class_pinv(Mt, pinv_tol)
         nc1 = float(((sigma_w @ Vr) * Vr).sum(0).clamp_min(0) @ inv_lam) / Kp
+        if inv_lam.numel() == 0:                               # all train means coincide
+            nc1 = math.inf if float(torch.trace(sigma_w)) > 0 else math.nan
         cnt = self.count[present]
         var = self.m2[present] / torch.where(cnt > 0, cnt, torch.nan)   # NaN: nothing attached to k
         V = cdnv_pairs(var, class_mean_sq_distances(Mt))

@@ -25,16 +25,19 @@ from ncbench.training.recipe import Recipe
 from ncbench.training.seeding import epoch_generator
 
 
-def augment_batch(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random translation by up to `pad` pixels (pad-and-crop), the same draw on every device."""
-    B, _, H, W = x.shape
+def augment_batch(x: torch.Tensor, shifts: torch.Tensor, pad: int = 2) -> torch.Tensor:
+    """Translate each image by `shifts[i] = (dy, dx)` in [0, 2·pad] (pad-and-crop)."""
+    B, C, H, W = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (B,), generator=g)
-    dx = torch.randint(0, 2 * pad + 1, (B,), generator=g)
-    rows = (dy.view(B, 1) + torch.arange(H)).view(B, 1, H, 1).expand(B, x.shape[1], H, W + 2 * pad)
-    xp = torch.gather(xp, 2, rows.to(x.device))
-    cols = (dx.view(B, 1) + torch.arange(W)).view(B, 1, 1, W).expand(B, x.shape[1], H, W)
-    return torch.gather(xp, 3, cols.to(x.device))
+    dy, dx = shifts[:, 0].to(x.device), shifts[:, 1].to(x.device)
+    rows = (dy.view(B, 1) + torch.arange(H, device=x.device)).view(B, 1, H, 1).expand(B, C, H, W + 2 * pad)
+    xp = torch.gather(xp, 2, rows)
+    cols = (dx.view(B, 1) + torch.arange(W, device=x.device)).view(B, 1, 1, W).expand(B, C, H, W)
+    return torch.gather(xp, 3, cols)
+
+
+def draw_shifts(n: int, g: torch.Generator, pad: int = 2) -> torch.Tensor:
+    return torch.randint(0, 2 * pad + 1, (n, 2), generator=g)
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator):
@@ -55,6 +58,15 @@ def loss_fn(name: str, model: Backbone, h: torch.Tensor, logits: torch.Tensor, y
         feats = head.project(h) if hasattr(head, "project") else h
         return dot_regression_loss(feats, y, head.weight)
     raise ValueError(f"unknown loss '{name}': use ce, mse or dot_regression")
+
+
+def global_batches(order: torch.Tensor, batch_size: int, world: int) -> list[torch.Tensor]:
+    """Split an epoch's order into global batches; a last batch too small to give every rank a
+    sample joins the one before (DDP needs the same number of steps on every rank)."""
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) < world:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 @dataclass
@@ -114,7 +126,10 @@ class Trainer:
         os.replace(tmp, path)
 
     # -- training ----------------------------------------------------------------------------
-    def _step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[float, int]:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, global_size: int) -> tuple[float, int]:
+        """One optimiser step on this rank's share of a global batch. Each (micro-)batch loss is
+        weighted by its share of the global batch (times the world size, which DDP's gradient
+        averaging divides out), so the update is that of the whole global batch."""
         net = self.ddp or self.model
         r = self.recipe
         y2, lam = None, 1.0
@@ -131,7 +146,7 @@ class Trainer:
                 loss = loss_fn(r.loss, self.model, h, logits, ys)
                 if y2s is not None:
                     loss = lam * loss + (1 - lam) * loss_fn(r.loss, self.model, h, logits, y2s)
-            self.scaler.scale(loss * (len(ys) / len(y))).backward()
+            self.scaler.scale(loss * (len(ys) * dist.world_size() / global_size)).backward()
             total += float(loss.detach()) * len(ys)
             correct += int((logits.detach().argmax(1) == ys).sum())
         self.scaler.step(self.optimizer)
@@ -142,26 +157,24 @@ class Trainer:
     def train_epoch(self, data: ImageDataset) -> EpochLog:
         r = self.recipe
         g = epoch_generator(self.seed, self.epoch)
-        order = dist.shard(torch.randperm(len(data), generator=g))
-        if self.ddp is not None:  # equal step counts on every rank (DDP needs matching collectives)
-            n = len(data) // dist.world_size()
-            order = order[:n]
+        batches = global_batches(torch.randperm(len(data), generator=g), r.batch_size, dist.world_size())
         self.model.train()
         seen, loss_sum, correct = 0, 0.0, 0
-        batches = order.split(max(1, r.batch_size // dist.world_size()))
         it = tqdm(batches, desc=f"epoch {self.epoch + 1}/{r.epochs}", leave=False,
                   disable=not (self.progress and dist.is_main()))
-        for idx in it:
-            x, y = data.batch(idx)
-            if r.augment:
-                x = augment_batch(x, g)
+        for batch in it:
+            global_size = len(batch)
+            mine = dist.shard(torch.arange(global_size))   # this rank's positions in the global batch
+            x, y = data.batch(batch[mine])
+            if r.augment:  # drawn for the global batch, so one process and DDP see the same images
+                x = augment_batch(x, draw_shifts(global_size, g)[mine])
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             while True:
                 try:
-                    total, c = self._step(x, y, g)
+                    total, c = self._step(x, y, g, global_size)
                     break
                 except torch.cuda.OutOfMemoryError:
                     if self.micro_batches >= len(y):
@@ -182,8 +195,7 @@ class Trainer:
         `checkpoint_every`-th epoch and of the last one. Checkpoints hold end-of-epoch states only, so
         a run interrupted anywhere resumes from the last one with the uninterrupted run's numbers."""
         r = self.recipe
-        per_rank = len(data) // dist.world_size() if self.ddp is not None else len(data)
-        steps = -(-per_rank // max(1, r.batch_size // dist.world_size()))
+        steps = len(global_batches(torch.arange(len(data)), r.batch_size, dist.world_size()))
         self.scheduler = r.scheduler(self.optimizer, steps)
         if getattr(self, "_scheduler_state", None):
             self.scheduler.load_state_dict(self._scheduler_state)

@@ -1,0 +1,141 @@
+"""CLI exit codes and messages, result CSV schema, atomic writes, skip and resume."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from ncbench.cli import main
+from ncbench.results.schema import COLUMNS
+from ncbench.results.writer import format_value, write_long_csv
+from ncbench.suite import run_tasks
+from ncbench.tasks import TaskSpec
+
+TINY = dict(dataset="digits", model="test_resnet", seed=0,
+            recipe={"epochs": 2, "batch_size": 256, "lr": 0.05, "eval_every": 1, "checkpoint_every": 1})
+
+
+def tiny_spec(name="tiny", kind="train_collapse", **kw) -> TaskSpec:
+    return TaskSpec(name=name, kind=kind, version=1, **{**TINY, **kw})
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "train_colapse_mnist5k"], "Did you mean: train_collapse_mnist5k"),
+    (["run", "train_collapse_mnist5k", "--model", "resnet1"], "unknown model 'resnet1'. Did you mean: resnet18"),
+    (["run", "train_collapse_mnist5k", "--dataset", "cifar"], "unknown dataset 'cifar'. Did you mean: cifar10"),
+    (["suite", "no_such_suite"], "unknown task 'no_such_suite'"),
+    (["run", "/nonexistent/spec.yaml"], "not found"),
+])
+def test_bad_input_exits_2_with_a_clear_message(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ncbench: error:") and needle in err and "Traceback" not in err
+
+
+def test_missing_real_dataset_names_the_fetch_command(tmp_path, capsys):
+    code = main(["run", "train_collapse_cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"),
+                 "--no-progress", "--device", "cpu"])
+    err = capsys.readouterr()
+    assert code == 1  # the task fails, the suite records it; the message is in the summary
+    assert "cifar10" in err.out and "download" in err.out.lower()
+
+
+def test_list_commands(capsys):
+    assert main(["list", "tasks"]) == 0
+    assert "train_collapse_mnist5k" in capsys.readouterr().out
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out.split()
+    assert {"mnist5k", "digits", "cifar10"} <= set(out)
+    assert main(["list", "models", "resnet1*"]) == 0
+    assert "resnet18" in capsys.readouterr().out.split()
+    assert main(["list", "kinds"]) == 0
+    assert "train_collapse" in capsys.readouterr().out
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--epochs" in out and "examples:" in out
+
+
+def test_csv_values_are_plain_floats_and_pandas_reads_them(tmp_path):
+    rows = [{"split": "train", "epoch": 1, "layer": None, "metric": m, "value": v, "n_samples": 10}
+            for m, v in [("a", 1234567.0), ("b", math.nan), ("c", math.inf), ("d", 1e-300), ("e", 2)]]
+    path = write_long_csv(tmp_path / "r.csv", rows, {"run_id": "x", "task": "t"})
+    df = pd.read_csv(path)
+    assert list(df.columns) == list(COLUMNS)
+    assert df["value"].dtype == float
+    assert df["value"].iloc[0] == 1234567.0 and math.isnan(df["value"].iloc[1]) and df["value"].iloc[2] == math.inf
+    assert df["value"].iloc[3] == 1e-300 and df["value"].iloc[4] == 2.0
+    assert format_value(float("nan")) == "" and format_value(0.1) == "0.1"
+    assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
+
+
+def test_run_writes_schema_then_skips_then_force_redoes(tmp_path):
+    logs = []
+    spec = tiny_spec()
+    run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False, log=logs.append)
+    assert [r.status for r in runs] == ["done"]
+    df = pd.read_csv(runs[0].csv)
+    assert list(df.columns) == list(COLUMNS) and df["value"].dtype == float
+    assert set(df.split) >= {"train", "test", "fit", "summary"}
+    assert (df.config_hash == spec.config_hash()).all() and (df.task_version == 1).all()
+    cfg = json.loads((runs[0].dir / "config.json").read_text())
+    assert cfg["provenance"]["torch_version"] == torch.__version__
+    assert (runs[0].dir / "collapse.png").stat().st_size > 1000
+    mtime = runs[0].csv.stat().st_mtime_ns
+    _, again = run_tasks("t", [tiny_spec()], tmp_path, progress=False, log=logs.append)
+    assert [r.status for r in again] == ["skipped"] and runs[0].csv.stat().st_mtime_ns == mtime
+    _, forced = run_tasks("t", [tiny_spec()], tmp_path, force=True, progress=False, log=logs.append)
+    assert [r.status for r in forced] == ["done"]
+
+
+def test_tasks_on_one_trajectory_train_once(tmp_path, monkeypatch):
+    from ncbench.training import trajectory
+
+    calls = []
+    original = trajectory.Trainer.fit
+    monkeypatch.setattr(trajectory.Trainer, "fit", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    specs = [tiny_spec("a"), tiny_spec("b", kind="test_collapse"), tiny_spec("c", kind="cdnv_bound")]
+    _, runs = run_tasks("t", specs, tmp_path, progress=False, log=lambda m: None)
+    assert [r.status for r in runs] == ["done"] * 3 and len(calls) == 1
+    pairs = pd.read_csv(runs[2].dir / "cdnv_pairs.csv")
+    assert list(pairs.columns) == ["class_i", "class_j", "split", "value"] and len(pairs) == 2 * 45
+
+
+def test_interrupted_run_resumes_from_checkpoint(tmp_path, monkeypatch):
+    """Interrupt training in epoch 2; the rerun resumes at epoch 2 and equals an uninterrupted run."""
+    from ncbench.training.trainer import Trainer
+
+    spec = tiny_spec(recipe={**TINY["recipe"], "epochs": 3})
+    original = Trainer.train_epoch
+    epochs_trained = []
+
+    def dying(self, data):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, data)
+
+    def counting(self, data):
+        epochs_trained.append(self.epoch + 1)
+        return original(self, data)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks("t", [spec], tmp_path / "a", progress=False, log=lambda m: None)
+    ckpt = next((tmp_path / "a").rglob("checkpoint.pt"))
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(Trainer, "train_epoch", counting)
+    _, resumed = run_tasks("t", [spec], tmp_path / "a", progress=False, log=lambda m: None)
+    assert epochs_trained == [2, 3], "the rerun must resume, not start over"
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    _, fresh = run_tasks("t", [spec], tmp_path / "b", progress=False, log=lambda m: None)
+    a, b = pd.read_csv(resumed[0].csv), pd.read_csv(fresh[0].csv)
+    keep = a.metric != "train_seconds"
+    assert len(a) == len(b) and keep.sum() > 50
+    pd.testing.assert_series_equal(a[keep].value.reset_index(drop=True), b[keep].value.reset_index(drop=True))
