@@ -48,8 +48,10 @@ class Backbone(nn.Module):
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        """Logits, or `(features, logits)` with `with_features=True` (one call, so DDP syncs it)."""
+        h = self.body(x)
+        return (h, self.head(h)) if with_features else self.head(h)
 
     def classifier(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(W, b) of the last layer acting on `features(x)`."""

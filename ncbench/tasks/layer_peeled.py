@@ -1,0 +1,135 @@
+r"""`layer_peeled`: minority collapse in the layer-peeled model, solved to optimality (SPEC §7–8).
+
+Fang, He, Long, Su 2021 (review §3.1.5, eq. 14): K classes, the first K_A with n samples, the rest
+n/R; features and classifier under the budgets E_H and E_W. For every (E_H, R) pair,
+`ncbench.theory.solve_lpm` finds the optimum and the task reports the mean pairwise cosine of the
+minority classifier rows: −1/(K−1) at R = 1, rising with R, 1 (collapse) past a threshold that grows
+with E_H. Options: `K`, `K_A`, `ratios` (a list of R ≥ 1, or a log grid `{min, max, num}` =
+`numpy.geomspace`), `E_H` (a list of budgets), `E_W`; solver: `restarts`, `dim` (None: 2K).
+
+Encoding (tidy long rows, SPEC §9). One row per LPM instance and quantity: `split="train"` (the
+optimum of the training objective), `epoch` empty (nothing evolves in time), `layer` = the instance
+label `"E_H=<E_H> R=<R>"` (R to 6 significant digits; no comma, so no CSV quoting), `metric` one of
+`minority_cosine`, `minority_norm`, `objective`, `kkt_residual`. Metric names stay a fixed set, so a
+pandas user writes
+
+    cos = df[(df.split == "train") & (df.metric == "minority_cosine")]
+    cos = cos.join(cos.layer.str.extract(r"E_H=(?P<E_H>\S+) R=(?P<ratio>\S+)").astype(float))
+
+The exact curve is also the extra table `curve.csv` (columns E_H, ratio, minority_cosine,
+minority_norm, objective, kkt_residual, iterations): load that one for plotting.
+
+Summary rows (layer empty), per E_H: `threshold_ratio_E_H=<E_H>`, the first R where the minority
+cosine exceeds 0, and `collapse_ratio_E_H=<E_H>`, the first R where it reaches 1 − 1e-3 (minority
+collapse proper), both interpolated in log R (`ncbench.theory.threshold_ratio`) and empty (NaN) when
+the grid never gets there; plus `max_kkt_residual` (solver check). Minority rows that vanish
+(w_k = 0, possible for small E_H when K_A ≥ K − K_A) have no cosine: NaN, never counted as crossing.
+
+No data set or backbone is involved: results record dataset "layer_peeled", model "none" and device
+"cpu" (the solver is CPU float64) whatever the command line says; `recipe` is not read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
+from ncbench.tasks.ufm import coerce_option
+from ncbench.theory import (
+    LPMConfig,
+    minority_collapse_curve,
+    plot_minority_collapse,
+    threshold_ratio,
+)
+
+COLLAPSED = 1 - 1e-3          # minority cosine counted as full collapse
+ROW_METRICS = ("minority_cosine", "minority_norm", "objective", "kkt_residual")
+
+
+def instance_label(e_h: float, ratio: float) -> str:
+    """The `layer` label of one LPM instance, e.g. `"E_H=5 R=3.16228"`."""
+    return f"E_H={e_h:g} R={ratio:.6g}"
+
+
+@register_task("layer_peeled")
+class LayerPeeledTask(Task):
+    default_options: ClassVar[dict] = {"K": 10, "K_A": 3, "ratios": {"min": 1.0, "max": 1000.0, "num": 13},
+                                       "E_H": [1.0, 2.0, 5.0], "E_W": 1.0, "restarts": 2, "dim": None}
+
+    def __init__(self, spec: TaskSpec):
+        super().__init__(spec)
+        spec.dataset, spec.model, spec.pretrained, spec.checkpoint = "layer_peeled", "none", False, None
+        spec.device = "cpu"
+        o = self.options
+        for k in ("K", "K_A", "restarts") + (("dim",) if o["dim"] is not None else ()):
+            o[k] = coerce_option(spec.name, k, o[k], 1)
+        self.ratios = self._ratios(o["ratios"])
+        self.energies_h = self._numbers("E_H", o["E_H"])
+        labels = [instance_label(e, r) for e in self.energies_h for r in self.ratios]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"task '{spec.name}': E_H and ratios must be distinct to 6 significant digits")
+        try:                                       # bad K, K_A, budgets fail here, before any task runs
+            for e in self.energies_h:
+                LPMConfig(num_classes=o["K"], num_majority=o["K_A"], ratio=self.ratios[0], energy_h=e,
+                          energy_w=float(o["E_W"]), dim=o["dim"], restarts=o["restarts"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"task '{spec.name}': {err}") from None
+
+    def _numbers(self, name: str, values) -> list[float]:
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"task '{self.spec.name}': option {name} must be a non-empty list of numbers, "
+                             f"got {values!r}")
+        try:
+            return [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f"task '{self.spec.name}': option {name} must hold numbers, got {values!r}") from None
+
+    def _ratios(self, spec) -> list[float]:
+        if isinstance(spec, dict):
+            if set(spec) != {"min", "max", "num"}:
+                raise ValueError(f"task '{self.spec.name}': a ratio grid is {{min, max, num}} (log-spaced), got "
+                                 f"keys {sorted(spec)}")
+            lo, hi = (coerce_option(self.spec.name, f"ratios.{k}", spec[k], 1.0) for k in ("min", "max"))
+            num = coerce_option(self.spec.name, "ratios.num", spec["num"], 1)
+            if not 1 <= lo <= hi or num < 1:
+                raise ValueError(f"task '{self.spec.name}': ratio grid needs 1 <= min <= max and num >= 1, got {spec}")
+            ratios = np.geomspace(lo, hi, num).tolist()
+        else:
+            ratios = self._numbers("ratios", spec)
+        if min(ratios) < 1:
+            raise ValueError(f"task '{self.spec.name}': imbalance ratios R must be >= 1, got {min(ratios)}")
+        return sorted(ratios)
+
+    def run(self, ctx) -> TaskOutput:
+        o = self.options
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)                   # K×2K matrices: threads only add overhead
+        try:
+            curve = minority_collapse_curve(o["K"], o["K_A"], self.ratios, self.energies_h,
+                                            energy_w=float(o["E_W"]), restarts=o["restarts"], dim=o["dim"],
+                                            seed=self.spec.seed)
+        finally:
+            torch.set_num_threads(threads)
+        rows = []
+        for p in curve.itertuples(index=False):
+            rows += rows_from({m: getattr(p, m) for m in ROW_METRICS}, split="train",
+                              layer=instance_label(p.E_H, p.ratio))
+        cross, full = threshold_ratio(curve), threshold_ratio(curve, level=COLLAPSED)
+        summary = {}
+        for e in self.energies_h:
+            summary[f"threshold_ratio_E_H={e:g}"] = cross[e]
+            summary[f"collapse_ratio_E_H={e:g}"] = full[e]
+        summary["max_kkt_residual"] = float(curve["kkt_residual"].max())
+        rows += rows_from(summary, split="summary")
+        return TaskOutput(rows, tables={"curve": curve},
+                          meta={"precision": "fp64", "num_classes": o["K"], "num_majority": o["K_A"],
+                                "vanished_points": int(curve["minority_cosine"].isna().sum())})
+
+    def plot(self, rows, out_dir: Path) -> list[Path]:
+        curve = pd.read_csv(Path(out_dir) / "curve.csv")
+        return [plot_minority_collapse(curve, self.options["K"], Path(out_dir) / "minority_collapse.png")]
+
