@@ -1,7 +1,176 @@
-"""CLI commands for leaderboards and reports (filled in by the leaderboard module)."""
+"""CLI commands for leaderboards and reports: `submit`, `leaderboard`, `verify`, `report`.
+
+A thin layer over `ncbench.results.leaderboard` and `ncbench.results.report`; handlers return the
+exit code, and ValueError/FileNotFoundError become `ncbench: error: ...` (exit 2) in cli.py.
+"""
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+LB_HELP = "leaderboards folder (default: $NCBENCH_LEADERBOARDS, else the checkout's leaderboards/)"
 
 
 def add_commands(sub) -> None:
-    """Register `submit`, `leaderboard`, `verify`, `report` sub-commands (none yet)."""
-    return None
+    """Register the `submit`, `leaderboard`, `verify` and `report` sub-commands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "submit", help="add a finished run (or a model, run first) to the leaderboards", formatter_class=fmt,
+        description="Validate a finished run (schema, current task versions and protocol, completeness, "
+                    "duplicates) and merge its headline metrics into leaderboards/<task>.csv and README.md.",
+        epilog="examples:\n"
+               "  ncbench submit results/leaderboard-1a2b3c4d\n"
+               "  ncbench submit --model resnet18 --pretrained a1_in1k      runs tasks/leaderboard.yaml first\n"
+               "  ncbench submit --model resnet18 --checkpoint my.pth --seed 1\n"
+               "  ncbench submit results/leaderboard-1a2b3c4d --replace     overwrite the same entry")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run folder(s) results/<run_id>")
+    p.add_argument("--model", help="timm model to run the leaderboard suite with, then submit")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--pretrained", help="with --model: timm pretrained tag (or 'true' for timm's default)")
+    w.add_argument("--checkpoint", help="with --model: local checkpoint file (its sha256 identifies the row)")
+    p.add_argument("--seed", type=int, help="with --model: random seed (default: the specs' seed)")
+    p.add_argument("--device", default="auto", help="with --model: cpu, cuda, cuda:1 or auto (default: auto)")
+    p.add_argument("--data-dir", help="with --model: where real data sets live")
+    p.add_argument("--out", default="results", help="with --model: results root folder (default: ./results)")
+    p.add_argument("--no-progress", action="store_true", help="with --model: no progress bars")
+    p.add_argument("--replace", action="store_true", help="overwrite entries that are already on the leaderboard")
+    p.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
+    p.add_argument("--leaderboards", help=LB_HELP)
+    p.set_defaults(handler=_submit)
+
+    p = sub.add_parser("leaderboard", help="print the leaderboards (or one task's rows)",
+                       description="Without TASK: every task's standings as in leaderboards/README.md. "
+                                   "With TASK: each row with its row number (for `ncbench verify TASK:ROW`).")
+    p.add_argument("task", nargs="?", help="task name (see `ncbench list tasks`)")
+    p.add_argument("--render", action="store_true", help="re-render README.md from the CSVs")
+    p.add_argument("--leaderboards", help=LB_HELP)
+    p.set_defaults(handler=_leaderboard)
+
+    p = sub.add_parser("verify", help="rerun a leaderboard row and check agreement", formatter_class=fmt,
+                       description="Rerun the configuration of a submitted row with the current ncbench and "
+                                   "report, per headline metric, whether |rerun - submitted| <= atol + "
+                                   "rtol*|submitted|. Exit 0 when every metric agrees, 1 otherwise.",
+                       epilog="ROW is TASK:N (N from `ncbench leaderboard TASK`), TASK:RUN_ID or a RUN_ID "
+                              "(every task of that run, rerun together).")
+    p.add_argument("row", metavar="ROW")
+    p.add_argument("--run-dir", help="compare with this finished rerun instead of running one")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
+    p.add_argument("--checkpoint", help="the checkpoint file of a row whose weights are sha256:...")
+    p.add_argument("--out", default="results", help="results root folder for the rerun (default: ./results)")
+    p.add_argument("--rtol", type=float, default=0.05, help="relative tolerance (default: 0.05)")
+    p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default: 1e-4)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--leaderboards", help=LB_HELP)
+    p.set_defaults(handler=_verify)
+
+    p = sub.add_parser("report", help="write an offline HTML report of a run",
+                       description="One HTML page with each task's spec, provenance, headline metrics, "
+                                   "per-epoch tables and PNG plots (images linked relative to the page).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder results/<run_id>")
+    p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    p.set_defaults(handler=_report)
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _run_leaderboard_suite(args) -> Path:
+    from ncbench.cli import _validate
+    from ncbench.specs import load_suite
+    from ncbench.suite import run_tasks
+
+    overrides = {"model": args.model, "seed": args.seed, "data_dir": args.data_dir, "device": _device(args.device)}
+    if args.checkpoint:
+        overrides["checkpoint"] = str(Path(args.checkpoint).expanduser().resolve())
+    if args.pretrained:
+        overrides["pretrained"] = True if args.pretrained.lower() in ("true", "1", "yes") else args.pretrained
+    name, specs = load_suite("leaderboard", **{k: v for k, v in overrides.items() if v is not None})
+    _validate(specs)
+    run_dir, runs = run_tasks(name, specs, Path(args.out), progress=not args.no_progress)
+    failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]
+    if failed:
+        raise ValueError("the leaderboard suite failed, nothing submitted: " + "; ".join(failed))
+    return run_dir
+
+
+def _submit(args) -> int:
+    from ncbench.results.leaderboard import submit
+
+    if bool(args.model) == bool(args.run_dirs):
+        raise ValueError("submit takes RUN_DIR(s) or --model NAME (one of the two)")
+    if not args.model and (args.pretrained or args.checkpoint or args.seed is not None):
+        raise ValueError("--pretrained, --checkpoint and --seed go with --model; a run folder already says them")
+    run_dirs = args.run_dirs or [_run_leaderboard_suite(args)]
+    res = submit(run_dirs, args.leaderboards, replace=args.replace, dry_run=args.dry_run)
+    for n in res.notes:
+        print(f"note: {n}")
+    verb = "would " if args.dry_run else ""
+    for e in res.added:
+        print(f"{verb}add      {e.describe()}")
+    for e in res.replaced:
+        print(f"{verb}replace  {e.describe()}")
+    for p in res.written:
+        print(f"wrote {p}")
+    return 0
+
+
+def _leaderboard(args) -> int:
+    from ncbench.results.leaderboard import (
+        leaderboards_dir,
+        read_table,
+        read_tables,
+        render,
+        standings,
+        terminal_table,
+    )
+
+    if args.render:
+        print(f"wrote {render(args.leaderboards)}")
+        return 0
+    lb_dir = leaderboards_dir(args.leaderboards)
+    if args.task:
+        path = lb_dir / f"{args.task}.csv"
+        if not path.is_file():
+            have = sorted(p.stem for p in lb_dir.glob("*.csv"))
+            raise FileNotFoundError(f"no leaderboard for '{args.task}' in {lb_dir} (have: {have or 'none yet'})")
+        print(terminal_table(args.task, read_table(path, args.task)))
+        return 0
+    tables = read_tables(lb_dir)
+    if not tables:
+        print(f"no leaderboards yet in {lb_dir}: submit a run with `ncbench submit results/<run_id>`")
+    for task, table in tables.items():
+        disp, notes = standings(task, table)
+        print(f"\n{task}")
+        print(disp.to_string(index=False) if len(disp) else "(no rows for the current version)")
+        for n in notes:
+            print(f"  ({n})")
+    return 0
+
+
+def _verify(args) -> int:
+    import pandas as pd
+
+    from ncbench.results.leaderboard import verify
+
+    results = verify(args.row, args.leaderboards, run_dir=args.run_dir, out=args.out, device=_device(args.device),
+                     checkpoint=args.checkpoint, rtol=args.rtol, atol=args.atol, progress=not args.no_progress)
+    ok = True
+    for task, i, cmp in results:
+        agree = bool(cmp["agrees"].all())
+        ok &= agree
+        print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} (rtol {args.rtol:g}, atol {args.atol:g})")
+        with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 160):
+            print(cmp.to_string(index=False))
+    return 0 if ok else 1
+
+
+def _report(args) -> int:
+    from ncbench.results.report import write_report
+
+    path = write_report(args.run_dir, args.out)
+    print(f"wrote {path}")
+    return 0
