@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ncbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `ncbench leaderboard | head`
+        sys.stderr.close()
+        return 0
 
 
 def _list(args) -> int:
