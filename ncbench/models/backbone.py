@@ -60,36 +60,68 @@ class Backbone(nn.Module):
         return self.head.weight.detach(), None if self.head.bias is None else self.head.bias.detach()
 
 
+def load_checkpoint_strict(body: nn.Module, path: Path) -> None:
+    """Load a local checkpoint with timm's reader (`state_dict`/`model` nesting, safetensors), minus the
+    classifier, and insist that it fits the architecture exactly (timm's pretrained path only warns)."""
+    from timm.models import load_state_dict
+
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist: pass the path of a saved state_dict "
+                                "(.pth/.pt/.safetensors)")
+    try:
+        state = load_state_dict(str(path), weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"could not load the checkpoint '{path}': not a readable state_dict "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
+    head = getattr(body, "pretrained_cfg", {}).get("classifier", "fc")
+    heads = (head,) if isinstance(head, str) else tuple(head)
+    state = {k: v for k, v in state.items() if not any(k == h or k.startswith(h + ".") for h in heads)}
+    try:
+        result = body.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes
+        raise ValueError(f"could not load the checkpoint '{path}': it does not match this architecture "
+                         f"({str(e).splitlines()[-1].strip()[:200]})") from e
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"could not load the checkpoint '{path}': it does not match this architecture "
+                         f"({len(result.missing_keys)} missing keys, e.g. {result.missing_keys[:3]}; "
+                         f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[:3]})")
+
+
+def adapt_small_input(body: nn.Module) -> nn.Module:
+    """CIFAR-style stem for 28×28/32×32 inputs (He et al. 2016 §4.2): the ResNet family's 7×7/2
+    `conv1` becomes 3×3/1 and its max-pool is dropped, so the last stage still sees 4×4 maps."""
+    conv = getattr(body, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(body, "maxpool"):
+        raise ValueError("small_input=True is supported for timm ResNet-family models (with conv1 and maxpool); "
+                         "use a model with a small stem or pass small_input=False")
+    body.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, 1, 1, bias=conv.bias is not None)
+    body.maxpool = nn.Identity()
+    return body
+
+
 def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained: bool | str = False,
                    checkpoint: str | Path | None = None, head: str = "linear", head_seed: int = 0,
-                   **model_kwargs) -> Backbone:
+                   small_input: bool = False, **model_kwargs) -> Backbone:
     """Any timm model by name (`resnet18`, `resnet18.a1_in1k` for a pretrained tag).
 
-    `pretrained=True` (or a name with a `.tag`) loads timm's weights; `checkpoint` a local file through
-    timm's `pretrained_cfg_overlay=dict(file=...)` mechanism. `head`: `linear` (learnable, with bias)
-    or `etf` (fixed simplex ETF, SPEC §7).
+    `pretrained=True` (or a name with a `.tag`) loads timm's weights; `checkpoint` a local file read
+    by timm's `load_state_dict` and loaded strictly (the classifier is ncbench's own head). `head`: `linear` (learnable, with bias)
+    or `etf` (fixed simplex ETF, SPEC §7). `small_input` swaps in a CIFAR-style ResNet stem.
     """
     import timm
 
     check_model_name(name)
     kwargs = dict(num_classes=0, in_chans=in_chans, **model_kwargs)
-    use_pretrained = bool(pretrained) or checkpoint is not None or "." in name
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint '{path}' does not exist: pass the path of a saved state_dict "
-                                    "(.pth/.pt/.safetensors)")
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(path.resolve()))
+    use_pretrained = checkpoint is None and (bool(pretrained) or "." in name)
     try:
         body = timm.create_model(name, pretrained=use_pretrained, **kwargs)
-    except RuntimeError as e:  # corrupt / mismatched checkpoint, missing weights offline
-        what = f"checkpoint '{checkpoint}'" if checkpoint else f"pretrained weights of '{name}'"
-        raise ValueError(f"could not load the {what}: {str(e).splitlines()[0][:300]}. "
-                         "Check that the file is a state_dict of this architecture, or run without "
-                         "pretrained weights.") from e
-    except (OSError, ValueError) as e:
+    except (RuntimeError, OSError, ValueError) as e:  # missing weights offline, bad kwargs
         raise ValueError(f"could not build '{name}' (pretrained={use_pretrained}): {str(e).splitlines()[0][:300]}. "
-                         "Pretrained weights need internet or a local --checkpoint.") from e
+                         "Pretrained weights need internet (or the hub cache) or a local --checkpoint.") from e
+    if checkpoint is not None:
+        load_checkpoint_strict(body, Path(checkpoint))
+    if small_input:
+        body = adapt_small_input(body)
     d = int(body.num_features)
     if head == "linear":
         head_module: nn.Module = nn.Linear(d, num_classes)

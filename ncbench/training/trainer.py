@@ -141,8 +141,7 @@ class Trainer:
         for xs, ys, y2s in zip(x.tensor_split(chunks), y.tensor_split(chunks),
                                (y2.tensor_split(chunks) if y2 is not None else [None] * chunks)):
             with self.autocast():
-                h = net.module.features(xs) if self.ddp else net.features(xs)
-                logits = (net.module if self.ddp else net).logits(h)
+                h, logits = net(xs, with_features=True)
                 loss = loss_fn(r.loss, self.model, h, logits, ys)
                 if y2s is not None:
                     loss = lam * loss + (1 - lam) * loss_fn(r.loss, self.model, h, logits, y2s)
@@ -168,6 +167,8 @@ class Trainer:
             x, y = data.batch(batch[mine])
             if r.augment:  # drawn for the global batch, so one process and DDP see the same images
                 x = augment_batch(x, draw_shifts(global_size, g)[mine])
+            if self.device.type == "cuda":  # pinned host memory: the copy overlaps the previous step
+                x, y = x.pin_memory(), y.pin_memory()
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             if self.device.type == "cuda":
