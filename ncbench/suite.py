@@ -89,7 +89,11 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
             write_table_csv(task_dir / f"{name}.csv", df)
         write_long_csv(task_dir / "results.csv", out.rows, context)
         df = pd.read_csv(task_dir / "results.csv")
-        plots = [str(p) for p in task.plot(df, task_dir)]
+        try:
+            plots = [str(p) for p in task.plot(df, task_dir)]
+        except Exception as e:  # a plot never costs the numbers
+            plots = []
+            log(f"[{spec.name}] plot failed ({type(e).__name__}: {e}); the CSVs are written")
         seconds = time.perf_counter() - t0
         write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                               "provenance": prov, "seconds": seconds, "plots": plots,

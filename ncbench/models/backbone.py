@@ -40,7 +40,7 @@ class Backbone(nn.Module):
 
     @property
     def num_features(self) -> int:
-        return int(self.body.num_features)
+        return feature_dim(self.body)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -58,6 +58,11 @@ class Backbone(nn.Module):
         if hasattr(self.head, "effective_classifier"):
             return self.head.effective_classifier()
         return self.head.weight.detach(), None if self.head.bias is None else self.head.bias.detach()
+
+
+def feature_dim(body: nn.Module) -> int:
+    """Width of `body(x)`: timm's `head_hidden_size` where a pre-logits layer widens it (MobileNetV3)."""
+    return int(getattr(body, "head_hidden_size", None) or body.num_features)
 
 
 def load_checkpoint_strict(body: nn.Module, path: Path) -> None:
@@ -122,7 +127,7 @@ def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained
         load_checkpoint_strict(body, Path(checkpoint))
     if small_input:
         body = adapt_small_input(body)
-    d = int(body.num_features)
+    d = feature_dim(body)
     if head == "linear":
         head_module: nn.Module = nn.Linear(d, num_classes)
     elif head in ("etf", "etf_dr"):
@@ -130,7 +135,7 @@ def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained
 
         head_module = FixedETFHead(d, num_classes, seed=head_seed)
     else:
-        raise ValueError(f"unknown head '{head}': use 'linear' or 'etf'")
+        raise ValueError(f"unknown head '{head}': use 'linear', 'etf' or 'etf_dr'")
     tag = str(checkpoint) if checkpoint else (pretrained if isinstance(pretrained, str) else
                                               (name.split(".", 1)[1] if "." in name else
                                                ("default" if pretrained else "")))

@@ -47,8 +47,8 @@ class TrainCollapse(TrajectoryTask):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        tr = rows[rows.split == "train"].pivot_table(index="epoch", columns="metric", values="value")
-        te = rows[rows.split == "test"].pivot_table(index="epoch", columns="metric", values="value")
+        tr = rows[rows.split == "train"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
+        te = rows[rows.split == "test"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
         fig, axes = plt.subplots(2, 2, figsize=(10, 7))
         x = tr.index
         log_axis_plot(axes[0, 0], x, {"nc1": tr["nc1"], "nc1_quotient": tr["nc1_quotient"], "cdnv": tr["cdnv"]},

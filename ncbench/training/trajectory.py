@@ -161,10 +161,13 @@ class Trajectory:
         elapsed = 0.0
         if ckpt.exists():
             state = torch.load(ckpt, map_location=c.device, weights_only=False)
-            trainer.load_state_dict(state)
-            epochs, elapsed = state["records"], state.get("seconds", 0.0)
-            if dist.is_main():
-                tqdm.write(f"resuming {c.model} on {c.dataset} from epoch {trainer.epoch} ({ckpt})")
+            if all(name in r.probes for r in state["records"] for name in probes):
+                trainer.load_state_dict(state)
+                epochs, elapsed = state["records"], state.get("seconds", 0.0)
+                if dist.is_main():
+                    tqdm.write(f"resuming {c.model} on {c.dataset} from epoch {trainer.epoch} ({ckpt})")
+            elif dist.is_main():  # its per-epoch records lack a probe a task now needs
+                tqdm.write(f"{ckpt} lacks the probes {sorted(probes)}: training again from epoch 0")
         start = time.perf_counter() - elapsed
         bar = tqdm(total=r.epochs, initial=trainer.epoch, desc=f"train {c.model} on {c.dataset}",
                    disable=not (self.progress and dist.is_main()))

@@ -1,0 +1,324 @@
+"""`minority_collapse`: class imbalance, minority collapse and fixed simplex-ETF classifiers (SPEC §7).
+
+One training per (imbalance ratio R, classifier variant) on an imbalanced view of the train split
+(`ncbench.data.imbalance.imbalanced_view`, profile `step` with `n_majority` full classes, or `exp`);
+the test split stays balanced. Variants (Fang et al. 2021; Yang et al. 2022):
+
+- `learnable`: linear classifier with bias, cross-entropy;
+- `etf`: fixed simplex-ETF classifier (`FixedETFHead`), cross-entropy;
+- `etf_dr`: fixed simplex-ETF classifier, dot-regression loss.
+
+Per evaluated epoch, a probe records test accuracy overall / on majority / on minority classes (and
+many / medium / few for `exp`) and minority collapse: the mean pairwise cosine of the minority
+classifier rows and of the minority centred class means `μ_k − μ_G`
+(`ncbench.metrics.minority_cosine`), with train means (the imbalanced set) and test means. The SPEC §2
+metrics of the imbalanced train set come from the trajectory's evaluation, with
+`global_mean="class"` (`μ_G` = mean of class means, not weighted by the skewed counts); the probe
+also gives the train cosine around the sample mean (`…_sample_mean`) for comparison.
+
+Which features: for an ETF head with a projection (`d < K`) the probe measures the projected
+features `head.project(h)` against the exact ETF `head.weight`; the SPEC §2 metrics of the shared
+evaluation use the raw features with `Backbone.classifier()` (`W A`). With `d >= K` (every shipped
+spec) the two coincide.
+
+Sharing: R = 1 with the default `n` trains on the train split as it is (checked to be balanced), so
+the learnable R = 1 run is the very trajectory of a `train_collapse` task with the same data and
+recipe (`fang2021` equals `papyan2020`: `train_collapse_cifar10` and the step spec share it).
+
+Rows: the run is named in the metric, `R{ratio:g}/{variant}/{metric}` (e.g. `R10/etf/minority_accuracy`).
+Headline (`split="summary"`): final minority / majority / overall test accuracy and the minority
+classifier and feature-mean cosines per (R, variant). `runs.csv` lists each run's class counts.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+import pandas as pd
+import torch
+
+from ncbench.data.imbalance import GROUPS, PROFILES
+from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
+from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.training import distributed as dist
+from ncbench.training.evaluation import feature_batches
+from ncbench.training.trajectory import TrajectoryConfig, load_splits
+
+VARIANTS: dict[str, tuple[str, str]] = {          # variant -> (head, loss)
+    "learnable": ("linear", "ce"),
+    "etf": ("etf", "ce"),
+    "etf_dr": ("etf_dr", "dot_regression"),
+}
+GLOBAL_MEAN = "class"
+HEADLINE = ("minority_accuracy", "majority_accuracy", "accuracy", "minority_classifier_cosine",
+            "minority_feature_cosine")
+_LABEL = re.compile(r"^R(?P<ratio>[^/]+)/(?P<variant>[^/]+)/(?P<metric>.+)$")
+
+
+def run_label(ratio: float, variant: str) -> str:
+    """`R{ratio:g}/{variant}/`: the prefix that names a run in the metric column."""
+    return f"R{float(ratio):g}/{variant}/"
+
+
+def parse_metric(name: str) -> tuple[float, str, str] | None:
+    """`"R10/etf/minority_accuracy"` -> `(10.0, "etf", "minority_accuracy")`; None for other names."""
+    m = _LABEL.match(name)
+    return None if m is None else (float(m["ratio"]), m["variant"], m["metric"])
+
+
+def _classifier_rows(model) -> torch.Tensor:
+    """Classifier rows in the space the probe measures: the exact ETF for a `FixedETFHead`."""
+    head = model.head
+    if hasattr(head, "project"):
+        return head.weight.detach()
+    return model.classifier()[0]
+
+
+@torch.no_grad()
+def _split_stats(model, data, K: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-class feature sums `(K, d')`, counts `(K,)` and the confusion matrix `(K, K)` (rows: labels),
+    summed over ranks. Features are `head.project(h)` when the head has a projection."""
+    head = model.head
+    project = getattr(head, "project", None)
+    sums = counts = None
+    confusion = torch.zeros(K * K, dtype=torch.float64, device=device)
+    for h, y, z in feature_batches(model, data, device, 512):
+        f = (project(h) if project is not None else h).double()
+        if sums is None:
+            sums = torch.zeros(K, f.shape[1], dtype=torch.float64, device=device)
+            counts = torch.zeros(K, dtype=torch.float64, device=device)
+        sums.index_add_(0, y, f)
+        counts += torch.bincount(y, minlength=K).double()
+        confusion += torch.bincount(y * K + z.argmax(1), minlength=K * K).double()
+    if sums is None:   # this rank got no sample (more ranks than samples)
+        d = _classifier_rows(model).shape[1]
+        sums = torch.zeros(K, d, dtype=torch.float64, device=device)
+        counts = torch.zeros(K, dtype=torch.float64, device=device)
+    if dist.is_distributed():
+        for t in (sums, counts, confusion):
+            torch.distributed.all_reduce(t)
+    return sums.cpu(), counts.cpu(), confusion.view(K, K).cpu()
+
+
+def centred_means(sums: torch.Tensor, counts: torch.Tensor, global_mean: str = "class") -> torch.Tensor:
+    """Rows `μ_k − μ_G`; `μ_G` the mean of class means (`class`) or of all samples (`sample`)."""
+    means = sums / counts.clamp_min(1).unsqueeze(1)
+    mu_g = means.mean(0) if global_mean == "class" else sums.sum(0) / counts.sum()
+    return means - mu_g
+
+
+def confusion_accuracies(confusion: torch.Tensor, minority: list[int], groups: dict | None) -> dict[str, float]:
+    """`imbalance_accuracies` on the (label, prediction) pairs a confusion matrix counts."""
+    K = confusion.shape[0]
+    pairs = torch.arange(K * K).repeat_interleave(confusion.flatten().round().long())
+    return imbalance_accuracies(pairs % K, pairs // K, minority, groups, num_classes=K)
+
+
+def minority_probe(model, train, test, epoch: int, n_majority: int | None = None) -> dict:
+    """Per-epoch minority-collapse measurements (the task's probe).
+
+    Minority classes come from `train.info` (an `imbalanced_view`); on a split without that record
+    (the balanced R = 1 run, trained on the split as it is) they are the last `K − n_majority`
+    classes, `n_majority` defaulting to `K // 2` as in `imbalanced_view`.
+    """
+    info = train.info
+    K = train.num_classes
+    if "minority_classes" in info:
+        minority = list(info["minority_classes"])
+    else:
+        k_maj = K // 2 if n_majority is None else int(n_majority)
+        if not 1 <= k_maj <= K - 2:
+            raise ValueError(f"minority_probe: n_majority={n_majority} leaves {K - k_maj} minority "
+                             f"classes of K={K}; minority collapse needs at least 2")
+        minority = list(range(k_maj, K))
+    groups = {g: info[f"{g}_classes"] for g in GROUPS if f"{g}_classes" in info} or None
+    device = next(iter(model.parameters())).device
+    W = _classifier_rows(model)
+    out = {"minority_classifier_cosine": minority_cosine(W, minority)}
+    tr_sums, tr_counts, tr_conf = _split_stats(model, train, K, device)
+    out["train_minority_feature_cosine"] = minority_cosine(centred_means(tr_sums, tr_counts, "class"), minority)
+    out["train_minority_feature_cosine_sample_mean"] = minority_cosine(
+        centred_means(tr_sums, tr_counts, "sample"), minority)
+    out.update({f"train_{k}": v for k, v in confusion_accuracies(tr_conf, minority, groups).items()})
+    te_sums, te_counts, te_conf = _split_stats(model, test, K, device)
+    out["test_minority_feature_cosine"] = minority_cosine(centred_means(te_sums, te_counts, "class"), minority)
+    out.update({f"test_{k}": v for k, v in confusion_accuracies(te_conf, minority, groups).items()})
+    return out
+
+
+@register_task("minority_collapse")
+class MinorityCollapse(TrajectoryTask):
+    default_options: ClassVar[dict] = {
+        "profile": "step",               # step | exp
+        "ratios": [1, 10],               # imbalance ratios R = n_max / n_min
+        "variants": list(VARIANTS),      # learnable | etf | etf_dr
+        "n_majority": None,              # majority classes K_maj (default K // 2)
+        "n": None,                       # samples of the largest class (default: smallest train class)
+    }
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        o = self.options
+        if o["profile"] not in PROFILES:
+            raise ValueError(f"task '{spec.name}': options.profile must be one of {list(PROFILES)}, "
+                             f"got {o['profile']!r}")
+        ratios = o["ratios"]
+        if not isinstance(ratios, (list, tuple)) or not ratios or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r >= 1
+                for r in ratios):
+            raise ValueError(f"task '{spec.name}': options.ratios must be a non-empty list of finite "
+                             f"numbers >= 1 (R = n_max / n_min), got {ratios!r}")
+        if len({float(r) for r in ratios}) != len(ratios):
+            raise ValueError(f"task '{spec.name}': options.ratios has repeated values: {ratios}")
+        variants = o["variants"]
+        bad = [v for v in (variants or []) if v not in VARIANTS]
+        if not variants or bad or len(set(variants)) != len(variants):
+            raise ValueError(f"task '{spec.name}': options.variants must be distinct names from "
+                             f"{list(VARIANTS)}, got {variants!r}")
+        for key in ("n_majority", "n"):
+            v = o[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"task '{spec.name}': options.{key} must be a positive integer or "
+                                 f"null, got {v!r}")
+
+    # -- the runs ---------------------------------------------------------------------------------
+    @property
+    def probe_name(self) -> str:
+        """`minority`, or `minority@K_maj` with `n_majority` set (it shapes the R = 1 probe)."""
+        k = self.options["n_majority"]
+        return "minority" if k is None else f"minority@{k}"
+
+    def runs(self) -> list[tuple[float, str]]:
+        """(R, variant) of every training, ratios outer, variants inner."""
+        return [(float(r), v) for r in self.options["ratios"] for v in self.options["variants"]]
+
+    def config_for(self, ratio: float, variant: str) -> TrajectoryConfig:
+        """The training of (R, variant). R = 1 with the default `n` is the train split as it is
+        (`imbalance=None`), so that run is shared with any other task training the same recipe on
+        the same data (e.g. `train_collapse_cifar10` and the learnable R = 1 run of Fang's protocol);
+        `run` checks that the split was balanced."""
+        head, loss = VARIANTS[variant]
+        base = self.trajectory_config()
+        o = self.options
+        imbalance = None
+        if not (float(ratio) == 1.0 and o["n"] is None):
+            imbalance = [("profile", o["profile"]), ("ratio", float(ratio))]
+            imbalance += [(k, o[k]) for k in ("n_majority", "n") if o[k] is not None]
+            imbalance = tuple(imbalance)
+        return replace(base, head=head, recipe=replace(base.recipe, loss=loss), imbalance=imbalance)
+
+    def trajectories(self) -> list[TrajectoryConfig]:
+        return [self.config_for(r, v) for r, v in self.runs()]
+
+    def probes(self) -> dict:
+        return {self.probe_name: partial(minority_probe, n_majority=self.options["n_majority"])}
+
+    def _check_balanced(self) -> None:
+        """R = 1 without `n` trains on the train split as it is: it must be balanced."""
+        plain = [c for c in self.trajectories() if c.imbalance is None]
+        if not plain:
+            return
+        counts = load_splits(plain[0])[0].class_counts().tolist()
+        if len(set(counts)) != 1:
+            raise ValueError(f"task '{self.spec.name}': R = 1 trains on the train split as it is, but "
+                             f"its class counts differ ({counts}): set options.n (e.g. {min(counts)}) "
+                             f"to train R = 1 on a balanced subsample")
+
+    # -- rows ---------------------------------------------------------------------------------------
+    def run(self, ctx) -> TaskOutput:
+        rows, runs = [], []
+        K = None
+        self._check_balanced()
+        for ratio, variant in self.runs():
+            cfg = self.config_for(ratio, variant)
+            rec, _ = ctx.trajectory(cfg, self.probes())
+            prefix = run_label(ratio, variant)
+            for e in rec.epochs:
+                p, tr, te = e.probes[self.probe_name], e.train, e.test
+                train_vals = {**tr.collapse, "accuracy": tr.accuracy, "loss": tr.loss,
+                              "minority_classifier_cosine": p["minority_classifier_cosine"]}
+                train_vals.update({k[len("train_"):]: v for k, v in p.items() if k.startswith("train_")})
+                rows += rows_from(train_vals, split="train", epoch=e.epoch, n_samples=tr.n, prefix=prefix)
+                test_vals = {"loss": te.loss}
+                test_vals.update({k[len("test_"):]: v for k, v in p.items() if k.startswith("test_")})
+                rows += rows_from(test_vals, split="test", epoch=e.epoch, n_samples=te.n, prefix=prefix)
+            f = rec.final()
+            p = f.probes[self.probe_name]
+            summary = {"minority_accuracy": p["test_minority_accuracy"],
+                       "majority_accuracy": p["test_majority_accuracy"], "accuracy": p["test_accuracy"],
+                       "minority_classifier_cosine": p["minority_classifier_cosine"],
+                       "minority_feature_cosine": p["train_minority_feature_cosine"],
+                       "test_minority_feature_cosine": p["test_minority_feature_cosine"],
+                       "train_accuracy": f.train.accuracy, "nc1": f.train.collapse["nc1"],
+                       "train_seconds": rec.seconds}
+            summary.update({f"{g}_accuracy": p[f"test_{g}_accuracy"] for g in GROUPS
+                            if f"test_{g}_accuracy" in p})
+            rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n, prefix=prefix)
+            counts = rec.class_counts
+            K = len(counts)
+            runs.append({"ratio": ratio, "variant": variant, "head": cfg.head, "loss": cfg.recipe.loss,
+                         "profile": self.options["profile"], "n_train": sum(counts),
+                         "class_counts": " ".join(map(str, counts)),
+                         "trajectory": cfg.key(), "train_seconds": rec.seconds})
+        meta = {"global_mean": GLOBAL_MEAN, "num_classes": K, "etf_cosine": -1.0 / (K - 1),
+                "precision": self.trajectory_config().recipe.precision,
+                "runs": [{k: v for k, v in r.items() if k != "class_counts"} for r in runs]}
+        return TaskOutput(rows, tables={"runs": pd.DataFrame(runs)}, meta=meta)
+
+    # -- plot ---------------------------------------------------------------------------------------
+    def plot(self, rows, out_dir: Path) -> list[Path]:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
+
+        s = rows[rows.split == "summary"]
+        parsed = [parse_metric(m) for m in s.metric]
+        df = pd.DataFrame([(*p, v) for p, v in zip(parsed, s.value) if p is not None],
+                          columns=["ratio", "variant", "metric", "value"])
+        panels = [("minority_classifier_cosine", "minority classifier rows"),
+                  ("minority_feature_cosine", "minority centred train means"),
+                  ("minority_accuracy", "minority test accuracy")]
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+        K = self._num_classes(out_dir)
+        for ax, (metric, title) in zip(axes, panels):
+            d = df[df.metric == metric]
+            for variant in [v for v in VARIANTS if v in set(d.variant)]:
+                dv = d[d.variant == variant].sort_values("ratio")
+                ax.plot(dv.ratio, dv.value, marker="o", label=variant)
+            if metric != "minority_accuracy":
+                if K:
+                    ax.axhline(-1 / (K - 1), color="grey", ls="--", lw=1, label="−1/(K−1) (simplex ETF)")
+                ax.set_ylabel("mean pairwise cosine (1 = collapse)")
+            else:
+                ax.set_ylabel("accuracy")
+            ax.set_xscale("log")
+            ratios = sorted(set(df.ratio))
+            ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("imbalance ratio R")
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        o = self.options
+        fig.suptitle(f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, {o['profile']} imbalance"
+                     f" (final epoch)")
+        fig.tight_layout()
+        path = out_dir / "minority_collapse.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
+
+    @staticmethod
+    def _num_classes(out_dir: Path) -> int | None:
+        """K from the class counts in `runs.csv` (written before the plot), else None."""
+        path = out_dir / "runs.csv"
+        if not path.exists():
+            return None
+        counts = pd.read_csv(path)["class_counts"]
+        return len(str(counts.iloc[0]).split()) if len(counts) else None

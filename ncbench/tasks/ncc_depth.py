@@ -1,0 +1,309 @@
+"""`ncc_depth`: minimal NCC-depth across the layers of a timm backbone (Galanti 2022; Ben-Shaul & Dekel
+2022; SPEC §5).
+
+For every block (or stage) ℓ, pooled as in `ncbench.models.layers`: `ncc_acc` on train and on test
+(both with the train class means), `nc4` against the network's prediction `argmax(logits)` (train
+means on both splits), `cdnv` and `nc1` (each split around its own means).
+**Minimal NCC-depth** at ε = the smallest ℓ whose train NCC error `1 − ncc_acc` is ≤ ε (default
+ε = 0.01); the same rule on the test errors gives the test depth; no qualifying layer → NaN.
+
+Cost: one forward per split gives all layers (`LayerFeatures`); each layer's statistics are the
+metric engine's streaming state (`CollapseStats`, then `NearestCentrePass` around its means), the
+pooled train features are kept for pass two when they fit `FEATURE_CACHE_BYTES` (else the forward
+runs again). The test split needs one pass: its own means only enter `cdnv`/`nc1`.
+
+Sources (`options.source`): `trajectory` (default) measures the shared `train_collapse` run through a
+per-epoch probe, so the depth curve over training costs no retraining; `pretrained` measures the
+backbone as built (timm pretrained weights, `checkpoint:`, or the random init) without training; its
+head is untrained, so `nc4` is reported as missing.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import ClassVar
+
+import pandas as pd
+import torch
+
+from ncbench.data.dataset import ImageDataset
+from ncbench.metrics import CollapseStats
+from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS, LayerFeatures
+from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.training import distributed as dist
+from ncbench.training.evaluation import FEATURE_CACHE_BYTES
+
+LAYER_METRICS = ("ncc_acc", "nc4", "cdnv", "nc1")
+
+
+def minimal_depth(errors, epsilon: float) -> float:
+    """Smallest layer index whose NCC error is ≤ ε (NaN errors never qualify); NaN when none does."""
+    for i, e in enumerate(errors):
+        if e is not None and not math.isnan(e) and e <= epsilon:
+            return float(i)
+    return math.nan
+
+
+def _split_batches(data: ImageDataset, batch_size: int):
+    for b in dist.shard(torch.arange(len(data))).split(batch_size):
+        yield data.batch(b)
+
+
+@torch.no_grad()
+def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, granularity: str = "blocks",
+                     token_pool: str = "auto", batch_size: int = 512, with_prediction: bool = True,
+                     device=None) -> dict:
+    """Per-layer collapse statistics of `model` (a `Backbone`) on `train` (and `test`).
+
+    Returns `{"layers": [names], "kinds": [...], "dims": [...], "granularity", "token_pool",
+    "train": {metric: [one value per layer]}, "test": {...}}` (plain Python, picklable).
+    `with_prediction=False` leaves `nc4` NaN (no trained classifier to compare with).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    K = len(train.classes)
+    try:
+        with LayerFeatures(model, granularity, token_pool) as taps:
+            L = len(taps.layers)
+
+            def forward(data):
+                for x, y in _split_batches(data, batch_size):
+                    x = x.to(device, non_blocking=True)
+                    if device.type == "cuda":
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    pooled, _, logits = taps(x)
+                    yield ([p.float() for p in pooled], y.to(device),
+                           logits.float() if with_prediction else None)
+
+            stats = [CollapseStats(K, device=device) for _ in range(L)]
+            cache: list | None = []
+            for pooled, y, z in forward(train):
+                for s, p in zip(stats, pooled):
+                    s.update(p, y)
+                if cache is not None:
+                    cache.append((pooled, y, z))
+                    width = sum(p.shape[1] for p in pooled) + (K if z is not None else 0) + 1
+                    if len(train) * width * 4 > FEATURE_CACHE_BYTES:
+                        cache = None                 # too big: pass two runs the forward again
+            if dist.is_distributed():
+                for s in stats:
+                    s.all_reduce()
+            second = [s.second_pass() for s in stats]
+            for pooled, y, z in (cache if cache is not None else forward(train)):
+                for c, p in zip(second, pooled):
+                    c.update(p, y, z)
+            del cache
+            out = {"layers": taps.names, "kinds": [layer.kind for layer in taps.layers],
+                   "dims": [int(s.dim) for s in stats], "granularity": taps.granularity,
+                   "token_pool": taps.token_pool}
+            if dist.is_distributed():
+                for c in second:
+                    c.all_reduce()
+            out["train"] = _collect(stats, second, second)
+            out["n"] = {"train": stats[0].n}
+            if test is not None:
+                tstats = [CollapseStats(K, s.dim, device) for s in stats]
+                ncc = [s.second_pass() for s in stats]       # around the train means
+                for pooled, y, z in forward(test):
+                    for s, c, p in zip(tstats, ncc, pooled):
+                        s.update(p, y)
+                        c.update(p, y, z)
+                if dist.is_distributed():
+                    for s, c in zip(tstats, ncc):
+                        s.all_reduce()
+                        c.all_reduce()
+                out["test"] = _collect(tstats, None, ncc)
+                out["n"]["test"] = tstats[0].n
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _collect(stats, second, ncc) -> dict[str, list[float]]:
+    """`cdnv`, `nc1` from each layer's own state; `ncc_acc`, `nc4` from the nearest-centre passes."""
+    cols = {m: [] for m in LAYER_METRICS}
+    for i, s in enumerate(stats):
+        m = s.compute(second[i] if second is not None else None).metrics
+        cols["cdnv"].append(m["cdnv"])
+        cols["nc1"].append(m["nc1"])
+        cols["ncc_acc"].append(ncc[i].ncc_acc())
+        cols["nc4"].append(ncc[i].nc4())
+    return cols
+
+
+def depths(stats: dict, epsilon: float) -> dict[str, float]:
+    """Minimal NCC-depth on train and test errors, and the test NCC accuracy at the train depth."""
+    train_err = [1.0 - a for a in stats["train"]["ncc_acc"]]
+    d = minimal_depth(train_err, epsilon)
+    out = {"train": d}
+    if "test" in stats:
+        out["test"] = minimal_depth([1.0 - a for a in stats["test"]["ncc_acc"]], epsilon)
+        out["test_ncc_acc_at_depth"] = math.nan if math.isnan(d) else stats["test"]["ncc_acc"][int(d)]
+    return out
+
+
+@register_task("ncc_depth")
+class NCCDepth(TrajectoryTask):
+    """Per-layer NCC accuracy, NC4, CDNV, NC1 and the minimal NCC-depth, per evaluated epoch."""
+
+    default_options: ClassVar[dict] = {"epsilon": 0.01, "granularity": "blocks", "token_pool": "auto",
+                             "source": "trajectory", "model_kwargs": {}, "batch_size": 512}
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        o = self.options
+        if o["granularity"] not in GRANULARITIES:
+            raise ValueError(f"task '{spec.name}': options.granularity must be one of {GRANULARITIES}, "
+                             f"got {o['granularity']!r}")
+        if o["token_pool"] not in TOKEN_POOLS:
+            raise ValueError(f"task '{spec.name}': options.token_pool must be one of {TOKEN_POOLS}, "
+                             f"got {o['token_pool']!r}")
+        if o["source"] not in ("trajectory", "pretrained"):
+            raise ValueError(f"task '{spec.name}': options.source must be 'trajectory' (the shared "
+                             f"training run) or 'pretrained' (the backbone as built), got {o['source']!r}")
+        if not 0 <= float(o["epsilon"]) < 1:
+            raise ValueError(f"task '{spec.name}': options.epsilon must lie in [0, 1), got {o['epsilon']!r}")
+
+    @property
+    def probe_name(self) -> str:
+        return f"ncc_depth/{self.options['granularity']}/{self.options['token_pool']}"
+
+    def trajectory_config(self, **changes):
+        kwargs = tuple(sorted(dict(self.options["model_kwargs"]).items()))
+        return super().trajectory_config(**({"model_kwargs": kwargs} | changes))
+
+    def trajectories(self) -> list:
+        return [] if self.options["source"] == "pretrained" else [self.trajectory_config()]
+
+    def probes(self) -> dict:
+        if self.options["source"] == "pretrained":
+            return {}
+        o = self.options
+
+        def probe(model, train, test, epoch):
+            return layer_statistics(model, train, test, granularity=o["granularity"], token_pool=o["token_pool"],
+                                    batch_size=o["batch_size"])
+        return {self.probe_name: probe}
+
+    # -- measuring ---------------------------------------------------------------------------
+    def _pretrained(self) -> list[tuple[int, dict]]:
+        from ncbench.models.backbone import build_backbone
+        from ncbench.training.trajectory import load_splits
+
+        cfg = self.trajectory_config()
+        train, test = load_splits(cfg)
+        model = build_backbone(cfg.model, train.num_classes, train.in_chans, pretrained=cfg.pretrained,
+                               checkpoint=cfg.checkpoint, **dict(cfg.model_kwargs)).to(cfg.device)
+        o = self.options
+        return [(0, layer_statistics(model, train, test, granularity=o["granularity"], token_pool=o["token_pool"],
+                                     batch_size=o["batch_size"], with_prediction=False))]
+
+    def _from_trajectory(self, ctx) -> list[tuple[int, dict]]:
+        rec = self.record(ctx)
+        per_epoch = [(e.epoch, e.probes[self.probe_name]) for e in rec.epochs if self.probe_name in e.probes]
+        if per_epoch and per_epoch[-1][0] == rec.final().epoch:
+            return per_epoch
+        warnings.warn(f"{self.spec.name}: the cached training run has no per-layer probe; measuring the final "
+                      "model only (no depth curve). Delete the run's cache to record the curve.", stacklevel=2)
+        model = self._trajectory.load_final_model()
+        train, test = self._trajectory.data()
+        o = self.options
+        return [(rec.final().epoch, layer_statistics(model, train, test, granularity=o["granularity"],
+                                                     token_pool=o["token_pool"], batch_size=o["batch_size"]))]
+
+    def run(self, ctx) -> TaskOutput:
+        eps = float(self.options["epsilon"])
+        measured = self._pretrained() if self.options["source"] == "pretrained" else self._from_trajectory(ctx)
+        rows = []
+        for epoch, st in measured:
+            d = depths(st, eps)
+            for split in ("train", "test"):
+                if split not in st:
+                    continue
+                n = st["n"][split]
+                for i in range(len(st["layers"])):
+                    rows += rows_from({m: st[split][m][i] for m in LAYER_METRICS}, split=split, epoch=epoch,
+                                      layer=i, n_samples=n)
+                rows += rows_from({"ncc_depth": d[split]}, split=split, epoch=epoch, n_samples=n)
+        epoch, st = measured[-1]
+        d = depths(st, eps)
+        summary = {"ncc_depth": d["train"], "ncc_depth_test": d.get("test", math.nan),
+                   "test_ncc_acc_at_depth": d.get("test_ncc_acc_at_depth", math.nan),
+                   "epsilon": eps, "n_layers": float(len(st["layers"])),
+                   "last_layer_train_ncc_acc": st["train"]["ncc_acc"][-1]}
+        if "test" in st:
+            summary["last_layer_test_ncc_acc"] = st["test"]["ncc_acc"][-1]
+        rows += rows_from(summary, split="summary", epoch=epoch, n_samples=st["n"]["train"])
+        layers = pd.DataFrame({"index": range(len(st["layers"])), "name": st["layers"], "kind": st["kinds"],
+                               "dim": st["dims"], "granularity": st["granularity"], "token_pool": st["token_pool"],
+                               "epsilon": eps})
+        meta = {"epsilon": eps, "granularity": st["granularity"], "requested_granularity": self.options["granularity"],
+                "token_pool": st["token_pool"], "source": self.options["source"], "layers": st["layers"]}
+        return TaskOutput(rows, tables={"layers": layers}, meta=meta)
+
+    # -- figure ------------------------------------------------------------------------------
+    def plot(self, rows, out_dir: Path) -> list[Path]:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        summ = rows[rows.split == "summary"].set_index("metric").value
+        final_epoch = rows[rows.split == "summary"].epoch.iloc[0]
+        per_layer = rows[(rows.epoch == final_epoch) & rows.layer.notna() & rows.split.isin(["train", "test"])]
+        tab = per_layer.pivot_table(index="layer", columns=["split", "metric"], values="value", dropna=False)
+        x = tab.index.to_numpy(dtype=float)
+        names_path = out_dir / "layers.csv"
+        names = pd.read_csv(names_path).name.tolist() if names_path.exists() else [str(int(i)) for i in x]
+        eps, depth = float(summ.get("epsilon", 0.01)), summ.get("ncc_depth", math.nan)
+        curve = rows[(rows.metric == "ncc_depth") & rows.split.isin(["train", "test"])]
+        with_curve = curve.epoch.nunique() > 1
+        fig, axes = plt.subplots(1, 3 if with_curve else 2, figsize=(16 if with_curve else 11, 4.8))
+        ax = axes[0]
+        for split in ("train", "test"):
+            if (split, "ncc_acc") in tab:
+                ax.plot(x, tab[(split, "ncc_acc")], marker="o", ms=4, label=f"NCC accuracy ({split})")
+        ax.axhline(1 - eps, color="grey", ls=":", label=f"1 − ε (ε = {eps:g})")
+        ax.set_ylabel("nearest-class-centre accuracy (train means)")
+        ax.set_title("NCC accuracy per layer")
+        ax = axes[1]
+        for split in ("train", "test"):
+            if (split, "cdnv") in tab:
+                y = tab[(split, "cdnv")].to_numpy(dtype=float)
+                ok = np.isfinite(y) & (y > 0)
+                ax.plot(x[ok], y[ok], marker="o", ms=4, label=f"CDNV ({split})")
+        ax.set_yscale("log")
+        ax.set_ylabel("CDNV")
+        ax.set_title("class-distance normalised variance per layer")
+        for ax in axes[:2]:
+            if not math.isnan(depth):
+                ax.axvline(depth, color="red", ls="--", label=f"minimal NCC-depth = {int(depth)} ({names[int(depth)]})")
+            else:
+                ax.plot([], [], " ", label=f"no layer reaches NCC error ≤ {eps:g}")
+            ax.set_xticks(x)
+            ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
+            ax.set_xlabel("layer")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        if with_curve:
+            ax = axes[2]
+            for split in ("train", "test"):
+                c = curve[curve.split == split].sort_values("epoch")
+                label = split if c.value.notna().all() else f"{split} (gaps: no layer qualifies)"
+                ax.plot(c.epoch, c.value, marker="o", ms=3, drawstyle="steps-post", label=label)
+            ax.set_yticks(x)
+            ax.set_yticklabels(names, fontsize=7)
+            ax.set_ylim(-0.5, len(x) - 0.5)
+            ax.set_xlabel("epoch")
+            ax.set_title(f"minimal NCC-depth during training (ε = {eps:g})")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, epoch {int(final_epoch)}")
+        fig.tight_layout()
+        path = out_dir / "ncc_depth.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
