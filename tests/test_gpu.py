@@ -1,0 +1,41 @@
+"""CUDA paths (run with `make test-gpu` on a machine with a GPU; skipped elsewhere)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ncbench.data import load_dataset
+from ncbench.metrics import CollapseStats, collapse_metrics
+from ncbench.models.backbone import build_backbone
+from ncbench.training.evaluation import evaluate
+from ncbench.training.recipe import Recipe
+from ncbench.training.trainer import Trainer
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_engine_on_cuda_equals_cpu(dtype):
+    g = torch.Generator().manual_seed(0)
+    H = (torch.randn(5000, 64, generator=g) + 3 * torch.randn(10, 64, generator=g)[torch.arange(5000) % 10]).to(dtype)
+    y = torch.arange(5000) % 10
+    W = torch.randn(10, 64, generator=g)
+    cpu = collapse_metrics(H, y, W)
+    gpu = collapse_metrics(H.cuda(), y.cuda(), W.cuda())
+    for k, v in cpu.items():
+        assert gpu[k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    assert CollapseStats(10).update(H.cuda(), y.cuda()).mean.device.type == "cuda"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_trainer_amp_channels_last_on_cuda(precision):
+    data, test = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
+    torch.manual_seed(0)
+    model = build_backbone("resnet18", 10, 1, small_input=True)
+    recipe = Recipe(epochs=2, batch_size=256, lr=0.05, precision=precision)
+    logs = Trainer(model, recipe, "cuda", seed=0, progress=False).fit(data)
+    assert logs[-1].accuracy > 0.9
+    tr, te = evaluate(model, data, test, "cuda", progress=False)
+    assert tr.n == len(data) and te.n == len(test) and te.accuracy > 0.9
+    assert tr.collapse["nc1"] > 0 and tr.collapse["ncc_acc"] > 0.9
