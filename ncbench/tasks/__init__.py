@@ -7,5 +7,6 @@ from ncbench.tasks import ncc_depth  # noqa: F401
 from ncbench.tasks import minority_collapse  # noqa: F401
 from ncbench.tasks import ufm  # noqa: F401
 from ncbench.tasks import layer_peeled  # noqa: F401
+from ncbench.tasks import fewshot_transfer  # noqa: F401
 
 __all__ = ["TASK_KINDS", "RunContext", "Task", "TaskOutput", "TaskSpec", "register_task"]

@@ -1,0 +1,456 @@
+"""`fewshot_transfer`: few-shot transfer from collapsed features (Galanti et al. 2022; SPEC §6).
+
+A backbone is trained on the *source* classes into the terminal phase (a shared `TrajectoryConfig`
+with `classes=` the source subset, relabelled 0..S−1, on `source_split`, measured on
+`source_test_split`), or taken as is (`backbone: pretrained`: timm's pretrained weights, the spec's
+`checkpoint:`, or the seeded random init). Its frozen penultimate features of the disjoint *target*
+classes are extracted once per backbone (`ncbench.training.feature_cache`, under
+`ctx.cache_dir / "features"`), and n-way k-shot episodes with q queries per class are scored with the
+nearest-class-centre rule (prototypes = support means) and optionally a logistic-regression probe
+(`ncbench.fewshot.evaluate_episodes`). Episodes come from `ncbench.fewshot.sample_episodes`, or from
+learn2learn's `Taskset` with `sampler: learn2learn`; they are drawn once per shot count from the target
+labels with `episode_seed`, so every backbone of a sweep is scored on the very same episodes (a paired
+comparison).
+
+Reported per backbone: mean episode accuracy and its 95% half-width `1.96·std/√E` (SPEC §6), the
+source-train `nc1`/`cdnv` (the trajectory's final train evaluation), the target `cdnv`/`nc1` over all
+target images (SPEC §2), the mean episode CDNV, and the Spearman ρ across episodes between episode CDNV
+and episode error (Galanti et al.: the few-shot error grows with the CDNV of the new classes).
+
+Source-class sweep (`source_classes: [2, 3, …, S]`): one training on the first `S` classes of the
+source set for each `S`, all scored on the same target episodes, to test the thought model of the
+review (§4.1.2: more source classes transfer better). Target classes are fixed by the whole source
+set, never by `S`, and must share no class name with it (checked: targets are never trained on).
+
+Data: the source set is `source_set` (class indices of `source_split`; default all of them); the
+targets are `target_classes` of `target_split` (default: every class whose name is not a source class).
+`target_split` may list several splits (concatenated). On `mnist5k` (`tasks/fewshot_mnist5k.yaml`) the
+source digits 0–4 train on split `train` and are measured on `test`; the targets are digits 5–9 from
+*both* splits (all 2,500 images: no image of a target digit is ever used by the training, which only
+sees the source digits). On `cifar-fs` / `mini-imagenet` the source is the 64-class `train/fit` split
+(measured on `train/holdout`), the targets the 20 classes of `test`.
+
+Rows (SPEC §9; `layer` is always empty: these are penultimate features):
+
+- the backbone is named in the metric: `S{S}/<metric>` for the backbone trained on `S` source classes,
+  `pretrained/<metric>` for a backbone taken as is; `parse_metric` splits the name;
+- `split="source_train"`: `S5/accuracy`, `S5/nc1`, `S5/cdnv`, `S5/nc1_quotient` (source train split);
+  `split="source_test"`: `S5/accuracy` (held-out images of the source classes);
+- `split="target"`: `S5/ncc_acc_5shot`, `S5/ncc_acc_5shot_ci95`, `S5/probe_acc_5shot(_ci95)`,
+  `S5/episode_cdnv_5shot`, `S5/spearman_cdnv_error_5shot(_pvalue)` (per shot count), and the target
+  collapse `S5/cdnv`, `S5/nc1` over all target images;
+- `epoch` is the final epoch of the source training (0 for a pretrained backbone); `n_samples` is
+  the number of episodes for episode metrics, of images otherwise;
+- `split="summary"`: the headline of the largest source set, unprefixed (`ncc_acc_5shot(_ci95)`,
+  `probe_acc_5shot(_ci95)`, `spearman_cdnv_error_5shot(_pvalue)` per shot count; `source_nc1`,
+  `source_cdnv`, `source_train_accuracy`, `source_test_accuracy`, `terminal_phase_epoch`,
+  `train_seconds`, `target_cdnv`, `target_nc1`, `source_classes`, `chance` = 1/n), and with a sweep the curve `S{S}/ncc_acc_{k}shot(_ci95)` plus `sweep_gain_{k}shot`
+  (accuracy at the largest minus the smallest S) and `sweep_spearman_{k}shot` (ρ between S and
+  accuracy; NaN below 3 sweep points).
+
+Why the backbone lives in the metric name: `layer` means a network layer, and the leaderboard keys
+headline rows by metric alone, so the sweep curve needs distinct names (as `minority_collapse` names
+its runs `R10/etf/...`). A pandas user: `d = df[df.split == "target"]; d = d.join(d.metric.str.extract(METRIC_PATTERN))`
+gives columns `backbone` (`S5`/`pretrained`), `source_classes` and `name`; filter `name ==
+"ncc_acc_5shot"` and plot `value` against `source_classes`. `sweep.csv` has the same numbers wide
+(one row per S and shot count) and `episodes.csv` the per-episode values.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from pathlib import Path
+from typing import ClassVar
+
+import pandas as pd
+import torch
+
+from ncbench.data import load_dataset
+from ncbench.data.dataset import ImageDataset
+from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.training.trajectory import TrajectoryConfig
+
+BACKBONES = ("trajectory", "pretrained")
+SAMPLERS = ("ncbench", "learn2learn")
+METRIC_PATTERN = r"^(?P<backbone>S(?P<source_classes>\d+)|pretrained)/(?P<name>.+)$"
+_METRIC = re.compile(METRIC_PATTERN)
+SOURCE_METRICS = ("nc1", "cdnv", "nc1_quotient")
+
+
+def backbone_label(source_classes: int | None) -> str:
+    """`S{S}/` for a backbone trained on S source classes, `pretrained/` for one taken as is."""
+    return "pretrained/" if source_classes is None else f"S{int(source_classes)}/"
+
+
+def parse_metric(name: str) -> tuple[int | None, str] | None:
+    """`"S5/ncc_acc_5shot"` -> `(5, "ncc_acc_5shot")`; `"pretrained/cdnv"` -> `(None, "cdnv")`;
+    None for an unprefixed (headline) name."""
+    m = _METRIC.match(name)
+    if m is None:
+        return None
+    return (None if m["source_classes"] is None else int(m["source_classes"])), m["name"]
+
+
+def _int_list(name: str, value, low: int) -> list[int]:
+    vals = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    try:
+        out = [int(v) for v in vals]
+    except (TypeError, ValueError):
+        raise ValueError(f"options.{name} must be a list of integers, got {value!r}") from None
+    if not out or any(isinstance(v, bool) or int(v) != v or int(v) < low for v in vals):
+        raise ValueError(f"options.{name} must be a non-empty list of integers >= {low}, got {value!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"options.{name} repeats values: {value!r}")
+    return out
+
+
+def _concat(parts: list[ImageDataset], split: str) -> ImageDataset:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    if any(p.classes != first.classes for p in parts):
+        raise ValueError(f"target splits {split} have different class lists: they cannot be pooled")
+    return ImageDataset(torch.cat([p.images for p in parts]), torch.cat([p.targets for p in parts]),
+                        first.classes, first.mean, first.std, first.name, split, dict(first.info))
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """Run with `n` torch CPU threads (None: unchanged). The episode solvers are thousands of small
+    batched ops: on a shared CPU, extra threads only add synchronisation (8× slower at 2 threads)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _per_shot(values: dict, k: int) -> dict:
+    """`values` with the `_{k}shot` tag dropped from its names, other shot counts' entries left out."""
+    out = {}
+    for m, v in values.items():
+        if re.search(rf"_{k}shot(_|$)", m):
+            out[re.sub(rf"_{k}shot", "", m)] = v
+        elif not re.search(r"_\d+shot(_|$)", m):
+            out[m] = v
+    return out
+
+
+@register_task("fewshot_transfer")
+class FewShotTransfer(TrajectoryTask):
+    """n-way k-shot NCC (and probe) accuracy on unseen classes, per number of source classes."""
+
+    default_options: ClassVar[dict] = {
+        "backbone": "trajectory",      # trajectory (train on the source classes) | pretrained (as is)
+        "source_set": None,            # class indices of source_split forming the source set; None: all
+        "source_classes": None,        # sweep: numbers S of source classes (first S of the set); None: all
+        "target_classes": None,        # class indices of target_split; None: all not named like a source class
+        "source_split": "train",
+        "source_test_split": "test",
+        "target_split": "test",        # a split or a list of splits (pooled)
+        "n_way": 5,
+        "shots": [1, 5],
+        "queries": 15,
+        "episodes": 600,
+        "episode_seed": 0,
+        "sampler": "ncbench",          # ncbench (vectorised) | learn2learn (its Taskset)
+        "probe": False,                # also a logistic-regression probe per episode
+        "probe_l2": 1e-3,
+        "probe_steps": 300,
+        "batch_size": 512,
+    }
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        o = self.options
+        name = f"task '{spec.name}'"
+        if o["backbone"] not in BACKBONES:
+            raise ValueError(f"{name}: options.backbone must be one of {BACKBONES}, got {o['backbone']!r}")
+        if o["sampler"] not in SAMPLERS:
+            raise ValueError(f"{name}: options.sampler must be one of {SAMPLERS}, got {o['sampler']!r}")
+        self.shots = sorted(_int_list("shots", o["shots"], 1))
+        for key, low in (("n_way", 2), ("queries", 1), ("episodes", 1)):
+            if isinstance(o[key], bool) or not isinstance(o[key], int) or o[key] < low:
+                raise ValueError(f"{name}: options.{key} must be an integer >= {low}, got {o[key]!r}")
+        self.source_set = None if o["source_set"] is None else _int_list("source_set", o["source_set"], 0)
+        self.sweep = None if o["source_classes"] is None else sorted(_int_list("source_classes",
+                                                                              o["source_classes"], 2))
+        if self.sweep and self.source_set is not None and self.sweep[-1] > len(self.source_set):
+            raise ValueError(f"{name}: options.source_classes goes up to {self.sweep[-1]} but source_set has "
+                             f"{len(self.source_set)} classes")
+        if self.sweep and o["backbone"] == "pretrained":
+            raise ValueError(f"{name}: a source-class sweep trains one backbone per S; with backbone: "
+                             "pretrained nothing is trained: drop options.source_classes")
+        if self.source_set is not None and len(self.source_set) < 2:
+            raise ValueError(f"{name}: options.source_set needs at least 2 classes to train on")
+        ts = o["target_split"]
+        self.target_splits = [ts] if isinstance(ts, str) else list(ts) if isinstance(ts, (list, tuple)) else []
+        if not self.target_splits or not all(isinstance(s, str) for s in self.target_splits):
+            raise ValueError(f"{name}: options.target_split must be a split name or a list of them")
+
+    # -- the trainings ---------------------------------------------------------------------------
+    def _classes(self, S: int | None) -> tuple[int, ...] | None:
+        """Class indices of the source split trained on for `S` source classes (None: the whole set)."""
+        if S is None:
+            return None if self.source_set is None else tuple(self.source_set)
+        base = self.source_set if self.source_set is not None else range(S)
+        return tuple(int(c) for c in list(base)[:S])
+
+    def sweep_points(self) -> list[int | None]:
+        """The S values trained (None: the whole source set, when no sweep is given)."""
+        return list(self.sweep) if self.sweep else [None]
+
+    def trajectory_config(self, S: int | None = None, **changes) -> TrajectoryConfig:
+        o = self.options
+        return super().trajectory_config(**({"classes": self._classes(S), "train_split": o["source_split"],
+                                             "test_split": o["source_test_split"]} | changes))
+
+    def trajectories(self) -> list[TrajectoryConfig]:
+        if self.options["backbone"] == "pretrained":
+            return []
+        return [self.trajectory_config(S) for S in self.sweep_points()]
+
+    # -- data ------------------------------------------------------------------------------------
+    def _load(self, split: str) -> ImageDataset:
+        """A split of the spec's data set, loaded once per task instance."""
+        loaded = self.__dict__.setdefault("_loaded", {})
+        if split not in loaded:
+            s = self.spec
+            loaded[split] = load_dataset(s.dataset, split, s.data_dir, s.download)
+        return loaded[split]
+
+    def _source_names(self) -> list[str]:
+        src = self._load(self.options["source_split"])
+        idx = self.source_set if self.source_set is not None else range(src.num_classes)
+        bad = [c for c in idx if not 0 <= c < src.num_classes]
+        if bad:
+            raise ValueError(f"task '{self.spec.name}': source_set classes {bad} are not in "
+                             f"{self.spec.dataset}/{self.options['source_split']} (0..{src.num_classes - 1})")
+        return [src.classes[c] for c in idx]
+
+    def target_data(self) -> tuple[list[ImageDataset], list[int]]:
+        """The target split(s) restricted to the target classes (original labels), and those classes."""
+        from ncbench.data.imbalance import class_subset
+
+        source = set(self._source_names())
+        splits = [self._load(sp) for sp in self.target_splits]
+        names = splits[0].classes
+        if self.options["target_classes"] is None:
+            targets = [k for k, n in enumerate(names) if n not in source]
+        else:
+            targets = _int_list("target_classes", self.options["target_classes"], 0)
+        seen = sorted({names[k] for k in targets if 0 <= k < len(names)} & source)
+        if seen:
+            raise ValueError(f"task '{self.spec.name}': target classes {seen} are source classes: few-shot "
+                             "transfer needs targets never trained on; change target_classes or source_set")
+        if len(targets) < self.options["n_way"]:
+            raise ValueError(f"task '{self.spec.name}': {self.options['n_way']}-way episodes need at least "
+                             f"{self.options['n_way']} target classes, {self.spec.dataset}/"
+                             f"{'+'.join(self.target_splits)} has {len(targets)} outside the source set")
+        return [class_subset(d, targets, relabel=False) for d in splits], targets
+
+    def _features(self, cache, model, parts: list[ImageDataset], classes, model_name: str) -> tuple:
+        feats, labels = [], []
+        for split, d in zip(self.target_splits, parts):
+            c = cache.features(model, d, model_name=model_name, dataset=self.spec.dataset, split=split,
+                               classes=classes, device=self.spec.device, batch_size=self.options["batch_size"])
+            feats.append(c.features)
+            labels.append(c.labels)
+        return torch.cat(feats), torch.cat(labels)
+
+    # -- episodes --------------------------------------------------------------------------------
+    def episodes(self, labels: torch.Tensor) -> dict:
+        """One episode set per shot count, drawn from the target labels with `episode_seed`."""
+        o = self.options
+        if o["sampler"] == "learn2learn":
+            from ncbench.fewshot.learn2learn_sampler import sample_episodes_learn2learn as sample
+        else:
+            from ncbench.fewshot import sample_episodes as sample
+        return {k: sample(labels, n_way=o["n_way"], k_shot=k, n_query=o["queries"], episodes=o["episodes"],
+                          seed=o["episode_seed"]) for k in self.shots}
+
+    def _score(self, features, labels, episodes, prefix: str, epoch: int) -> tuple[list, dict, list]:
+        """Target rows of one backbone, its per-shot summary, and its per-episode table rows."""
+        from ncbench.fewshot import evaluate_episodes
+        from ncbench.metrics import collapse_metrics
+
+        o = self.options
+        rows, summary, per_episode = [], {}, []
+        for k, ep in episodes.items():
+            res = evaluate_episodes(features, ep, probe=bool(o["probe"]), probe_l2=float(o["probe_l2"]),
+                                    probe_steps=int(o["probe_steps"]))
+            s = res.summary()
+            vals = {f"ncc_acc_{k}shot": s["fewshot_ncc_acc"], f"ncc_acc_{k}shot_ci95": s["fewshot_ncc_acc_ci95"],
+                    f"episode_cdnv_{k}shot": s["target_cdnv"],
+                    f"spearman_cdnv_error_{k}shot": s["spearman_cdnv_error"],
+                    f"spearman_cdnv_error_{k}shot_pvalue": s["spearman_cdnv_error_pvalue"]}
+            if res.probe_acc is not None:
+                vals[f"probe_acc_{k}shot"] = s["fewshot_probe_acc"]
+                vals[f"probe_acc_{k}shot_ci95"] = s["fewshot_probe_acc_ci95"]
+            summary.update(vals)
+            rows += rows_from(vals, split="target", epoch=epoch, n_samples=ep.num_episodes, prefix=prefix)
+            table = {"backbone": prefix.rstrip("/"), "k_shot": k, "episode": range(ep.num_episodes),
+                     "ncc_acc": res.ncc_acc.numpy(), "cdnv": res.cdnv.numpy()}
+            if res.probe_acc is not None:
+                table["probe_acc"] = res.probe_acc.numpy()
+            per_episode.append(pd.DataFrame(table))
+        _, dense = torch.unique(labels, return_inverse=True)
+        tc = collapse_metrics(features.double(), dense, num_classes=int(dense.max()) + 1)
+        target = {"cdnv": tc["cdnv"], "nc1": tc["nc1"]}
+        summary.update({f"target_{m}": v for m, v in target.items()})
+        rows += rows_from(target, split="target", epoch=epoch, n_samples=len(labels), prefix=prefix)
+        return rows, summary, per_episode
+
+    # -- the task ----------------------------------------------------------------------------------
+    def _backbones(self, ctx, cache):
+        """Yield `(S or None, epoch, model, source rows, source summary, train seconds)` per backbone."""
+        if self.options["backbone"] == "pretrained":
+            yield self._pretrained(cache)
+            return
+        for S in self.sweep_points():
+            rec, traj = ctx.trajectory(self.trajectory_config(S), self.probes())
+            f = rec.final()
+            n_src = len(rec.class_counts)
+            prefix = backbone_label(n_src)
+            tr = {**{m: f.train.collapse[m] for m in SOURCE_METRICS}, "accuracy": f.train.accuracy}
+            rows = list(rows_from(tr, split="source_train", epoch=f.epoch, n_samples=f.train.n, prefix=prefix))
+            summ = {"source_nc1": tr["nc1"], "source_cdnv": tr["cdnv"], "source_train_accuracy": f.train.accuracy,
+                    "terminal_phase_epoch": float(rec.terminal_phase_epoch or math.nan)}
+            if f.test is not None:
+                rows += rows_from({"accuracy": f.test.accuracy}, split="source_test", epoch=f.epoch,
+                                  n_samples=f.test.n, prefix=prefix)
+                summ["source_test_accuracy"] = f.test.accuracy
+            model = traj.build_model(n_src, self._load(self.target_splits[0]).in_chans)
+            model.load_state_dict(torch.load(traj.final_weights, map_location="cpu"))
+            yield n_src, f.epoch, model.to(self.spec.device).eval(), rows, summ, rec.seconds
+
+    def _pretrained(self, cache):
+        """The backbone as built (timm pretrained weights, `checkpoint:`, or the seeded random init) and
+        the SPEC §2 `nc1`/`cdnv` of its features on the source set (no classifier: its head is untrained)."""
+        from ncbench.data.imbalance import class_subset
+        from ncbench.metrics import collapse_metrics
+        from ncbench.models.backbone import build_backbone
+        from ncbench.training.seeding import seed_everything
+
+        cfg = self.trajectory_config()
+        src = self._load(cfg.train_split)
+        if cfg.classes is not None:
+            src = class_subset(src, list(cfg.classes))
+        seed_everything(cfg.seed)
+        model = build_backbone(cfg.model, src.num_classes, src.in_chans, pretrained=cfg.pretrained,
+                               checkpoint=cfg.checkpoint, head_seed=cfg.seed).to(cfg.device).eval()
+        c = cache.features(model, src, model_name=cfg.model, dataset=self.spec.dataset, split=cfg.train_split,
+                           classes=cfg.classes, device=cfg.device, batch_size=self.options["batch_size"])
+        m = collapse_metrics(c.features.double(), c.labels, num_classes=src.num_classes)
+        src_m = {k: m[k] for k in SOURCE_METRICS}
+        rows = list(rows_from(src_m, split="source_train", epoch=0, n_samples=len(c.labels),
+                              prefix=backbone_label(None)))
+        summ = {"source_nc1": m["nc1"], "source_cdnv": m["cdnv"]}
+        return None, 0, model, rows, summ, 0.0
+
+    def run(self, ctx) -> TaskOutput:
+        from ncbench.training.feature_cache import FeatureCache
+
+        cache = FeatureCache(Path(ctx.cache_dir) / "features")
+        parts, target_classes = self.target_data()
+        labels = torch.cat([p.targets for p in parts])
+        episodes = self.episodes(labels)
+        rows, tables, points = [], [], []
+        for S, epoch, model, src_rows, src_summ, seconds in self._backbones(ctx, cache):
+            prefix = backbone_label(S)
+            feats, flabels = self._features(cache, model, parts, target_classes, self.spec.model)
+            if not torch.equal(flabels, labels):
+                raise RuntimeError("target features and episode labels disagree (feature cache out of date?)")
+            with _threads(1 if feats.device.type == "cpu" else None):
+                trows, tsumm, per_ep = self._score(feats, labels, episodes, prefix, epoch)
+            rows += src_rows + trows
+            for t in per_ep:
+                t.insert(1, "source_classes", S)
+            tables += per_ep
+            points.append((S, epoch, {**src_summ, **tsumm, "train_seconds": seconds}))
+            del model
+        rows += self._summary(points)
+        sweep = pd.DataFrame([{"source_classes": S, "epoch": e, "k_shot": k, **_per_shot(p, k)}
+                              for S, e, p in points for k in self.shots])
+        meta = {"target_classes": target_classes, "target_splits": self.target_splits,
+                "source_classes": [S for S, _, _ in points], "sampler": self.options["sampler"],
+                "feature_cache": {"hits": cache.hits, "misses": cache.misses}, "chance": 1 / self.options["n_way"]}
+        return TaskOutput(rows, tables={"sweep": sweep, "episodes": pd.concat(tables, ignore_index=True)},
+                          meta=meta)
+
+    def _summary(self, points: list) -> list[dict]:
+        """Headline of the largest source set, and the sweep curve when there is one."""
+        import numpy as np
+        from scipy.stats import spearmanr
+
+        S, epoch, head = points[-1]
+        out = {k: v for k, v in head.items() if not k.startswith("episode_cdnv")}
+        out = {m: out[m] for m in sorted(out, key=lambda m: ("shot" not in m, m))}
+        out.update(source_classes=float(S) if S is not None else math.nan, chance=1.0 / self.options["n_way"])
+        rows = list(rows_from(out, split="summary", epoch=epoch))
+        if len(points) > 1:
+            curve, extra = {}, {}
+            xs = np.array([p[0] for p in points], dtype=float)
+            for k in self.shots:
+                acc = np.array([p[2][f"ncc_acc_{k}shot"] for p in points])
+                for (s, _, p) in points:
+                    curve[f"S{s}/ncc_acc_{k}shot"] = p[f"ncc_acc_{k}shot"]
+                    curve[f"S{s}/ncc_acc_{k}shot_ci95"] = p[f"ncc_acc_{k}shot_ci95"]
+                extra[f"sweep_gain_{k}shot"] = float(acc[-1] - acc[0])
+                extra[f"sweep_spearman_{k}shot"] = (float(spearmanr(xs, acc).statistic)
+                                                    if len(xs) >= 3 and np.ptp(acc) > 0 else math.nan)
+            rows += rows_from({**curve, **extra}, split="summary", epoch=epoch)
+        return rows
+
+    # -- figure ------------------------------------------------------------------------------------
+    def plot(self, rows, out_dir: Path) -> list[Path]:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        d = rows[rows.split.isin(["target", "source_train"])]
+        d = d.join(d.metric.str.extract(METRIC_PATTERN))
+        d = d[d.source_classes.notna()]
+        if d.empty:   # a pretrained backbone: nothing to sweep
+            return []
+        d = d.assign(source_classes=d.source_classes.astype(int))
+        wide = d.pivot_table(index="source_classes", columns=["split", "name"], values="value")
+        x = wide.index.to_numpy()
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+        ax = axes[0]
+        for i, k in enumerate(self.shots):
+            for kind, style in (("ncc", "-"), ("probe", "--")):
+                col = ("target", f"{kind}_acc_{k}shot")
+                if col in wide:
+                    ax.errorbar(x, wide[col], yerr=wide[("target", f"{kind}_acc_{k}shot_ci95")], color=f"C{i}",
+                                marker="o" if kind == "ncc" else "s", ms=4, capsize=3, ls=style,
+                                label=f"{k}-shot {'NCC' if kind == 'ncc' else 'logistic probe'}")
+        ax.axhline(1 / self.options["n_way"], color="grey", ls=":", label="chance")
+        ax.set_xlabel("number of source classes S")
+        ax.set_ylabel("episode accuracy (mean ± 95% CI)")
+        ax.set_title(f"{self.options['n_way']}-way few-shot accuracy on unseen classes")
+        ax.set_xticks(x)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        ax = axes[1]
+        for col, label in ((("source_train", "nc1"), "source train NC1"),
+                           (("source_train", "cdnv"), "source train CDNV"),
+                           (("target", "cdnv"), "target CDNV (all target images)")):
+            if col in wide:
+                ax.plot(x, wide[col], marker="o", ms=4, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("number of source classes S")
+        ax.set_title("collapse of the source and target classes")
+        ax.set_xticks(x)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.suptitle(f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}")
+        fig.tight_layout()
+        path = out_dir / "fewshot_transfer.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]

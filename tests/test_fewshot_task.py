@@ -1,0 +1,272 @@
+"""`fewshot_transfer` task kind (SPEC §6): the sweep's bookkeeping, the task end to end on a tiny
+budget (checked against an independent per-episode loop), and the slow claim on MNIST-5k."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ncbench.data import load_dataset
+from ncbench.data.imbalance import class_subset
+from ncbench.fewshot import sample_episodes
+from ncbench.specs import load_task
+from ncbench.suite import run_tasks
+from ncbench.tasks.base import TaskSpec
+from ncbench.tasks.fewshot_transfer import (
+    METRIC_PATTERN,
+    FewShotTransfer,
+    _per_shot,
+    backbone_label,
+    parse_metric,
+)
+from ncbench.training.feature_cache import extract_features
+from ncbench.training.trajectory import Trajectory
+
+TINY_RECIPE = {"epochs": 1, "batch_size": 64, "lr": 0.05, "schedule": "constant", "eval_every": 1}
+TINY = {"source_set": [0, 1, 2, 3, 4], "source_classes": [2, 5], "target_split": ["train", "test"],
+        "shots": [1, 3], "queries": 5, "episodes": 40, "probe": True, "probe_steps": 50}
+RUN_ID = "tiny"
+
+
+def tiny_spec(name: str = "fs_tiny", **options) -> TaskSpec:
+    return TaskSpec(name=name, kind="fewshot_transfer", version=1, dataset="digits", model="test_resnet",
+                    recipe=TINY_RECIPE, options={**TINY, **options})
+
+
+# -- bookkeeping ----------------------------------------------------------------------------------
+def test_sweep_plans_one_training_per_source_count():
+    task = FewShotTransfer(tiny_spec(source_set=[3, 1, 4, 0, 2], source_classes=[5, 2, 3]))
+    cfgs = task.trajectories()
+    assert [c.classes for c in cfgs] == [(3, 1), (3, 1, 4), (3, 1, 4, 0, 2)]   # sorted S, first S of the set
+    assert len({c.key() for c in cfgs}) == 3
+    assert {(c.dataset, c.model, c.train_split, c.test_split, c.recipe.epochs) for c in cfgs} == {
+        ("digits", "test_resnet", "train", "test", 1)}
+    fit = FewShotTransfer(tiny_spec(source_set=None, source_classes=[2, 4], source_split="train/fit",
+                                    source_test_split="train/holdout"))
+    assert [(c.classes, c.train_split, c.test_split) for c in fit.trajectories()] == [
+        ((0, 1), "train/fit", "train/holdout"), ((0, 1, 2, 3), "train/fit", "train/holdout")]
+    assert [c.classes for c in FewShotTransfer(tiny_spec(source_classes=None)).trajectories()] == [(0, 1, 2, 3, 4)]
+    assert [c.classes for c in FewShotTransfer(tiny_spec(source_set=None, source_classes=None)).trajectories()] == [None]
+    assert FewShotTransfer(tiny_spec(backbone="pretrained", source_classes=None)).trajectories() == []
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"sampler": "torchmeta"}, "options.sampler"),
+    ({"backbone": "imagenet"}, "options.backbone"),
+    ({"source_classes": [2, 6]}, "goes up to 6"),
+    ({"source_classes": [1, 2]}, "integers >= 2"),
+    ({"source_classes": [2, 2]}, "repeats"),
+    ({"shots": []}, "non-empty"),
+    ({"n_way": 1}, "n_way"),
+    ({"backbone": "pretrained"}, "drop options.source_classes"),
+    ({"target_split": 3}, "target_split"),
+    ({"wayz": 5}, "unknown options"),
+])
+def test_bad_options_are_rejected(options, match):
+    with pytest.raises(ValueError, match=match):
+        FewShotTransfer(tiny_spec(**options))
+
+
+def test_targets_are_the_classes_outside_the_source_set_and_never_overlap():
+    parts, targets = FewShotTransfer(tiny_spec()).target_data()
+    assert targets == [5, 6, 7, 8, 9]
+    assert [p.split for p in parts] == ["train", "test"]
+    assert all(set(p.targets.unique().tolist()) == {5, 6, 7, 8, 9} for p in parts)   # original labels
+    with pytest.raises(ValueError, match=r"target classes \['4'\] are source classes"):
+        FewShotTransfer(tiny_spec(target_classes=[4, 5, 6, 7, 8])).target_data()
+    with pytest.raises(ValueError, match="need at least 5 target classes"):
+        FewShotTransfer(tiny_spec(source_set=[0, 1, 2, 3, 4, 5])).target_data()
+
+
+def test_metric_names_round_trip():
+    assert parse_metric(backbone_label(12) + "ncc_acc_5shot") == (12, "ncc_acc_5shot")
+    assert parse_metric(backbone_label(None) + "cdnv") == (None, "cdnv")
+    assert parse_metric("ncc_acc_5shot") is None
+    df = pd.DataFrame({"metric": ["S2/ncc_acc_1shot", "pretrained/nc1", "chance"]})
+    got = df.metric.str.extract(METRIC_PATTERN)
+    assert got.source_classes[0] == "2" and pd.isna(got.source_classes[1])
+    assert got.name.tolist()[:2] == ["ncc_acc_1shot", "nc1"] and got.backbone.tolist()[:2] == ["S2", "pretrained"]
+    assert got.loc[2].isna().all()                        # a headline name carries no backbone
+
+
+def test_per_shot_keeps_its_shot_and_the_shared_values():
+    values = {"ncc_acc_1shot": 1.0, "ncc_acc_15shot": 2.0, "ncc_acc_1shot_ci95": 3.0, "target_cdnv": 4.0}
+    assert _per_shot(values, 1) == {"ncc_acc": 1.0, "ncc_acc_ci95": 3.0, "target_cdnv": 4.0}
+    assert _per_shot(values, 15) == {"ncc_acc": 2.0, "target_cdnv": 4.0}
+
+
+def test_summary_is_the_largest_source_set_plus_the_curve():
+    task = FewShotTransfer(tiny_spec(source_classes=[2, 3, 5]))
+    points = [(S, 10 + S, {"ncc_acc_1shot": a1, "ncc_acc_1shot_ci95": 0.01, "ncc_acc_3shot": a3,
+                           "ncc_acc_3shot_ci95": 0.02, "episode_cdnv_3shot": 9.0, "source_nc1": S / 10})
+              for S, a1, a3 in ((2, 0.3, 0.5), (3, 0.4, 0.45), (5, 0.6, 0.7))]
+    rows = pd.DataFrame(task._summary(points))
+    assert set(rows.split) == {"summary"} and set(rows.epoch) == {15} and rows.layer.isna().all()
+    s = rows.set_index("metric").value
+    assert not rows.metric.duplicated().any()                 # one value per headline (leaderboard)
+    assert (s["ncc_acc_1shot"], s["ncc_acc_3shot"], s["source_nc1"]) == (0.6, 0.7, 0.5)
+    assert (s["source_classes"], s["chance"]) == (5.0, 0.2)
+    assert "episode_cdnv_3shot" not in s
+    assert [s[f"S{S}/ncc_acc_3shot"] for S in (2, 3, 5)] == [0.5, 0.45, 0.7]
+    assert s["S3/ncc_acc_1shot_ci95"] == 0.01
+    assert s["sweep_gain_1shot"] == pytest.approx(0.3) and s["sweep_gain_3shot"] == pytest.approx(0.2)
+    assert s["sweep_spearman_1shot"] == pytest.approx(1.0) and s["sweep_spearman_3shot"] == pytest.approx(0.5)
+    two = pd.DataFrame(task._summary(points[::2])).set_index("metric").value
+    assert math.isnan(two["sweep_spearman_1shot"]) and "S3/ncc_acc_1shot" not in two
+
+
+@pytest.mark.parametrize("name, sweep, dataset", [
+    ("fewshot_mnist5k", [2, 3, 5], "mnist5k"),
+    ("fewshot_cifar_fs", [8, 16, 32, 64], "cifar-fs"),
+    ("fewshot_mini_imagenet", [8, 16, 32, 64], "mini-imagenet"),
+])
+def test_shipped_specs_plan_the_sweep_and_name_reported_metrics(name, sweep, dataset):
+    spec = load_task(name)
+    task = FewShotTransfer(spec)
+    cfgs = task.trajectories()
+    assert spec.dataset == dataset and [len(c.classes) for c in cfgs] == sweep
+    o = task.options
+    assert (o["n_way"], task.shots, o["queries"], o["episodes"]) == (5, [1, 5], 15, 600)
+    if dataset != "mnist5k":
+        assert {(c.train_split, c.test_split) for c in cfgs} == {("train/fit", "train/holdout")}
+        assert o["target_split"] == "test"
+    headline = {f"{m}_{k}shot" for m in ("ncc_acc", "probe_acc", "sweep_gain") for k in task.shots}
+    headline |= {"target_cdnv", "source_nc1", "source_cdnv"}
+    lb = spec.leaderboard
+    assert lb["primary"] == "ncc_acc_5shot" and set(lb["metrics"]) <= headline
+
+
+# -- end to end on a tiny budget -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fewshot")
+    run_dir, runs = run_tasks("t", [tiny_spec()], root, progress=False, run_id=RUN_ID)
+    assert [r.status for r in runs] == ["done"], runs[0].error
+    return root, run_dir / "fs_tiny"
+
+
+def _target_features(root, S):
+    """Features of the digits 5-9 (train then test split) from the trained S-class backbone, and labels."""
+    task = FewShotTransfer(tiny_spec())
+    model = Trajectory(task.trajectory_config(S), root / RUN_ID / "_trajectories").load_final_model()
+    parts = [class_subset(load_dataset("digits", sp), [5, 6, 7, 8, 9], relabel=False) for sp in ("train", "test")]
+    feats = torch.cat([extract_features(model, p) for p in parts])
+    return feats, torch.cat([p.targets for p in parts])
+
+
+def _loop_ncc(features, labels, n_way, k, q, episodes, seed):
+    """Per-episode NCC accuracy, one episode at a time (prototype = support mean, torch.cdist)."""
+    ep = sample_episodes(labels, n_way, k, q, episodes, seed)
+    acc = []
+    for e in range(episodes):
+        proto = features[ep.support[e]].mean(dim=1)                         # (n, d)
+        pred = torch.cdist(features[ep.query[e]].reshape(-1, features.shape[1]), proto).argmin(1)
+        acc.append(float((pred == torch.arange(n_way).repeat_interleave(q)).double().mean()))
+    return np.array(acc)
+
+
+def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
+    root, task_dir = tiny_run
+    df = pd.read_csv(task_dir / "results.csv")
+    assert df.value.dtype == float and df.layer.isna().all()
+    d = df.join(df.metric.str.extract(METRIC_PATTERN))
+    for S in (2, 5):
+        rows = d[d.source_classes == str(S)]
+        got = {(sp, n) for sp, n in zip(rows.split, rows.name)}
+        for k in (1, 3):
+            assert {("target", f"{m}_{k}shot{ci}") for m in ("ncc_acc", "probe_acc") for ci in ("", "_ci95")} <= got
+            assert {("target", f"{m}_{k}shot") for m in ("episode_cdnv", "spearman_cdnv_error")} <= got
+        assert {("target", "cdnv"), ("target", "nc1"), ("source_train", "nc1"), ("source_train", "cdnv"),
+                ("source_train", "accuracy"), ("source_test", "accuracy")} <= got
+        assert set(rows.epoch) == {1}
+        n = rows[(rows.split == "source_train")].n_samples.iloc[0]
+        assert n == len(class_subset(load_dataset("digits", "train"), list(range(S))))
+    episodes = pd.read_csv(task_dir / "episodes.csv")
+    assert len(episodes) == 2 * 2 * 40 and set(episodes.source_classes) == {2, 5}
+    summary = df[df.split == "summary"].set_index("metric").value
+    assert not df[df.split == "summary"].metric.duplicated().any()
+    for S in (2, 5):
+        feats, labels = _target_features(root, S)
+        tgt = d[(d.source_classes == str(S)) & (d.split == "target")].set_index("name").value
+        for k in (1, 3):
+            ep = episodes[(episodes.source_classes == S) & (episodes.k_shot == k)].sort_values("episode")
+            loop = _loop_ncc(feats, labels, 5, k, 5, 40, seed=0)
+            np.testing.assert_allclose(ep.ncc_acc.to_numpy(), loop, atol=1e-12)
+            assert tgt[f"ncc_acc_{k}shot"] == pytest.approx(loop.mean())
+            assert tgt[f"ncc_acc_{k}shot_ci95"] == pytest.approx(1.96 * loop.std(ddof=1) / math.sqrt(40))
+            assert summary[f"S{S}/ncc_acc_{k}shot"] == pytest.approx(loop.mean())
+        # target CDNV over all target images, SPEC §2 from its definition
+        x, y = feats.double().numpy(), labels.numpy()
+        mu = np.stack([x[y == c].mean(0) for c in range(5, 10)])
+        var = np.array([((x[y == c] - mu[i]) ** 2).sum(1).mean() for i, c in enumerate(range(5, 10))])
+        pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
+        cdnv = np.mean([(var[i] + var[j]) / (2 * ((mu[i] - mu[j]) ** 2).sum()) for i, j in pairs])
+        assert tgt["cdnv"] == pytest.approx(cdnv, rel=1e-6)
+    assert summary["ncc_acc_3shot"] == summary["S5/ncc_acc_3shot"]     # headline = the largest source set
+    assert summary["source_classes"] == 5 and summary["chance"] == 0.2
+    assert summary["sweep_gain_3shot"] == pytest.approx(summary["S5/ncc_acc_3shot"] - summary["S2/ncc_acc_3shot"])
+    sweep = pd.read_csv(task_dir / "sweep.csv")
+    assert list(zip(sweep.source_classes, sweep.k_shot)) == [(2, 1), (2, 3), (5, 1), (5, 3)]
+    assert sweep.set_index(["source_classes", "k_shot"]).ncc_acc[(5, 3)] == summary["ncc_acc_3shot"]
+    config = json.loads((task_dir / "config.json").read_text())
+    assert config["meta"]["feature_cache"] == {"hits": 0, "misses": 4}   # 2 backbones × 2 target splits
+    png = task_dir / "fewshot_transfer.png"
+    assert config["plots"] == [str(png)] and png.stat().st_size > 10_000
+
+
+def test_rerun_reads_the_feature_cache_and_the_trained_backbones(tiny_run):
+    root, task_dir = tiny_run
+    before = pd.read_csv(task_dir / "results.csv")
+    stamp = {p: p.stat().st_mtime_ns for p in (root / RUN_ID / "_trajectories").glob("*/model_final.pt")}
+    _, runs = run_tasks("t", [tiny_spec()], root, progress=False, run_id=RUN_ID, force=True)
+    assert runs[0].status == "done", runs[0].error
+    assert json.loads((task_dir / "config.json").read_text())["meta"]["feature_cache"] == {"hits": 4, "misses": 0}
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp          # nothing retrained
+    after = pd.read_csv(task_dir / "results.csv")
+    pd.testing.assert_series_equal(before.value, after.value)
+
+
+def test_learn2learn_sampler_scores_learn2learn_tasks(tiny_run):
+    pytest.importorskip("learn2learn")
+    from ncbench.fewshot.learn2learn_sampler import ncc_accuracy_learn2learn
+
+    root, _ = tiny_run
+    spec = tiny_spec("fs_l2l", sampler="learn2learn", source_classes=[5], shots=[3], probe=False)
+    run_dir, runs = run_tasks("t", [spec], root, progress=False, run_id=RUN_ID)   # same backbones, no training
+    assert runs[0].status == "done", runs[0].error
+    episodes = pd.read_csv(run_dir / "fs_l2l" / "episodes.csv")
+    feats, labels = _target_features(root, 5)
+    want = ncc_accuracy_learn2learn(feats, labels, 5, 3, 5, 40, seed=0).numpy()
+    np.testing.assert_allclose(episodes.ncc_acc.to_numpy(), want, atol=1e-12)
+    assert json.loads((run_dir / "fs_l2l" / "config.json").read_text())["meta"]["feature_cache"]["hits"] == 2
+
+
+def test_pretrained_backbone_is_measured_as_is(tmp_path):
+    spec = tiny_spec("fs_pre", backbone="pretrained", source_classes=None, shots=[3], probe=False)
+    run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
+    assert runs[0].status == "done", runs[0].error
+    df = pd.read_csv(run_dir / "fs_pre" / "results.csv")
+    prefixed = df[df.split != "summary"]
+    assert prefixed.metric.str.startswith("pretrained/").all() and set(prefixed.epoch) == {0}
+    assert set(prefixed.split) == {"source_train", "target"}
+    s = df[df.split == "summary"].set_index("metric").value
+    assert 0.2 < s["ncc_acc_3shot"] <= 1 and s["source_nc1"] > 0 and math.isnan(s["source_classes"])
+    assert not [p for p in (run_dir / "_trajectories").iterdir() if p.name != "features"]   # nothing trained
+    assert json.loads((run_dir / "fs_pre" / "config.json").read_text())["plots"] == []
+
+
+# -- the claim, on the embedded default (slow: three real trainings) -------------------------------
+@pytest.mark.slow
+def test_mnist5k_unseen_digits_far_above_chance_and_more_sources_transfer_better(tmp_path):
+    spec = load_task("fewshot_mnist5k")
+    run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
+    assert runs[0].status == "done", runs[0].error
+    s = pd.read_csv(run_dir / spec.name / "results.csv").query("split == 'summary'").set_index("metric").value
+    print(s.to_dict())
+    assert s["ncc_acc_5shot"] > 0.5 and s["ncc_acc_5shot_ci95"] < 0.02      # chance: 0.2
+    assert s["ncc_acc_1shot"] > 0.35
+    assert s["S2/ncc_acc_5shot"] < s["S3/ncc_acc_5shot"] < s["S5/ncc_acc_5shot"]
