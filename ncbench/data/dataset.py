@@ -58,7 +58,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return x[0], int(y[0])
 
     def subset(self, idx: torch.Tensor, *, classes: list[str] | None = None,
-               relabel: torch.Tensor | None = None, **info) -> "ImageDataset":
+               relabel: torch.Tensor | None = None, **info) -> ImageDataset:
         """Rows `idx` (optionally relabelled through the map `relabel[old] = new`)."""
         idx = torch.as_tensor(idx, dtype=torch.long)
         targets = self.targets[idx]

@@ -38,8 +38,14 @@ import numpy as np
 import torch
 
 from ncbench.data.dataset import ImageDataset
-from ncbench.data.fewshot_sets import (CIFAR_FS_MEAN, CIFAR_FS_STD, MINI_IMAGENET_MEAN,
-                                       MINI_IMAGENET_STD, make_split, parse_split)
+from ncbench.data.fewshot_sets import (
+    CIFAR_FS_MEAN,
+    CIFAR_FS_STD,
+    MINI_IMAGENET_MEAN,
+    MINI_IMAGENET_STD,
+    make_split,
+    parse_split,
+)
 from ncbench.data.registry import DatasetNotFoundError, register_dataset
 from ncbench.data.torchvision_sets import DATA_ENV, resolve_root
 

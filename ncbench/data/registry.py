@@ -1,8 +1,9 @@
 """The data-set registry: `@register_dataset(name)` on a loader `(split, data_dir, download) -> ImageDataset`."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ncbench.data.dataset import ImageDataset
 from ncbench.registry import Registry

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from ncbench.metrics.collapse import (SPEC_METRICS, CollapseResult, CollapseStats, NearestCentrePass,
-                                      simplex_geometry)
+from ncbench.metrics.collapse import (
+    SPEC_METRICS,
+    CollapseResult,
+    CollapseStats,
+    NearestCentrePass,
+    simplex_geometry,
+)
 from ncbench.metrics.heldout import HeldoutStats, test_collapse
 from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
 

@@ -97,7 +97,7 @@ class CollapseStats:
     def n(self) -> int:
         return int(self.count.sum()) if self.dim is not None else 0
 
-    def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> "CollapseStats":
+    def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> CollapseStats:
         """Fold one batch in (logits are accepted for API symmetry and ignored by pass one)."""
         check_batch(features, labels, self.num_classes, self.dim)
         if self.dim is None:
@@ -119,7 +119,7 @@ class CollapseStats:
         _chan_merge(self.count, self.mean, self.m2, self.scatter, n_b, mean_b, m2_b, xc.T @ xc)
         return self
 
-    def merge(self, other: "CollapseStats") -> "CollapseStats":
+    def merge(self, other: CollapseStats) -> CollapseStats:
         """Fold another state (e.g. another shard of the same split) into this one."""
         if other.dim is None:
             return self
@@ -134,7 +134,7 @@ class CollapseStats:
                     other.mean.to(dev), other.m2.to(dev), other.scatter.to(dev))
         return self
 
-    def all_reduce(self, group=None) -> "CollapseStats":
+    def all_reduce(self, group=None) -> CollapseStats:
         """Combine the states of all processes exactly (gloo or NCCL): after it, every rank holds the
         state of the whole data set. Sums are reduced; each rank's mean shift enters its scatter."""
         import torch.distributed as dist
@@ -161,14 +161,14 @@ class CollapseStats:
     def fingerprint(self) -> str:
         return fingerprint(self.mean, self.count)
 
-    def second_pass(self, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> "NearestCentrePass":
+    def second_pass(self, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> NearestCentrePass:
         """A pass-two accumulator (NCC accuracy, NC4) around this state's current means."""
         if self.dim is None or self.n == 0:
             raise ValueError("second_pass needs a first pass over at least one finite sample")
         return NearestCentrePass(self.mean, self.count, weight, bias)
 
     # -- metrics ---------------------------------------------------------------------------
-    def compute(self, second: "NearestCentrePass | None" = None, weight: torch.Tensor | None = None,
+    def compute(self, second: NearestCentrePass | None = None, weight: torch.Tensor | None = None,
                 bias: torch.Tensor | None = None, *, global_mean: str = "class",
                 pinv_tol: float = 1e-10, cdnv_matrix: bool = False) -> CollapseResult:
         """All SPEC §2 metrics. `weight` (K×d) is the last-layer classifier acting on these features."""
@@ -246,7 +246,7 @@ class CollapseStats:
                 if hasattr(self, k)}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "CollapseStats":
+    def from_state_dict(cls, state: dict) -> CollapseStats:
         s = cls(state["num_classes"])
         for k, v in state.items():
             setattr(s, k, v)
@@ -278,7 +278,7 @@ class NearestCentrePass:
         d2[:, self._absent] = math.inf
         return d2.argmin(1)
 
-    def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> "NearestCentrePass":
+    def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> NearestCentrePass:
         K, d = self.means.shape
         check_batch(features, labels, K, d)
         x = features.detach().to(self.means.device, DTYPE)
@@ -301,14 +301,14 @@ class NearestCentrePass:
         self.agree += int((pred == ncc).sum())
         return self
 
-    def merge(self, other: "NearestCentrePass") -> "NearestCentrePass":
+    def merge(self, other: NearestCentrePass) -> NearestCentrePass:
         if other.fingerprint != self.fingerprint:
             raise ValueError("cannot merge second passes built on different class means")
         for k in ("seen", "correct", "agree", "with_prediction"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         return self
 
-    def all_reduce(self, group=None) -> "NearestCentrePass":
+    def all_reduce(self, group=None) -> NearestCentrePass:
         import torch.distributed as dist
 
         t = torch.tensor([self.seen, self.correct, self.agree, self.with_prediction], dtype=DTYPE,

@@ -13,8 +13,16 @@ import math
 
 import torch
 
-from ncbench.metrics.collapse import (DTYPE, CollapseStats, _bias, _classifier, between_class_pinv,
-                                      cdnv_pairs, check_batch, class_mean_sq_distances)
+from ncbench.metrics.collapse import (
+    DTYPE,
+    CollapseStats,
+    _bias,
+    _classifier,
+    between_class_pinv,
+    cdnv_pairs,
+    check_batch,
+    class_mean_sq_distances,
+)
 
 ASSIGNMENTS = ("label", "prediction", "ncc")
 
@@ -42,7 +50,7 @@ class HeldoutStats:
         self.nonfinite = 0
         self.unattached = 0
 
-    def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> "HeldoutStats":
+    def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> HeldoutStats:
         K, d = self.means.shape
         check_batch(features, labels, K, d)
         x = features.detach().to(self.means.device, DTYPE)
@@ -73,7 +81,7 @@ class HeldoutStats:
         self.scatter += xc.T @ xc
         return self
 
-    def merge(self, other: "HeldoutStats") -> "HeldoutStats":
+    def merge(self, other: HeldoutStats) -> HeldoutStats:
         if (other.train_fingerprint, other.assign) != (self.train_fingerprint, self.assign):
             raise ValueError("cannot merge held-out states built on other train means or assignments")
         self.count += other.count
@@ -82,7 +90,7 @@ class HeldoutStats:
         self.nonfinite += other.nonfinite
         return self
 
-    def all_reduce(self, group=None) -> "HeldoutStats":
+    def all_reduce(self, group=None) -> HeldoutStats:
         import torch.distributed as dist
 
         extra = torch.tensor([float(self.nonfinite)], dtype=DTYPE, device=self.means.device)

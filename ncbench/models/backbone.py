@@ -75,7 +75,7 @@ def load_checkpoint_strict(body: nn.Module, path: Path) -> None:
                                 "(.pth/.pt/.safetensors)")
     try:
         state = load_state_dict(str(path), weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+    except Exception as e:
         raise ValueError(f"could not load the checkpoint '{path}': not a readable state_dict "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
     head = getattr(body, "pretrained_cfg", {}).get("classifier", "fc")

@@ -6,8 +6,8 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ncbench.results.schema import COLUMNS
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 from ncbench.registry import Registry
 
-TASK_KINDS: Registry[type["Task"]] = Registry("task kind")
+TASK_KINDS: Registry[type[Task]] = Registry("task kind")
 
 
 def register_task(kind: str):
     """Class decorator: register a task kind under `kind` (a duplicate name is an error)."""
-    def decorator(cls: type["Task"]) -> type["Task"]:
+    def decorator(cls: type[Task]) -> type[Task]:
         cls.kind = kind
         return TASK_KINDS.register(kind)(cls)
     return decorator
@@ -50,7 +51,7 @@ class TaskSpec:
     RUNTIME: ClassVar[tuple[str, ...]] = ("description", "leaderboard", "data_dir", "download", "source")
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "") -> "TaskSpec":
+    def from_dict(cls, d: dict, source: str = "") -> TaskSpec:
         known = {f.name for f in fields(cls)}
         missing = [k for k in ("name", "kind", "version") if k not in d]
         if missing:
@@ -101,7 +102,7 @@ class Task:
         """Per-epoch probes to attach to those trajectories: {name: probe}."""
         return {}
 
-    def run(self, ctx: "RunContext") -> TaskOutput:  # pragma: no cover - abstract
+    def run(self, ctx: RunContext) -> TaskOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def plot(self, rows, out_dir: Path) -> list[Path]:

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from ncbench.plotting import log_axis_plot, save_figure, series, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask, log_axis_plot
+from ncbench.tasks.trained_backbone import TrajectoryTask
 
 
 def pair_table(matrix, split: str) -> pd.DataFrame:
@@ -55,24 +56,12 @@ class CDNVBound(TrajectoryTask):
         return TaskOutput(rows, tables={"cdnv_pairs": pairs})
 
     def plot(self, rows, out_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        def curve(split, metric):
-            d = rows[(rows.split == split) & (rows.metric == metric)].sort_values("epoch")
-            return d.epoch.to_numpy(), d.value.to_numpy()
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-        x, _ = curve("train", "cdnv")
-        log_axis_plot(axes[0], x, {"train CDNV": curve("train", "cdnv")[1], "test CDNV": curve("test", "cdnv")[1],
-                                   "test error": curve("test", "error")[1]}, "CDNV and test error", "value")
-        log_axis_plot(axes[1], x, {"train min ‖μi−μj‖²": curve("train", "min_sq_mean_distance")[1],
-                                   "test min ‖μi−μj‖²": curve("test", "min_sq_mean_distance")[1]},
+        fig, axes = subplots(1, 2, figsize=(11, 4.5))
+        x, _ = series(rows, "train", "cdnv")
+        log_axis_plot(axes[0], x, {"train CDNV": series(rows, "train", "cdnv")[1], "test CDNV": series(rows, "test", "cdnv")[1],
+                                   "test error": series(rows, "test", "error")[1]}, "CDNV and test error", "value")
+        log_axis_plot(axes[1], x, {"train min ‖μi−μj‖²": series(rows, "train", "min_sq_mean_distance")[1],
+                                   "test min ‖μi−μj‖²": series(rows, "test", "min_sq_mean_distance")[1]},
                       "class-mean separation", "squared distance")
-        fig.suptitle(f"{self.spec.name}: CDNV bound quantities")
-        fig.tight_layout()
-        path = out_dir / "cdnv.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "cdnv.png", f"{self.spec.name}: CDNV bound quantities")]

@@ -68,6 +68,7 @@ import torch
 
 from ncbench.data import load_dataset
 from ncbench.data.dataset import ImageDataset
+from ncbench.plotting import save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.training.trajectory import TrajectoryConfig
@@ -408,9 +409,6 @@ class FewShotTransfer(TrajectoryTask):
 
     # -- figure ------------------------------------------------------------------------------------
     def plot(self, rows, out_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
         d = rows[rows.split.isin(["target", "source_train"])]
         d = d.join(d.metric.str.extract(METRIC_PATTERN))
@@ -420,7 +418,7 @@ class FewShotTransfer(TrajectoryTask):
         d = d.assign(source_classes=d.source_classes.astype(int))
         wide = d.pivot_table(index="source_classes", columns=["split", "name"], values="value")
         x = wide.index.to_numpy()
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+        fig, axes = subplots(1, 2, figsize=(12, 4.6))
         ax = axes[0]
         for i, k in enumerate(self.shots):
             for kind, style in (("ncc", "-"), ("probe", "--")):
@@ -448,9 +446,4 @@ class FewShotTransfer(TrajectoryTask):
         ax.set_xticks(x)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.suptitle(f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}")
-        fig.tight_layout()
-        path = out_dir / "fewshot_transfer.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "fewshot_transfer.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}")]

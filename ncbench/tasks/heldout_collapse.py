@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ncbench.plotting import log_axis_plot, save_figure, series, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask, log_axis_plot
+from ncbench.tasks.trained_backbone import TrajectoryTask
 
 MODES = {"test_strong": "strong", "test_weak": "weak", "test_weak_ncc": "weak_ncc"}
 MEASURES = ("nc1", "trace_sw", "cdnv")
@@ -59,23 +60,11 @@ class TestCollapse(TrajectoryTask):
         return TaskOutput(rows, meta={"terminal_phase_epoch": rec.terminal_phase_epoch})
 
     def plot(self, rows, out_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        def curve(split, metric):
-            d = rows[(rows.split == split) & (rows.metric == metric)].sort_values("epoch")
-            return d.epoch.to_numpy(), d.value.to_numpy()
-
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+        fig, axes = subplots(1, 3, figsize=(15, 4.5))
         for ax, m, title in zip(axes, MEASURES, ("NC1 = Tr(Σ_W Σ_B⁺)/K", "Tr Σ_W", "CDNV")):
-            x, _ = curve("train", m)
-            log_axis_plot(ax, x, {"train": curve("train", m)[1], "test strong (true class)": curve("test_strong", m)[1],
-                                  "test weak (predicted class)": curve("test_weak", m)[1],
-                                  "test weak (nearest train mean)": curve("test_weak_ncc", m)[1]}, title, m)
-        fig.suptitle(f"{self.spec.name}: train vs test collapse around the train class means")
-        fig.tight_layout()
-        path = out_dir / "test_collapse.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+            x, _ = series(rows, "train", m)
+            log_axis_plot(ax, x, {"train": series(rows, "train", m)[1], "test strong (true class)": series(rows, "test_strong", m)[1],
+                                  "test weak (predicted class)": series(rows, "test_weak", m)[1],
+                                  "test weak (nearest train mean)": series(rows, "test_weak_ncc", m)[1]}, title, m)
+        return [save_figure(fig, out_dir / "test_collapse.png", f"{self.spec.name}: train vs test collapse around the train class means")]

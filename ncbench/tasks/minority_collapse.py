@@ -43,6 +43,7 @@ import torch
 
 from ncbench.data.imbalance import GROUPS, PROFILES
 from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
+from ncbench.plotting import save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.training import distributed as dist
@@ -272,9 +273,6 @@ class MinorityCollapse(TrajectoryTask):
 
     # -- plot ---------------------------------------------------------------------------------------
     def plot(self, rows, out_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         from matplotlib.ticker import NullFormatter
 
         s = rows[rows.split == "summary"]
@@ -284,7 +282,7 @@ class MinorityCollapse(TrajectoryTask):
         panels = [("minority_classifier_cosine", "minority classifier rows"),
                   ("minority_feature_cosine", "minority centred train means"),
                   ("minority_accuracy", "minority test accuracy")]
-        fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+        fig, axes = subplots(1, 3, figsize=(14, 4.3))
         K = self._num_classes(out_dir)
         for ax, (metric, title) in zip(axes, panels):
             d = df[df.metric == metric]
@@ -306,13 +304,8 @@ class MinorityCollapse(TrajectoryTask):
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
         o = self.options
-        fig.suptitle(f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, {o['profile']} imbalance"
-                     f" (final epoch)")
-        fig.tight_layout()
-        path = out_dir / "minority_collapse.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "minority_collapse.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, {o['profile']} imbalance"
+                     f" (final epoch)")]
 
     @staticmethod
     def _num_classes(out_dir: Path) -> int | None:

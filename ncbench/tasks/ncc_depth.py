@@ -30,6 +30,7 @@ import torch
 from ncbench.data.dataset import ImageDataset
 from ncbench.metrics import CollapseStats
 from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS, LayerFeatures
+from ncbench.plotting import save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.training import distributed as dist
@@ -246,9 +247,6 @@ class NCCDepth(TrajectoryTask):
 
     # -- figure ------------------------------------------------------------------------------
     def plot(self, rows, out_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         import numpy as np
 
         summ = rows[rows.split == "summary"].set_index("metric").value
@@ -261,7 +259,7 @@ class NCCDepth(TrajectoryTask):
         eps, depth = float(summ.get("epsilon", 0.01)), summ.get("ncc_depth", math.nan)
         curve = rows[(rows.metric == "ncc_depth") & rows.split.isin(["train", "test"])]
         with_curve = curve.epoch.nunique() > 1
-        fig, axes = plt.subplots(1, 3 if with_curve else 2, figsize=(16 if with_curve else 11, 4.8))
+        fig, axes = subplots(1, 3 if with_curve else 2, figsize=(16 if with_curve else 11, 4.8))
         ax = axes[0]
         for split in ("train", "test"):
             if (split, "ncc_acc") in tab:
@@ -301,9 +299,4 @@ class NCCDepth(TrajectoryTask):
             ax.set_title(f"minimal NCC-depth during training (ε = {eps:g})")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
-        fig.suptitle(f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, epoch {int(final_epoch)}")
-        fig.tight_layout()
-        path = out_dir / "ncc_depth.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "ncc_depth.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, epoch {int(final_epoch)}")]

@@ -9,8 +9,9 @@ import math
 from pathlib import Path
 
 from ncbench.metrics import SPEC_METRICS
+from ncbench.plotting import log_axis_plot, save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask, log_axis_plot
+from ncbench.tasks.trained_backbone import TrajectoryTask
 
 
 @register_task("train_collapse")
@@ -43,13 +44,10 @@ class TrainCollapse(TrajectoryTask):
         return TaskOutput(rows, meta={"class_counts": rec.class_counts, "precision": rec.config["recipe"]["precision"]})
 
     def plot(self, rows, out_dir: Path) -> list[Path]:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
         tr = rows[rows.split == "train"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
         te = rows[rows.split == "test"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
-        fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+        fig, axes = subplots(2, 2, figsize=(10, 7))
         x = tr.index
         log_axis_plot(axes[0, 0], x, {"nc1": tr["nc1"], "nc1_quotient": tr["nc1_quotient"], "cdnv": tr["cdnv"]},
                       "NC1: within-class variability", "value")
@@ -61,9 +59,4 @@ class TrainCollapse(TrajectoryTask):
         log_axis_plot(axes[1, 1], x, {"nc4 (train)": tr["nc4"], "nc4 (test)": te["nc4"],
                                       "train error": 1 - tr["accuracy"], "test error": 1 - te["accuracy"]},
                       "NC4: nearest class centre vs network", "fraction")
-        fig.suptitle(f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}")
-        fig.tight_layout()
-        path = out_dir / "collapse.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "collapse.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}")]

@@ -24,18 +24,3 @@ class TrajectoryTask(Task):
         rec, self._trajectory = ctx.trajectory(self.trajectory_config(), self.probes())
         return rec
 
-
-def log_axis_plot(ax, x, ys: dict, title: str, ylabel: str) -> None:
-    """Curves on a log y-axis (non-positive values dropped), with a legend."""
-    import numpy as np
-
-    for label, y in ys.items():
-        y = np.asarray(y, dtype=float)
-        ok = np.isfinite(y) & (y > 0)
-        ax.plot(np.asarray(x)[ok], y[ok], marker="o", ms=3, label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)

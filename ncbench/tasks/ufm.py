@@ -25,8 +25,8 @@ from typing import ClassVar
 
 import torch
 
+from ncbench.plotting import log_axis_plot, save_figure, subplots
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
-from ncbench.tasks.trained_backbone import log_axis_plot
 from ncbench.theory import UFMConfig, run_ufm
 
 _DEFAULT = UFMConfig()
@@ -109,9 +109,6 @@ class UFMTask(Task):
     def plot(self, rows, out_dir: Path) -> list[Path]:
         """Metrics against the GD step, log y and symlog x (step 0 kept): NC1, NC2, NC3, optimisation
         (and the SNC residuals for MSE)."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
         tr = rows[rows.split == "train"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
 
@@ -126,7 +123,7 @@ class UFMTask(Task):
              "loss, gradient norm, strong collapse (Mixon et al.)" if self.config.loss == "mse"
              else "loss and gradient norm"),
         ]
-        fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+        fig, axes = subplots(2, 2, figsize=(10, 7))
         positive = tr.index[tr.index > 0]
         for ax, (ys, title) in zip(axes.flat, panels):
             log_axis_plot(ax, tr.index, ys, title, "value")
@@ -134,10 +131,5 @@ class UFMTask(Task):
             ax.set_xlim(0, max(float(tr.index.max()), 1.0) * 1.2)
             ax.set_xlabel("gradient-descent step")
         c = self.config
-        fig.suptitle(f"{self.spec.name}: UFM, {c.loss.upper()}, K={c.num_classes}, N={sum(c.class_counts)}, "
-                     f"d={c.dim}, λ_W={c.lambda_w:g}, λ_H={c.lambda_h:g}, init {c.init_scale:g}")
-        fig.tight_layout()
-        path = out_dir / "collapse.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, out_dir / "collapse.png", f"{self.spec.name}: UFM, {c.loss.upper()}, K={c.num_classes}, N={sum(c.class_counts)}, "
+                     f"d={c.dim}, λ_W={c.lambda_w:g}, λ_H={c.lambda_h:g}, init {c.init_scale:g}")]

@@ -2,8 +2,8 @@
 metric engine (`CollapseStats` pass one, then the nearest-centre pass two around its means)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F

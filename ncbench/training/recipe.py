@@ -38,7 +38,7 @@ class Recipe:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | str | None) -> "Recipe":
+    def from_dict(cls, d: dict | str | None) -> Recipe:
         """A dict (keys = fields; `protocol: NAME` starts from a named protocol) or a protocol name."""
         if d is None:
             return cls()
