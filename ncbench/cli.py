@@ -115,10 +115,12 @@ def _run(suite: str, specs, args) -> int:
     run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
     table = summary_table(runs)
     if len(table):
-        wide = table.pivot_table(index="metric", columns="task", values="value", sort=False)
+        declared = {r.spec.name: list(r.spec.leaderboard.get("metrics", {})) for r in runs}
+        keep = table[[m in (declared.get(t) or [m]) for t, m in zip(table.task, table.metric)]]
+        short = keep.groupby("task", sort=False).head(8)   # the leaderboard's metrics, else the first 8
         with pd.option_context("display.max_rows", 200, "display.width", 160, "display.float_format", "{:.4g}".format):
-            print("\nheadline metrics (final epoch):")
-            print(wide.to_string())
+            print("\nheadline metrics (final epoch; all of them in each results.csv, split == 'summary'):")
+            print(short.set_index(["task", "metric"]).to_string())
     print("\nresult files:")
     for r in runs:
         print(f"  {r.status:8s} {r.csv}" + (f"  ({r.error})" if r.error else ""))

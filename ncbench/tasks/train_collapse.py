@@ -55,7 +55,7 @@ class TrainCollapse(TrajectoryTask):
                                       "equiangular_h": tr["equiangular_h"], "equiangular_w": tr["equiangular_w"]},
                       "NC2: convergence to a simplex ETF", "value")
         log_axis_plot(axes[1, 0], x, {"nc3": tr["nc3"], "etf_error_h": tr["etf_error_h"], "etf_error_w": tr["etf_error_w"]},
-                      "NC3: self-duality", "value")
+                      "NC3: self-duality; NC2: ETF errors", "value")
         log_axis_plot(axes[1, 1], x, {"nc4 (train)": tr["nc4"], "nc4 (test)": te["nc4"],
                                       "train error": 1 - tr["accuracy"], "test error": 1 - te["accuracy"]},
                       "NC4: nearest class centre vs network", "fraction")
