@@ -90,7 +90,7 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
         write_long_csv(task_dir / "results.csv", out.rows, context)
         df = pd.read_csv(task_dir / "results.csv")
         try:
-            plots = [str(p) for p in task.plot(df, task_dir)]
+            plots = [Path(p).name for p in task.plot(df, task_dir)]   # beside results.csv
         except Exception as e:  # a plot never costs the numbers
             plots = []
             log(f"[{spec.name}] plot failed ({type(e).__name__}: {e}); the CSVs are written")

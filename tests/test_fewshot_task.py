@@ -215,7 +215,7 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
     config = json.loads((task_dir / "config.json").read_text())
     assert config["meta"]["feature_cache"] == {"hits": 0, "misses": 4}   # 2 backbones × 2 target splits
     png = task_dir / "fewshot_transfer.png"
-    assert config["plots"] == [str(png)] and png.stat().st_size > 10_000
+    assert config["plots"] == [png.name] and png.stat().st_size > 10_000
 
 
 def test_rerun_reads_the_feature_cache_and_the_trained_backbones(tiny_run):

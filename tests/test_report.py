@@ -98,7 +98,7 @@ def run(tmp_path) -> Path:
     plot = tiny_png(task_dir / "collapse curve.png")           # a space: the link must be URL-quoted
     tiny_png(run / "cdnv_bound_mnist5k" / "cdnv.png")             # found by glob, not listed in config.json
     cfg = json.loads((task_dir / "config.json").read_text())
-    cfg["plots"] = [str(plot)]
+    cfg["plots"] = [plot.name]
     cfg["spec"]["description"] = "escape me: <script>alert(1)</script> & co"
     write_json(task_dir / "config.json", cfg)
     pairs = pd.DataFrame({"class_i": range(100), "class_j": range(1, 101), "split": "train", "value": 0.5})
@@ -156,3 +156,11 @@ def test_report_of_one_task_folder_and_bad_input(run, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "holds no task results" in capsys.readouterr().err
+
+
+def test_report_of_a_relative_run_dir_finds_its_plots(run, monkeypatch):
+    """`ncbench suite` writes under a relative `results/`; the report must resolve the plots anyway."""
+    monkeypatch.chdir(run.parent)
+    page = write_report(Path(run.name))
+    targets = {(page.parent / unquote(img["src"])).resolve() for img in check(page).imgs}
+    assert targets == {p.resolve() for p in run.rglob("*.png")}

@@ -24,7 +24,7 @@ table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}
 th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee}.failed{color:#a00}.note{color:#666;font-size:.85em}
-nav a{margin-right:1em}
+nav{display:flex;flex-wrap:wrap;gap:.3em 1em}
 """
 
 
@@ -72,8 +72,9 @@ def _task_section(task_dir: Path, page: Path) -> str:
     summary.insert(1, "better", [("higher" if board[m].get("higher_is_better") else "lower") if m in board else ""
                                  for m in summary["metric"]])
     out.append("<h3>Headline metrics</h3>" + _frame(summary))
-    plots = sorted({Path(p) for p in cfg.get("plots", [])} | set(task_dir.glob("*.png")), key=lambda p: p.name)
-    plots = [p if p.is_absolute() else task_dir / p for p in plots]
+    task_dir = task_dir.resolve()   # plots are listed by file name, found beside the CSVs
+    plots = sorted({task_dir / Path(p).name for p in cfg.get("plots", [])} | set(task_dir.glob("*.png")),
+                   key=lambda p: p.name)
     seen = set()
     for p in plots:
         if p.is_file() and p.resolve() not in seen:
@@ -83,6 +84,7 @@ def _task_section(task_dir: Path, page: Path) -> str:
     per_epoch = df[df["split"].isin(["train", "test"]) & df["epoch"].notna()]
     if len(per_epoch):
         wide = per_epoch.pivot_table(index=["split", "epoch"], columns="metric", values="value", sort=False)
+        wide.columns.name = None
         out.append("<h3>Per epoch</h3>" + _frame(wide.reset_index()))
     other = per_epoch.index.union(df.index[df["split"] == "summary"])
     rest = df.drop(index=other)
