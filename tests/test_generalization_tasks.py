@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from ncbench.specs import load_task
 from ncbench.suite import run_tasks
@@ -51,3 +52,24 @@ def test_train_collapses_faster_than_test_on_the_default_spec(tmp_path):
     s = tc[tc.split == "summary"].set_index("metric").value
     assert s["train_nc1_fall"] > s["strong_nc1_fall"] > 0
     assert s["weak_ncc_le_strong_trace_sw_fraction"] == 1.0
+
+
+def test_a_diverged_run_writes_nan_rows_instead_of_failing(tmp_path, monkeypatch):
+    from ncbench.training.trainer import Trainer
+
+    original = Trainer.train_epoch
+
+    def poisoned(self, data):  # the weights blow up, as in a diverging NFNet without clipping
+        log = original(self, data)
+        with torch.no_grad():
+            for p in self.model.body.parameters():
+                p.fill_(float("nan"))
+        return log
+
+    monkeypatch.setattr(Trainer, "train_epoch", poisoned)
+    common = dict(dataset="digits", model="test_resnet", seed=0, recipe={"epochs": 1})
+    frames, _ = _run(tmp_path, [TaskSpec(name=k, kind=k, version=1, **common)
+                                for k in ("train_collapse", "test_collapse", "cdnv_bound")])
+    for df in frames:
+        assert df["value"].dtype == float
+        assert df[df.metric.isin(["nc1", "cdnv", "strong_nc1", "train_cdnv"])].value.isna().all()

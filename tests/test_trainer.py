@@ -116,3 +116,16 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
         assert ddp["train"][k] == pytest.approx(v, rel=1e-3, abs=1e-6, nan_ok=True), k
     for k, v in te.extra.items():
         assert ddp["test"][k] == pytest.approx(v, rel=1e-3, abs=1e-6, nan_ok=True), k
+
+
+def test_a_diverged_network_gives_nan_metrics_not_a_crash():
+    """SPEC §2: non-finite features make the metrics NaN with a reason; the run goes on."""
+    data, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    model = vit()
+    with torch.no_grad():
+        for p in model.body.parameters():
+            p.fill_(float("nan"))
+    tr, te = evaluate(model, data, test, "cpu", 256, progress=False)
+    assert tr.n == len(data) and all(v != v for v in tr.collapse.values())
+    assert "non-finite" in tr.diagnostics["reasons"] and tr.diagnostics["nonfinite_samples"] == len(data)
+    assert te.n == len(test) and all(v != v for v in te.extra.values())

@@ -19,6 +19,8 @@ from ncbench.tasks.trained_backbone import TrajectoryTask
 
 
 def pair_table(matrix, split: str) -> pd.DataFrame:
+    if matrix is None:  # a diverged run has no CDNV matrix
+        return pd.DataFrame(columns=["class_i", "class_j", "split", "value"])
     K = matrix.shape[0]
     i, j = np.triu_indices(K, 1)
     m = matrix.detach().cpu().numpy()
@@ -36,8 +38,8 @@ class CDNVBound(TrajectoryTask):
             tr, te = e.train, e.test
             for split, ev in (("train", tr), ("test", te)):
                 rows += rows_from({"cdnv": ev.collapse["cdnv"], "error": 1 - ev.accuracy,
-                                   "min_sq_mean_distance": ev.diagnostics["min_sq_mean_distance"],
-                                   "mean_sq_mean_distance": ev.diagnostics["mean_sq_mean_distance"]},
+                                   "min_sq_mean_distance": ev.diagnostics.get("min_sq_mean_distance", np.nan),
+                                   "mean_sq_mean_distance": ev.diagnostics.get("mean_sq_mean_distance", np.nan)},
                                   split=split, epoch=e.epoch, n_samples=ev.n)
             rows += rows_from({"cdnv_ratio": te.collapse["cdnv"] / tr.collapse["cdnv"],
                                "generalization_gap": tr.accuracy - te.accuracy},

@@ -35,7 +35,7 @@ class TestCollapse(TrajectoryTask):
         holds = {(m, mode): [] for m in ("nc1", "trace_sw") for mode in ("weak", "weak_ncc")}
         for e in rec.epochs:
             tr, te = e.train, e.test
-            train = {"nc1": tr.collapse["nc1"], "trace_sw": tr.diagnostics["trace_sigma_w"], "cdnv": tr.collapse["cdnv"]}
+            train = {"nc1": tr.collapse["nc1"], "trace_sw": tr.diagnostics.get("trace_sigma_w", float("nan")), "cdnv": tr.collapse["cdnv"]}
             rows += rows_from({**train, "accuracy": tr.accuracy}, split="train", epoch=e.epoch, n_samples=tr.n)
             rows += rows_from({"accuracy": te.accuracy}, split="test", epoch=e.epoch, n_samples=te.n)
             for split, mode in MODES.items():

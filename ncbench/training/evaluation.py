@@ -85,6 +85,8 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
         sums[2] += len(y)
     if dist.is_distributed():
         stats.all_reduce()
+    if stats.n == 0:  # every feature non-finite (a diverged run): NaN metrics with the reason, no crash
+        return diverged(stats, sums, test)
     second = stats.second_pass(W, b)
     for h, y, z in passes:
         second.update(h, y, z)
@@ -128,3 +130,19 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
     test_eval = SplitEval(tsums[0] / tsums[2], tsums[1] / tsums[2], int(tsums[2]), tres.metrics,
                           tres.diagnostics, tres.cdnv_matrix, extra)
     return train_eval, test_eval
+
+
+HELDOUT_KEYS = tuple(f"{mode}_{m}" for mode in ("strong", "weak", "weak_ncc") for m in ("nc1", "trace_sw", "cdnv"))
+
+
+def diverged(stats: CollapseStats, sums: list, test: ImageDataset | None) -> tuple[SplitEval, SplitEval | None]:
+    """The evaluation of a run whose features are all non-finite: every metric NaN, reasons kept."""
+    sums = dist.all_reduce_sum(sums, stats.device or "cpu")
+    res = stats.compute()
+    nan = float("nan")
+    train_eval = SplitEval(nan, sums[1] / max(sums[2], 1), int(sums[2]), res.metrics,
+                           {**res.diagnostics, "reasons": "; ".join(res.reasons)})
+    if test is None:
+        return train_eval, None
+    extra = dict.fromkeys(("ncc_acc_train_means", "nc4_train_means", *HELDOUT_KEYS), nan)
+    return train_eval, SplitEval(nan, nan, len(test), dict.fromkeys(res.metrics, nan), {}, None, extra)
