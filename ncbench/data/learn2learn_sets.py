@@ -46,7 +46,7 @@ from ncbench.data.fewshot_sets import (
     make_split,
     parse_split,
 )
-from ncbench.data.registry import DatasetNotFoundError, register_dataset
+from ncbench.data.registry import DatasetNotFoundError, register_each
 from ncbench.data.torchvision_sets import DATA_ENV, resolve_root
 
 INSTALL_HINT = "scripts/install-learn2learn.sh .venv"
@@ -238,14 +238,4 @@ def load(name: str, split: str, data_dir: Path | None = None,
     return make_split(name, split, images.to(torch.uint8), targets.long(), classes, mean, std, info)
 
 
-def _register(name: str) -> None:
-    def loader(split: str, data_dir: Path | None = None, download: bool = False) -> ImageDataset:
-        return load(name, split, data_dir, download)
-
-    loader.__name__ = loader.__qualname__ = name.replace("-", "_")
-    loader.__doc__ = f"`{name}`: learn2learn.vision.datasets.{SETS[name].l2l_class}'s files."
-    register_dataset(name)(loader)
-
-
-for _name in SETS:
-    _register(_name)
+register_each(SETS, load, lambda n: f"`{n}`: learn2learn.vision.datasets.{SETS[n].l2l_class}'s files.")

@@ -20,6 +20,21 @@ def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
     return DATASETS.register(name)
 
 
+def register_each(names, load: Callable[[str, str, Path | None, bool], ImageDataset],
+                  describe: Callable[[str], str]) -> None:
+    """Register one loader per name for a family that shares `load(name, split, data_dir, download)`."""
+    def make(name: str) -> DatasetLoader:
+        def loader(split: str, data_dir: Path | None = None, download: bool = False) -> ImageDataset:
+            return load(name, split, data_dir, download)
+
+        loader.__name__ = loader.__qualname__ = name.replace("-", "_")
+        loader.__doc__ = describe(name)
+        return loader
+
+    for name in names:
+        register_dataset(name)(make(name))
+
+
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
                  download: bool = False) -> ImageDataset:
     """Load split `split` of data set `name`; unknown names raise with the close names."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ncbench.data.dataset import ImageDataset
-from ncbench.data.registry import DatasetNotFoundError, register_dataset
+from ncbench.data.registry import DatasetNotFoundError, register_each
 
 DATA_ENV = "NCBENCH_DATA"
 DEFAULT_ROOT = "~/.cache/ncbench/data"
@@ -149,14 +149,4 @@ def load(name: str, split: str, data_dir: Path | None, download: bool) -> ImageD
                          "root": str(resolve_root(data_dir))})
 
 
-def _register(name: str) -> None:
-    def loader(split: str, data_dir: Path | None = None, download: bool = False) -> ImageDataset:
-        return load(name, split, data_dir, download)
-
-    loader.__name__ = loader.__qualname__ = name.replace("-", "_")
-    loader.__doc__ = f"`{name}` through torchvision.datasets.{SETS[name].cls_name}."
-    register_dataset(name)(loader)
-
-
-for _name in SETS:
-    _register(_name)
+register_each(SETS, load, lambda n: f"`{n}` through torchvision.datasets.{SETS[n].cls_name}.")
