@@ -112,7 +112,11 @@ def _run(suite: str, specs, args) -> int:
     from ncbench.suite import run_tasks, summary_table
 
     _validate(specs)
+    from ncbench.training.distributed import init_from_env, is_main
+    init_from_env(specs[0].device)  # under torchrun: one DDP process group for the whole run
     run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
+    if not is_main():
+        return 1 if any(r.status == "failed" for r in runs) else 0
     table = summary_table(runs)
     if len(table):
         declared = {r.spec.name: list(r.spec.leaderboard.get("metrics", {})) for r in runs}

@@ -15,6 +15,7 @@ from ncbench.provenance import provenance
 from ncbench.results.writer import write_json, write_long_csv, write_table_csv
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import RunContext, Task, TaskSpec
+from ncbench.training.distributed import is_main
 
 
 @dataclass
@@ -58,7 +59,11 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
     for t in tasks:                                 # probes of all tasks, so each run trains once
         for cfg in t.trajectories():
             ctx.probes.setdefault(cfg.key(), {}).update(t.probes())
-    write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]})
+    main = is_main()   # under torchrun every rank runs the tasks (collectives), rank 0 writes
+    if not main:
+        log = lambda message: None  # noqa: E731
+    else:
+        write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]})
     runs = []
     for task in tasks:
         spec = task.spec
@@ -78,8 +83,12 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
             raise
         except Exception as e:  # one failing task is recorded, the suite goes on
             runs.append(TaskRun(spec, "failed", task_dir, time.perf_counter() - t0, f"{type(e).__name__}: {e}"))
-            write_json(task_dir / "error.json", {"error": str(e), "traceback": traceback.format_exc()})
+            if main:
+                write_json(task_dir / "error.json", {"error": str(e), "traceback": traceback.format_exc()})
             log(f"[{spec.name}] FAILED: {type(e).__name__}: {e}")
+            continue
+        if not main:
+            runs.append(TaskRun(spec, "done", task_dir, time.perf_counter() - t0))
             continue
         context = {"run_id": run_id, "task": spec.name, "task_version": spec.version, "model": spec.model,
                    "pretrained": spec.checkpoint or spec.pretrained or "", "dataset": spec.dataset,
