@@ -139,3 +139,36 @@ def test_interrupted_run_resumes_from_checkpoint(tmp_path, monkeypatch):
     keep = a.metric != "train_seconds"
     assert len(a) == len(b) and keep.sum() > 50
     pd.testing.assert_series_equal(a[keep].value.reset_index(drop=True), b[keep].value.reset_index(drop=True))
+
+
+def _torchrun_rank(rank, world, port, spec_path, out, codes):
+    import os
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    code = main(["run", spec_path, "--device", "cpu", "--out", out, "--no-progress"])
+    joined = torch.distributed.is_initialized() and torch.distributed.get_world_size() == world
+    codes[rank] = (code, joined)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def test_cli_under_torchrun_trains_ddp_and_rank0_writes(tmp_path):
+    """What `torchrun --nproc_per_node 2 -m ncbench run SPEC` does: one process group, every sample
+    evaluated exactly once across ranks, one results folder written by rank 0."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("name: tiny_ddp\nkind: train_collapse\nversion: 1\ndataset: digits\nmodel: test_resnet\n"
+                    "recipe: {epochs: 1, batch_size: 128}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    codes = mp.Manager().dict()
+    mp.spawn(_torchrun_rank, args=(2, port, str(spec), str(tmp_path / "out"), codes), nprocs=2, join=True)
+    assert dict(codes) == {0: (0, True), 1: (0, True)}  # both exit 0, inside one process group
+    (csv,) = (tmp_path / "out").rglob("results.csv")
+    df = pd.read_csv(csv)
+    assert set(df[df.split == "train"].n_samples) == {1438} and set(df[df.split == "test"].n_samples) == {359}
