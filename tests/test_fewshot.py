@@ -21,14 +21,8 @@ from ncbench.fewshot import (
 )
 from ncbench.fewshot.episodes import Episodes
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batched ops: one thread (a busy shared 2-core box thrashes with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def uneven_labels(counts=(25, 40, 31, 22, 60, 28, 35, 23), seed=0) -> torch.Tensor:

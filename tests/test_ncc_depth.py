@@ -22,7 +22,7 @@ from ncbench.models.layers import LayerFeatures, block_names
 from ncbench.tasks.base import TaskSpec
 from ncbench.tasks.ncc_depth import depths, layer_statistics, minimal_depth
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- a network whose layer k makes the data separable ------------------------------------------

@@ -27,13 +27,8 @@ from ncbench.theory.ufm import labels_for, ufm_gradients, ufm_objective
 
 BALANCED = (5, 5, 5, 5)  # K = 4, n = 5, N = 20; d = 8
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------------------- UFM

@@ -57,7 +57,6 @@ gives columns `backbone` (`S5`/`pretrained`), `source_classes` and `name`; filte
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from pathlib import Path
@@ -71,6 +70,7 @@ from ncbench.data.dataset import ImageDataset
 from ncbench.plotting import save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.threads import torch_threads
 from ncbench.training.trajectory import TrajectoryConfig
 
 BACKBONES = ("trajectory", "pretrained")
@@ -115,19 +115,6 @@ def _concat(parts: list[ImageDataset], split: str) -> ImageDataset:
         raise ValueError(f"target splits {split} have different class lists: they cannot be pooled")
     return ImageDataset(torch.cat([p.images for p in parts]), torch.cat([p.targets for p in parts]),
                         first.classes, first.mean, first.std, first.name, split, dict(first.info))
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    """Run with `n` torch CPU threads (None: unchanged). The episode solvers are thousands of small
-    batched ops: on a shared CPU, extra threads only add synchronisation (8× slower at 2 threads)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _per_shot(values: dict, k: int) -> dict:
@@ -366,7 +353,7 @@ class FewShotTransfer(TrajectoryTask):
             feats, flabels = self._features(cache, model, parts, target_classes, self.spec.model)
             if not torch.equal(flabels, labels):
                 raise RuntimeError("target features and episode labels disagree (feature cache out of date?)")
-            with _threads(1 if feats.device.type == "cpu" else None):
+            with torch_threads(1 if feats.device.type == "cpu" else None):
                 trows, tsumm, per_ep = self._score(feats, labels, episodes, prefix, epoch)
             rows += src_rows + trows
             for t in per_ep:

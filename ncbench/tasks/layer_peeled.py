@@ -35,7 +35,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.tasks.ufm import coerce_option
@@ -45,6 +44,7 @@ from ncbench.theory import (
     plot_minority_collapse,
     threshold_ratio,
 )
+from ncbench.threads import torch_threads
 
 COLLAPSED = 1 - 1e-3          # minority cosine counted as full collapse
 ROW_METRICS = ("minority_cosine", "minority_norm", "objective", "kkt_residual")
@@ -106,14 +106,10 @@ class LayerPeeledTask(Task):
 
     def run(self, ctx) -> TaskOutput:
         o = self.options
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)                   # K×2K matrices: threads only add overhead
-        try:
+        with torch_threads(1):                   # K×2K matrices: threads only add overhead
             curve = minority_collapse_curve(o["K"], o["K_A"], self.ratios, self.energies_h,
                                             energy_w=float(o["E_W"]), restarts=o["restarts"], dim=o["dim"],
                                             seed=self.spec.seed)
-        finally:
-            torch.set_num_threads(threads)
         rows = []
         for p in curve.itertuples(index=False):
             rows += rows_from({m: getattr(p, m) for m in ROW_METRICS}, split="train",

@@ -23,11 +23,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import ClassVar
 
-import torch
-
 from ncbench.plotting import log_axis_plot, save_figure, subplots
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.theory import UFMConfig, run_ufm
+from ncbench.threads import torch_threads
 
 _DEFAULT = UFMConfig()
 _CONFIG_KEYS = tuple(f.name for f in fields(UFMConfig) if f.name not in ("class_counts", "seed", "device"))
@@ -88,12 +87,8 @@ class UFMTask(Task):
 
     def run(self, ctx) -> TaskOutput:
         cfg = self.config
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)                   # d×N matrices of a few hundred entries: threads only cost
-        try:
+        with torch_threads(1):                   # d×N matrices of a few hundred entries: threads only cost
             run = run_ufm(cfg, self.log_every)
-        finally:
-            torch.set_num_threads(threads)
         N = sum(cfg.class_counts)
         rows = []
         for r in run.rows:

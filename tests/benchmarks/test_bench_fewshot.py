@@ -19,14 +19,6 @@ from ncbench.fewshot import ncc_accuracy, sample_episodes
 N_WAY, K_SHOT, N_QUERY, EPISODES = 5, 5, 15, 600
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cached_features():
     g = torch.Generator().manual_seed(0)
