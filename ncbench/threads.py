@@ -1,16 +1,125 @@
-"""Temporarily set torch's CPU thread count (small batched solvers run faster on one thread)."""
+"""CPU thread policy: how many intra-op threads torch (and the BLAS that scipy brings) may use.
+
+On a CPU shared with other busy processes, more threads than free cores is a cliff, not a slope:
+every parallel region of an op waits at a barrier for its slowest thread, and a thread that the
+scheduler has parked behind another process holds the whole op for a time slice (OpenMP threads
+that spin-wait at the barrier make it worse, burning the time slices the late thread needs). An
+epoch of the default suite took ~10× longer with 2 threads than with 1 on a 2-core machine under
+load. So the default is the number of CPUs this process may run on minus the load already on
+them (`default_threads`), at least 1; `--threads N` / `NCBENCH_THREADS` override it, waiting
+threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, set before torch loads), and the
+count is recorded with every result (`thread_provenance`): it changes the order of float
+reductions, hence the last bits of the numbers.
+"""
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from collections.abc import Iterator
 
-import torch
+#: Environment variable that fixes the thread count (like `--threads`).
+THREADS_ENV = "NCBENCH_THREADS"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota if any."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def default_threads(cpus: int | None = None, load: float | None = None) -> int:
+    """Threads for a run started now: `NCBENCH_THREADS` if set, else the CPUs not already busy.
+
+    `cpus` defaults to `available_cpus()`, `load` to the 1-minute load average; the result is
+    `clamp(round(cpus − load), 1, cpus)`, so a machine whose cores are all busy gets 1 thread.
+    """
+    env = os.environ.get(THREADS_ENV)
+    if env:
+        return parse_threads(env, THREADS_ENV)
+    cpus = available_cpus() if cpus is None else cpus
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+    return int(min(cpus, max(1, round(cpus - load))))
+
+
+def parse_threads(value: str | int, what: str = "--threads") -> int:
+    """A positive thread count from text, or ValueError saying what was wrong."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ValueError(f"{what} must be a positive integer number of CPU threads, got {value!r}")
+    return n
+
+
+def prefer_sleeping_waits() -> None:
+    """Make idle OpenMP threads sleep rather than spin (`OMP_WAIT_POLICY=PASSIVE`) unless the user
+    chose otherwise. Effective only before torch (its OpenMP runtime) is first imported."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def configure_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads (and the BLAS pool's) to `n`, default `default_threads()`."""
+    import torch
+
+    n = default_threads() if n is None else parse_threads(n)
+    torch.set_num_threads(n)
+    match_blas_threads()
+    return n
+
+
+def thread_provenance() -> dict[str, str]:
+    """Thread settings that a result depends on (float reduction order), for its provenance."""
+    import torch
+
+    return {"torch_threads": str(torch.get_num_threads()),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+
+
+_blas_threads: list = [None, None]   # [the loaded BLAS pools' controllers, the count last set]
+
+
+def match_blas_threads() -> None:
+    """Give scipy's/numpy's OpenBLAS pools torch's current intra-op thread count (cheap when the
+    count has not changed), so that `--threads` governs the BLAS calls ncbench makes too."""
+    import torch
+
+    n = torch.get_num_threads()
+    if _blas_threads[1] == n:
+        return
+    if _blas_threads[0] is None:
+        try:
+            import scipy.linalg.blas  # noqa: F401  (load the library before scanning for it)
+            from threadpoolctl import ThreadpoolController
+            _blas_threads[0] = ThreadpoolController().select(user_api="blas").lib_controllers
+        except (ImportError, OSError, AttributeError):  # pragma: no cover - BLAS keeps its default
+            _blas_threads[0] = []
+    for lib in _blas_threads[0]:
+        lib.set_num_threads(n)
+    _blas_threads[1] = n
 
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run the block with `n` intra-op CPU threads (None: unchanged), then restore the old count.
     Thousands of tiny ops (UFM, layer-peeled, few-shot episodes) only pay synchronisation for threads."""
+    import torch
+
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)

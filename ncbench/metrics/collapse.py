@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ncbench.metrics.scatter import ScatterAccumulator
+
 DTYPE = torch.float64
 SPEC_METRICS = ("nc1", "nc1_quotient", "equinorm_h", "equinorm_w", "equiangular_h",
                 "equiangular_w", "etf_error_h", "etf_error_w", "nc3", "nc4", "ncc_acc", "cdnv")
@@ -62,6 +64,30 @@ def _chan_merge(count, mean, m2, scatter, n_b, mean_b, m2_b, scatter_b):
     count[present] = n
 
 
+class Workspace:
+    """Float64 scratch buffers reused from batch to batch: a fresh allocation of a batch-sized
+    buffer costs more in page faults than the pass that fills it."""
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, rows: int, cols: int) -> torch.Tensor:
+        """A `(rows, cols)` float64 view of buffer `name` (grown when too small); contents undefined."""
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != cols:
+            buf = self._bufs[name] = torch.empty(rows, cols, dtype=DTYPE, device=self.device)
+        return buf[:rows]
+
+    def cast(self, h: torch.Tensor) -> torch.Tensor:
+        """`h` (N, d) as float64 in the reused buffer `x` (overwritten by the next call)."""
+        return self.get("x", h.shape[0], h.shape[1]).copy_(h)
+
+    def centre_(self, x: torch.Tensor, centres: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """`x −= centres[idx]` in place (the gathered rows go to a reused buffer); returns `x`."""
+        return x.sub_(torch.index_select(centres, 0, idx, out=self.get("c", len(idx), x.shape[1])))
+
+
 @dataclass
 class CollapseResult:
     """Metric values (SPEC names) plus diagnostics explaining NaN/inf values."""
@@ -73,7 +99,19 @@ class CollapseResult:
 
 
 class CollapseStats:
-    """Pass-one state: per-class counts, means, per-class scatter trace and total within scatter."""
+    """Pass-one state: per-class counts, means, per-class scatter trace and total within scatter.
+
+    Batches are centred on a per-class shift `c_k` (the class mean at the last re-centring, or the
+    class's first batch mean) and accumulated as `S_k = Σ (h − c_k)`, `Q_k = Σ ‖h − c_k‖²` and
+    `T = Σ (h − c_y)(h − c_y)ᵀ` (one `syrk` per batch). Re-centring folds them into the exact state
+    with one rank-K correction, `scatter += T − Σ_k S_k S_kᵀ / n_k`, `m2 += Q − ‖S_k‖²/n_k`,
+    `mean = c + S/n` (Chan et al.'s merge with the shift at the old mean). It happens when the state
+    is read, and whenever the shift's share of the accumulated second moment (per class, and per
+    coordinate of `T`) passes `RECENTRE_SHARE`, which bounds the cancellation to a factor 16.
+    """
+
+    #: Re-centre when ‖S_k‖²/n_k > share·Q_k for a class or Σ_k S_ki²/n_k > share·T_ii for a coordinate.
+    RECENTRE_SHARE = 15.0 / 16.0
 
     def __init__(self, num_classes: int, dim: int | None = None, device: torch.device | str | None = None):
         if num_classes < 2:
@@ -89,35 +127,122 @@ class CollapseStats:
         K = self.num_classes
         self.dim, self.device = dim, device
         self.count = torch.zeros(K, dtype=DTYPE, device=device)
-        self.mean = torch.zeros(K, dim, dtype=DTYPE, device=device)
-        self.m2 = torch.zeros(K, dtype=DTYPE, device=device)
-        self.scatter = torch.zeros(dim, dim, dtype=DTYPE, device=device)
+        self._mean = torch.zeros(K, dim, dtype=DTYPE, device=device)
+        self._m2 = torch.zeros(K, dtype=DTYPE, device=device)
+        self._scatter = torch.zeros(dim, dim, dtype=DTYPE, device=device)
+        self._settled = torch.zeros(K, dtype=DTYPE, device=device)      # count at the last re-centring
+        self._shift = torch.zeros(K, dim, dtype=DTYPE, device=device)
+        self._has_shift = torch.zeros(K, dtype=torch.bool, device=device)
+        self._s = torch.zeros(K, dim, dtype=DTYPE, device=device)
+        self._q = torch.zeros(K, dtype=DTYPE, device=device)
+        self._t = ScatterAccumulator(dim, device)
+        self._work = Workspace(device)
+        self._pending = False
 
     @property
     def n(self) -> int:
         return int(self.count.sum()) if self.dim is not None else 0
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Class means `(K, d)` (zero rows for empty classes)."""
+        self._recentre()
+        return self._mean
+
+    @property
+    def m2(self) -> torch.Tensor:
+        """Per-class `Σ ‖h − μ_k‖²` `(K,)`."""
+        self._recentre()
+        return self._m2
+
+    @property
+    def scatter(self) -> torch.Tensor:
+        """Within-class scatter `Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ` `(d, d)`."""
+        self._recentre()
+        return self._scatter
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> CollapseStats:
         """Fold one batch in (logits are accepted for API symmetry and ignored by pass one)."""
         check_batch(features, labels, self.num_classes, self.dim)
         if self.dim is None:
             self._allocate(features.shape[1], self.device or features.device)
-        x = features.detach().to(self.device, DTYPE)
+        h = features.detach().to(self.device)
         y = labels.detach().to(self.device, torch.long)
-        finite = torch.isfinite(x).all(1)
-        if not bool(finite.all()):
-            self.nonfinite += int((~finite).sum())
-            x, y = x[finite], y[finite]
-        if x.shape[0] == 0:
+        if h.shape[0] == 0:
             return self
+        self._fold(h, y)
+        return self
+
+    def _fold(self, h: torch.Tensor, y: torch.Tensor) -> None:
+        """Accumulate a batch around the class shifts (cast and centred in one pass into a reused
+        float64 buffer); rows with a non-finite feature are counted and dropped."""
         K = self.num_classes
         n_b = torch.bincount(y, minlength=K).to(DTYPE)
+        x = self._work.cast(h)
+        new = (n_b > 0) & ~self._has_shift
+        if bool(new.any()):                  # first sighting of a class: shift = its batch mean
+            self._first_shifts(x, y, new)
+        xc = self._work.centre_(x, self._shift, y)
+        r = torch.linalg.vector_norm(xc, dim=1).square_()   # ‖h − c_y‖²: non-finite if the row is
+        if not bool(torch.isfinite(r).all()):
+            finite = torch.isfinite(h).all(1)               # exact, on this rare path only
+            self.nonfinite += int((~finite).sum())
+            xc, y, r = xc[finite], y[finite], r[finite]
+            if xc.shape[0] == 0:
+                return
+            n_b = torch.bincount(y, minlength=K).to(DTYPE)
+        self._s.index_add_(0, y, xc)
+        self._q.index_add_(0, y, r)
+        self._t.add(xc)
+        self.count += n_b
+        self._pending = True
+        n_p = (self.count - self._settled).clamp_min(1)
+        off = (self._s * self._s) / n_p.unsqueeze(1)       # (K, d): the shift's part of the moments
+        if bool((off.sum(1) > self.RECENTRE_SHARE * self._q).any()
+                or (off.sum(0) > self.RECENTRE_SHARE * self._t.diagonal()).any()):
+            self._recentre()
+
+    def _first_shifts(self, x: torch.Tensor, y: torch.Tensor, new: torch.Tensor) -> None:
+        """Shift of each class in `new` := its mean in this batch, over the batch's finite rows."""
+        K = self.num_classes
         sums = torch.zeros(K, self.dim, dtype=DTYPE, device=x.device).index_add_(0, y, x)
-        mean_b = sums / n_b.clamp_min(1).unsqueeze(1)
-        xc = x - mean_b[y]
-        m2_b = torch.zeros(K, dtype=DTYPE, device=x.device).index_add_(0, y, (xc * xc).sum(1))
-        _chan_merge(self.count, self.mean, self.m2, self.scatter, n_b, mean_b, m2_b, xc.T @ xc)
-        return self
+        n = torch.bincount(y, minlength=K).to(DTYPE)
+        if not bool(torch.isfinite(sums[new]).all()):       # a non-finite row: sum the finite ones
+            ok = torch.isfinite(x).all(1)
+            sums = torch.zeros_like(sums).index_add_(0, y[ok], x[ok])
+            n = torch.bincount(y[ok], minlength=K).to(DTYPE)
+        new = new & (n > 0)
+        self._shift[new] = sums[new] / n[new].unsqueeze(1)
+        self._has_shift |= new
+
+    def _recentre(self) -> None:
+        """Fold the shifted sums into the exact (count, mean, m2, scatter) state; shift := mean."""
+        if not self._pending:
+            return
+        inv_n = torch.where(self.count > 0, 1.0 / self.count.clamp_min(1), 0.0)
+        s_scaled = self._s * inv_n.unsqueeze(1)             # S_k / n_k
+        self._scatter += self._t.full()
+        self._scatter -= s_scaled.T @ self._s              # Σ_k S_k S_kᵀ / n_k
+        self._m2 += self._q - (s_scaled * self._s).sum(1)
+        seen = self.count > 0
+        self._mean[seen] = self._shift[seen] + s_scaled[seen]
+        self._shift[seen] = self._mean[seen]
+        self._settled.copy_(self.count)
+        self._s.zero_()
+        self._q.zero_()
+        self._t.reset()
+        self._pending = False
+
+    def _set_exact(self, count, mean, m2, scatter) -> None:
+        """Replace the state by an exact one (no pending sums); the shifts move to the means."""
+        self.count, self._mean, self._m2, self._scatter = count, mean, m2, scatter
+        self._settled = count.clone()
+        self._has_shift = count > 0
+        self._shift = mean.clone()
+        self._s.zero_()
+        self._q.zero_()
+        self._t.reset()
+        self._pending = False
 
     def merge(self, other: CollapseStats) -> CollapseStats:
         """Fold another state (e.g. another shard of the same split) into this one."""
@@ -130,8 +255,10 @@ class CollapseStats:
             self._allocate(other.dim, other.device)
         self.nonfinite += other.nonfinite
         dev = self.device
-        _chan_merge(self.count, self.mean, self.m2, self.scatter, other.count.to(dev),
+        count, mean, m2, scatter = self.count.clone(), self.mean.clone(), self.m2.clone(), self.scatter.clone()
+        _chan_merge(count, mean, m2, scatter, other.count.to(dev),
                     other.mean.to(dev), other.m2.to(dev), other.scatter.to(dev))
+        self._set_exact(count, mean, m2, scatter)
         return self
 
     def all_reduce(self, group=None) -> CollapseStats:
@@ -153,7 +280,7 @@ class CollapseStats:
         scatter = self.scatter + (delta * count_local.unsqueeze(1)).T @ delta
         dist.all_reduce(m2, group=group)
         dist.all_reduce(scatter, group=group)
-        self.count, self.mean, self.m2, self.scatter = counts, mean_global, m2, scatter
+        self._set_exact(counts, mean_global, m2, scatter)
         self.nonfinite = int(extra.item())
         return self
 
@@ -179,8 +306,8 @@ class CollapseStats:
             return CollapseResult(nan, reasons=["no samples were seen"])
         if self.nonfinite:
             return CollapseResult(nan, {"nonfinite_samples": float(self.nonfinite)},
-                                  [f"{self.nonfinite} samples had non-finite (NaN/inf) features: "
-                                   "training probably diverged; metrics are NaN"])
+                                  [(f"{self.nonfinite} samples had non-finite (NaN/inf) features: "
+                                    "training probably diverged; metrics are NaN")])
         present = self.count > 0
         Kp = int(present.sum())
         diag = {"classes_present": float(Kp), "empty_classes": float(self.num_classes - Kp)}
@@ -242,15 +369,19 @@ class CollapseStats:
         return self.m2 / torch.where(self.count > 0, self.count, torch.nan)
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("num_classes", "dim", "nonfinite", "count", "mean", "m2", "scatter")
-                if hasattr(self, k)}
+        if self.dim is None:
+            return {"num_classes": self.num_classes, "dim": None, "nonfinite": self.nonfinite}
+        return {"num_classes": self.num_classes, "dim": self.dim, "nonfinite": self.nonfinite,
+                "count": self.count, "mean": self.mean, "m2": self.m2, "scatter": self.scatter}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> CollapseStats:
         s = cls(state["num_classes"])
-        for k, v in state.items():
-            setattr(s, k, v)
-        s.device = s.mean.device if hasattr(s, "mean") else None
+        s.nonfinite = int(state.get("nonfinite", 0))
+        if state.get("dim") is not None:
+            mean = state["mean"]
+            s._allocate(int(state["dim"]), mean.device)
+            s._set_exact(state["count"].clone(), mean.clone(), state["m2"].clone(), state["scatter"].clone())
         return s
 
 
@@ -259,6 +390,8 @@ class NearestCentrePass:
 
     The network prediction is `argmax(logits)` when logits are given to `update`, else
     `argmax(W h + b)` from the classifier given here; without either, `nc4` is NaN.
+    One GEMM per batch against the stacked `[μ; 1; W]` gives `⟨h, μ_k⟩ − ‖μ_k‖²/2` (whose argmax
+    is `argmin_k ‖h − μ_k‖`), the row sum (non-finite iff the row is) and the logits `W h + b`.
     """
 
     def __init__(self, means: torch.Tensor, counts: torch.Tensor, weight=None, bias=None):
@@ -270,31 +403,47 @@ class NearestCentrePass:
         self.bias = None if bias is None else _bias(bias, K, means.device)
         self._absent = self.counts == 0
         self._sq = (self.means * self.means).sum(1)
+        half_sq = torch.where(self._absent, math.inf, 0.5 * self._sq)
+        zero = torch.zeros(1, dtype=DTYPE, device=means.device)
+        rows = [self.means, torch.ones(1, d, dtype=DTYPE, device=means.device)]
+        offset = [-half_sq, zero]
+        if self.weight is not None:
+            rows.append(self.weight)
+            offset.append(self.bias if self.bias is not None else torch.zeros(K, dtype=DTYPE, device=means.device))
+        self._stack = torch.cat(rows).T.contiguous()       # (d, K + 1 [+ K]): [μ; 1; W]ᵀ
+        self._offset = torch.cat(offset)
+        self._work = Workspace(means.device)
         self.seen = self.correct = self.agree = self.with_prediction = 0
+
+    def _scores(self, x: torch.Tensor, with_classifier: bool) -> torch.Tensor:
+        """`(B, K + 1 [+ K])`: `⟨h, μ_k⟩ − ‖μ_k‖²/2`, the row sum of h, [`W h + b`], one GEMM."""
+        K = self.means.shape[0]
+        cols = self._stack.shape[1] if with_classifier else K + 1
+        return torch.addmm(self._offset[:cols], x, self._stack[:, :cols])
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:
         """argmin_k ‖x − μ_k‖ over the classes that have a mean."""
-        d2 = self._sq.unsqueeze(0) - 2.0 * (x @ self.means.T)
-        d2[:, self._absent] = math.inf
-        return d2.argmin(1)
+        return self._scores(x, False)[:, :self.means.shape[0]].argmax(1)
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> NearestCentrePass:
         K, d = self.means.shape
         check_batch(features, labels, K, d)
-        x = features.detach().to(self.means.device, DTYPE)
+        h = features.detach().to(self.means.device)
+        x = self._work.cast(h)
         y = labels.detach().to(x.device, torch.long)
-        finite = torch.isfinite(x).all(1)
-        x, y = x[finite], y[finite]
-        if logits is not None:
-            logits = logits.detach().to(x.device)[finite]
-        ncc = self.nearest(x)
+        z = self._scores(x, logits is None and self.weight is not None)
+        if not bool(torch.isfinite(z[:, K]).all()):         # the row sums: non-finite if a row is
+            finite = torch.isfinite(x).all(1)
+            z, y = z[finite], y[finite]
+            if logits is not None:
+                logits = logits.detach().to(x.device)[finite]
+        ncc = z[:, :K].argmax(1)
         self.seen += int(y.numel())
         self.correct += int((ncc == y).sum())
         if logits is not None:
-            pred = logits.argmax(1)
+            pred = logits.detach().to(x.device).argmax(1)
         elif self.weight is not None:
-            z = x @ self.weight.T
-            pred = (z + self.bias if self.bias is not None else z).argmax(1)
+            pred = z[:, K + 1:].argmax(1)
         else:
             return self
         self.with_prediction += int(y.numel())

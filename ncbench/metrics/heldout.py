@@ -16,6 +16,7 @@ import torch
 from ncbench.metrics.collapse import (
     DTYPE,
     CollapseStats,
+    Workspace,
     _bias,
     _classifier,
     between_class_pinv,
@@ -23,6 +24,7 @@ from ncbench.metrics.collapse import (
     check_batch,
     class_mean_sq_distances,
 )
+from ncbench.metrics.scatter import ScatterAccumulator
 
 ASSIGNMENTS = ("label", "prediction", "ncc")
 
@@ -46,17 +48,18 @@ class HeldoutStats:
         dev = self.means.device
         self.count = torch.zeros(K, dtype=DTYPE, device=dev)
         self.m2 = torch.zeros(K, dtype=DTYPE, device=dev)
-        self.scatter = torch.zeros(d, d, dtype=DTYPE, device=dev)
+        self._scatter = ScatterAccumulator(d, dev)
+        self._work = Workspace(dev)
         self.nonfinite = 0
         self.unattached = 0
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> HeldoutStats:
         K, d = self.means.shape
         check_batch(features, labels, K, d)
-        x = features.detach().to(self.means.device, DTYPE)
+        x = self._work.cast(features.detach().to(self.means.device))
         y = labels.detach().to(x.device, torch.long)
-        finite = torch.isfinite(x).all(1)
-        if not bool(finite.all()):
+        if not bool(torch.isfinite(x.sum(1)).all()):            # row sums: non-finite if a row is
+            finite = torch.isfinite(x).all(1)
             self.nonfinite += int((~finite).sum())
             x, y = x[finite], y[finite]
             logits = None if logits is None else logits[finite.to(logits.device)]
@@ -75,18 +78,23 @@ class HeldoutStats:
         if bool(untrained.any()):
             self.unattached += int(untrained.sum())
             x, a = x[~untrained], a[~untrained]
-        xc = x - self.means[a]
+        xc = self._work.centre_(x, self.means, a)
         self.count += torch.bincount(a, minlength=K).to(DTYPE)
-        self.m2.index_add_(0, a, (xc * xc).sum(1))
-        self.scatter += xc.T @ xc
+        self.m2.index_add_(0, a, torch.linalg.vector_norm(xc, dim=1).square_())
+        self._scatter.add(xc)
         return self
+
+    @property
+    def scatter(self) -> torch.Tensor:
+        """`Σ (h − μ^train_a)(h − μ^train_a)ᵀ` over the attached points `(d, d)`."""
+        return self._scatter.full()
 
     def merge(self, other: HeldoutStats) -> HeldoutStats:
         if (other.train_fingerprint, other.assign) != (self.train_fingerprint, self.assign):
             raise ValueError("cannot merge held-out states built on other train means or assignments")
         self.count += other.count
         self.m2 += other.m2
-        self.scatter += other.scatter
+        self._scatter.add_matrix(other.scatter)
         self.nonfinite += other.nonfinite
         return self
 
@@ -94,8 +102,11 @@ class HeldoutStats:
         import torch.distributed as dist
 
         extra = torch.tensor([float(self.nonfinite)], dtype=DTYPE, device=self.means.device)
-        for t in (self.count, self.m2, self.scatter, extra):
+        scatter = self.scatter
+        for t in (self.count, self.m2, scatter, extra):
             dist.all_reduce(t, group=group)
+        self._scatter.reset()
+        self._scatter.add_matrix(scatter)
         self.nonfinite = int(extra.item())
         return self
 
