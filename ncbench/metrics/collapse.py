@@ -138,6 +138,7 @@ class CollapseStats:
         self._t = ScatterAccumulator(dim, device)
         self._work = Workspace(device)
         self._pending = False
+        self.recentres = 0                   # how often the shifted sums were folded (diagnostic)
 
     @property
     def n(self) -> int:
@@ -219,6 +220,7 @@ class CollapseStats:
         """Fold the shifted sums into the exact (count, mean, m2, scatter) state; shift := mean."""
         if not self._pending:
             return
+        self.recentres += 1
         inv_n = torch.where(self.count > 0, 1.0 / self.count.clamp_min(1), 0.0)
         s_scaled = self._s * inv_n.unsqueeze(1)             # S_k / n_k
         self._scatter += self._t.full()

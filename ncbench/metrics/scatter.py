@@ -44,10 +44,9 @@ class ScatterAccumulator:
         self._t += t.to(self._t.device, self._t.dtype)
 
     def full(self) -> torch.Tensor:
-        """The symmetric d×d matrix accumulated so far (a new tensor)."""
-        if self._tri:
-            return torch.tril(self._t) + torch.tril(self._t, -1).T
-        return self._t.clone()
+        """The symmetric d×d matrix accumulated so far (a new tensor, exactly symmetric: its lower
+        triangle mirrored)."""
+        return torch.tril(self._t) + torch.tril(self._t, -1).T
 
     def diagonal(self) -> torch.Tensor:
         """The diagonal `Σ x_i²` per coordinate (a view)."""
