@@ -40,6 +40,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results root folder (default: ./results)")
     p.add_argument("--force", action="store_true", help="recompute tasks that already have results")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else the CPUs "
+                                     "not already busy, at least 1; recorded in each config.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,11 +112,17 @@ def _run(suite: str, specs, args) -> int:
     import pandas as pd
 
     from ncbench.suite import run_tasks, summary_table
+    from ncbench.threads import available_cpus, configure_threads
 
+    threads = configure_threads(args.threads)
     _validate(specs)
     from ncbench.training.distributed import init_from_env, is_main
     init_from_env(specs[0].device)  # under torchrun: one DDP process group for the whole run
-    run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
+    if is_main() and not args.no_progress:
+        import os
+        print(f"threads: {threads} of {available_cpus()} CPUs (1-minute load {os.getloadavg()[0]:.1f}; "
+              "--threads to change)")
+    _run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
     if not is_main():
         return 1 if any(r.status == "failed" for r in runs) else 0
     table = summary_table(runs)
@@ -133,6 +141,8 @@ def _run(suite: str, specs, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ncbench.threads import prefer_sleeping_waits
+    prefer_sleeping_waits()         # before torch loads its OpenMP runtime
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

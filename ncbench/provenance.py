@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import ncbench
+from ncbench.threads import thread_provenance
 
 
 def git_hash() -> str:
@@ -37,4 +38,5 @@ def provenance(device: str) -> dict[str, str]:
 
     return {"ncbench_version": ncbench.__version__, "torch_version": torch.__version__,
             "timm_version": timm.__version__, "device": device_name(device), "git_hash": git_hash(),
-            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **thread_provenance()}

@@ -21,6 +21,7 @@ from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.training import distributed as dist
 from ncbench.training.evaluation import SplitEval, evaluate
+from ncbench.training.pace import EpochPace
 from ncbench.training.recipe import Recipe
 from ncbench.training.seeding import seed_everything
 from ncbench.training.trainer import Trainer
@@ -136,7 +137,7 @@ class Trajectory:
 
     def load_final_model(self) -> Backbone:
         """The trained backbone (for tasks that read it after the run, e.g. `ncc_depth`)."""
-        train, test = self.data()
+        train, _test = self.data()
         model = self.build_model(train.num_classes, train.in_chans)
         model.load_state_dict(torch.load(self.final_weights, map_location="cpu"))
         return model.to(self.cfg.device).eval()
@@ -172,7 +173,10 @@ class Trajectory:
         bar = tqdm(total=r.epochs, initial=trainer.epoch, desc=f"train {c.model} on {c.dataset}",
                    disable=not (self.progress and dist.is_main()))
 
+        pace = EpochPace(tqdm.write if dist.is_main() else (lambda message: None))
+
         def on_epoch_end(log) -> None:
+            pace.stop(log.epoch)                   # training time only: evaluation is not timed
             if log.epoch % r.eval_every == 0 or log.epoch == r.epochs:
                 tr, te = evaluate(trainer.model, train, test, c.device, max(256, r.batch_size),
                                   progress=self.progress)
@@ -181,7 +185,9 @@ class Trajectory:
                 bar.set_postfix(train_acc=f"{tr.accuracy:.3f}", test_acc=f"{te.accuracy:.3f}",
                                 nc1=f"{tr.collapse['nc1']:.3g}")
             bar.update(1)
+            pace.start()
 
+        pace.start()
         trainer.fit(train, on_epoch_end, ckpt,
                     lambda: {"records": epochs, "seconds": time.perf_counter() - start})
         bar.close()

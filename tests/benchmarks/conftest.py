@@ -1,0 +1,60 @@
+"""`make benchmark`'s summary: one table of every benchmark's ratios, printed at the end of the run.
+
+Each benchmark calls `ratio_table.add(benchmark, what, against, ratio, target)` after asserting
+that the implementations it compares give the same numbers; the row also goes to the benchmark's
+`extra_info`. The table states the date and the machine load (1-minute load average at the start
+and the end) it was measured under: ratios, unlike times, are comparable across loads, but only
+roughly on a shared machine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+
+_ROWS: list[tuple[str, str, str, float, str]] = []
+_LOAD: list[float] = []
+
+
+class RatioTable:
+    def add(self, benchmark, what: str, against: str, ratio: float, target: str = "") -> None:
+        """Record `ratio` of `what` against `against` (e.g. engine time / floor time)."""
+        name = benchmark.name if benchmark is not None else "-"
+        _ROWS.append((name, what, against, float(ratio), target))
+        if benchmark is not None:
+            benchmark.extra_info.setdefault("ratios", {})[f"{what} / {against}"] = float(ratio)
+
+
+@pytest.fixture(scope="session")
+def ratio_table() -> RatioTable:
+    return RatioTable()
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not Linux
+        return float("nan")
+
+
+def pytest_sessionstart(session):
+    _LOAD.append(load_average())
+
+
+def format_table(rows, load_start: float, load_end: float, cpus: int | None = None) -> str:
+    """The ratio table as Markdown (what `make benchmark` prints)."""
+    cpus = cpus or os.cpu_count()
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [(f"ratio table, {when}, {cpus} CPUs, load average {load_start:.1f} at the start, "
+              f"{load_end:.1f} at the end"),
+             "", "| benchmark | measured | against | ratio | target |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {w} | {a} | {r:.3g} | {t} |" for n, w, a, r, t in rows]
+    return "\n".join(lines)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _ROWS:
+        return
+    terminalreporter.write_line("")
+    terminalreporter.write_line(format_table(_ROWS, _LOAD[0] if _LOAD else float("nan"), load_average()))

@@ -1,0 +1,97 @@
+"""Thread policy (issue 17): defaults from the free CPUs, `--threads`, provenance, slow-epoch warning."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ncbench import threads
+from ncbench.cli import main
+from ncbench.provenance import provenance
+from ncbench.training.pace import EpochPace
+
+
+@pytest.mark.parametrize(("cpus", "load", "want"), [(2, 0.0, 2), (2, 0.6, 1), (2, 5.0, 1), (16, 3.2, 13),
+                                                    (4, 0.0, 4), (1, 0.0, 1)])
+def test_default_threads_leave_out_the_busy_cpus(monkeypatch, cpus, load, want):
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    assert threads.default_threads(cpus, load) == want
+
+
+def test_the_environment_fixes_the_thread_count(monkeypatch):
+    monkeypatch.setenv(threads.THREADS_ENV, "3")
+    assert threads.default_threads(2, 5.0) == 3
+    monkeypatch.setenv(threads.THREADS_ENV, "many")
+    with pytest.raises(ValueError, match="NCBENCH_THREADS must be a positive integer"):
+        threads.default_threads()
+
+
+def test_available_cpus_is_the_affinity_mask():
+    import os
+
+    assert 1 <= threads.available_cpus() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
+def test_bad_thread_counts_are_refused(bad):
+    with pytest.raises(ValueError, match="--threads must be a positive integer"):
+        threads.parse_threads(bad)
+
+
+def test_configure_threads_sets_torch_and_the_blas_pool():
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    try:
+        assert threads.configure_threads("1") == 1
+        assert torch.get_num_threads() == 1
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
+        assert provenance("cpu")["torch_threads"] == "1"           # recorded with the results
+    finally:
+        torch.set_num_threads(before)
+        threads.match_blas_threads()
+
+
+def test_waiting_threads_sleep_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    threads.prefer_sleeping_waits()
+    import os
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    threads.prefer_sleeping_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_cli_refuses_a_bad_thread_count_in_one_line(capsys):
+    assert main(["run", "ufm_ce_balanced", "--threads", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads must be a positive integer" in err[0]
+
+
+class _Clock:
+    def __init__(self, times):
+        self.times = iter(times)
+
+    def __call__(self):
+        return next(self.times)
+
+
+def test_a_slow_epoch_is_reported_once_with_the_fix():
+    said = []
+    # epochs of 2, 2.5, 1.8, 9 (5x the fastest), 9 s
+    pace = EpochPace(said.append, clock=_Clock([0, 2, 10, 12.5, 20, 21.8, 30, 39, 40, 49]))
+    for epoch in range(1, 6):
+        pace.start()
+        pace.stop(epoch)
+    assert len(said) == 1
+    assert "epoch 4 took 9.0 s" in said[0] and "--threads 1" in said[0]
+
+
+def test_steady_epochs_are_not_reported():
+    said = []
+    pace = EpochPace(said.append, clock=_Clock([0, 2, 2, 5, 5, 7.9]))
+    for epoch in range(1, 4):
+        pace.start()
+        pace.stop(epoch)
+    assert said == [] and pace.best == 2
