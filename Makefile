@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench test test-slow test-gpu benchmark lint setup clean
+.PHONY: bench test test-slow test-gpu benchmark gpu-check lint setup clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ test-gpu: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-only -m "" -p no:randomly
+
+# One command for everything GPU (tests, GPU-tier tasks for an epoch, AMP trainer, CUDA engine);
+# without a CUDA device it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check ncbench tests

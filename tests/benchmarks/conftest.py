@@ -15,6 +15,7 @@ import pytest
 
 _ROWS: list[tuple[str, str, str, float, str]] = []
 _LOAD: list[float] = []
+_THREADS: list[int] = []
 
 
 class RatioTable:
@@ -39,15 +40,18 @@ def load_average() -> float:
 
 
 def pytest_sessionstart(session):
+    """The benchmarks run under ncbench's thread policy (as `ncbench run` does): the free CPUs."""
+    from ncbench.threads import configure_threads
+
     _LOAD.append(load_average())
+    _THREADS.append(configure_threads())
 
 
-def format_table(rows, load_start: float, load_end: float, cpus: int | None = None) -> str:
+def format_table(rows, load_start: float, load_end: float, threads: int | None = None) -> str:
     """The ratio table as Markdown (what `make benchmark` prints)."""
-    cpus = cpus or os.cpu_count()
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [(f"ratio table, {when}, {cpus} CPUs, load average {load_start:.1f} at the start, "
-              f"{load_end:.1f} at the end"),
+    lines = [(f"ratio table, {when}, {os.cpu_count()} CPUs, {threads} torch threads, load average "
+              f"{load_start:.1f} at the start, {load_end:.1f} at the end"),
              "", "| benchmark | measured | against | ratio | target |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {w} | {a} | {r:.3g} | {t} |" for n, w, a, r, t in rows]
     return "\n".join(lines)
@@ -57,4 +61,5 @@ def pytest_terminal_summary(terminalreporter):
     if not _ROWS:
         return
     terminalreporter.write_line("")
-    terminalreporter.write_line(format_table(_ROWS, _LOAD[0] if _LOAD else float("nan"), load_average()))
+    terminalreporter.write_line(format_table(_ROWS, _LOAD[0] if _LOAD else float("nan"), load_average(),
+                                             _THREADS[0] if _THREADS else None))

@@ -145,7 +145,9 @@ LARGE_K_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from ncbench.metrics import CollapseStats
     from ncbench.metrics.scatter import ScatterAccumulator
+    from ncbench.threads import configure_threads
 
+    configure_threads(int(sys.argv[2]))    # the parent's thread count
     K, d, N, B = 1000, 2048, 100_000, 1024
     centres = torch.randn(K, d, generator=torch.Generator().manual_seed(0)) * 0.2
 
@@ -234,7 +236,7 @@ LARGE_K_SCRIPT = textwrap.dedent("""
 
 def test_bench_large_k_streaming(benchmark, ratio_table):
     def run():
-        out = subprocess.run([sys.executable, "-c", LARGE_K_SCRIPT, str(ROOT)], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", LARGE_K_SCRIPT, str(ROOT), str(torch.get_num_threads())], capture_output=True,
                              text=True, check=True, timeout=3600)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
