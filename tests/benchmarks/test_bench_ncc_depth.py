@@ -28,7 +28,7 @@ def _plain_forward(model, datasets) -> None:
                 model(data.batch(b)[0])
 
 
-def _ratio(benchmark, model, train, test, label: str) -> None:
+def _ratio(benchmark, ratio_table, model, train, test, label: str) -> None:
     _plain_forward(model, (train,))                          # warm-up
     times = []
     for _ in range(3):
@@ -40,19 +40,18 @@ def _ratio(benchmark, model, train, test, label: str) -> None:
                             rounds=3, iterations=1, warmup_rounds=0)
     t_task = benchmark.stats.stats.median
     benchmark.extra_info.update(forward_s=t_fwd, task_s=t_task, ratio=t_task / t_fwd, layers=len(st["layers"]))
+    ratio_table.add(benchmark, f"ncc_depth statistics ({label})", "plain forward passes", t_task / t_fwd, "<= 2")
     print(f"\n[{label}] {len(st['layers'])} layers, N={len(train)}+{len(test)}: plain forward {t_fwd:.2f} s, "
           f"ncc_depth statistics {t_task:.2f} s, ratio x{t_task / t_fwd:.2f} (target <= 2)")
 
 
-def test_bench_ncc_depth_mnist5k_test_resnet(benchmark):
-    torch.set_num_threads(1)
+def test_bench_ncc_depth_mnist5k_test_resnet(benchmark, ratio_table):
     train, test = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
     model = build_backbone("test_resnet", train.num_classes, train.in_chans)
-    _ratio(benchmark, model, train, test, "test_resnet, mnist5k")
+    _ratio(benchmark, ratio_table, model, train, test, "test_resnet, mnist5k")
 
 
-def test_bench_ncc_depth_resnet18_32px(benchmark):
-    torch.set_num_threads(1)
+def test_bench_ncc_depth_resnet18_32px(benchmark, ratio_table):
     g = torch.Generator().manual_seed(0)
 
     def data(n):
@@ -61,4 +60,4 @@ def test_bench_ncc_depth_resnet18_32px(benchmark):
 
     model = build_backbone("resnet18", 10, 3)
     pytest.importorskip("timm")
-    _ratio(benchmark, model, data(2000), data(500), "resnet18, 8 blocks, 32x32")
+    _ratio(benchmark, ratio_table, model, data(2000), data(500), "resnet18, 8 blocks, 32x32")

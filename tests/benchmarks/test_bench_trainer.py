@@ -42,7 +42,7 @@ def _bare_epoch(model, data, opt):
         torch.cuda.synchronize()
 
 
-def test_bench_trainer_vs_bare_loop(benchmark):
+def test_bench_trainer_vs_bare_loop(benchmark, ratio_table):
     data = _data()
     recipe = Recipe(epochs=1000, batch_size=B, lr=0.01, schedule="constant")
     torch.manual_seed(0)
@@ -68,5 +68,6 @@ def test_bench_trainer_vs_bare_loop(benchmark):
     ratio = trainer_ips / bare_ips
     benchmark.extra_info.update(device=DEVICE, bare_images_per_s=bare_ips, trainer_images_per_s=trainer_ips,
                                 ratio=ratio)
+    ratio_table.add(benchmark, f"trainer images/s ({DEVICE}, resnet18 B={B})", "bare PyTorch loop", ratio, ">= 0.9")
     print(f"\n[trainer] {DEVICE}: bare loop {bare_ips:.0f} img/s, ncbench trainer {trainer_ips:.0f} img/s, "
           f"ratio {ratio:.2f} (target >= 0.9)")
