@@ -257,16 +257,25 @@ def test_pretrained_tag_reaches_timm_from_the_local_cache(tmp_path, monkeypatch)
     assert resolve_weights("test_resnet", "r160_in1k", download=True).file is None   # timm fetches it
 
 
-def test_checkpoint_runs_are_identified_by_content(tmp_path, one_thread):
+def test_checkpoint_replaced_in_place_is_not_skipped(tmp_path, one_thread):
+    import timm
+
     from ncbench.preflight import weights_identity
 
     ck = tmp_path / "w.pth"
-    torch.save({"a": torch.zeros(3)}, ck)
-    s = spec(checkpoint=str(ck))
-    first = weights_identity(s)
-    torch.save({"a": torch.ones(3)}, ck)
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet", num_classes=0, in_chans=1).state_dict(), ck)
+    s = spec(checkpoint=str(ck), recipe={**COSINE, "epochs": 1})
+    first, hash1 = weights_identity(s), s.config_hash()
+    _, runs = quiet("t", [s], tmp_path / "out", run_id="r")
+    assert [r.status for r in runs] == ["done"]
+    torch.manual_seed(1)
+    torch.save(timm.create_model("test_resnet", num_classes=0, in_chans=1).state_dict(), ck)   # same path
     os.utime(ck, ns=(5, 5))
-    assert first.startswith("sha256:") and weights_identity(s) != first
+    assert first.startswith("sha256:") and weights_identity(s) != first and s.config_hash() != hash1
+    _, again = quiet("t", [s], tmp_path / "out", run_id="r")
+    assert [r.status for r in again] == ["done"], "other weights under the same path must be measured again"
+    assert pd.read_csv(again[0].csv).pretrained.iloc[0] == weights_identity(s)
 
 
 def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):

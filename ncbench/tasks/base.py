@@ -69,10 +69,15 @@ class TaskSpec:
         return asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the numbers (not paths or descriptions)."""
+        """Hash of everything that changes the numbers (not paths or descriptions; a checkpoint by the
+        SHA-256 of its bytes, so a file replaced in place is another configuration)."""
         d = {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME}
         if d["world_size"] == 1:   # one process: the hash of the specs before world size was recorded
             d.pop("world_size")
+        if self.checkpoint and Path(self.checkpoint).expanduser().is_file():   # weights by content, not path
+            from ncbench.training.cache_key import file_sha256
+
+            d["checkpoint"] = "sha256:" + file_sha256(self.checkpoint)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
