@@ -14,6 +14,8 @@ examples:
   ncbench suite default                    the default suite (what `make bench` runs)
   torchrun --nproc_per_node 4 -m ncbench run train_collapse_cifar10 --device cuda
 
+Network access only with --download (data sets and --pretrained weights); otherwise local files and caches.
+A run on another --dataset, other weights or under torchrun is stored as <task>@dataset=...,world=N.
 Results go to results/<run_id>/<task>/results.csv (tidy long format, one row per metric value);
 rerunning skips finished tasks (same config hash) unless --force; an interrupted run resumes.
 """
@@ -30,13 +32,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="timm model name (e.g. resnet18, vit_small_patch16_224); overrides the spec")
     p.add_argument("--dataset", help="data set name (see `ncbench list datasets`); overrides the spec")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the spec's recipe)")
-    p.add_argument("--seed", type=int, help="random seed (overrides the spec)")
+    p.add_argument("--seed", type=int, help="random seed in [0, 2**32 - 1] (overrides the spec)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
     p.add_argument("--pretrained", default=None,
-                   help="start from timm pretrained weights: 'true' or a tag such as a1_in1k")
+                   help="start from timm pretrained weights: 'true' (timm's default tag) or a tag such as "
+                        "a1_in1k; read from the local cache unless --download")
     p.add_argument("--checkpoint", help="start from a local checkpoint file (timm state_dict)")
     p.add_argument("--data-dir", help="where real data sets live (default $NCBENCH_DATA or ~/.cache/ncbench/data)")
-    p.add_argument("--download", action="store_true", help="allow downloading a missing data set")
+    p.add_argument("--download", action="store_true",
+                   help="allow network access: fetch a missing data set or --pretrained weights (without it "
+                        "ncbench never touches the network and uses only local files and caches)")
     p.add_argument("--out", default="results", help="results root folder (default: ./results)")
     p.add_argument("--force", action="store_true", help="recompute tasks that already have results")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -76,10 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args) -> dict:
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)   # torchrun: the run is a DDP run of `world` processes
     o = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "checkpoint": args.checkpoint,
-         "data_dir": args.data_dir, "device": _device(args.device)}
+         "data_dir": args.data_dir, "device": _device(args.device), "world_size": world if world > 1 else None}
     if args.pretrained is not None:
-        o["pretrained"] = True if args.pretrained.lower() in ("true", "1", "yes") else args.pretrained
+        flag = args.pretrained.lower()
+        o["pretrained"] = True if flag in ("true", "1", "yes") else False if flag in ("false", "0", "no") \
+            else args.pretrained
     if args.download:
         o["download"] = True
     return {k: v for k, v in o.items() if v is not None}
@@ -96,16 +106,11 @@ def _apply_epochs(specs, epochs: int | None):
 
 
 def _validate(specs) -> None:
-    """Fail fast, before any training, on unknown kinds, data sets or models."""
-    from ncbench.data import DATASETS
-    from ncbench.models.backbone import check_model_name
-    from ncbench.tasks import TASK_KINDS
+    """Fail fast, before any data or model is loaded: names, device, seed, checkpoint, weights."""
+    from ncbench.preflight import check_spec
 
     for s in specs:
-        TASK_KINDS.get(s.kind)
-        if s.kind not in ("ufm", "layer_peeled"):
-            DATASETS.get(s.dataset)
-            check_model_name(s.model)
+        check_spec(s)
 
 
 def _run(suite: str, specs, args) -> int:

@@ -66,8 +66,13 @@ def load_task(name_or_path: str, **overrides) -> TaskSpec:
     data = _read_yaml(path)
     if "suite" in data:
         raise ValueError(f"'{name_or_path}' is a suite: run it with `ncbench suite {name_or_path}`")
+    base = dict(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return TaskSpec.from_dict(data, str(path))
+    spec = TaskSpec.from_dict(data, str(path))
+    from ncbench.preflight import run_identity
+
+    spec.name = run_identity(spec, base)   # another data set, weights or world size: another name
+    return spec
 
 
 def load_suite(name_or_path: str, **overrides) -> tuple[str, list[TaskSpec]]:

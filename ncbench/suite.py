@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncbench.preflight import weights_identity
 from ncbench.provenance import provenance
 from ncbench.results.writer import write_json, write_long_csv, write_table_csv
 from ncbench.tasks import TASK_KINDS
@@ -55,7 +56,7 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
     tasks: list[Task] = [TASK_KINDS.get(s.kind)(s) for s in specs]   # validates kinds and options first
     run_id = run_id or run_id_for(suite, specs)
     run_dir = Path(out_root) / run_id
-    ctx = RunContext(run_dir, run_dir / "_trajectories", progress)
+    ctx = RunContext(run_dir, run_dir / "_trajectories", progress, force=force)
     for t in tasks:                                 # probes of all tasks, so each run trains once
         for cfg in t.trajectories():
             ctx.probes.setdefault(cfg.key(), {}).update(t.probes())
@@ -76,6 +77,7 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
         t0 = time.perf_counter()
         prov = provenance(spec.device)
         ctx.out_dir = task_dir
+        ctx.trained = []
         try:
             out = task.run(ctx)
         except KeyboardInterrupt:
@@ -91,7 +93,7 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
             runs.append(TaskRun(spec, "done", task_dir, time.perf_counter() - t0))
             continue
         context = {"run_id": run_id, "task": spec.name, "task_version": spec.version, "model": spec.model,
-                   "pretrained": spec.checkpoint or spec.pretrained or "", "dataset": spec.dataset,
+                   "pretrained": weights_identity(spec), "dataset": spec.dataset,
                    "seed": spec.seed, "precision": out.meta.get("precision", "fp32"),
                    "config_hash": spec.config_hash(), **prov}
         for name, df in out.tables.items():
@@ -106,11 +108,20 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
         seconds = time.perf_counter() - t0
         write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                               "provenance": prov, "seconds": seconds, "plots": plots,
-                                              "meta": out.meta})
+                                              "meta": out.meta, "training": _unique(ctx.trained)})
         (task_dir / "error.json").unlink(missing_ok=True)
         runs.append(TaskRun(spec, "done", task_dir, seconds))
         log(f"[{spec.name}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
     return run_dir, runs
+
+
+def _unique(trained: list[dict]) -> list[dict]:
+    """Who trained each trajectory the task read (one entry per trajectory): `provenance` says who
+    measured, this says who trained (versions, git hash, time, world size, training seconds)."""
+    seen = {}
+    for t in trained:
+        seen.setdefault(t["trajectory"], t)
+    return list(seen.values())
 
 
 def summary_table(runs: list[TaskRun]) -> pd.DataFrame:

@@ -17,3 +17,21 @@ def one_thread():
 
     with torch_threads(1):
         yield
+
+
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """`interrupt_after(k)`: training raises KeyboardInterrupt (Ctrl-C) as epoch k+1 starts, after k
+    epochs and their checkpoints; `interrupt_after(None)` trains normally again."""
+    from ncbench.training.trainer import Trainer
+
+    original = Trainer.train_epoch
+
+    def interrupt(done: int | None) -> None:
+        def dies(self, data):
+            if self.epoch == done:
+                raise KeyboardInterrupt
+            return original(self, data)
+
+        monkeypatch.setattr(Trainer, "train_epoch", original if done is None else dies)
+    return interrupt

@@ -129,7 +129,7 @@ def test_interrupted_run_resumes_from_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_tasks("t", [spec], tmp_path / "a", progress=False, log=lambda m: None)
     ckpt = next((tmp_path / "a").rglob("checkpoint.pt"))
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     monkeypatch.setattr(Trainer, "train_epoch", counting)
     _, resumed = run_tasks("t", [spec], tmp_path / "a", progress=False, log=lambda m: None)
     assert epochs_trained == [2, 3], "the rerun must resume, not start over"

@@ -218,14 +218,16 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
     assert config["plots"] == [png.name] and png.stat().st_size > 10_000
 
 
-def test_rerun_reads_the_feature_cache_and_the_trained_backbones(tiny_run):
+def test_forced_rerun_retrains_to_the_same_weights_and_hits_the_feature_cache(tiny_run):
+    """`--force` trains the backbones again (issue 13.3); seeded training gives the same weights, so
+    the feature cache (keyed by a fingerprint of the weights, not by the run) still hits."""
     root, task_dir = tiny_run
     before = pd.read_csv(task_dir / "results.csv")
     stamp = {p: p.stat().st_mtime_ns for p in (root / RUN_ID / "_trajectories").glob("*/model_final.pt")}
     _, runs = run_tasks("t", [tiny_spec()], root, progress=False, run_id=RUN_ID, force=True)
     assert runs[0].status == "done", runs[0].error
     assert json.loads((task_dir / "config.json").read_text())["meta"]["feature_cache"] == {"hits": 4, "misses": 0}
-    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp          # nothing retrained
+    assert all(p.stat().st_mtime_ns != t for p, t in stamp.items()) and stamp   # every backbone retrained
     after = pd.read_csv(task_dir / "results.csv")
     pd.testing.assert_series_equal(before.value, after.value)
 

@@ -549,8 +549,12 @@ def fake_training(monkeypatch):
     return calls
 
 
-def test_submit_model_runs_the_leaderboard_suite_with_its_overrides(tmp_path, tmp_leaderboards, fake_training):
+def test_submit_model_runs_the_leaderboard_suite_with_its_overrides(tmp_path, tmp_leaderboards, fake_training,
+                                                                   monkeypatch):
+    from ncbench.models import pretrained
     from ncbench.specs import load_suite
+
+    monkeypatch.setattr(pretrained, "cached_file", lambda cfg, hub_cache=None: "/cache/model.safetensors")
 
     argv = ["submit", "--model", "resnet18", "--pretrained", "a1_in1k", "--seed", "3", "--device", "cpu",
             "--out", str(tmp_path / "results"), "--no-progress"]

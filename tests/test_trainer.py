@@ -57,7 +57,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "train_epoch", original)
     resumed = vit(seed=99)  # another init: everything must come from the checkpoint
     t2 = Trainer(resumed, recipe, seed=1, progress=False)
-    t2.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=False))
+    t2.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True))
     assert t2.epoch == 1
     t2.fit(data)
     assert torch.equal(params(full), params(resumed))
@@ -105,7 +105,7 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     import torch.multiprocessing as mp
 
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    ddp = torch.load(tmp_path / "ddp.pt", weights_only=False)
+    ddp = torch.load(tmp_path / "ddp.pt", weights_only=True)
     data, test = load_dataset("digits", "train"), load_dataset("digits", "test")
     model = vit()
     Trainer(model, RECIPE, seed=5, progress=False).fit(data)

@@ -106,23 +106,31 @@ def adapt_small_input(body: nn.Module) -> nn.Module:
 
 def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained: bool | str = False,
                    checkpoint: str | Path | None = None, head: str = "linear", head_seed: int = 0,
-                   small_input: bool = False, **model_kwargs) -> Backbone:
+                   small_input: bool = False, download: bool = False, **model_kwargs) -> Backbone:
     """Any timm model by name (`resnet18`, `resnet18.a1_in1k` for a pretrained tag).
 
-    `pretrained=True` (or a name with a `.tag`) loads timm's weights; `checkpoint` a local file read
-    by timm's `load_state_dict` and loaded strictly (the classifier is ncbench's own head). `head`: `linear` (learnable, with bias)
-    or `etf` (fixed simplex ETF, SPEC §7). `small_input` swaps in a CIFAR-style ResNet stem.
+    `pretrained=True` (timm's default tag), a tag (`'a1_in1k'`) or a name with a `.tag` loads timm's
+    weights as `arch.tag`, from the local cache unless `download` (see `ncbench.models.pretrained`);
+    `checkpoint` a local file read by timm's `load_state_dict` and loaded strictly (the classifier is
+    ncbench's own head). `head`: `linear` (learnable, with bias) or `etf` (fixed simplex ETF, SPEC §7).
+    `small_input` swaps in a CIFAR-style ResNet stem.
     """
     import timm
 
+    from ncbench.models.pretrained import resolve_weights
+
     check_model_name(name)
     kwargs = dict(num_classes=0, in_chans=in_chans, **model_kwargs)
-    use_pretrained = checkpoint is None and (bool(pretrained) or "." in name)
+    weights = None if checkpoint is not None else resolve_weights(name, pretrained, download)
+    arch = name.split(".")[0]
     try:
-        body = timm.create_model(name, pretrained=use_pretrained, **kwargs)
-    except (RuntimeError, OSError, ValueError) as e:  # missing weights offline, bad kwargs
-        raise ValueError(f"could not build '{name}' (pretrained={use_pretrained}): {str(e).splitlines()[0][:300]}. "
-                         "Pretrained weights need internet (or the hub cache) or a local --checkpoint.") from e
+        if weights is None:
+            body = timm.create_model(arch, pretrained=False, **kwargs)
+        else:
+            body = timm.create_model(weights.name, **weights.create_kwargs(), **kwargs)
+    except (RuntimeError, OSError, ValueError) as e:  # bad kwargs, a torn cached file, a failed download
+        raise ValueError(f"could not build '{weights.name if weights else arch}'"
+                         f"{' with pretrained weights' if weights else ''}: {str(e).splitlines()[0][:300]}") from e
     if checkpoint is not None:
         load_checkpoint_strict(body, Path(checkpoint))
     if small_input:
@@ -136,9 +144,7 @@ def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained
         head_module = FixedETFHead(d, num_classes, seed=head_seed)
     else:
         raise ValueError(f"unknown head '{head}': use 'linear', 'etf' or 'etf_dr'")
-    tag = str(checkpoint) if checkpoint else (pretrained if isinstance(pretrained, str) else
-                                              (name.split(".", 1)[1] if "." in name else
-                                               ("default" if pretrained else "")))
+    tag = str(checkpoint) if checkpoint else (weights.tag if weights else "")
     return Backbone(body, head_module, name, tag)
 
 

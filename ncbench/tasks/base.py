@@ -46,6 +46,7 @@ class TaskSpec:
     data_dir: str | None = None
     download: bool = False
     device: str = "cpu"
+    world_size: int = 1            # DDP processes (set by the CLI under torchrun); part of the identity
     source: str = ""
 
     RUNTIME: ClassVar[tuple[str, ...]] = ("description", "leaderboard", "data_dir", "download", "source")
@@ -68,8 +69,15 @@ class TaskSpec:
         return asdict(self)
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the numbers (not paths or descriptions)."""
+        """Hash of everything that changes the numbers (not paths or descriptions; a checkpoint by the
+        SHA-256 of its bytes, so a file replaced in place is another configuration)."""
         d = {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME}
+        if d["world_size"] == 1:   # one process: the hash of the specs before world size was recorded
+            d.pop("world_size")
+        if self.checkpoint and Path(self.checkpoint).expanduser().is_file():   # weights by content, not path
+            from ncbench.training.cache_key import file_sha256
+
+            d["checkpoint"] = "sha256:" + file_sha256(self.checkpoint)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -117,7 +125,9 @@ class RunContext:
     out_dir: Path
     cache_dir: Path
     progress: bool = True
+    force: bool = False            # train again instead of reading cached trajectories
     probes: dict[str, dict] = field(default_factory=dict)      # trajectory key -> probes
+    trained: list[dict] = field(default_factory=list)          # who trained what the current task read
     _records: dict[str, Any] = field(default_factory=dict)
 
     def trajectory(self, cfg, probes: dict | None = None):
@@ -129,8 +139,10 @@ class RunContext:
         traj = Trajectory(cfg, self.cache_dir, self.progress)
         rec = self._records.get(key)
         if rec is None or any(p not in rec.final().probes for p in wanted):
-            rec = traj.run(wanted)
+            # under --force each trajectory is trained again once per invocation, then shared
+            rec = traj.run(wanted, force=self.force and key not in self._records)
             self._records[key] = rec
+        self.trained.append({"trajectory": key, **rec.trained_by, "train_seconds": rec.seconds})
         return rec, traj
 
 

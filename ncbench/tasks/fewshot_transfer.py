@@ -44,7 +44,7 @@ Rows (SPEC §9; `layer` is always empty: these are penultimate features):
 - `split="summary"`: the headline of the largest source set, unprefixed (`ncc_acc_5shot(_ci95)`,
   `probe_acc_5shot(_ci95)`, `spearman_cdnv_error_5shot(_pvalue)` per shot count; `source_nc1`,
   `source_cdnv`, `source_train_accuracy`, `source_test_accuracy`, `terminal_phase_epoch`,
-  `train_seconds`, `target_cdnv`, `target_nc1`, `source_classes`, `chance` = 1/n), and with a sweep the curve `S{S}/ncc_acc_{k}shot(_ci95)` plus `sweep_gain_{k}shot`
+  `target_cdnv`, `target_nc1`, `source_classes`, `chance` = 1/n), and with a sweep the curve `S{S}/ncc_acc_{k}shot(_ci95)` plus `sweep_gain_{k}shot`
   (accuracy at the largest minus the smallest S) and `sweep_spearman_{k}shot` (ρ between S and
   accuracy; NaN below 3 sweep points).
 
@@ -295,7 +295,8 @@ class FewShotTransfer(TrajectoryTask):
 
     # -- the task ----------------------------------------------------------------------------------
     def _backbones(self, ctx, cache):
-        """Yield `(S or None, epoch, model, source rows, source summary, train seconds)` per backbone."""
+        """Yield `(S or None, epoch, model, source rows, source summary)` per backbone (training times
+        are provenance: config.json's `training`)."""
         if self.options["backbone"] == "pretrained":
             yield self._pretrained(cache)
             return
@@ -313,8 +314,8 @@ class FewShotTransfer(TrajectoryTask):
                                   n_samples=f.test.n, prefix=prefix)
                 summ["source_test_accuracy"] = f.test.accuracy
             model = traj.build_model(n_src, self._load(self.target_splits[0]).in_chans)
-            model.load_state_dict(torch.load(traj.final_weights, map_location="cpu"))
-            yield n_src, f.epoch, model.to(self.spec.device).eval(), rows, summ, rec.seconds
+            model.load_state_dict(torch.load(traj.final_weights, map_location="cpu", weights_only=True))
+            yield n_src, f.epoch, model.to(self.spec.device).eval(), rows, summ
 
     def _pretrained(self, cache):
         """The backbone as built (timm pretrained weights, `checkpoint:`, or the seeded random init) and
@@ -329,7 +330,7 @@ class FewShotTransfer(TrajectoryTask):
         if cfg.classes is not None:
             src = class_subset(src, list(cfg.classes))
         seed_everything(cfg.seed)
-        model = build_backbone(cfg.model, src.num_classes, src.in_chans, pretrained=cfg.pretrained,
+        model = build_backbone(cfg.model, src.num_classes, src.in_chans, pretrained=cfg.pretrained, download=cfg.download,
                                checkpoint=cfg.checkpoint, head_seed=cfg.seed).to(cfg.device).eval()
         c = cache.features(model, src, model_name=cfg.model, dataset=self.spec.dataset, split=cfg.train_split,
                            classes=cfg.classes, device=cfg.device, batch_size=self.options["batch_size"])
@@ -338,7 +339,7 @@ class FewShotTransfer(TrajectoryTask):
         rows = list(rows_from(src_m, split="source_train", epoch=0, n_samples=len(c.labels),
                               prefix=backbone_label(None)))
         summ = {"source_nc1": m["nc1"], "source_cdnv": m["cdnv"]}
-        return None, 0, model, rows, summ, 0.0
+        return None, 0, model, rows, summ
 
     def run(self, ctx) -> TaskOutput:
         from ncbench.training.feature_cache import FeatureCache
@@ -348,7 +349,7 @@ class FewShotTransfer(TrajectoryTask):
         labels = torch.cat([p.targets for p in parts])
         episodes = self.episodes(labels)
         rows, tables, points = [], [], []
-        for S, epoch, model, src_rows, src_summ, seconds in self._backbones(ctx, cache):
+        for S, epoch, model, src_rows, src_summ in self._backbones(ctx, cache):
             prefix = backbone_label(S)
             feats, flabels = self._features(cache, model, parts, target_classes, self.spec.model)
             if not torch.equal(flabels, labels):
@@ -359,7 +360,7 @@ class FewShotTransfer(TrajectoryTask):
             for t in per_ep:
                 t.insert(1, "source_classes", S)
             tables += per_ep
-            points.append((S, epoch, {**src_summ, **tsumm, "train_seconds": seconds}))
+            points.append((S, epoch, {**src_summ, **tsumm}))
             del model
         rows += self._summary(points)
         sweep = pd.DataFrame([{"source_classes": S, "epoch": e, "k_shot": k, **_per_shot(p, k)}

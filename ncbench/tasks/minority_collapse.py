@@ -255,8 +255,7 @@ class MinorityCollapse(TrajectoryTask):
                        "minority_classifier_cosine": p["minority_classifier_cosine"],
                        "minority_feature_cosine": p["train_minority_feature_cosine"],
                        "test_minority_feature_cosine": p["test_minority_feature_cosine"],
-                       "train_accuracy": f.train.accuracy, "nc1": f.train.collapse["nc1"],
-                       "train_seconds": rec.seconds}
+                       "train_accuracy": f.train.accuracy, "nc1": f.train.collapse["nc1"]}
             summary.update({f"{g}_accuracy": p[f"test_{g}_accuracy"] for g in GROUPS
                             if f"test_{g}_accuracy" in p})
             rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n, prefix=prefix)
@@ -265,7 +264,7 @@ class MinorityCollapse(TrajectoryTask):
             runs.append({"ratio": ratio, "variant": variant, "head": cfg.head, "loss": cfg.recipe.loss,
                          "profile": self.options["profile"], "n_train": sum(counts),
                          "class_counts": " ".join(map(str, counts)),
-                         "trajectory": cfg.key(), "train_seconds": rec.seconds})
+                         "trajectory": cfg.key()})
         meta = {"global_mean": GLOBAL_MEAN, "num_classes": K, "etf_cosine": -1.0 / (K - 1),
                 "precision": self.trajectory_config().recipe.precision,
                 "runs": [{k: v for k, v in r.items() if k != "class_counts"} for r in runs]}

@@ -196,7 +196,7 @@ class NCCDepth(TrajectoryTask):
 
         cfg = self.trajectory_config()
         train, test = load_splits(cfg)
-        model = build_backbone(cfg.model, train.num_classes, train.in_chans, pretrained=cfg.pretrained,
+        model = build_backbone(cfg.model, train.num_classes, train.in_chans, pretrained=cfg.pretrained, download=cfg.download,
                                checkpoint=cfg.checkpoint, **dict(cfg.model_kwargs)).to(cfg.device)
         o = self.options
         return [(0, layer_statistics(model, train, test, granularity=o["granularity"], token_pool=o["token_pool"],

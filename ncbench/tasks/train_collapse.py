@@ -38,8 +38,7 @@ class TrainCollapse(TrajectoryTask):
         summary.update(train_accuracy=final.train.accuracy, test_accuracy=final.test.accuracy,
                        terminal_phase_epoch=float(tpe) if tpe else math.nan,
                        terminal_phase_fraction=(final.epoch - tpe + 1) / final.epoch if tpe else 0.0,
-                       nc1_drop_in_terminal_phase=nc1_at_tpe / final.train.collapse["nc1"] if tpe else math.nan,
-                       train_seconds=rec.seconds)
+                       nc1_drop_in_terminal_phase=nc1_at_tpe / final.train.collapse["nc1"] if tpe else math.nan)
         rows += rows_from(summary, split="summary", epoch=final.epoch, n_samples=final.train.n)
         return TaskOutput(rows, meta={"class_counts": rec.class_counts, "precision": rec.config["recipe"]["precision"]})
 

@@ -118,7 +118,7 @@ class FeatureCache:
         if not p.is_file():
             return None
         try:
-            d = torch.load(p, map_location="cpu", weights_only=False)
+            d = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - a torn or foreign file is recomputed, never fatal
             warnings.warn(f"feature cache entry {p} is unreadable ({type(e).__name__}); recomputing",
                           stacklevel=2)

@@ -22,7 +22,7 @@ class Recipe:
     loss: str = "ce"                       # ce | mse | dot_regression
     precision: str = "fp32"                # fp32 | bf16 | fp16 (CUDA autocast)
     eval_every: int = 1
-    checkpoint_every: int = 5
+    checkpoint_every: int = 1              # epochs between checkpoints (resume loses at most this many)
     mixup_alpha: float = 0.0
 
     def __post_init__(self) -> None:
@@ -30,8 +30,8 @@ class Recipe:
             raise ValueError(f"recipe.schedule must be step, cosine or constant, not {self.schedule!r}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"recipe.precision must be fp32, bf16 or fp16, not {self.precision!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
-            raise ValueError("recipe.epochs, batch_size and eval_every must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("recipe.epochs, batch_size, eval_every and checkpoint_every must be positive")
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
     def to_dict(self) -> dict:
@@ -68,19 +68,17 @@ class Recipe:
 
 PROTOCOLS: dict[str, Recipe] = {
     # Papyan, Han, Donoho 2020: 350 epochs, lr ÷10 at 1/3 and 2/3, wd 5e-4, batch 128, no augmentation
-    "papyan2020": Recipe(epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, eval_every=10,
-                         checkpoint_every=10),
+    "papyan2020": Recipe(epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, eval_every=10),
     # Fang et al. 2021: minority collapse, lr 0.1, wd 5e-4, batch 128, 350 epochs
-    "fang2021": Recipe(epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, eval_every=10,
-                       checkpoint_every=10),
+    "fang2021": Recipe(epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, eval_every=10),
     # Yang et al. 2022: CIFAR-LT, 200 epochs, lr 0.1, wd 2e-4, batch 128, mixup α = 1
     "yang2022": Recipe(epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, schedule="cosine",
-                       augment=True, mixup_alpha=1.0, eval_every=10, checkpoint_every=10),
+                       augment=True, mixup_alpha=1.0, eval_every=10),
     # the embedded default (MNIST-5k, CPU, ~2 min for test_resnet): strong weight decay and a long
     # cosine tail, so the run enters the terminal phase (100% train accuracy by about epoch 24) and
     # NC1 keeps falling by more than 10x after it
     "cpu-mnist5k": Recipe(epochs=60, batch_size=128, lr=0.05, schedule="cosine", weight_decay=5e-3,
-                          eval_every=2, checkpoint_every=10),
+                          eval_every=2),
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -41,7 +42,11 @@ def draw_shifts(n: int, g: torch.Generator, pad: int = 2) -> torch.Tensor:
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator):
-    lam = float(torch.distributions.Beta(alpha, alpha).sample()) if alpha > 0 else 1.0
+    """Mixup (Zhang et al. 2018): `λx + (1-λ)x[perm]`, λ ~ Beta(α, α). λ and the permutation are drawn
+    from the epoch generator `g` (never the global RNG), so a resumed run draws what it would have."""
+    lam = 1.0
+    if alpha > 0:
+        lam = float(np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g))).beta(alpha, alpha))
     perm = torch.randperm(len(y), generator=g).to(x.device)
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam
 
@@ -107,9 +112,15 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything the next epoch depends on: weights, optimiser, schedule, scaler, epoch, and the
+        global RNG states (dropout, stochastic depth draw from them). Tensors and plain containers only,
+        so `torch.load(..., weights_only=True)` reads it."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "scaler": self.scaler.state_dict(), "epoch": self.epoch}
+                "scaler": self.scaler.state_dict(), "epoch": self.epoch, "rng": rng}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -117,6 +128,11 @@ class Trainer:
         self._scheduler_state = state.get("scheduler")
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
+        rng = state.get("rng") or {}
+        if "cpu" in rng:
+            torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         """Atomic checkpoint (write to a temporary file, then rename)."""
@@ -193,13 +209,18 @@ class Trainer:
     def fit(self, data: ImageDataset, on_epoch_end: Callable[[EpochLog], None] | None = None,
             checkpoint: Path | None = None, checkpoint_extra: Callable[[], dict] | None = None) -> list[EpochLog]:
         """Train from `self.epoch` to `recipe.epochs`, checkpointing at the end of every
-        `checkpoint_every`-th epoch and of the last one. Checkpoints hold end-of-epoch states only, so
+        `checkpoint_every`-th epoch (default: every epoch) and of the last one. Checkpoints hold end-of-epoch states only, so
         a run interrupted anywhere resumes from the last one with the uninterrupted run's numbers."""
         r = self.recipe
         steps = len(global_batches(torch.arange(len(data)), r.batch_size, dist.world_size()))
         self.scheduler = r.scheduler(self.optimizer, steps)
         if getattr(self, "_scheduler_state", None):
+            # a scheduler built on a loaded optimiser resets the LR to its base value; its state
+            # restores the step count, and the LR it last set is put back into every group, so the
+            # first resumed step uses the uninterrupted run's LR (whatever the schedule)
             self.scheduler.load_state_dict(self._scheduler_state)
+            for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+                group["lr"] = lr
         logs = []
         while self.epoch < r.epochs:
             log = self.train_epoch(data)

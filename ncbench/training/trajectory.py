@@ -6,9 +6,11 @@ key, checkpointed for resume, and its per-epoch measurements are kept in a `Traj
 """
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,9 +22,18 @@ from tqdm.auto import tqdm
 from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.training import distributed as dist
+from ncbench.training.cache_key import code_fingerprint, file_sha256
 from ncbench.training.evaluation import SplitEval, evaluate
 from ncbench.training.pace import EpochPace
 from ncbench.training.recipe import Recipe
+from ncbench.training.record_store import (
+    RecordError,
+    epochs_from_plain,
+    load_checkpoint,
+    load_record,
+    record_to_plain,
+    save_record,
+)
 from ncbench.training.seeding import seed_everything
 from ncbench.training.trainer import Trainer
 
@@ -46,6 +57,8 @@ class TrajectoryConfig:
     model_kwargs: tuple[tuple[str, object], ...] = ()
     data_dir: str | None = None
     device: str = "cpu"
+    download: bool = False                      # may the data/weights be fetched (not part of the key)
+    world_size: int = 1                         # DDP processes: BatchNorm statistics depend on it
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -53,8 +66,16 @@ class TrajectoryConfig:
         return d
 
     def key(self) -> str:
+        """Hash of what determines the trained weights (`ncbench.training.cache_key`): the config
+        without paths, the checkpoint file's SHA-256 instead of its path, and the code fingerprint."""
         d = self.to_dict()
-        d.pop("data_dir")
+        for runtime in ("data_dir", "download"):
+            d.pop(runtime)
+        if d["world_size"] == 1:
+            d.pop("world_size")
+        if self.checkpoint is not None:
+            d["checkpoint"] = file_sha256(self.checkpoint)
+        d["code"] = code_fingerprint()
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -75,6 +96,7 @@ class TrajectoryRecord:
     epochs: list[EpochRecord]
     class_counts: list[int]
     seconds: float = 0.0
+    trained_by: dict = field(default_factory=dict)   # who trained: versions, git hash, time, world size
 
     @property
     def terminal_phase_epoch(self) -> int | None:
@@ -89,8 +111,8 @@ class TrajectoryRecord:
 
 
 def load_splits(cfg: TrajectoryConfig) -> tuple[ImageDataset, ImageDataset]:
-    train = load_dataset(cfg.dataset, cfg.train_split, cfg.data_dir)
-    test = load_dataset(cfg.dataset, cfg.test_split, cfg.data_dir)
+    train = load_dataset(cfg.dataset, cfg.train_split, cfg.data_dir, cfg.download)
+    test = load_dataset(cfg.dataset, cfg.test_split, cfg.data_dir, cfg.download)
     if cfg.classes is not None:
         from ncbench.data.imbalance import class_subset
 
@@ -115,31 +137,40 @@ class Trajectory:
 
     @property
     def record_path(self) -> Path:
-        return self.dir / "record.pt"
+        return self.dir / "record.json"
 
     @property
     def final_weights(self) -> Path:
         return self.dir / "model_final.pt"
 
     def cached(self, probes: dict[str, Probe] | None = None) -> TrajectoryRecord | None:
-        if not self.record_path.exists():
+        """The stored record, if there is a readable one with every probe; an unreadable one is
+        reported and recomputed."""
+        try:
+            rec = load_record(self.dir)
+        except RecordError as e:
+            _report(f"{e}: training again")
             return None
-        rec: TrajectoryRecord = torch.load(self.record_path, weights_only=False)
-        if probes and any(name not in rec.epochs[-1].probes for name in probes):
+        if rec is None or (probes and any(name not in rec.epochs[-1].probes for name in probes)):
             return None
         return rec
 
+    def clear(self) -> None:
+        """Forget the cached run (record, final weights, checkpoint): `--force` trains again."""
+        if self.dir.exists() and dist.is_main():
+            shutil.rmtree(self.dir)
+
     def build_model(self, num_classes: int, in_chans: int) -> Backbone:
         c = self.cfg
-        return build_backbone(c.model, num_classes, in_chans, pretrained=c.pretrained,
+        return build_backbone(c.model, num_classes, in_chans, pretrained=c.pretrained, download=c.download,
                               checkpoint=c.checkpoint, head=c.head, head_seed=c.seed,
                               **dict(c.model_kwargs))
 
     def load_final_model(self) -> Backbone:
         """The trained backbone (for tasks that read it after the run, e.g. `ncc_depth`)."""
-        train, _test = self.data()
+        train, _ = self.data()
         model = self.build_model(train.num_classes, train.in_chans)
-        model.load_state_dict(torch.load(self.final_weights, map_location="cpu"))
+        model.load_state_dict(torch.load(self.final_weights, map_location="cpu", weights_only=True))
         return model.to(self.cfg.device).eval()
 
     def data(self) -> tuple[ImageDataset, ImageDataset]:
@@ -147,11 +178,16 @@ class Trajectory:
             self.train_data, self.test_data = load_splits(self.cfg)
         return self.train_data, self.test_data
 
-    def run(self, probes: dict[str, Probe] | None = None) -> TrajectoryRecord:
+    def run(self, probes: dict[str, Probe] | None = None, force: bool = False) -> TrajectoryRecord:
+        """The record of this training: from the cache, else trained (resuming from the checkpoint);
+        `force` discards the cache and the checkpoint and trains from epoch 0."""
         probes = probes or {}
+        if force:
+            self.clear()
         rec = self.cached(probes)
         if rec is not None:
             return rec
+        trained_by = training_provenance(self.cfg)
         c, r = self.cfg, self.cfg.recipe
         seed_everything(c.seed)
         train, test = self.data()
@@ -160,15 +196,22 @@ class Trajectory:
         ckpt = self.dir / "checkpoint.pt"
         epochs: list[EpochRecord] = []
         elapsed = 0.0
+        state = None
         if ckpt.exists():
-            state = torch.load(ckpt, map_location=c.device, weights_only=False)
-            if all(name in r.probes for r in state["records"] for name in probes):
+            try:
+                state = load_checkpoint(ckpt, c.device)
+                stored = epochs_from_plain(state["records"])
+            except RecordError as e:
+                _report(f"{e}: training again from epoch 0")
+                state = None
+        if state is not None:
+            if all(name in r.probes for r in stored for name in probes):
                 trainer.load_state_dict(state)
-                epochs, elapsed = state["records"], state.get("seconds", 0.0)
-                if dist.is_main():
-                    tqdm.write(f"resuming {c.model} on {c.dataset} from epoch {trainer.epoch} ({ckpt})")
-            elif dist.is_main():  # its per-epoch records lack a probe a task now needs
-                tqdm.write(f"{ckpt} lacks the probes {sorted(probes)}: training again from epoch 0")
+                epochs, elapsed = stored, float(state.get("seconds", 0.0))
+                trained_by = state.get("trained_by") or trained_by
+                _report(f"resuming {c.model} on {c.dataset} from epoch {trainer.epoch} ({ckpt})")
+            else:  # its per-epoch records lack a probe a task now needs
+                _report(f"{ckpt} lacks the probes {sorted(probes)}: training again from epoch 0")
         start = time.perf_counter() - elapsed
         bar = tqdm(total=r.epochs, initial=trainer.epoch, desc=f"train {c.model} on {c.dataset}",
                    disable=not (self.progress and dist.is_main()))
@@ -189,19 +232,40 @@ class Trajectory:
 
         pace.start()
         trainer.fit(train, on_epoch_end, ckpt,
-                    lambda: {"records": epochs, "seconds": time.perf_counter() - start})
+                    lambda: {"records": record_to_plain(epochs), "seconds": time.perf_counter() - start,
+                             "trained_by": trained_by})
         bar.close()
+        trained_by = {**trained_by, "finished_at": _now()}
         rec = TrajectoryRecord(c.to_dict(), epochs, train.class_counts().tolist(),
-                               time.perf_counter() - start)
+                               time.perf_counter() - start, trained_by)
         self.model = trainer.model
         if dist.is_main():
             self.dir.mkdir(parents=True, exist_ok=True)
             _atomic_save(trainer.model.state_dict(), self.final_weights)
-            _atomic_save(rec, self.record_path)
+            save_record(rec, self.dir)
         return rec
 
 
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def training_provenance(cfg: TrajectoryConfig) -> dict:
+    """Who trained: package versions, git hash, code fingerprint, device, world size, start time
+    (kept with the record, so a cached run keeps its trainer's provenance when read later)."""
+    from ncbench.provenance import provenance
+
+    plain = {k: str(v) for k, v in provenance(cfg.device).items()}  # torch's version is a str subclass
+    return {**plain, "code_fingerprint": code_fingerprint(), "world_size": cfg.world_size,
+            "torch_threads": torch.get_num_threads(), "key": cfg.key()}
+
+
+def _report(message: str) -> None:
+    if dist.is_main():
+        tqdm.write(message)
+
+
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)

@@ -1,0 +1,116 @@
+"""Checks made before any work (data loading, model building, training), each failing with the fix.
+
+`check_spec` validates what a task spec asks for: its kind, data set and model names, the device,
+the seed range, a `--checkpoint` file (exists, readable, a state_dict loadable without executing
+code) and `--pretrained` weights (a known tag, cached unless `--download`). `run_identity` names a
+run after what actually runs: a spec run on another data set or by several processes is another
+measurement, named and hashed as such; `weights_identity` names the weights by content.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+SEED_RANGE = (0, 2**32)
+"""Seeds accepted: numpy's `seed` takes 32-bit values, and `seed * 1_000_003 + epoch` stays in int64."""
+
+NO_DATA_KINDS = ("ufm", "layer_peeled")
+"""Task kinds that simulate (no data set, no backbone)."""
+
+
+def check_device(device: str) -> None:
+    """`cpu`, `cuda`, `cuda:N` (with such a GPU present) or `mps` (when available)."""
+    import torch
+
+    m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", str(device))
+    if m is None:
+        raise ValueError(f"unknown device '{device}': use cpu, cuda, cuda:N, mps or auto")
+    kind, index = m.group(1), m.group(2)
+    if kind == "cpu" and index is not None:
+        raise ValueError(f"device '{device}': the CPU has no index, use cpu")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' requested but no CUDA device is available here: "
+                             "use --device cpu (or --device auto)")
+        if index is not None and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device '{device}': this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device '{device}' requested but MPS is not available here: use --device cpu")
+
+
+def check_seed(seed) -> None:
+    lo, hi = SEED_RANGE
+    if isinstance(seed, bool) or not isinstance(seed, int) or not lo <= seed < hi:
+        raise ValueError(f"seed must be an integer in [{lo}, {hi - 1}] (2**32 - 1), got {seed!r}")
+
+
+def check_checkpoint(path: str | Path) -> None:
+    """The file exists, is readable and holds a state_dict timm can read with `weights_only=True`."""
+    from timm.models import load_state_dict
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ValueError(f"checkpoint '{path}' does not exist: pass the path of a saved state_dict "
+                         "(.pth/.pt/.safetensors)")
+    if not p.is_file():
+        raise ValueError(f"checkpoint '{path}' is not a file: pass the path of a saved state_dict")
+    if not os.access(p, os.R_OK):
+        raise ValueError(f"checkpoint '{path}' is not readable (permissions): fix them or copy the file")
+    try:
+        state = load_state_dict(str(p), weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a pickle with code, a torn file, not a state_dict
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ValueError(f"could not load the checkpoint '{path}' safely: not a state_dict of tensors "
+                         f"readable with weights_only=True ({type(e).__name__}: {first})") from None
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"checkpoint '{path}' holds no state_dict (an empty or non-mapping object)")
+
+
+def check_spec(spec) -> None:
+    """Every check of this module for one task spec (raises ValueError / UnknownNameError)."""
+    from ncbench.tasks import TASK_KINDS
+
+    TASK_KINDS.get(spec.kind)
+    check_seed(spec.seed)
+    check_device(spec.device)
+    if spec.kind in NO_DATA_KINDS:
+        return
+    from ncbench.data import DATASETS
+    from ncbench.models.backbone import check_model_name
+
+    DATASETS.get(spec.dataset)
+    check_model_name(spec.model)
+    if spec.checkpoint:
+        check_checkpoint(spec.checkpoint)
+    elif spec.pretrained or "." in spec.model:
+        from ncbench.models.pretrained import resolve_weights
+
+        resolve_weights(spec.model, spec.pretrained, spec.download)
+
+
+def run_identity(spec, base: dict) -> str:
+    """The name a run is stored under: the spec's name, plus `@key=value,...` for each way it differs
+    from its YAML (`base`) in what the task measures: another data set, several DDP processes
+    (BatchNorm statistics change). Model and weights (`--model`, `--pretrained`, `--checkpoint`) keep
+    the name: they are what a board compares, and they are its identity columns (`model`,
+    `pretrained`, with a checkpoint named by its SHA-256) and part of the config hash."""
+    parts = []
+    if spec.dataset != base.get("dataset", spec.dataset):
+        parts.append(f"dataset={spec.dataset}")
+    if spec.world_size != 1:
+        parts.append(f"world={spec.world_size}")
+    return spec.name + ("@" + ",".join(parts) if parts else "")
+
+
+def weights_identity(spec) -> str:
+    """The `pretrained` column of a run: `sha256:<16 hex>` of a checkpoint's bytes (a file replaced in
+    place is other weights), else the pretrained tag (`true` for timm's default), else empty."""
+    if spec.checkpoint:
+        from ncbench.training.cache_key import file_sha256
+
+        return f"sha256:{file_sha256(spec.checkpoint)[:16]}"
+    if spec.pretrained is True:
+        return "true"
+    return str(spec.pretrained or "")

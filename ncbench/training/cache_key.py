@@ -1,0 +1,51 @@
+"""What identifies a cached training run, so that a cache hit is the run that would be trained now.
+
+The key of a trajectory hashes (i) its configuration (data set, class subset, imbalance, model and
+kwargs, recipe, seed, head, device, world size), (ii) the **content** of a `--checkpoint` file
+(SHA-256: a file replaced in place is another run) and (iii) the **training code**: the SHA-256 of
+every Python source of the `ncbench` package plus the torch, timm and numpy versions. The rule is
+deliberately conservative: any edit to ncbench's code, or another torch/timm/numpy, trains again
+(a hand-maintained version number would be forgotten the one time it matters). `--force` always
+trains again.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import ncbench
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return _sha256_file(Path(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (memoised per path, size and modification time)."""
+    p = Path(path).expanduser().resolve()
+    st = p.stat()
+    return _sha256_cached(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 (16 hex digits) of ncbench's Python sources and the torch/timm/numpy versions."""
+    import numpy
+    import timm
+    import torch
+
+    root = Path(ncbench.__file__).resolve().parent
+    h = hashlib.sha256(f"torch={torch.__version__}|timm={timm.__version__}|numpy={numpy.__version__}".encode())
+    for src in sorted(root.rglob("*.py")):
+        h.update(str(src.relative_to(root)).encode() + b"\0" + src.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
