@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads cost 10x (see
+# ncbench/threads.py); the CLI sets the same default itself.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: bench test test-slow test-gpu benchmark gpu-check lint setup clean
 

@@ -1,13 +1,16 @@
 """Make `import ncbench` (repo root) and `import reference_nc` (tests/) work without installing."""
+import os
 import sys
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see ncbench/threads.py
 
 TESTS = Path(__file__).resolve().parent
 for path in (TESTS.parent, TESTS):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture

@@ -164,16 +164,17 @@ LARGE_K_SCRIPT = textwrap.dedent("""
                     return int(line.split()[1]) / 1024
         return float("nan")
 
-    class Sampler(threading.Thread):       # peak resident memory while `active`
-        def __init__(self):
+    class Sampler(threading.Thread):       # peak resident memory while `active` (the engine runs);
+        def __init__(self):                # it samples all the time, so engine and floor pay alike
             super().__init__(daemon=True)
             self.active, self.peak, self.samples, self.stop = False, 0.0, 0, False
         def run(self):
             while not self.stop:
-                if self.active:
-                    self.peak = max(self.peak, rss_mib())
+                rss, active = rss_mib(), self.active
+                if active:
+                    self.peak = max(self.peak, rss)
                     self.samples += 1
-                time.sleep(0.002)
+                time.sleep(0.005)
 
     nb = (N + B - 1) // B
     x, y = batch(0)
@@ -230,7 +231,7 @@ LARGE_K_SCRIPT = textwrap.dedent("""
                           rss_samples=sampler.samples, n=stats.n, nc1=res.metrics["nc1"],
                           ncc_acc=res.metrics["ncc_acc"], mean_rel_err=rel(stats.mean, mu),
                           scatter_rel_err=rel(stats.scatter, sw), m2_rel_err=rel(stats.m2, m2),
-                          threads=torch.get_num_threads())))
+                          threads=torch.get_num_threads(), recentres=stats.recentres)))
 """)
 
 
