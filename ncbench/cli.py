@@ -46,7 +46,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute tasks that already have results")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else the CPUs "
-                                     "not already busy, at least 1; recorded in each config.json)")
+                                     "this process may use; recorded in each config.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:

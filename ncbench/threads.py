@@ -1,15 +1,16 @@
 """CPU thread policy: how many intra-op threads torch (and the BLAS that scipy brings) may use.
 
-On a CPU shared with other busy processes, more threads than free cores is a cliff, not a slope:
-every parallel region of an op waits at a barrier for its slowest thread, and a thread that the
-scheduler has parked behind another process holds the whole op for a time slice (OpenMP threads
-that spin-wait at the barrier make it worse, burning the time slices the late thread needs). An
-epoch of the default suite took ~10× longer with 2 threads than with 1 on a 2-core machine under
-load. So the default is the number of CPUs this process may run on minus the load already on
-them (`default_threads`), at least 1; `--threads N` / `NCBENCH_THREADS` override it, waiting
-threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, set before torch loads), and the
-count is recorded with every result (`thread_provenance`): it changes the order of float
-reductions, hence the last bits of the numbers.
+On a CPU shared with other busy processes, OpenMP threads that spin-wait at the end of every
+parallel region burn the time slices that a parked sibling thread needs, and each op waits for the
+slowest thread: a cliff, not a slope. Measured here (`scripts/thread_cliff.py`, one training epoch
+of the default suite's test_resnet on MNIST-5k, 2 cores, load ~14 from other jobs): 1 thread 10-15
+s, 2 threads with libgomp's default spinning 91 s (250 s beside two busy processes of our own),
+2 threads with `OMP_WAIT_POLICY=PASSIVE` 2.5-11 s. So waiting threads sleep
+(`prefer_sleeping_waits`, set by the CLI, the Makefile and the test suite before torch loads), the
+default count is the CPUs this process may run on (affinity mask, cgroup quota; not the momentary
+load, so that the same command on the same machine reduces floats in the same order), `--threads
+N` / `NCBENCH_THREADS` override it, and the count goes into each result's provenance
+(`thread_provenance`): it changes the order of float reductions, hence the last bits.
 """
 from __future__ import annotations
 
@@ -38,22 +39,12 @@ def available_cpus() -> int:
     return max(1, n)
 
 
-def default_threads(cpus: int | None = None, load: float | None = None) -> int:
-    """Threads for a run started now: `NCBENCH_THREADS` if set, else the CPUs not already busy.
-
-    `cpus` defaults to `available_cpus()`, `load` to the 1-minute load average; the result is
-    `clamp(round(cpus − load), 1, cpus)`, so a machine whose cores are all busy gets 1 thread.
-    """
+def default_threads() -> int:
+    """Threads for a run: `NCBENCH_THREADS` if set, else `available_cpus()`."""
     env = os.environ.get(THREADS_ENV)
     if env:
         return parse_threads(env, THREADS_ENV)
-    cpus = available_cpus() if cpus is None else cpus
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            load = 0.0
-    return int(min(cpus, max(1, round(cpus - load))))
+    return available_cpus()
 
 
 def parse_threads(value: str | int, what: str = "--threads") -> int:

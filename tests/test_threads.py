@@ -10,16 +10,15 @@ from ncbench.provenance import provenance
 from ncbench.training.pace import EpochPace
 
 
-@pytest.mark.parametrize(("cpus", "load", "want"), [(2, 0.0, 2), (2, 0.6, 1), (2, 5.0, 1), (16, 3.2, 13),
-                                                    (4, 0.0, 4), (1, 0.0, 1)])
-def test_default_threads_leave_out_the_busy_cpus(monkeypatch, cpus, load, want):
+def test_default_threads_are_the_cpus_this_process_may_use(monkeypatch):
     monkeypatch.delenv(threads.THREADS_ENV, raising=False)
-    assert threads.default_threads(cpus, load) == want
+    monkeypatch.setattr(threads, "available_cpus", lambda: 3)
+    assert threads.default_threads() == 3
 
 
 def test_the_environment_fixes_the_thread_count(monkeypatch):
     monkeypatch.setenv(threads.THREADS_ENV, "3")
-    assert threads.default_threads(2, 5.0) == 3
+    assert threads.default_threads() == 3
     monkeypatch.setenv(threads.THREADS_ENV, "many")
     with pytest.raises(ValueError, match="NCBENCH_THREADS must be a positive integer"):
         threads.default_threads()
