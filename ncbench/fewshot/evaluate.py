@@ -71,8 +71,9 @@ def ncc_accuracy(features: torch.Tensor, episodes: Episodes, dtype: torch.dtype 
 
     With support sums `S_c = k·p_c` the score `‖S_c‖²/k − 2⟨h, S_c⟩ = k(‖h − p_c‖² − ‖h‖²)` has
     the argmin of `‖h − p_c‖`; ties go to the lower episode class. Computed in `dtype` (default
-    float32, float64 for float64 features), a cache-sized chunk of episodes at a time through
-    buffers reused across chunks (fresh large allocations cost more than the arithmetic on CPU).
+    float32, float64 for float64 features), a cache-sized chunk of episodes at a time: the support
+    sums by `embedding_bag` straight from the feature rows, the queries gathered into a buffer
+    reused across chunks (fresh large allocations cost more than the arithmetic on CPU).
     """
     _check(features, episodes)
     dt = _work_dtype(features, dtype)
@@ -80,16 +81,15 @@ def ncc_accuracy(features: torch.Tensor, episodes: Episodes, dtype: torch.dtype 
     E, n, k, q, d = (episodes.num_episodes, episodes.n_way, episodes.k_shot, episodes.n_query,
                      x.shape[1])
     dev = x.device
-    s_idx = episodes.support.to(dev).reshape(E, n * k)
+    s_idx = episodes.support.to(dev).reshape(E * n, k)
     q_idx = episodes.query.to(dev).reshape(E, n * q)
     step = max(1, min(E, FEATURE_BUDGET // (n * (k + q) * d)))
-    s_buf, q_buf = x.new_empty(step * n * k, d), x.new_empty(step * n * q, d)
-    p_buf, sc_buf = x.new_empty(step, n, d), x.new_empty(step, n * q, n)
+    q_buf, sc_buf = x.new_empty(step * n * q, d), x.new_empty(step, n * q, n)
     pred = torch.empty(E, n * q, dtype=torch.long, device=dev)
     for a in range(0, E, step):  # chunks of episodes, not one at a time
         m = min(step, E - a)
-        sup = torch.index_select(x, 0, s_idx[a:a + m].flatten(), out=s_buf[:m * n * k])
-        S = torch.sum(sup.view(m, n, k, d), dim=2, out=p_buf[:m])        # (m, n, d) = k·p
+        # support sums straight from the rows (embedding_bag: no gathered copy of the supports)
+        S = torch.nn.functional.embedding_bag(s_idx[a * n:(a + m) * n], x, mode="sum").view(m, n, d)
         snorm = torch.bmm(S.view(m * n, 1, d), S.view(m * n, d, 1)).view(m, 1, n) / k
         h = torch.index_select(x, 0, q_idx[a:a + m].flatten(), out=q_buf[:m * n * q])
         score = torch.baddbmm(snorm, h.view(m, n * q, d), S.transpose(1, 2), alpha=-2.0,
