@@ -1,11 +1,13 @@
 """Seconds per training epoch of the default suite's shared run (test_resnet on MNIST-5k) against the
 torch thread count and the OpenMP wait policy, with and without a CPU hog of our own.
 
-    python scripts/thread_cliff.py [--epochs 3] [--hogs 2]
+    python scripts/thread_cliff.py [--epochs 3] [--hogs 2] [--threads 1 2] [--policies unset PASSIVE ACTIVE]
+                                   [--rounds 1]
 
 Each configuration runs in a fresh interpreter (the wait policy is read when torch loads OpenMP);
-the hog is `--hogs` busy Python processes started here and stopped by their PIDs. Prints a table of
-the median epoch time and its ratio to the quiet 1-thread time.
+the hog is `--hogs` busy Python processes started here and stopped by their PIDs; `--rounds` repeats
+the no-hog / hog pair, so that a changing background load hits both. Prints a table of the median
+epoch time and its ratio to the first configuration without the hog.
 """
 from __future__ import annotations
 
@@ -52,10 +54,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--hogs", type=int, default=2)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--policies", nargs="+", default=["unset", "PASSIVE", "ACTIVE"])
+    p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
-    configs = [(t, pol) for t in (1, 2) for pol in (None, "PASSIVE", "ACTIVE")]
-    results = {}
-    for hog in (False, True):
+    configs = [(t, None if pol == "unset" else pol) for t in args.threads for pol in args.policies]
+    results: dict = {}
+    for hog in (False, True) * args.rounds:
         hogs = []
         if hog:
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]
@@ -64,18 +69,24 @@ def main() -> int:
             for t, pol in configs:
                 load = os.getloadavg()[0]
                 times = run(t, pol, args.epochs)
-                results[(hog, t, pol)] = (sorted(times)[len(times) // 2], load)
+                results.setdefault((hog, t, pol), []).append((sorted(times)[len(times) // 2], load))
                 print(f"hog={hog} threads={t} OMP_WAIT_POLICY={pol or '(unset)'}: "
                       f"{', '.join(f'{x:.1f}' for x in times)} s/epoch (load {load:.1f})", flush=True)
         finally:
             for h in hogs:                 # stop our own hog, by PID
                 h.kill()
                 h.wait()
-    quiet = results[(False, 1, None)][0]
-    print("\n| hog | threads | OMP_WAIT_POLICY | s/epoch (median) | vs no hog, 1 thread | load at start |")
+    def median(runs):
+        return sorted(r[0] for r in runs)[len(runs) // 2]
+
+    quiet = median(results[(False, *configs[0])])
+    print(f"\n| hog | threads | OMP_WAIT_POLICY | s/epoch (median of rounds) | vs no hog, {configs[0][0]} "
+          "thread(s) | load at the starts |")
     print("|---|---|---|---|---|---|")
-    for (hog, t, pol), (sec, load) in results.items():
-        print(f"| {args.hogs if hog else 0} busy | {t} | {pol or '(unset)'} | {sec:.2f} | {sec / quiet:.2f} | {load:.1f} |")
+    for (hog, t, pol), runs in results.items():
+        loads = ", ".join(f"{r[1]:.1f}" for r in runs)
+        print(f"| {args.hogs if hog else 0} busy | {t} | {pol or '(unset)'} | {median(runs):.2f} | "
+              f"{median(runs) / quiet:.2f} | {loads} |")
     return 0
 
 
