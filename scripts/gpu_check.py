@@ -68,29 +68,61 @@ def accept_written_files(cls, files: dict[str, Path]) -> None:
     cls.meta = {**cls.meta, "md5": md5(files[cls.meta["filename"]])}
 
 
-def write_data(root: Path, dry: bool) -> None:
-    """CIFAR-10/100 python pickles and mini-ImageNet cache pickles, small but complete."""
-    from test_data_real import write_cifar10, write_cifar100, write_mini_imagenet
+def _balanced(rng, classes: int, per_class: int) -> np.ndarray:
+    return rng.permutation(np.repeat(np.arange(classes), per_class))
+
+
+def write_cifar(root: Path, rng, classes: int, per_train: int, per_test: int) -> None:
+    """CIFAR-10 (`cifar-10-batches-py`, five train batches) or CIFAR-100 (`cifar-100-python`)
+    python pickles with `per_train` / `per_test` images of every class (the imbalance profiles
+    start from a balanced set, like the real one)."""
+    import torchvision
+    from test_data_real import CIFAR10_NAMES, dump
 
     from ncbench.data.fewshot_sets import CIFAR_FS_CLASSES
 
+    files = {}
+    if classes == 10:
+        d, cls = root / "cifar-10-batches-py", torchvision.datasets.CIFAR10
+        y_train = _balanced(rng, 10, per_train).reshape(5, -1)
+        parts = [(f"data_batch_{i + 1}", y_train[i]) for i in range(5)] + [("test_batch", _balanced(rng, 10, per_test))]
+        for name, y in parts:
+            x = rng.integers(0, 256, size=(len(y), 3072), dtype=np.uint8)
+            files[name] = dump(d / name, {"batch_label": name, "data": x, "labels": y.tolist(),
+                                          "filenames": [f"{name}_{i}.png" for i in range(len(y))]})
+        files["batches.meta"] = dump(d / "batches.meta", {"label_names": CIFAR10_NAMES,
+                                                          "num_cases_per_batch": y_train.shape[1], "num_vis": 3072})
+    else:
+        d, cls = root / "cifar-100-python", torchvision.datasets.CIFAR100
+        for name, per in (("train", per_train), ("test", per_test)):
+            y = _balanced(rng, 100, per)
+            x = rng.integers(0, 256, size=(len(y), 3072), dtype=np.uint8)
+            files[name] = dump(d / name, {"filenames": [f"{i}.png" for i in range(len(y))], "batch_label": name,
+                                          "fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist(), "data": x})
+        names = sorted({c for split in CIFAR_FS_CLASSES.values() for c in split})   # CIFAR-FS reads them
+        files["meta"] = dump(d / "meta", {"fine_label_names": names,
+                                          "coarse_label_names": [f"super{i}" for i in range(20)]})
+    accept_written_files(cls, files)
+
+
+def write_data(root: Path, dry: bool) -> None:
+    """CIFAR-10/100 python pickles and mini-ImageNet cache pickles, small but complete: 200 train
+    images per class (the long-tail profiles go to R = 200), 20 test images per class."""
+    from test_data_real import write_mini_imagenet
+
     rng = np.random.default_rng(0)
-    write_cifar10(root, rng, n_per_batch=60 if dry else 400, n_test=60 if dry else 400,
-                  checksums=accept_written_files)
-    # CIFAR-FS takes 64/16/20 named classes from CIFAR-100: the published names
-    names = sorted({c for split in CIFAR_FS_CLASSES.values() for c in split})
-    write_cifar100(root, rng, names, n_train=25 if dry else 200, n_test=5 if dry else 20,
-                   checksums=accept_written_files)
+    write_cifar(root, rng, 10, 200 if dry else 250, 20)
+    write_cifar(root, rng, 100, 200, 20)
     per = 25 if dry else 40
     for split, n in (("train", 64), ("val", 16), ("test", 20)):
         write_mini_imagenet(root / f"mini-imagenet-cache-{split}.pkl", rng,
                             [f"n{split}{i:05d}" for i in range(n)], per)
 
 
-def run_tasks(tmp: Path, device: str, dry: bool) -> list[tuple[str, str, str]]:
+def run_tasks(tmp: Path, device: str, dry: bool, only: list[str] | None = None) -> list[tuple[str, str, str]]:
     import yaml
 
-    names = gpu_tasks()
+    names = [n for n in gpu_tasks() if not only or n in only]
     suite = tmp / "gpu_check_suite.yaml"
     suite.write_text(yaml.safe_dump({"suite": "gpu_check", "tasks": names}))
     data = tmp / "data"
@@ -235,6 +267,7 @@ def large_k(device: str, dry: bool) -> list[tuple[str, str, str]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu-dry-run", action="store_true", help="run every step on the CPU at toy sizes")
+    p.add_argument("--tasks", nargs="+", help="only these GPU-tier tasks (default: all of them)")
     args = p.parse_args(argv)
     dry = args.cpu_dry_run
     if not dry and not torch.cuda.is_available():
@@ -248,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str, str]] = []
     rows.append(("gpu-marked tests", *gpu_tests(dry)))
     with tempfile.TemporaryDirectory() as tmp:
-        rows += run_tasks(Path(tmp), device, dry)
+        rows += run_tasks(Path(tmp), device, dry, args.tasks)
     rows.append(("trainer / bare loop images/s (bf16, channels_last)", *trainer_vs_bare(device, dry)))
     rows.append(("engine on device vs CPU float64", *engine_vs_cpu(device, dry)))
     rows += large_k(device, dry)
