@@ -5,7 +5,8 @@ parallel region burn the time slices that a parked sibling thread needs, and eac
 slowest thread: a cliff, not a slope. Measured here (`scripts/thread_cliff.py`, one training epoch
 of the default suite's test_resnet on MNIST-5k, 2 cores, load ~14 from other jobs): 1 thread 10-15
 s, 2 threads with libgomp's default spinning 91 s (250 s beside two busy processes of our own),
-2 threads with `OMP_WAIT_POLICY=PASSIVE` 2.5-11 s. So waiting threads sleep
+2 threads with `OMP_WAIT_POLICY=PASSIVE` 2.5-14 s (at a load of ~10, one passive thread was still
+1.3-1.9x faster than two: `--threads 1` pays on a heavily shared machine). So waiting threads sleep
 (`prefer_sleeping_waits`, set by the CLI, the Makefile and the test suite before torch loads), the
 default count is the CPUs this process may run on (affinity mask, cgroup quota; not the momentary
 load, so that the same command on the same machine reduces floats in the same order), `--threads
