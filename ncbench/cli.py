@@ -45,8 +45,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="results", help="results root folder (default: ./results)")
     p.add_argument("--force", action="store_true", help="recompute tasks that already have results")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else the CPUs "
-                                     "this process may use; recorded in each config.json)")
+    p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else half the "
+                                     "CPUs this process may use, at least 1; recorded in each config.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:

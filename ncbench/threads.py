@@ -5,13 +5,14 @@ parallel region burn the time slices that a parked sibling thread needs, and eac
 slowest thread: a cliff, not a slope. Measured here (`scripts/thread_cliff.py`, one training epoch
 of the default suite's test_resnet on MNIST-5k, 2 cores, load ~14 from other jobs): 1 thread 10-15
 s, 2 threads with libgomp's default spinning 91 s (250 s beside two busy processes of our own),
-2 threads with `OMP_WAIT_POLICY=PASSIVE` 2.5-14 s (at a load of ~10, one passive thread was still
-1.3-1.9x faster than two: `--threads 1` pays on a heavily shared machine). So waiting threads sleep
-(`prefer_sleeping_waits`, set by the CLI, the Makefile and the test suite before torch loads), the
-default count is the CPUs this process may run on (affinity mask, cgroup quota; not the momentary
-load, so that the same command on the same machine reduces floats in the same order), `--threads
-N` / `NCBENCH_THREADS` override it, and the count goes into each result's provenance
-(`thread_provenance`): it changes the order of float reductions, hence the last bits.
+2 threads with `OMP_WAIT_POLICY=PASSIVE` 2.5-14 s. In both alternating runs (background loads of
+2.3 and ~10) one passive thread beat two: 1.3 against 2.2 s per epoch at 2.3, 3.6 against 5.8 s
+beside two busy processes of our own (one earlier unpaired run at ~14 showed the opposite). So waiting threads sleep (`prefer_sleeping_waits`, set by the CLI, the Makefile and
+the test suite before torch loads), the default count is half the CPUs this process may run on
+(affinity mask, cgroup quota), at least 1 (one on this project's 2-core machines; it does not follow
+the momentary load, so that the same command on the same machine reduces floats in the same
+order), `--threads N` / `NCBENCH_THREADS` override it, and the count goes into each result's
+provenance (`thread_provenance`): it changes the order of float reductions, hence the last bits.
 """
 from __future__ import annotations
 
@@ -41,11 +42,12 @@ def available_cpus() -> int:
 
 
 def default_threads() -> int:
-    """Threads for a run: `NCBENCH_THREADS` if set, else `available_cpus()`."""
+    """Threads for a run: `NCBENCH_THREADS` if set, else half of `available_cpus()`, at least 1
+    (leaves room for the other processes of a shared machine and for SMT siblings)."""
     env = os.environ.get(THREADS_ENV)
     if env:
         return parse_threads(env, THREADS_ENV)
-    return available_cpus()
+    return max(1, available_cpus() // 2)
 
 
 def parse_threads(value: str | int, what: str = "--threads") -> int:

@@ -10,10 +10,11 @@ from ncbench.provenance import provenance
 from ncbench.training.pace import EpochPace
 
 
-def test_default_threads_are_the_cpus_this_process_may_use(monkeypatch):
+@pytest.mark.parametrize(("cpus", "want"), [(1, 1), (2, 1), (3, 1), (16, 8)])
+def test_default_threads_are_half_the_cpus_this_process_may_use(monkeypatch, cpus, want):
     monkeypatch.delenv(threads.THREADS_ENV, raising=False)
-    monkeypatch.setattr(threads, "available_cpus", lambda: 3)
-    assert threads.default_threads() == 3
+    monkeypatch.setattr(threads, "available_cpus", lambda: cpus)
+    assert threads.default_threads() == want
 
 
 def test_the_environment_fixes_the_thread_count(monkeypatch):
