@@ -152,15 +152,15 @@ def main(argv: list[str] | None = None) -> int:
             name, specs = load_suite(args.suite, **_overrides(args))
             return _run(name, _apply_epochs(specs, args.epochs), args)
         return args.handler(args)
-    except (UnknownNameError, DatasetNotFoundError, FileNotFoundError, ValueError) as e:
+    except BrokenPipeError:  # e.g. `ncbench leaderboard | head` (before OSError, its base)
+        sys.stderr.close()
+        return 0
+    except (UnknownNameError, DatasetNotFoundError, OSError, ValueError) as e:   # OSError: e.g. a full disk
         print(f"ncbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ncbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `ncbench leaderboard | head`
-        sys.stderr.close()
-        return 0
 
 
 def _list(args) -> int:
