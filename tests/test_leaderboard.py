@@ -23,6 +23,7 @@ import pytest
 from ncbench.cli import main
 from ncbench.results import leaderboard as lb
 from ncbench.results import load_leaderboard, load_results
+from ncbench.results.integrity import record_files
 from ncbench.results.schema import COLUMNS
 from ncbench.results.writer import write_json, write_long_csv
 from ncbench.specs import load_task
@@ -67,8 +68,15 @@ def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, v
     task_dir = run_dir / task
     write_long_csv(task_dir / "results.csv", rows, context)
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
-                                          "provenance": prov, "seconds": 1.0, "plots": [], "meta": {}})
+                                          "provenance": prov, "seconds": 1.0, "plots": [], "meta": {},
+                                          "files": record_files(task_dir, ["results.csv"])})
     return task_dir
+
+
+def reseal(task_dir: Path) -> None:
+    """Record the current files in config.json, as if the run had written them (a consistent but bad folder)."""
+    cfg = json.loads((task_dir / "config.json").read_text())
+    write_json(task_dir / "config.json", {**cfg, "files": record_files(task_dir, ["results.csv"])})
 
 
 def make_run(root: Path, run_id: str, tasks=(TASK,), **kw) -> Path:
@@ -182,11 +190,13 @@ def test_refusals_name_the_reason_and_write_nothing(case, needle, tmp_path, tmp_
         make_run(tmp_path, "run")
         csv = run / TASK / "results.csv"
         csv.write_text(csv.read_text().replace(",0.5,", ',"1,234",', 1))
+        reseal(run / TASK)
     elif case == "bad_columns":
         make_run(tmp_path, "run")
         csv = run / TASK / "results.csv"
         df = pd.read_csv(csv, dtype=str, keep_default_na=False).drop(columns=["n_samples"])
         csv.write_text(df.to_csv(index=False))
+        reseal(run / TASK)
     elif case == "mixed_runs":
         make_run(tmp_path, "run")
         cfg = json.loads((run / TASK / "config.json").read_text())
@@ -197,6 +207,7 @@ def test_refusals_name_the_reason_and_write_nothing(case, needle, tmp_path, tmp_
         make_run(tmp_path, "run")
         csv = run / TASK / "results.csv"
         csv.write_text(csv.read_text().replace(f",{TASK},", ",no_such_task,"))
+        reseal(run / TASK)
     with pytest.raises(lb.SubmissionRefused) as e:
         lb.submit(run)
     assert needle in str(e.value)
@@ -336,7 +347,7 @@ def _table_rows(readme: str, task: str) -> list[list[str]]:
 def test_round_trip_long_to_wide_to_readme(tmp_path, tmp_leaderboards):
     """Long summary rows -> wide CSV (exact floats) -> README (seeds as mean ± std, sorted by primary)."""
     nc1 = {("test_resnet", 0): 0.30, ("test_resnet", 1): 0.34, ("resnet18", 0): 0.05,
-           ("resnet18", 1): 0.07, ("resnet18", 2): 0.0612345678, ("vit_tiny", 0): 0.9}
+           ("resnet18", 1): 0.07, ("resnet18", 2): 0.0612345678, ("vit_tiny_patch16_224", 0): 0.9}
     acc = {k: 0.5 + v / 3 for k, v in nc1.items()}
     runs = [make_run(tmp_path, f"{m}-s{s}", model=m, seed=s, values={"nc1": v, "test_accuracy": acc[(m, s)],
                                                                      "nc3": 0.1 * s})
@@ -361,9 +372,9 @@ def test_round_trip_long_to_wide_to_readme(tmp_path, tmp_leaderboards):
     metrics = list(board()["metrics"])
     assert header[:5] == ["#", "model", "weights", "dataset", "seeds"]
     assert header[5] == "nc1 ↓" and "test_accuracy ↑" in header and len(header) == 5 + len(metrics) + 2
-    by_model = {m: [v for (mm, _), v in nc1.items() if mm == m] for m in ("test_resnet", "resnet18", "vit_tiny")}
+    by_model = {m: [v for (mm, _), v in nc1.items() if mm == m] for m in ("test_resnet", "resnet18", "vit_tiny_patch16_224")}
     order = sorted(by_model, key=lambda m: statistics.mean(by_model[m]))
-    assert [r[1] for r in body] == order == ["resnet18", "test_resnet", "vit_tiny"]
+    assert [r[1] for r in body] == order == ["resnet18", "test_resnet", "vit_tiny_patch16_224"]
     for r in body:
         model = r[1]
         seeds = sorted(s for (mm, s) in nc1 if mm == model)
