@@ -48,7 +48,7 @@ def integrity_problems(task_dir: Path, cfg: dict | None = None) -> list[str]:
     problems = []
     for name, rec in sorted(files.items()):
         path = task_dir / name
-        if not (isinstance(name, str) and NAME.match(name)) or not isinstance(rec, dict):
+        if not (isinstance(name, str) and NAME.fullmatch(name)) or not isinstance(rec, dict):
             problems.append(f"config.json lists an invalid results file entry {name!r}")
         elif not path.is_file():
             problems.append(f"{name} is missing")
