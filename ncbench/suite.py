@@ -127,7 +127,7 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
     for task in tasks:
         try:
             runs.append(_run_one(task, ctx, run_dir, run_id, force, main, log, lock_timeout))
-        except (ResultsWriteError, TimeoutError) as e:   # this task's folder: the suite goes on
+        except (ResultsWriteError, TimeoutError, ValueError) as e:   # this task's folder: the suite goes on
             runs.append(TaskRun(task.spec, "failed", run_dir / task.spec.name, 0.0, str(e)))
             log(f"[{task.spec.name}] FAILED: {e}")
     return run_dir, runs
@@ -200,10 +200,11 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
 
 
 def summary_table(runs: list[TaskRun]) -> pd.DataFrame:
-    """Headline (`split == "summary"`) metrics of each finished task, one row per task and metric."""
+    """Headline (`split == "summary"`) metrics of each finished task, one row per task and metric
+    (a failed task's folder may hold an older or damaged results.csv: it is not read)."""
     frames = []
     for r in runs:
-        if r.csv.exists():
+        if r.status in ("done", "skipped") and r.csv.exists():
             df = pd.read_csv(r.csv)
             frames.append(df[df["split"] == "summary"][["task", "metric", "value"]])
     if not frames:

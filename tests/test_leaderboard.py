@@ -705,3 +705,33 @@ def test_submit_to_an_unwritable_leaderboards_folder_is_one_line(tmp_path, capsy
     assert main(["submit", str(run), "--leaderboards", str(tmp_path / "file" / "lb")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write" in err and "Traceback" not in err
+
+
+def test_submit_to_a_read_only_leaderboards_folder_is_one_line(tmp_path, tmp_leaderboards, monkeypatch, capsys):
+    """The lock file is the first write (a read-only mount fails there, as `mount -o ro` shows by hand)."""
+    import errno
+
+    class ReadOnlyLock:
+        def __enter__(self):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_leaderboards / lb.LOCK_NAME))
+
+        def __exit__(self, *a):
+            return False
+
+    run = make_run(tmp_path, "ro")
+    lb.submit(run)
+    before = snapshot(tmp_leaderboards)
+    monkeypatch.setattr(lb, "_lock", lambda lb_dir, timeout: ReadOnlyLock())
+    assert main(["submit", str(run), "--replace"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
+    assert main(["leaderboard", "--render"]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert snapshot(tmp_leaderboards) == before
+
+
+def test_a_model_free_theory_task_keeps_its_shipped_model_name(tmp_path, tmp_leaderboards):
+    run = make_run(tmp_path, "lpm", tasks=("lpm_minority_curve",), model=None)
+    assert [e.row["model"] for e in lb.submit(run, dry_run=True).added] == ["none"]
+    with pytest.raises(lb.SubmissionRefused, match="'nonexistent_net' is not a timm architecture"):
+        lb.submit(make_run(tmp_path, "lpm2", tasks=("lpm_minority_curve",), model="nonexistent_net"))

@@ -189,8 +189,8 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
     if recomputed != cfg_hash:
         raise ValueError(f"{name}: config.json's config hash {cfg_hash} is not the hash of the spec it records "
                          f"({recomputed}): the folder was edited; rerun the task")
-    check_model(name, first["model"], ran)
     spec = current_spec(task)
+    check_model(name, first["model"], ran, spec.model)
     version = int(first["task_version"])
     if version != spec.version:
         age = "stale" if version < spec.version else "newer than this ncbench"
@@ -241,14 +241,17 @@ def spec_hash(spec: dict) -> str:
         raise ValueError(f"config.json's spec is not a valid task spec ({e})") from None
 
 
-def check_model(name: str, model: str, spec: dict) -> None:
-    """A leaderboard model is a timm architecture (its weights: the pretrained tag or the checkpoint's
-    sha256), and the one the spec recorded."""
+def check_model(name: str, model: str, spec: dict, shipped: str) -> None:
+    """A leaderboard model is the one the spec recorded, and a timm architecture (its weights: the
+    pretrained tag or the checkpoint's sha256) unless it is the shipped spec's own (`none` of the
+    model-free theory tasks)."""
     from ncbench.models.backbone import check_model_name
     from ncbench.registry import UnknownNameError
 
     if model != spec.get("model"):
         raise ValueError(f"{name}: results.csv names model {model!r}, config.json's spec {spec.get('model')!r}")
+    if model == shipped:
+        return
     try:
         check_model_name(model)
     except UnknownNameError as e:
