@@ -145,3 +145,12 @@ def test_every_nonfinite_value_has_a_reason_through_collapse_metrics(case):
     global_reason = any(("no samples" in r or "fewer than 2" in r or "non-finite (NaN/inf) features" in r)
                         for r in out.reasons)
     assert global_reason or unexplained(out) == [], (unexplained(out), out.reasons)
+
+
+def test_heldout_update_checks_logits_shape():
+    from ncbench.metrics import HeldoutStats
+
+    H, y, _ = data()
+    train = CollapseStats(4).update(H, y)
+    with pytest.raises(ValueError, match=r"logits must be \(N, num_classes\) = \(40, 4\), got \(40, 3\)"):
+        HeldoutStats(train, "prediction").update(H, y, logits=torch.randn(40, 3))
