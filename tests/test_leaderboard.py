@@ -735,3 +735,12 @@ def test_a_model_free_theory_task_keeps_its_shipped_model_name(tmp_path, tmp_lea
     assert [e.row["model"] for e in lb.submit(run, dry_run=True).added] == ["none"]
     with pytest.raises(lb.SubmissionRefused, match="'nonexistent_net' is not a timm architecture"):
         lb.submit(make_run(tmp_path, "lpm2", tasks=("lpm_minority_curve",), model="nonexistent_net"))
+
+
+def test_readme_escapes_a_hand_placed_csv_name(tmp_path, tmp_leaderboards):
+    lb.submit(make_run(tmp_path, "ok"))
+    evil = "x<b>y"
+    df = pd.read_csv(tmp_leaderboards / f"{TASK}.csv", dtype=str, keep_default_na=False).assign(task=evil)
+    (tmp_leaderboards / f"{evil}.csv").write_text(df.to_csv(index=False, lineterminator="\n"))
+    readme = lb.render_readme(lb.read_tables(tmp_leaderboards))
+    assert "<b>" not in readme and "## x&lt;b&gt;y" in readme

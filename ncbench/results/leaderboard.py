@@ -602,7 +602,7 @@ def render_readme(tables: dict[str, pd.DataFrame]) -> str:
         board, version, tier = _board(task)
         disp, notes = standings(task, tables[task])
         primary = board.get("primary")
-        head = [f"## {task}", ""]
+        head = [f"## {markdown_cell(task)}", ""]
         if version is not None:
             direction = "higher" if (board.get("metrics", {}).get(primary) or {}).get("higher_is_better") else "lower"
             head.append(f"Tier: **{TIERS.get(tier, tier)}** · task version {version} · primary metric "
@@ -617,7 +617,7 @@ def render_readme(tables: dict[str, pd.DataFrame]) -> str:
             parts.append("Metrics: " + "; ".join(
                 f"`{m}` {'higher' if (spec or {}).get('higher_is_better') else 'lower'} is better"
                 + (" (primary)" if m == primary else "") for m, spec in board["metrics"].items()) + ".\n")
-        parts += [f"*{n}.*\n" for n in notes]
+        parts += [f"*{markdown_cell(n)}.*\n" for n in notes]
     return "\n".join(parts)
 
 
