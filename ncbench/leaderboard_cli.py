@@ -49,7 +49,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("verify", help="rerun a leaderboard row and check agreement", formatter_class=fmt,
                        description="Rerun the configuration of a submitted row with the current ncbench and "
                                    "report, per headline metric, whether |rerun - submitted| <= atol + "
-                                   "rtol*|submitted|. Exit 0 when every metric agrees, 1 otherwise.",
+                                   "rtol*|submitted|, with the tolerances each metric declares (ncbench."
+                                   "metrics.vocabulary) unless --rtol/--atol are given. Exit 0 when every "
+                                   "metric agrees, 1 otherwise.",
                        epilog="ROW is TASK:N (N from `ncbench leaderboard TASK`), TASK:RUN_ID or a RUN_ID "
                               "(every task of that run, rerun together).")
     p.add_argument("row", metavar="ROW")
@@ -57,8 +59,10 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
     p.add_argument("--checkpoint", help="the checkpoint file of a row whose weights are sha256:...")
     p.add_argument("--out", default="results", help="results root folder for the rerun (default: ./results)")
-    p.add_argument("--rtol", type=float, default=0.05, help="relative tolerance (default: 0.05)")
-    p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default: 1e-4)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance for every metric (default: each metric's declared rtol)")
+    p.add_argument("--atol", type=float, default=None,
+                   help="absolute tolerance for every metric (default: each metric's declared atol)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--leaderboards", help=LB_HELP)
     p.set_defaults(handler=_verify)
@@ -162,7 +166,10 @@ def _verify(args) -> int:
     for task, i, cmp in results:
         agree = bool(cmp["agrees"].all())
         ok &= agree
-        print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} (rtol {args.rtol:g}, atol {args.atol:g})")
+        tol = ("each metric's declared tolerance" if args.rtol is None and args.atol is None else
+               f"rtol {'declared' if args.rtol is None else format(args.rtol, 'g')}, "
+               f"atol {'declared' if args.atol is None else format(args.atol, 'g')}")
+        print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} ({tol})")
         with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 160):
             print(cmp.to_string(index=False))
     return 0 if ok else 1

@@ -104,13 +104,13 @@ def run_identity(spec, base: dict) -> str:
     return spec.name + ("@" + ",".join(parts) if parts else "")
 
 
-def weights_identity(spec) -> str:
+def weights_identity(checkpoint: str | None, pretrained: bool | str) -> str:
     """The `pretrained` column of a run: `sha256:<16 hex>` of a checkpoint's bytes (a file replaced in
     place is other weights), else the pretrained tag (`true` for timm's default), else empty."""
-    if spec.checkpoint:
+    if checkpoint:
         from ncbench.training.cache_key import file_sha256
 
-        return f"sha256:{file_sha256(spec.checkpoint)[:16]}"
-    if spec.pretrained is True:
+        return f"sha256:{file_sha256(checkpoint)[:16]}"
+    if pretrained is True or (isinstance(pretrained, str) and pretrained.lower() == "true"):
         return "true"
-    return str(spec.pretrained or "")
+    return str(pretrained or "")

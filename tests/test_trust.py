@@ -266,16 +266,16 @@ def test_checkpoint_replaced_in_place_is_not_skipped(tmp_path, one_thread):
     torch.manual_seed(0)
     torch.save(timm.create_model("test_resnet", num_classes=0, in_chans=1).state_dict(), ck)
     s = spec(checkpoint=str(ck), recipe={**COSINE, "epochs": 1})
-    first, hash1 = weights_identity(s), s.config_hash()
+    first, hash1 = weights_identity(s.checkpoint, s.pretrained), s.config_hash()
     _, runs = quiet("t", [s], tmp_path / "out", run_id="r")
     assert [r.status for r in runs] == ["done"]
     torch.manual_seed(1)
     torch.save(timm.create_model("test_resnet", num_classes=0, in_chans=1).state_dict(), ck)   # same path
     os.utime(ck, ns=(5, 5))
-    assert first.startswith("sha256:") and weights_identity(s) != first and s.config_hash() != hash1
+    assert first.startswith("sha256:") and weights_identity(s.checkpoint, s.pretrained) != first and s.config_hash() != hash1
     _, again = quiet("t", [s], tmp_path / "out", run_id="r")
     assert [r.status for r in again] == ["done"], "other weights under the same path must be measured again"
-    assert pd.read_csv(again[0].csv).pretrained.iloc[0] == weights_identity(s)
+    assert pd.read_csv(again[0].csv).pretrained.iloc[0] == weights_identity(s.checkpoint, s.pretrained)
 
 
 def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
@@ -296,3 +296,17 @@ def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     args = build_parser().parse_args(["run", "x", "--pretrained", "false", "--device", "cpu"])
     assert _overrides(args)["world_size"] == 2 and _overrides(args)["pretrained"] is False
+
+
+def test_submit_refuses_a_run_on_another_dataset(tmp_path, one_thread):
+    """Item 12: `--dataset digits` on an mnist5k task is stored as `…@dataset=digits`, and no board takes it."""
+    from ncbench.results import leaderboard as lb
+    from ncbench.specs import load_task
+
+    s = load_task("train_collapse_mnist5k", dataset="digits")
+    s.recipe = {"protocol": "cpu-mnist5k", "epochs": 1}
+    run_dir, runs = quiet("t", [s], tmp_path / "out")
+    assert runs[0].dir.name == "train_collapse_mnist5k@dataset=digits" and runs[0].status == "done"
+    with pytest.raises(lb.SubmissionRefused, match="not in the registry"):
+        lb.submit(run_dir, tmp_path / "boards")
+    assert not (tmp_path / "boards").exists() or not list((tmp_path / "boards").glob("*.csv"))

@@ -52,7 +52,7 @@ class HeldoutStats:
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> HeldoutStats:
         K, d = self.means.shape
-        check_batch(features, labels, K, d)
+        check_batch(features, labels, K, d, logits)
         x = features.detach().to(self.means.device, DTYPE)
         y = labels.detach().to(x.device, torch.long)
         finite = torch.isfinite(x).all(1)
