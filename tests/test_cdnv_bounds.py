@@ -62,6 +62,9 @@ def test_tiny_classes_clamp_the_variance_and_close_means_are_vacuous():
     assert summary["bound_holds_fraction"] == 1.0                            # inf bounds hold (trivially)
     with pytest.raises(ValueError, match="delta"):
         cdnv_population_bound(mom, 1.5)
+    one = class_moments(torch.tensor([[0.0], [5.0], [6.0]], dtype=D64), torch.tensor([0, 1, 1]))
+    table, summary = population_bound_table(one, one, 0.2)     # one sample: no variance bound, NaN
+    assert np.isnan(table.bound[0]) and np.isnan(table.vacuous[0]) and np.isnan(summary["bound_holds_fraction"])
 
 
 def _truncated_gaussian(gen, n: int, d: int, sigma: float, radius: float) -> torch.Tensor:

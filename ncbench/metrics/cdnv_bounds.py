@@ -164,7 +164,8 @@ def population_bound_table(train: ClassMoments, test: ClassMoments, delta: float
         tight = np.where(finite, bound / measured, np.nan)
     table = pd.DataFrame({"class_i": _numpy(pb.i), "class_j": _numpy(pb.j), "train_cdnv": _numpy(pb.empirical),
                           "A": _numpy(pb.A), "B": _numpy(pb.B), "bound": bound, "test_cdnv": measured,
-                          "holds": holds, "tightness": tight, "vacuous": (~np.isfinite(bound)).astype(float)})
+                          "holds": holds, "tightness": tight,
+                          "vacuous": np.where(np.isnan(bound), np.nan, ~np.isfinite(bound))})
 
     def frac(mask_num, mask_den) -> float:
         return float(mask_num[mask_den].mean()) if mask_den.any() else math.nan
@@ -230,5 +231,6 @@ def fewshot_bound_metrics(features: torch.Tensor, labels: torch.Tensor, n_shot: 
     b = fewshot_error_bound(class_moments(features, dense), n_shot, n_way)
     k = n_shot
     return {f"ncc_error_{k}shot": measured_error, f"ncc_error_bound_{k}shot": b,
-            f"ncc_error_bound_ratio_{k}shot": b / measured_error if measured_error > 0 else math.inf,
+            f"ncc_error_bound_ratio_{k}shot": (b / measured_error if measured_error > 0 else
+                                               math.nan if math.isnan(measured_error) else math.inf),
             f"ncc_error_bound_vacuous_{k}shot": float(b >= 1.0)}
