@@ -190,3 +190,13 @@ def test_fewshot_bound_metrics_report_vacuous_bounds():
         fewshot_error_bound(class_moments(x, torch.tensor([0, 0, 1, 1, 2, 2])), 1, 4)
     with pytest.raises(ValueError, match="n_shot"):
         ncc_pair_error_bound(torch.ones(2), torch.eye(2), 0)
+
+
+@pytest.mark.parametrize("delta", [0, 1, 2.5, True, "0.05"])
+def test_cdnv_bound_task_rejects_a_bad_delta(delta):
+    from ncbench.tasks import TaskSpec
+    from ncbench.tasks.cdnv_bound import CDNVBound
+
+    with pytest.raises(ValueError, match="options.delta must be a number in"):
+        CDNVBound(TaskSpec(name="cb", kind="cdnv_bound", version=1, options={"delta": delta}))
+    assert CDNVBound(TaskSpec(name="cb", kind="cdnv_bound", version=1, options={"delta": 0.01})).options["delta"] == 0.01
