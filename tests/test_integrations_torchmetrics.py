@@ -87,7 +87,7 @@ def test_clear_errors():
         NeuralCollapse(1, D)
     with pytest.raises(ValueError, match="num_features"):
         NeuralCollapse(K, 0)
-    H, y, W, b, Z = data()
+    H, y, _, _, Z = data()
     m = NeuralCollapse(K, D)
     m.update(H[:10], y[:10], Z[:10])
     with pytest.raises(ValueError, match="logits to every update or to none"):
@@ -104,7 +104,8 @@ def _worker(rank: int, world: int, init: str, path: str):
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     H, y, W, b, Z = data()
-    mine = (y != 3) & (torch.arange(len(y)) % 3 == 0) if rank == 0 else ~((y != 3) & (torch.arange(len(y)) % 3 == 0))
+    first = (y != 3) & (torch.arange(len(y)) % 3 == 0)
+    mine = first if rank == 0 else ~first
     m = NeuralCollapse(K, D, classifier=(W, b))
     idx = mine.nonzero().squeeze(1)
     for part in idx.tensor_split(3):                  # class 3 only on rank 1, uneven shards
