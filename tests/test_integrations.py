@@ -169,6 +169,10 @@ def test_clear_errors(digits):
         FeatureTaps(model, classifier="fcc")
     with pytest.raises(ValueError, match="classifier=.*features="):
         FeatureTaps(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()))
+    import timm
+
+    with pytest.raises(ValueError, match="no classifier"):
+        FeatureTaps(timm.create_model("test_vit", num_classes=0))    # its blocks hold nn.Linear layers
     with pytest.raises(ValueError, match="no sample"):
         track(model, [])
     tracker = CollapseTracker(model)

@@ -41,7 +41,7 @@ def close(got, want, keys=SPEC_METRICS):
 @pytest.mark.parametrize("with_logits", [True, False])
 def test_equals_collapse_metrics_and_reference(global_mean, with_logits):
     H, y, W, b, Z = data()
-    m = NeuralCollapse(K, D, classifier=(W, b), global_mean=global_mean)
+    m = NeuralCollapse(K, num_features=D, classifier=(W, b), global_mean=global_mean)
     for idx in np.array_split(np.arange(len(y)), [3, 4, 50, 51, 90]):   # uneven, one empty batch
         m.update(H[idx], y[idx], Z[idx] if with_logits else None)
     got = values(m.compute())
@@ -55,7 +55,7 @@ def test_equals_collapse_metrics_and_reference(global_mean, with_logits):
 def test_linear_classifier_read_at_compute_time_and_float32_features():
     H, y, _, _, _ = data(1)
     head = torch.nn.Linear(D, K)
-    m = NeuralCollapse(K, D, classifier=head)
+    m = NeuralCollapse(K, num_features=D, classifier=head)
     m.update(H.float(), y)
     with torch.no_grad():
         head.weight.mul_(2.0)                         # the classifier changes after the updates
@@ -66,7 +66,7 @@ def test_linear_classifier_read_at_compute_time_and_float32_features():
 
 def test_subset_keeps_no_features_reset_and_forward():
     H, y, W, b, Z = data(2)
-    m = NeuralCollapse(K, D, metrics=["nc1", "cdnv"])
+    m = NeuralCollapse(K, num_features=D, metrics=["nc1", "cdnv"])
     assert not hasattr(m, "features"), "no pass-two metric: no feature is kept"
     m.update(H, y)
     got = values(m.compute())
@@ -74,27 +74,33 @@ def test_subset_keeps_no_features_reset_and_forward():
     close(got, collapse_metrics(H, y), ["nc1", "cdnv"])
     m.reset()
     assert float(m.moments.abs().sum()) == 0.0
-    full = NeuralCollapse(K, D, classifier=(W, b))
+    full = NeuralCollapse(K, num_features=D, classifier=(W, b))
     full(H[:60], y[:60], Z[:60])                      # forward: batch value, and folds into the state
     full(H[60:], y[60:], Z[60:])
     close(values(full.compute()), collapse_metrics(H, y, W, b, logits=Z))
     full.reset()
     assert len(full.features) == 0 and len(full.labels) == 0
+    lazy = NeuralCollapse(K, classifier=(W, b))       # d from the first batch
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert math.isnan(float(lazy.compute()["nc1"])), "no batch yet: NaN, no crash"
+    lazy(H[:60], y[:60], Z[:60])
+    lazy.update(H[60:], y[60:], Z[60:])
+    close(values(lazy.compute()), collapse_metrics(H, y, W, b, logits=Z))
 
 
 def test_clear_errors():
     with pytest.raises(ValueError, match="num_classes >= 2"):
-        NeuralCollapse(1, D)
+        NeuralCollapse(1, num_features=D)
     with pytest.raises(ValueError, match="num_features"):
-        NeuralCollapse(K, 0)
+        NeuralCollapse(K, num_features=0)
     H, y, _, _, Z = data()
-    m = NeuralCollapse(K, D)
+    m = NeuralCollapse(K, num_features=D)
     m.update(H[:10], y[:10], Z[:10])
     with pytest.raises(ValueError, match="logits to every update or to none"):
         m.update(H[10:], y[10:])
     with pytest.raises(ValueError, match="feature dimension changed"):
         m.update(H[:, :3], y)
-    no_w = values(NeuralCollapse(K, D)(H, y))
+    no_w = values(NeuralCollapse(K, num_features=D)(H, y))
     assert math.isnan(no_w["nc3"]) and math.isnan(no_w["nc4"]) and not math.isnan(no_w["ncc_acc"])
 
 
@@ -106,7 +112,7 @@ def _worker(rank: int, world: int, init: str, path: str):
     H, y, W, b, Z = data()
     first = (y != 3) & (torch.arange(len(y)) % 3 == 0)
     mine = first if rank == 0 else ~first
-    m = NeuralCollapse(K, D, classifier=(W, b))
+    m = NeuralCollapse(K, num_features=D, classifier=(W, b))
     idx = mine.nonzero().squeeze(1)
     for part in idx.tensor_split(3):                  # class 3 only on rank 1, uneven shards
         m.update(H[part], y[part], Z[part])

@@ -17,7 +17,7 @@ def examples() -> list[str]:
     text = README.read_text(encoding="utf-8")
     start = text.index(SECTION)
     end = text.find("\n## ", start + len(SECTION))
-    return re.findall(r"```python\n(.*?)```", text[start:end if end > 0 else None], flags=re.S)
+    return re.findall(r"```python\n(.*?)```", text[start:end if end > 0 else None], flags=re.DOTALL)
 
 
 def test_the_section_has_the_three_examples():
@@ -31,7 +31,7 @@ def test_the_section_has_the_three_examples():
 def test_readme_example_runs_as_printed(index, tmp_path, monkeypatch, capsys, one_thread):
     monkeypatch.chdir(tmp_path)
     code = examples()[index]
-    exec(compile(code, f"README.md example {index + 1}", "exec"), {"__name__": f"readme_example_{index}"})
+    exec(compile(code, f"README.md example {index + 1}", "exec"), {"__name__": f"readme_example_{index}"})  # noqa: S102
     printed = capsys.readouterr().out
     if index == 0:
         df = load_results(tmp_path / "results" / "my_run")

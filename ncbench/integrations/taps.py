@@ -49,10 +49,12 @@ def find_classifier(model: nn.Module, classifier: nn.Module | str | None) -> nn.
 
     if isinstance(model, Backbone):
         return model.head
-    if hasattr(model, "get_classifier"):
+    if hasattr(model, "get_classifier"):                  # timm
         head = model.get_classifier()
         if isinstance(head, nn.Module) and hasattr(head, "weight"):
             return head
+        raise ValueError(f"this {type(model).__name__} has no classifier (built with num_classes=0?): pass "
+                         "features= (a function x -> h) and num_classes=, or classifier=")
     linears = [m for m in modules.values() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear to read the penultimate features from: pass "
