@@ -216,3 +216,30 @@ def test_core_works_without_the_lightning_extra():
     assert 0.0 <= float(lines[0]) <= 1.0
     assert lines[1].startswith("ImportError: ncbench.integrations.NeuralCollapse needs torchmetrics")
     assert "ncbench[lightning]" in lines[1] and "needs lightning" in lines[2]
+
+
+def _track_worker(rank: int, world: int, init: str, path: str):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    train = load_dataset("digits", "train")
+    batches = [train.batch(b) for b in torch.arange(len(train)).split(200)]
+    got = track(small_cnn(), batches[rank::world], layers=["0"])     # uneven shards: 800 and 638 samples
+    if rank == 0:
+        torch.save(got, path)
+    dist.destroy_process_group()
+
+
+def test_track_in_a_two_process_gloo_group_equals_one_process(digits, tmp_path):
+    import torch.multiprocessing as mp
+
+    _, loader = digits
+    want = track(small_cnn(), loader, layers=["0"])
+    path = str(tmp_path / "rank0.pt")
+    mp.spawn(_track_worker, args=(2, f"file://{tmp_path / 'store'}", path), nprocs=2, join=True)
+    got = torch.load(path, weights_only=False)
+    assert got.n_samples == want.n_samples
+    for layer in ("0", "pre_logits"):
+        close(got.metrics[layer], want.metrics[layer])
+    assert got.metrics["pre_logits"]["accuracy"] == want.metrics["pre_logits"]["accuracy"]

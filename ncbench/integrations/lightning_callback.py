@@ -9,7 +9,10 @@ penultimate features, the input of the classifier module, and any `layers=`), th
 - writes ncbench's tidy rows (SPEC §9) to `<out_dir>/results.csv` (default: the trainer's
   `log_dir`), rewritten atomically after each measurement, which `load_results` reads.
 `epoch` in the rows is the number of epochs completed (`trainer.current_epoch + 1`).
-Under DDP each rank measures its shard and the states are all-reduced; rank 0 writes the file.
+Under DDP each rank measures its shard and the states are all-reduced; rank 0 writes the file
+(Lightning's `DistributedSampler` pads the last shard with repeated samples: for exact counts pass
+`dataloaders=` whose sampler does not pad). The loaders are measured as given: pass an
+un-augmented train loader in `dataloaders={"train": ...}` when the training one augments.
 """
 from __future__ import annotations
 
