@@ -118,6 +118,8 @@ class TwoPassCollapse:
         second = None
         if self.needs_pass_two and all(s.n for s in self.stats.values()):
             batches = self.cache if self.cache is not None else (replay() if replay is not None else None)
+            if reduce and dist.all_reduce_sum([float(batches is None)], device)[0] > 0:
+                batches = None                            # one rank cannot: none runs the collectives
             if batches is None:
                 reasons.append(f"the features of this split exceeded the {self.cache_bytes} byte cache and no "
                                "replay was given: nc4 and ncc_acc are NaN")
