@@ -11,6 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning_module import DigitsClassifier
 from torch.utils.data import DataLoader, TensorDataset
 
 from ncbench.data import load_dataset
@@ -21,24 +22,6 @@ from ncbench.results import load_results
 from ncbench.training.evaluation import evaluate
 
 BATCH = 128
-
-
-class DigitsClassifier(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = build_backbone("test_resnet", 10, 1)
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, _):
-        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
-
-    def validation_step(self, batch, _):
-        self.log("val_loss", torch.nn.functional.cross_entropy(self(batch[0]), batch[1]))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
 @pytest.fixture(scope="module")

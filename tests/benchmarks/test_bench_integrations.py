@@ -4,8 +4,9 @@
 Same Lightning module (timm `test_resnet` in an ncbench `Backbone`), same loaders (MNIST-5k: 4,000
 train + 1,000 val images, batch 256, CPU, one thread): the callback's measurement of the train and
 val splits (one forward per split with hooks, both metric passes, all SPEC §2 metrics, on the
-penultimate layer alone and with `layer3` too) against a plain `model(x)` pass in eval mode over the same two loaders. The ratio
-goes to `benchmark.extra_info`; it is what the callback adds to an epoch, in units of an evaluation.
+penultimate layer alone and with `layer3` too) against a plain `model(x)` pass in eval mode over the
+same two loaders. The ratio goes to `benchmark.extra_info`: what the callback adds to an evaluated
+epoch, in units of one evaluation pass.
 """
 from __future__ import annotations
 
@@ -15,31 +16,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning_module import DigitsClassifier
 from torch.utils.data import DataLoader, TensorDataset
 
 from ncbench.data import load_dataset
 from ncbench.integrations import NeuralCollapseCallback
-from ncbench.models.backbone import build_backbone
 
 BATCH = 256
-
-
-class Classifier(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = build_backbone("test_resnet", 10, 1)
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, _):
-        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
-
-    def validation_step(self, batch, _):
-        self.log("val_loss", torch.nn.functional.cross_entropy(self(batch[0]), batch[1]))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
 def _loader(split: str) -> DataLoader:
@@ -61,7 +44,7 @@ def test_bench_callback_overhead_per_evaluated_epoch(benchmark, tmp_path, layers
     torch.set_num_threads(1)
     train, val = _loader("train"), _loader("test")
     cb = NeuralCollapseCallback(every_n_epochs=10**6, splits=("train", "val"), layers=layers)
-    module = Classifier()
+    module = DigitsClassifier()
     trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[cb], default_root_dir=tmp_path)
