@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# torch/torchvision as installed by the first step, as pip constraints: installing the `lightning` extra
+# must never replace them (a plain `pip install lightning` may pull another torch build).
+TORCH_PINS := $(VENV)/torch-constraints.txt
 
 .PHONY: bench test test-slow test-gpu benchmark lint setup clean
 
@@ -13,6 +16,8 @@ $(STAMP): pyproject.toml scripts/install-learn2learn.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'import importlib.metadata as m; print("\n".join(p + "==" + m.version(p) for p in ("torch", "torchvision")))' > $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -c $(TORCH_PINS) -e '.[dev,lightning]'
 	bash scripts/install-learn2learn.sh $(VENV)
 	@touch $(STAMP)
 
