@@ -95,14 +95,14 @@ def _apply_epochs(specs, epochs: int | None):
 
 def _validate(specs) -> None:
     """Fail fast, before any training, on unknown kinds, data sets or models."""
-    from ncbench.data import DATASETS
+    from ncbench.data.registry import check_dataset_name
     from ncbench.models.backbone import check_model_name
     from ncbench.tasks import TASK_KINDS
 
     for s in specs:
         TASK_KINDS.get(s.kind)
         if s.kind not in ("ufm", "layer_peeled"):
-            DATASETS.get(s.dataset)
+            check_dataset_name(s.dataset)
             check_model_name(s.model)
 
 

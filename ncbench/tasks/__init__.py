@@ -2,6 +2,7 @@
 from ncbench.tasks import (
     cdnv_bound,  # noqa: F401
     fewshot_transfer,  # noqa: F401
+    frozen_transfer,  # noqa: F401
     heldout_collapse,  # noqa: F401
     layer_peeled,  # noqa: F401
     minority_collapse,  # noqa: F401

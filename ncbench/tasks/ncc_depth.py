@@ -47,7 +47,12 @@ def minimal_depth(errors, epsilon: float) -> float:
     return math.nan
 
 
-def _split_batches(data: ImageDataset, batch_size: int):
+def _split_batches(data, batch_size: int):
+    """Batches `(x, y)` of an in-memory `ImageDataset` (sharded under torchrun), or of a split that
+    streams itself (`data.stream(batch_size)`, `ncbench.data.streaming.StreamedSplit`)."""
+    if hasattr(data, "stream"):
+        yield from data.stream(batch_size)
+        return
     for b in dist.shard(torch.arange(len(data))).split(batch_size):
         yield data.batch(b)
 
@@ -55,12 +60,15 @@ def _split_batches(data: ImageDataset, batch_size: int):
 @torch.no_grad()
 def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, granularity: str = "blocks",
                      token_pool: str = "auto", batch_size: int = 512, with_prediction: bool = True,
-                     device=None) -> dict:
+                     device=None, on_batch=None) -> dict:
     """Per-layer collapse statistics of `model` (a `Backbone`) on `train` (and `test`).
 
     Returns `{"layers": [names], "kinds": [...], "dims": [...], "granularity", "token_pool",
     "train": {metric: [one value per layer]}, "test": {...}}` (plain Python, picklable).
     `with_prediction=False` leaves `nc4` NaN (no trained classifier to compare with).
+    `"collapse"`: every SPEC §2 metric of the last layer (`pre_logits`) on each split (own means).
+    `on_batch(split, pooled, y)` sees each batch of the first pass of each split (e.g. to keep the
+    penultimate features): one forward serves every layer and the caller.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -84,6 +92,8 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
             for pooled, y, z in forward(train):
                 for s, p in zip(stats, pooled):
                     s.update(p, y)
+                if on_batch is not None:
+                    on_batch("train", pooled, y)
                 if cache is not None:
                     cache.append((pooled, y, z))
                     width = sum(p.shape[1] for p in pooled) + (K if z is not None else 0) + 1
@@ -104,6 +114,7 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
                 for c in second:
                     c.all_reduce()
             out["train"] = _collect(stats, second, second)
+            out["collapse"] = {"train": stats[-1].compute(second[-1]).metrics}
             out["n"] = {"train": stats[0].n}
             if test is not None:
                 tstats = [CollapseStats(K, s.dim, device) for s in stats]
@@ -112,11 +123,14 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
                     for s, c, p in zip(tstats, ncc, pooled):
                         s.update(p, y)
                         c.update(p, y, z)
+                    if on_batch is not None:
+                        on_batch("test", pooled, y)
                 if dist.is_distributed():
                     for s, c in zip(tstats, ncc):
                         s.all_reduce()
                         c.all_reduce()
                 out["test"] = _collect(tstats, None, ncc)
+                out["collapse"]["test"] = {**tstats[-1].compute().metrics, "ncc_acc": ncc[-1].ncc_acc()}
                 out["n"]["test"] = tstats[0].n
     finally:
         model.train(was_training)
