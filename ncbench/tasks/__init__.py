@@ -8,6 +8,7 @@ from ncbench.tasks import (
     minority_collapse,  # noqa: F401
     ncc_depth,  # noqa: F401
     train_collapse,  # noqa: F401
+    transfer_ranking,  # noqa: F401
     ufm,  # noqa: F401
 )
 from ncbench.tasks.base import TASK_KINDS, RunContext, Task, TaskOutput, TaskSpec, register_task

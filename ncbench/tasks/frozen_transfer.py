@@ -76,14 +76,17 @@ class FrozenTransfer(Task):
             check_weights_cached(full_name(spec.model, w["pretrained"]), overlay)
 
     # -- building --------------------------------------------------------------------------
-    def build_model(self, num_classes: int):
+    def build_model(self, num_classes: int = 2):
+        """The frozen backbone (a random init is seeded by the spec's seed); its head is unused."""
         from ncbench.models.backbone import build_backbone
         from ncbench.models.weights_cache import full_name
+        from ncbench.training.seeding import seed_everything
 
         o, w = self.options, weights_of(self.spec)
         size = (o["preprocess"] or {}).get("input_size")
         in_chans = int(o["in_chans"] or (size[0] if size else 3))
         name = full_name(self.spec.model, w["pretrained"]) if w["pretrained"] else self.spec.model
+        seed_everything(self.spec.seed)
         model = build_backbone(name, num_classes, in_chans, pretrained=bool(w["pretrained"]),
                                checkpoint=w["checkpoint"], **dict(o["model_kwargs"]))
         return model.to(self.spec.device).eval(), in_chans
@@ -117,10 +120,9 @@ class FrozenTransfer(Task):
         from ncbench.transfer.frozen_pass import measure_frozen
 
         o = self.options
-        probe_model, in_chans = self.build_model(2)
-        train, test, cfg = self.splits(probe_model.body, in_chans)
+        model, in_chans = self.build_model()
+        train, test, cfg = self.splits(model.body, in_chans)
         K = len(train.classes)
-        model, _ = self.build_model(K)
         m = measure_frozen(model, train, test, batch_size=int(o["batch_size"]), granularity=o["granularity"],
                            token_pool=o["token_pool"], keep_per_class=o["max_train_per_class"],
                            keep_test_per_class=o["max_test_per_class"], seed=int(o["subset_seed"]),
