@@ -165,3 +165,15 @@ def test_tau_degenerate_cases():
     assert kendall_tau([1, 2, np.nan, 4], [1, 2, 3, 4]) == 1.0      # NaN pairs dropped
     with pytest.raises(ValueError, match="same length"):
         kendall_tau([1, 2], [1, 2, 3])
+
+
+def test_ncti_ignores_dead_feature_dimensions():
+    """Rank-deficient features (dead units appended) give the NCTI scores of the live ones,
+    instead of a singular LDA covariance."""
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 4
+    live = rng.normal(size=(200, 3)) + np.eye(4, 3)[y]
+    padded = np.hstack([live, np.zeros((200, 97))])
+    a, b = ncti_components(live, y, 4), ncti_components(padded, y, 4)
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-8), k

@@ -29,10 +29,13 @@ MIN_SHRINKAGE = 1e-10
 
 
 def pca_reduce(H: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centred PCA scores `(n, p)` and the component variances (ddof=1, as scikit-learn's PCA)."""
+    """Centred PCA scores `(n, p)` and the component variances (ddof=1, as scikit-learn's PCA).
+
+    Components with a singular value below `1e-7` of the largest are dropped (rank-deficient
+    features, e.g. dead units: the LDA covariance would be singular); scikit-learn keeps them."""
     X = H - H.mean(0)
     _, s, vt = np.linalg.svd(X, full_matrices=False)
-    p = min(p, len(s))
+    p = min(p, int((s > s.max(initial=0.0) * 1e-7).sum()))
     return X @ vt[:p].T, s[:p] ** 2 / max(len(H) - 1, 1)
 
 
