@@ -309,3 +309,30 @@ def test_frozen_task_on_an_image_folder_through_the_cli(tmp_path, one_thread):
     cfg = json.loads((csv.parent / "config.json").read_text())
     assert cfg["meta"]["data_config"]["input_size"] == [3, 160, 160]       # test_resnet's own r160 config
     assert cfg["meta"]["classes"] == ["cat", "dog", "emu"]
+
+
+def test_a_frozen_run_is_a_leaderboard_row_keyed_by_the_checkpoint_hash(tmp_path, one_thread):
+    import hashlib
+
+    import pandas as pd
+
+    from ncbench.results.leaderboard import submit
+    from ncbench.specs import load_task
+    from ncbench.suite import run_tasks
+    from ncbench.tasks.frozen_transfer import FrozenTransfer
+
+    spec = load_task("frozen_digits_unseen", device="cpu")
+    torch.manual_seed(1)
+    model, _ = FrozenTransfer(spec).build_model()
+    ckpt = tmp_path / "body.pth"
+    torch.save(model.body.state_dict(), ckpt)
+    run_dir, runs = run_tasks("frozen", [load_task("frozen_digits_unseen", device="cpu", checkpoint=str(ckpt))],
+                              tmp_path / "out", progress=False, log=lambda m: None)
+    assert runs[0].status == "done", runs[0].error
+    res = submit(run_dir, tmp_path / "boards")
+    assert len(res.added) == 1
+    board = pd.read_csv(tmp_path / "boards" / "frozen_digits_unseen.csv", dtype=str)
+    assert len(board) == 1
+    assert board.pretrained.item() == "sha256:" + hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
+    assert board.model.item() == "test_resnet" and board.dataset.item() == "digits"
+    assert 0 < float(board.probe_acc.item()) <= 1
