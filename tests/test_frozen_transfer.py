@@ -336,3 +336,17 @@ def test_a_frozen_run_is_a_leaderboard_row_keyed_by_the_checkpoint_hash(tmp_path
     assert board.pretrained.item() == "sha256:" + hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
     assert board.model.item() == "test_resnet" and board.dataset.item() == "digits"
     assert 0 < float(board.probe_acc.item()) <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_frozen_task_on_cuda_with_workers_and_pinned_memory_equals_cpu():
+    from ncbench.tasks.frozen_transfer import FrozenTransfer
+
+    out = {}
+    for device, workers in (("cpu", 0), ("cuda", 2)):
+        spec = small_spec(device=device, options={**SMALL, "workers": workers, "pin_memory": device == "cuda"})
+        rows, _ = FrozenTransfer(spec).measure()
+        out[device] = {r["metric"]: r["value"] for r in rows if r["split"] == "summary"}
+    for m in ("nc1", "cdnv", "ncc_acc", "test_ncc_acc", "logme", "ncti_seli"):
+        assert out["cuda"][m] == pytest.approx(out["cpu"][m], rel=1e-3), m
