@@ -121,7 +121,7 @@ class TransferRanking(Task):
 
         cfg = self._train_config(entry)
         _, traj = ctx.trajectory(cfg)
-        path = traj.dir / "backbone.pth"
+        path = (traj.dir / "backbone.pth").resolve()      # absolute: jobs may run elsewhere (SLURM)
         if not path.is_file():
             model = traj.load_final_model().cpu()
             torch.save(model.body.state_dict(), path)
@@ -138,7 +138,8 @@ class TransferRanking(Task):
             spec = self.target_spec(model=entry["model"], **w, **extra)
             label = entry.get("name") or entry["model"] + (f".{w['pretrained']}" if isinstance(w["pretrained"], str) else "")
             h = hashlib.sha1(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:8]
-            out.append((label, Job(spec.to_dict(), str(ctx.out_dir.parent / "_jobs"), f"{spec.name}-{label}-{h}")))
+            out.append((label, Job(spec.to_dict(), str((ctx.out_dir.parent / "_jobs").resolve()),
+                                      f"{spec.name}-{label}-{h}")))
         return out
 
     # -- measuring -----------------------------------------------------------------------------
