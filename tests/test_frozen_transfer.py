@@ -350,3 +350,23 @@ def test_frozen_task_on_cuda_with_workers_and_pinned_memory_equals_cpu():
         out[device] = {r["metric"]: r["value"] for r in rows if r["split"] == "summary"}
     for m in ("nc1", "cdnv", "ncc_acc", "test_ncc_acc", "logme", "ncti_seli"):
         assert out["cuda"][m] == pytest.approx(out["cpu"][m], rel=1e-3), m
+
+
+def test_submit_tier_frozen_runs_the_frozen_suite_without_training(monkeypatch, tmp_path):
+    from ncbench import suite
+    from ncbench.cli import main
+
+    seen = []
+
+    def recorder(name, specs, out_root, **kw):
+        seen.append((name, specs))
+        raise ValueError("stop here")            # the CLI reports it (exit 2): nothing is submitted
+
+    monkeypatch.setattr(suite, "run_tasks", recorder)
+    rc = main(["submit", "--tier", "frozen", "--model", "resnet50", "--pretrained", "a1_in1k", "--device", "cpu",
+               "--out", str(tmp_path), "--leaderboards", str(tmp_path / "boards")])
+    assert rc == 2
+    [(name, specs)] = seen
+    assert name == "leaderboard_frozen"
+    assert [(s.kind, s.model, s.pretrained) for s in specs] == [("frozen_transfer", "resnet50", "a1_in1k")]
+    assert not (tmp_path / "boards").exists() or not any((tmp_path / "boards").glob("*.csv"))
