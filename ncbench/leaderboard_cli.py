@@ -22,12 +22,16 @@ def add_commands(sub) -> None:
                "  ncbench submit results/leaderboard-1a2b3c4d\n"
                "  ncbench submit --model resnet18 --pretrained a1_in1k      runs tasks/leaderboard.yaml first\n"
                "  ncbench submit --model resnet18 --checkpoint my.pth --seed 1\n"
+               "  ncbench submit --tier frozen --model resnet50 --pretrained a1_in1k   frozen transfer, no training\n"
                "  ncbench submit results/leaderboard-1a2b3c4d --replace     overwrite the same entry")
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run folder(s) results/<run_id>")
     p.add_argument("--model", help="timm model to run the leaderboard suite with, then submit")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--pretrained", help="with --model: timm pretrained tag (or 'true' for timm's default)")
     w.add_argument("--checkpoint", help="with --model: local checkpoint file (its sha256 identifies the row)")
+    p.add_argument("--tier", choices=["trained", "frozen"], default="trained",
+                   help="with --model: 'trained' runs tasks/leaderboard.yaml (trains), 'frozen' runs "
+                        "tasks/leaderboard_frozen.yaml (the weights measured frozen, no training)")
     p.add_argument("--seed", type=int, help="with --model: random seed (default: the specs' seed)")
     p.add_argument("--device", default="auto", help="with --model: cpu, cuda, cuda:1 or auto (default: auto)")
     p.add_argument("--data-dir", help="with --model: where real data sets live")
@@ -92,7 +96,8 @@ def _run_leaderboard_suite(args) -> Path:
         overrides["checkpoint"] = str(Path(args.checkpoint).expanduser().resolve())
     if args.pretrained:
         overrides["pretrained"] = True if args.pretrained.lower() in ("true", "1", "yes") else args.pretrained
-    name, specs = load_suite("leaderboard", **{k: v for k, v in overrides.items() if v is not None})
+    suite = "leaderboard_frozen" if getattr(args, "tier", "trained") == "frozen" else "leaderboard"
+    name, specs = load_suite(suite, **{k: v for k, v in overrides.items() if v is not None})
     _validate(specs)
     run_dir, runs = run_tasks(name, specs, Path(args.out), progress=not args.no_progress)
     failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]

@@ -170,7 +170,7 @@ def test_cache_key_follows_checkpoint_content_and_code(tmp_path, monkeypatch):
     (["--seed", str(2**40)], "seed must be an integer in [0,"),
     (["--pretrained", "nosuchtag", "--model", "resnet18"], "unknown pretrained tag 'nosuchtag'"),
     (["--pretrained", "a1_in1", "--model", "resnet18"], "did you mean a1_in1k"),
-    (["--pretrained", "a1_in1k", "--model", "resnet18"], "not in the local cache"),
+    (["--pretrained", "a1_in1k", "--model", "resnet18"], "not on this machine"),
 ])
 def test_bad_run_inputs_fail_before_any_work(extra, needle, capsys, monkeypatch, tmp_path):
     from ncbench import data
@@ -252,7 +252,7 @@ def test_pretrained_tag_reaches_timm_from_the_local_cache(tmp_path, monkeypatch)
         if not k.startswith("fc."):
             assert torch.equal(body[k], v), k
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(ValueError, match="not in the local cache.*--download"):
+    with pytest.raises(ValueError, match="not on this machine.*--download"):
         build_backbone("test_resnet", 3, 3, pretrained="r160_in1k")
     assert resolve_weights("test_resnet", "r160_in1k", download=True).file is None   # timm fetches it
 
@@ -286,6 +286,11 @@ def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
     assert load_task("train_collapse_mnist5k", model="resnet18").name == "train_collapse_mnist5k"
     other = load_task("train_collapse_mnist5k", dataset="digits")
     assert other.name == "train_collapse_mnist5k@dataset=digits" and other.config_hash() != plain.config_hash()
+    folder = load_task("train_collapse_mnist5k", dataset="imagefolder:/data/my pets")
+    assert folder.name.startswith("train_collapse_mnist5k@dataset=imagefolder-my-pets-")
+    from ncbench.results.names import check_name
+    check_name("task", folder.name)
+    assert load_task("frozen_transfer", dataset="digits").name == "frozen_transfer"   # any data set, by design
     ddp = load_task("train_collapse_mnist5k", world_size=2)
     assert ddp.name == "train_collapse_mnist5k@world=2" and ddp.config_hash() != plain.config_hash()
     from ncbench.tasks.trained_backbone import TrajectoryTask

@@ -43,7 +43,22 @@ GAIN = MetricDeclaration(-1.0, 1.0, atol=0.02, rtol=0.0, note="a difference of t
 EXACT_COUNT = MetricDeclaration(0.0, INF, atol=0.0, rtol=0.0, note="a count, an index or a setting: exact")
 NON_NEGATIVE = MetricDeclaration(0.0, INF, atol=1e-12, rtol=0.05, note="a non-negative quantity")
 
+RANK_CORRELATION = MetricDeclaration(-1.0, 1.0, atol=0.1, rtol=0.0,
+                                    note="Kendall tau over a few models: one swapped pair moves it by ~0.1")
+SCORE = MetricDeclaration(-INF, INF, atol=1e-6, rtol=0.01,
+                          note="a transferability score (LogME evidence, NCTI terms): any real value")
+
 DECLARATIONS: tuple[tuple[str, MetricDeclaration], ...] = (
+    ("kendall_tau_*", RANK_CORRELATION),     # before "*acc": kendall_tau_knn_loo_acc is a correlation
+    ("weighted_tau_*", RANK_CORRELATION),
+    ("logme", SCORE),
+    ("ncti_*", SCORE),
+    ("best_ground_truth", FRACTION),
+    ("feature_dim", EXACT_COUNT),
+    ("n_train*", EXACT_COUNT),
+    ("n_test*", EXACT_COUNT),
+    ("models", EXACT_COUNT),
+    ("failed_models", EXACT_COUNT),
     ("*_ci95", MetricDeclaration(0.0, 1.0, atol=0.005, rtol=0.25, note="half-width of a 95% interval")),
     ("*pvalue", MetricDeclaration(0.0, 1.0, atol=0.05, rtol=0.0, note="a p-value")),
     ("*spearman*", COSINE),

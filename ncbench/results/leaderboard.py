@@ -37,7 +37,7 @@ PROTOCOL_FIELDS = ("kind", "recipe", "options", "tier")
 """Spec fields a leaderboard run must share with the registry's spec (model, weights, data set,
 seed and device are the entry's identity and may differ)."""
 
-TIERS = {"cpu": "embedded CPU", "gpu": "GPU protocol"}
+TIERS = {"cpu": "embedded CPU", "gpu": "GPU protocol", "frozen": "frozen transfer"}
 LOCK_NAME = ".lock"
 README = "README.md"
 _INT = re.compile(r"^-?\d+$")
