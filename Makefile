@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 # Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads cost 10x (see
 # ncbench/threads.py); the CLI sets the same default itself.
 export OMP_WAIT_POLICY ?= PASSIVE
+# torch/torchvision as installed by the first step, as pip constraints: installing the `lightning` extra
+# must never replace them (a plain `pip install lightning` may pull another torch build).
+TORCH_PINS := $(VENV)/torch-constraints.txt
 
 .PHONY: bench test test-slow test-gpu benchmark gpu-check lint setup clean
 
@@ -16,6 +19,8 @@ $(STAMP): pyproject.toml scripts/install-learn2learn.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'import importlib.metadata as m; print("\n".join(p + "==" + m.version(p) for p in ("torch", "torchvision")))' > $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -c $(TORCH_PINS) -e '.[dev,lightning]'
 	bash scripts/install-learn2learn.sh $(VENV)
 	@touch $(STAMP)
 

@@ -1,2 +1,11 @@
 """ncbench: a benchmark suite for neural collapse in timm backbones."""
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`ncbench.track` / `ncbench.CollapseTracker` (imported on first use: `import ncbench` stays light)."""
+    if name in ("track", "CollapseTracker"):
+        from ncbench import integrations
+
+        return getattr(integrations, name)
+    raise AttributeError(f"module 'ncbench' has no attribute '{name}'")

@@ -127,7 +127,7 @@ def _run(suite: str, specs, args) -> int:
         import os
         print(f"threads: {threads} of {available_cpus()} CPUs (1-minute load {os.getloadavg()[0]:.1f}; "
               "--threads to change)")
-    _run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
+    _, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
     if not is_main():
         return 1 if any(r.status == "failed" for r in runs) else 0
     table = summary_table(runs)
@@ -167,15 +167,15 @@ def main(argv: list[str] | None = None) -> int:
             name, specs = load_suite(args.suite, **_overrides(args))
             return _run(name, _apply_epochs(specs, args.epochs), args)
         return args.handler(args)
-    except (UnknownNameError, DatasetNotFoundError, FileNotFoundError, ValueError) as e:
+    except BrokenPipeError:  # e.g. `ncbench leaderboard | head` (before OSError, its base)
+        sys.stderr.close()
+        return 0
+    except (UnknownNameError, DatasetNotFoundError, OSError, ValueError) as e:   # OSError: e.g. a full disk
         print(f"ncbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ncbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `ncbench leaderboard | head`
-        sys.stderr.close()
-        return 0
 
 
 def _list(args) -> int:

@@ -22,12 +22,16 @@ def add_commands(sub) -> None:
                "  ncbench submit results/leaderboard-1a2b3c4d\n"
                "  ncbench submit --model resnet18 --pretrained a1_in1k      runs tasks/leaderboard.yaml first\n"
                "  ncbench submit --model resnet18 --checkpoint my.pth --seed 1\n"
+               "  ncbench submit --tier frozen --model resnet50 --pretrained a1_in1k   frozen transfer, no training\n"
                "  ncbench submit results/leaderboard-1a2b3c4d --replace     overwrite the same entry")
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="finished run folder(s) results/<run_id>")
     p.add_argument("--model", help="timm model to run the leaderboard suite with, then submit")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--pretrained", help="with --model: timm pretrained tag (or 'true' for timm's default)")
     w.add_argument("--checkpoint", help="with --model: local checkpoint file (its sha256 identifies the row)")
+    p.add_argument("--tier", choices=["trained", "frozen"], default="trained",
+                   help="with --model: 'trained' runs tasks/leaderboard.yaml (trains), 'frozen' runs "
+                        "tasks/leaderboard_frozen.yaml (the weights measured frozen, no training)")
     p.add_argument("--seed", type=int, help="with --model: random seed (default: the specs' seed)")
     p.add_argument("--device", default="auto", help="with --model: cpu, cuda, cuda:1 or auto (default: auto)")
     p.add_argument("--data-dir", help="with --model: where real data sets live")
@@ -49,7 +53,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("verify", help="rerun a leaderboard row and check agreement", formatter_class=fmt,
                        description="Rerun the configuration of a submitted row with the current ncbench and "
                                    "report, per headline metric, whether |rerun - submitted| <= atol + "
-                                   "rtol*|submitted|. Exit 0 when every metric agrees, 1 otherwise.",
+                                   "rtol*|submitted|, with the tolerances each metric declares (ncbench."
+                                   "metrics.vocabulary) unless --rtol/--atol are given. Exit 0 when every "
+                                   "metric agrees, 1 otherwise.",
                        epilog="ROW is TASK:N (N from `ncbench leaderboard TASK`), TASK:RUN_ID or a RUN_ID "
                               "(every task of that run, rerun together).")
     p.add_argument("row", metavar="ROW")
@@ -57,8 +63,10 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
     p.add_argument("--checkpoint", help="the checkpoint file of a row whose weights are sha256:...")
     p.add_argument("--out", default="results", help="results root folder for the rerun (default: ./results)")
-    p.add_argument("--rtol", type=float, default=0.05, help="relative tolerance (default: 0.05)")
-    p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default: 1e-4)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance for every metric (default: each metric's declared rtol)")
+    p.add_argument("--atol", type=float, default=None,
+                   help="absolute tolerance for every metric (default: each metric's declared atol)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--leaderboards", help=LB_HELP)
     p.set_defaults(handler=_verify)
@@ -88,7 +96,8 @@ def _run_leaderboard_suite(args) -> Path:
         overrides["checkpoint"] = str(Path(args.checkpoint).expanduser().resolve())
     if args.pretrained:
         overrides["pretrained"] = True if args.pretrained.lower() in ("true", "1", "yes") else args.pretrained
-    name, specs = load_suite("leaderboard", **{k: v for k, v in overrides.items() if v is not None})
+    suite = "leaderboard_frozen" if getattr(args, "tier", "trained") == "frozen" else "leaderboard"
+    name, specs = load_suite(suite, **{k: v for k, v in overrides.items() if v is not None})
     _validate(specs)
     run_dir, runs = run_tasks(name, specs, Path(args.out), progress=not args.no_progress)
     failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]
@@ -162,7 +171,10 @@ def _verify(args) -> int:
     for task, i, cmp in results:
         agree = bool(cmp["agrees"].all())
         ok &= agree
-        print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} (rtol {args.rtol:g}, atol {args.atol:g})")
+        tol = ("each metric's declared tolerance" if args.rtol is None and args.atol is None else
+               f"rtol {'declared' if args.rtol is None else format(args.rtol, 'g')}, "
+               f"atol {'declared' if args.atol is None else format(args.atol, 'g')}")
+        print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} ({tol})")
         with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 160):
             print(cmp.to_string(index=False))
     return 0 if ok else 1

@@ -77,10 +77,10 @@ def check_spec(spec) -> None:
     check_device(spec.device)
     if spec.kind in NO_DATA_KINDS:
         return
-    from ncbench.data import DATASETS
+    from ncbench.data.registry import check_dataset_name
     from ncbench.models.backbone import check_model_name
 
-    DATASETS.get(spec.dataset)
+    check_dataset_name(spec.dataset)     # a registered name or imagefolder:PATH
     check_model_name(spec.model)
     if spec.checkpoint:
         check_checkpoint(spec.checkpoint)
@@ -93,24 +93,36 @@ def check_spec(spec) -> None:
 def run_identity(spec, base: dict) -> str:
     """The name a run is stored under: the spec's name, plus `@key=value,...` for each way it differs
     from its YAML (`base`) in what the task measures: another data set, several DDP processes
-    (BatchNorm statistics change). Model and weights (`--model`, `--pretrained`, `--checkpoint`) keep
+    (BatchNorm statistics change). The frozen tier measures any data set by design (`dataset` is an
+    identity column of its board), so there another data set keeps the name. Model and weights (`--model`, `--pretrained`, `--checkpoint`) keep
     the name: they are what a board compares, and they are its identity columns (`model`,
     `pretrained`, with a checkpoint named by its SHA-256) and part of the config hash."""
     parts = []
-    if spec.dataset != base.get("dataset", spec.dataset):
-        parts.append(f"dataset={spec.dataset}")
+    if spec.dataset != base.get("dataset", spec.dataset) and spec.tier != "frozen":
+        parts.append(f"dataset={_name_token(spec.dataset)}")
     if spec.world_size != 1:
         parts.append(f"world={spec.world_size}")
     return spec.name + ("@" + ",".join(parts) if parts else "")
 
 
-def weights_identity(spec) -> str:
+def _name_token(dataset: str) -> str:
+    """A data set as a folder-name token: `imagefolder:/a/b/pets` → `imagefolder-pets-<8 hex of the path>`."""
+    if not dataset.startswith("imagefolder:"):
+        return dataset
+    import hashlib
+
+    path = dataset.split(":", 1)[1]
+    stem = re.sub(r"[^A-Za-z0-9_.+-]", "-", Path(path).name or "root")[:40].strip(".-") or "root"
+    return f"imagefolder-{stem}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+def weights_identity(checkpoint: str | None, pretrained: bool | str) -> str:
     """The `pretrained` column of a run: `sha256:<16 hex>` of a checkpoint's bytes (a file replaced in
     place is other weights), else the pretrained tag (`true` for timm's default), else empty."""
-    if spec.checkpoint:
+    if checkpoint:
         from ncbench.training.cache_key import file_sha256
 
-        return f"sha256:{file_sha256(spec.checkpoint)[:16]}"
-    if spec.pretrained is True:
+        return f"sha256:{file_sha256(checkpoint)[:16]}"
+    if pretrained is True or (isinstance(pretrained, str) and pretrained.lower() == "true"):
         return "true"
-    return str(spec.pretrained or "")
+    return str(pretrained or "")

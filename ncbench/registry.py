@@ -11,20 +11,22 @@ T = TypeVar("T")
 class UnknownNameError(KeyError):
     """An unknown registry name; the message lists the close names."""
 
-    def __init__(self, kind: str, name: str, choices: list[str]):
+    def __init__(self, kind: str, name: str, choices: list[str], listing: str | None = None):
         self.kind, self.name, self.choices = kind, name, choices
         close = difflib.get_close_matches(name, choices, n=5, cutoff=0.5)
         if not close:  # substring matches help for prefixes such as "resnet"
             close = [c for c in choices if name.lower() in c.lower()][:5]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        super().__init__(f"unknown {kind} '{name}'.{hint} (`ncbench list {kind}s` shows all)")
+        listing = listing or f"`ncbench list {kind}s` shows all"
+        super().__init__(f"unknown {kind} '{name}'.{hint} ({listing})")
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return self.args[0]
 
 
-def suggest(kind: str, name: str, choices: list[str]) -> UnknownNameError:
-    return UnknownNameError(kind, name, sorted(choices))
+def suggest(kind: str, name: str, choices: list[str], listing: str | None = None) -> UnknownNameError:
+    """The error for an unknown `name`, listing close `choices`; `listing` says where to see them all."""
+    return UnknownNameError(kind, name, sorted(choices), listing)
 
 
 class Registry(Generic[T]):

@@ -13,6 +13,7 @@ import torch
 from ncbench.data import load_dataset
 from ncbench.data.imbalance import class_subset
 from ncbench.fewshot import sample_episodes
+from ncbench.metrics.cdnv_bounds import class_moments, fewshot_error_bound
 from ncbench.specs import load_task
 from ncbench.suite import run_tasks
 from ncbench.tasks.base import TaskSpec
@@ -199,6 +200,12 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
             assert tgt[f"ncc_acc_{k}shot"] == pytest.approx(loop.mean())
             assert tgt[f"ncc_acc_{k}shot_ci95"] == pytest.approx(1.96 * loop.std(ddof=1) / math.sqrt(40))
             assert summary[f"S{S}/ncc_acc_{k}shot"] == pytest.approx(loop.mean())
+            # the CDNV bound on the episode error, beside the measured error (target-image moments)
+            _, dense = torch.unique(labels, return_inverse=True)
+            bound = fewshot_error_bound(class_moments(feats, dense), k, 5)
+            assert tgt[f"ncc_error_{k}shot"] == pytest.approx(1 - loop.mean())
+            assert tgt[f"ncc_error_bound_{k}shot"] == pytest.approx(bound, rel=1e-9)
+            assert tgt[f"ncc_error_bound_vacuous_{k}shot"] == float(bound >= 1)
         # target CDNV over all target images, SPEC §2 from its definition
         x, y = feats.double().numpy(), labels.numpy()
         mu = np.stack([x[y == c].mean(0) for c in range(5, 10)])

@@ -24,7 +24,7 @@ def value(df, split, metric):
 
 
 def test_weak_ncc_trace_never_exceeds_strong_and_cdnv_outputs(tmp_path):
-    common = dict(dataset="digits", model="test_resnet", seed=0, recipe=RECIPE)
+    common = {"dataset": "digits", "model": "test_resnet", "seed": 0, "recipe": RECIPE}
     (tc, cb), runs = _run(tmp_path, [TaskSpec(name="tc", kind="test_collapse", version=1, **common),
                                      TaskSpec(name="cb", kind="cdnv_bound", version=1, **common)])
     strong, weak_ncc = value(tc, "test_strong", "trace_sw"), value(tc, "test_weak_ncc", "trace_sw")
@@ -38,6 +38,19 @@ def test_weak_ncc_trace_never_exceeds_strong_and_cdnv_outputs(tmp_path):
     pairs = pd.read_csv(runs[1].dir / "cdnv_pairs.csv")
     for split in ("train", "test"):
         assert pairs[pairs.split == split].value.mean() == pytest.approx(value(cb, split, "cdnv")[-1], rel=1e-9)
+    # the population-CDNV bound per pair (new rows): consistent with its table and with cdnv_pairs
+    bp = pd.read_csv(runs[1].dir / "cdnv_bound_pairs.csv")
+    test_pairs = pairs[pairs.split == "test"].reset_index(drop=True)
+    assert len(bp) == len(test_pairs) == 45
+    assert bp.test_cdnv.to_numpy() == pytest.approx(test_pairs.value.to_numpy(), rel=1e-6)
+    assert bp.train_cdnv.to_numpy() == pytest.approx(pairs[pairs.split == "train"].value.to_numpy(), rel=1e-6)
+    s = cb[cb.split == "summary"].set_index("metric").value
+    assert s["bound_holds_fraction"] == pytest.approx((bp.holds == 1).mean())
+    assert s["bound_vacuous_fraction"] == pytest.approx(bp.vacuous.mean())
+    finite = bp[bp.vacuous == 0]
+    assert (finite.bound >= finite.train_cdnv).all()
+    if len(finite):
+        assert s["bound_tightness_median"] == pytest.approx((finite.bound / finite.test_cdnv).median())
     gap = value(cb, "test_vs_train", "generalization_gap")
     assert gap == pytest.approx((1 - value(cb, "train", "error")) - (1 - value(cb, "test", "error")))
     assert (runs[0].dir / "test_collapse.png").exists() and (runs[1].dir / "cdnv.png").exists()
@@ -67,7 +80,7 @@ def test_a_diverged_run_writes_nan_rows_instead_of_failing(tmp_path, monkeypatch
         return log
 
     monkeypatch.setattr(Trainer, "train_epoch", poisoned)
-    common = dict(dataset="digits", model="test_resnet", seed=0, recipe={"epochs": 1})
+    common = {"dataset": "digits", "model": "test_resnet", "seed": 0, "recipe": {"epochs": 1}}
     frames, _ = _run(tmp_path, [TaskSpec(name=k, kind=k, version=1, **common)
                                 for k in ("train_collapse", "test_collapse", "cdnv_bound")])
     for df in frames:

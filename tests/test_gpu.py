@@ -39,3 +39,32 @@ def test_trainer_amp_channels_last_on_cuda(precision):
     tr, te = evaluate(model, data, test, "cuda", progress=False)
     assert tr.n == len(data) and te.n == len(test) and te.accuracy > 0.9
     assert tr.collapse["nc1"] > 0 and tr.collapse["ncc_acc"] > 0.9
+
+
+def test_integrations_on_cuda():
+    """The torchmetrics metric on CUDA equals its CPU numbers; `track` runs a CUDA model on CPU batches."""
+    from ncbench.integrations import NeuralCollapse, track
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3000) % 10
+    W = torch.randn(10, 32, generator=g)
+    H = torch.randn(3000, 32, generator=g) + 3 * W[y]
+    cpu, gpu = NeuralCollapse(10, 32, classifier=(W, None)), NeuralCollapse(10, 32, classifier=(W.cuda(), None))
+    gpu = gpu.to("cuda")
+    for idx in torch.arange(3000).split(512):
+        cpu.update(H[idx], y[idx])
+        gpu.update(H[idx].cuda(), y[idx].cuda())
+    assert gpu.moments.device.type == "cuda"
+    want = cpu.compute()
+    for k, v in gpu.compute().items():
+        assert float(v) == pytest.approx(float(want[k]), rel=1e-9, abs=1e-12), k
+    train = load_dataset("digits", "train")
+    model = build_backbone("test_resnet", 10, 1).cuda().eval()
+    loader = [train.batch(b) for b in torch.arange(len(train)).split(256)]
+    got = track(model, loader)
+    with torch.no_grad():
+        Hc = torch.cat([model.features(x.cuda()) for x, _ in loader])
+    ref = collapse_metrics(Hc, torch.cat([y for _, y in loader]).cuda(), *model.classifier(),
+                           logits=model.logits(Hc))
+    for k, v in ref.items():
+        assert got.metrics["pre_logits"][k] == pytest.approx(v, rel=1e-9, abs=1e-12), k

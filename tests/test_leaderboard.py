@@ -23,6 +23,7 @@ import pytest
 from ncbench.cli import main
 from ncbench.results import leaderboard as lb
 from ncbench.results import load_leaderboard, load_results
+from ncbench.results.integrity import record_files
 from ncbench.results.schema import COLUMNS
 from ncbench.results.writer import write_json, write_long_csv
 from ncbench.specs import load_task
@@ -67,8 +68,15 @@ def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, v
     task_dir = run_dir / task
     write_long_csv(task_dir / "results.csv", rows, context)
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
-                                          "provenance": prov, "seconds": 1.0, "plots": [], "meta": {}})
+                                          "provenance": prov, "seconds": 1.0, "plots": [], "meta": {},
+                                          "files": record_files(task_dir, ["results.csv"])})
     return task_dir
+
+
+def reseal(task_dir: Path) -> None:
+    """Record the current files in config.json, as if the run had written them (a consistent but bad folder)."""
+    cfg = json.loads((task_dir / "config.json").read_text())
+    write_json(task_dir / "config.json", {**cfg, "files": record_files(task_dir, ["results.csv"])})
 
 
 def make_run(root: Path, run_id: str, tasks=(TASK,), **kw) -> Path:
@@ -182,11 +190,13 @@ def test_refusals_name_the_reason_and_write_nothing(case, needle, tmp_path, tmp_
         make_run(tmp_path, "run")
         csv = run / TASK / "results.csv"
         csv.write_text(csv.read_text().replace(",0.5,", ',"1,234",', 1))
+        reseal(run / TASK)
     elif case == "bad_columns":
         make_run(tmp_path, "run")
         csv = run / TASK / "results.csv"
         df = pd.read_csv(csv, dtype=str, keep_default_na=False).drop(columns=["n_samples"])
         csv.write_text(df.to_csv(index=False))
+        reseal(run / TASK)
     elif case == "mixed_runs":
         make_run(tmp_path, "run")
         cfg = json.loads((run / TASK / "config.json").read_text())
@@ -197,6 +207,7 @@ def test_refusals_name_the_reason_and_write_nothing(case, needle, tmp_path, tmp_
         make_run(tmp_path, "run")
         csv = run / TASK / "results.csv"
         csv.write_text(csv.read_text().replace(f",{TASK},", ",no_such_task,"))
+        reseal(run / TASK)
     with pytest.raises(lb.SubmissionRefused) as e:
         lb.submit(run)
     assert needle in str(e.value)
@@ -336,7 +347,7 @@ def _table_rows(readme: str, task: str) -> list[list[str]]:
 def test_round_trip_long_to_wide_to_readme(tmp_path, tmp_leaderboards):
     """Long summary rows -> wide CSV (exact floats) -> README (seeds as mean ± std, sorted by primary)."""
     nc1 = {("test_resnet", 0): 0.30, ("test_resnet", 1): 0.34, ("resnet18", 0): 0.05,
-           ("resnet18", 1): 0.07, ("resnet18", 2): 0.0612345678, ("vit_tiny", 0): 0.9}
+           ("resnet18", 1): 0.07, ("resnet18", 2): 0.0612345678, ("vit_tiny_patch16_224", 0): 0.9}
     acc = {k: 0.5 + v / 3 for k, v in nc1.items()}
     runs = [make_run(tmp_path, f"{m}-s{s}", model=m, seed=s, values={"nc1": v, "test_accuracy": acc[(m, s)],
                                                                      "nc3": 0.1 * s})
@@ -361,9 +372,9 @@ def test_round_trip_long_to_wide_to_readme(tmp_path, tmp_leaderboards):
     metrics = list(board()["metrics"])
     assert header[:5] == ["#", "model", "weights", "dataset", "seeds"]
     assert header[5] == "nc1 ↓" and "test_accuracy ↑" in header and len(header) == 5 + len(metrics) + 2
-    by_model = {m: [v for (mm, _), v in nc1.items() if mm == m] for m in ("test_resnet", "resnet18", "vit_tiny")}
+    by_model = {m: [v for (mm, _), v in nc1.items() if mm == m] for m in ("test_resnet", "resnet18", "vit_tiny_patch16_224")}
     order = sorted(by_model, key=lambda m: statistics.mean(by_model[m]))
-    assert [r[1] for r in body] == order == ["resnet18", "test_resnet", "vit_tiny"]
+    assert [r[1] for r in body] == order == ["resnet18", "test_resnet", "vit_tiny_patch16_224"]
     for r in body:
         model = r[1]
         seeds = sorted(s for (mm, s) in nc1 if mm == model)
@@ -576,3 +587,164 @@ def test_verify_reruns_the_rows_configuration(tmp_path, fake_training):
     assert {(s.model, s.pretrained, s.seed, s.dataset, s.device) for s in specs} == \
         {("resnet18", "a1_in1k", 2, "mnist5k", "cpu")}
     assert len(results) == 2 and all(cmp.agrees.all() for _, _, cmp in results)
+
+
+# --------------------------------------------------------------------------- issue 13: forged or damaged runs
+
+@pytest.mark.parametrize("case, needle", [
+    ("truncated_at_line", "rows, config.json records"),
+    ("truncated_mid_number", "sha256"),
+    ("no_records", "older ncbench"),
+    ("negative_nc1", "nc1 = -5.0 is outside its range [0, inf]"),
+    ("accuracy_above_1", "test_accuracy = 1.2 is outside its range [0, 1]"),
+    ("html_model", "is not a timm architecture"),
+    ("spec_edited", "is not the hash of the spec it records"),
+])
+def test_forged_or_damaged_runs_are_refused(case, needle, tmp_path, tmp_leaderboards):
+    run = tmp_path / "run"
+    csv = run / TASK / "results.csv"
+    if case in ("truncated_at_line", "truncated_mid_number", "no_records"):
+        make_run(tmp_path, "run", values={"nc1": 0.1234567})
+        text = csv.read_text()
+        if case == "truncated_at_line":
+            csv.write_text(text.rsplit("\n", 2)[0] + "\n")
+        elif case == "truncated_mid_number":
+            cut = text.rindex("0.1234567") + 4
+            csv.write_text(text[:cut] + text[text.index("\n", cut):])     # same rows, "0.12" for 0.1234567
+        else:
+            cfg = json.loads((run / TASK / "config.json").read_text())
+            del cfg["files"]
+            write_json(run / TASK / "config.json", cfg)
+    elif case == "negative_nc1":
+        make_run(tmp_path, "run", values={"nc1": -5.0})
+    elif case == "accuracy_above_1":
+        make_run(tmp_path, "run", values={"test_accuracy": 1.2})
+    elif case == "html_model":
+        make_run(tmp_path, "run", model="<img src=x onerror=alert(1)>")   # consistent: hashes and spec agree
+    elif case == "spec_edited":
+        make_run(tmp_path, "run")
+        cfg = json.loads((run / TASK / "config.json").read_text())
+        cfg["spec"]["seed"] = 7                      # config_hash and results.csv still say seed 0
+        write_json(run / TASK / "config.json", cfg)
+    with pytest.raises(lb.SubmissionRefused) as e:
+        lb.submit(run)
+    assert needle in str(e.value)
+    assert not list(tmp_leaderboards.glob("*.csv"))
+
+
+def test_readme_escapes_markdown_and_html_of_any_cell(tmp_path, tmp_leaderboards):
+    """A hand-edited (or older) CSV row with markup in its cells renders as literal text."""
+    lb.submit(make_run(tmp_path, "ok"))
+    path = tmp_leaderboards / f"{TASK}.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.loc[0, "model"] = '<script>alert(1)</script>|x'
+    df.loc[0, "device"] = "[click](http://evil) `code` *bold*"
+    path.write_text(df.to_csv(index=False, lineterminator="\n"))
+    readme = lb.render_readme(lb.read_tables(tmp_leaderboards))
+    assert "<script>" not in readme and "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in readme
+    assert "\\[click\\](http://evil) \\`code\\` \\*bold\\*" in readme
+    row = next(line for line in readme.splitlines() if "alert" in line)
+    assert row.count(" | ") == readme.splitlines()[readme.splitlines().index(row) - 2].count(" | "), \
+        "a cell broke the table"
+
+
+def test_committed_leaderboards_are_within_the_declared_ranges():
+    from ncbench.metrics.vocabulary import declaration
+
+    for path in sorted((ROOT / "leaderboards").glob("*.csv")):
+        df = lb.typed_table(lb.read_table(path))
+        for m in lb.metric_columns(df.columns):
+            d = declaration(m)
+            assert d is not None, f"{path.name}: metric {m} has no declaration in ncbench.metrics.vocabulary"
+            bad = df[m][~df[m].map(d.contains)]
+            assert bad.empty, f"{path.name}: {m} out of {d.describe_range()}: {bad.tolist()}"
+
+
+def test_every_leaderboard_metric_declares_range_and_tolerance():
+    from ncbench.metrics.vocabulary import declaration
+    from ncbench.specs import task_names
+
+    for t in task_names():
+        for m in (load_task(t).leaderboard or {}).get("metrics", {}):
+            d = declaration(m)
+            assert d is not None, f"{t}: leaderboard metric {m} is not declared in ncbench.metrics.vocabulary"
+            assert d.low <= d.high and d.atol >= 0 and d.rtol >= 0
+
+
+def test_verify_tolerances_are_per_metric():
+    """Old default atol = 1e-4: a UFM nc1 of 1e-17 "agreed" with 5e-5."""
+    metrics = ["nc1", "test_accuracy", "ncc_depth"]
+    cmp = lb.compare({"nc1": "1e-17", "test_accuracy": "0.98", "ncc_depth": "2.0"},
+                     {"nc1": "5e-05", "test_accuracy": "0.975", "ncc_depth": "3.0"}, metrics)
+    assert cmp.set_index("metric").agrees.to_dict() == {"nc1": False, "test_accuracy": True, "ncc_depth": False}
+    cmp = lb.compare({"nc1": "1e-17", "test_accuracy": "0.98", "ncc_depth": "2.0"},
+                     {"nc1": "3e-17", "test_accuracy": "0.95", "ncc_depth": "2.0"}, metrics)
+    assert cmp.set_index("metric").agrees.to_dict() == {"nc1": True, "test_accuracy": False, "ncc_depth": True}
+    cmp = lb.compare({"nc1": "0.2"}, {"nc1": "0.25"}, ["nc1"], rtol=0.3)     # an explicit override wins
+    assert cmp.agrees.all() and cmp.rtol.iloc[0] == 0.3
+
+
+@pytest.mark.parametrize("flag, value", [("--rtol", "-0.1"), ("--atol", "nan"), ("--atol", "-1e-9"),
+                                         ("--rtol", "inf")])
+def test_verify_refuses_negative_or_nan_tolerances(flag, value, tmp_path, capsys):
+    lb.submit(make_run(tmp_path, "orig"))
+    assert main(["verify", f"{TASK}:0", "--run-dir", str(tmp_path / "orig"), f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[2:]} must be a finite number >= 0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("ref", [f"{TASK}:\u0661", f"{TASK}:\u00b9", f"{TASK}:1\u200b", "\u0661"])
+def test_verify_refuses_non_ascii_row_ids(ref, tmp_path, capsys):
+    lb.submit(make_run(tmp_path, "r0"))
+    lb.submit(make_run(tmp_path, "r1", seed=1))
+    with pytest.raises(ValueError, match="is not a row id"):      # old code: "١" (Arabic-Indic 1) was row 1
+        lb.find_rows(ref)
+    assert main(["verify", ref, "--run-dir", str(tmp_path / "r1")]) == 2
+    assert "not a row id" in capsys.readouterr().err
+
+
+def test_submit_to_an_unwritable_leaderboards_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    run = make_run(tmp_path, "ro")
+    assert main(["submit", str(run), "--leaderboards", str(tmp_path / "file" / "lb")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err and "Traceback" not in err
+
+
+def test_submit_to_a_read_only_leaderboards_folder_is_one_line(tmp_path, tmp_leaderboards, monkeypatch, capsys):
+    """The lock file is the first write (a read-only mount fails there, as `mount -o ro` shows by hand)."""
+    import errno
+
+    class ReadOnlyLock:
+        def __enter__(self):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_leaderboards / lb.LOCK_NAME))
+
+        def __exit__(self, *a):
+            return False
+
+    run = make_run(tmp_path, "ro")
+    lb.submit(run)
+    before = snapshot(tmp_leaderboards)
+    monkeypatch.setattr(lb, "_lock", lambda lb_dir, timeout: ReadOnlyLock())
+    assert main(["submit", str(run), "--replace"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
+    assert main(["leaderboard", "--render"]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert snapshot(tmp_leaderboards) == before
+
+
+def test_a_model_free_theory_task_keeps_its_shipped_model_name(tmp_path, tmp_leaderboards):
+    run = make_run(tmp_path, "lpm", tasks=("lpm_minority_curve",), model=None)
+    assert [e.row["model"] for e in lb.submit(run, dry_run=True).added] == ["none"]
+    with pytest.raises(lb.SubmissionRefused, match="'nonexistent_net' is not a timm architecture"):
+        lb.submit(make_run(tmp_path, "lpm2", tasks=("lpm_minority_curve",), model="nonexistent_net"))
+
+
+def test_readme_escapes_a_hand_placed_csv_name(tmp_path, tmp_leaderboards):
+    lb.submit(make_run(tmp_path, "ok"))
+    evil = "x<b>y"
+    df = pd.read_csv(tmp_leaderboards / f"{TASK}.csv", dtype=str, keep_default_na=False).assign(task=evil)
+    (tmp_leaderboards / f"{evil}.csv").write_text(df.to_csv(index=False, lineterminator="\n"))
+    readme = lb.render_readme(lb.read_tables(tmp_leaderboards))
+    assert "<b>" not in readme and "## x&lt;b&gt;y" in readme

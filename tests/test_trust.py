@@ -170,7 +170,7 @@ def test_cache_key_follows_checkpoint_content_and_code(tmp_path, monkeypatch):
     (["--seed", str(2**40)], "seed must be an integer in [0,"),
     (["--pretrained", "nosuchtag", "--model", "resnet18"], "unknown pretrained tag 'nosuchtag'"),
     (["--pretrained", "a1_in1", "--model", "resnet18"], "did you mean a1_in1k"),
-    (["--pretrained", "a1_in1k", "--model", "resnet18"], "not in the local cache"),
+    (["--pretrained", "a1_in1k", "--model", "resnet18"], "not on this machine"),
 ])
 def test_bad_run_inputs_fail_before_any_work(extra, needle, capsys, monkeypatch, tmp_path):
     from ncbench import data
@@ -252,7 +252,7 @@ def test_pretrained_tag_reaches_timm_from_the_local_cache(tmp_path, monkeypatch)
         if not k.startswith("fc."):
             assert torch.equal(body[k], v), k
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(ValueError, match="not in the local cache.*--download"):
+    with pytest.raises(ValueError, match="not on this machine.*--download"):
         build_backbone("test_resnet", 3, 3, pretrained="r160_in1k")
     assert resolve_weights("test_resnet", "r160_in1k", download=True).file is None   # timm fetches it
 
@@ -266,16 +266,16 @@ def test_checkpoint_replaced_in_place_is_not_skipped(tmp_path, one_thread):
     torch.manual_seed(0)
     torch.save(timm.create_model("test_resnet", num_classes=0, in_chans=1).state_dict(), ck)
     s = spec(checkpoint=str(ck), recipe={**COSINE, "epochs": 1})
-    first, hash1 = weights_identity(s), s.config_hash()
+    first, hash1 = weights_identity(s.checkpoint, s.pretrained), s.config_hash()
     _, runs = quiet("t", [s], tmp_path / "out", run_id="r")
     assert [r.status for r in runs] == ["done"]
     torch.manual_seed(1)
     torch.save(timm.create_model("test_resnet", num_classes=0, in_chans=1).state_dict(), ck)   # same path
     os.utime(ck, ns=(5, 5))
-    assert first.startswith("sha256:") and weights_identity(s) != first and s.config_hash() != hash1
+    assert first.startswith("sha256:") and weights_identity(s.checkpoint, s.pretrained) != first and s.config_hash() != hash1
     _, again = quiet("t", [s], tmp_path / "out", run_id="r")
     assert [r.status for r in again] == ["done"], "other weights under the same path must be measured again"
-    assert pd.read_csv(again[0].csv).pretrained.iloc[0] == weights_identity(s)
+    assert pd.read_csv(again[0].csv).pretrained.iloc[0] == weights_identity(s.checkpoint, s.pretrained)
 
 
 def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
@@ -286,6 +286,11 @@ def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
     assert load_task("train_collapse_mnist5k", model="resnet18").name == "train_collapse_mnist5k"
     other = load_task("train_collapse_mnist5k", dataset="digits")
     assert other.name == "train_collapse_mnist5k@dataset=digits" and other.config_hash() != plain.config_hash()
+    folder = load_task("train_collapse_mnist5k", dataset="imagefolder:/data/my pets")
+    assert folder.name.startswith("train_collapse_mnist5k@dataset=imagefolder-my-pets-")
+    from ncbench.results.names import check_name
+    check_name("task", folder.name)
+    assert load_task("frozen_transfer", dataset="digits").name == "frozen_transfer"   # any data set, by design
     ddp = load_task("train_collapse_mnist5k", world_size=2)
     assert ddp.name == "train_collapse_mnist5k@world=2" and ddp.config_hash() != plain.config_hash()
     from ncbench.tasks.trained_backbone import TrajectoryTask
@@ -296,3 +301,17 @@ def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     args = build_parser().parse_args(["run", "x", "--pretrained", "false", "--device", "cpu"])
     assert _overrides(args)["world_size"] == 2 and _overrides(args)["pretrained"] is False
+
+
+def test_submit_refuses_a_run_on_another_dataset(tmp_path, one_thread):
+    """Item 12: `--dataset digits` on an mnist5k task is stored as `…@dataset=digits`, and no board takes it."""
+    from ncbench.results import leaderboard as lb
+    from ncbench.specs import load_task
+
+    s = load_task("train_collapse_mnist5k", dataset="digits")
+    s.recipe = {"protocol": "cpu-mnist5k", "epochs": 1}
+    run_dir, runs = quiet("t", [s], tmp_path / "out")
+    assert runs[0].dir.name == "train_collapse_mnist5k@dataset=digits" and runs[0].status == "done"
+    with pytest.raises(lb.SubmissionRefused, match="not in the registry"):
+        lb.submit(run_dir, tmp_path / "boards")
+    assert not (tmp_path / "boards").exists() or not list((tmp_path / "boards").glob("*.csv"))

@@ -37,9 +37,21 @@ def register_each(names, load: Callable[[str, str, Path | None, bool], ImageData
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
                  download: bool = False) -> ImageDataset:
-    """Load split `split` of data set `name`; unknown names raise with the close names."""
+    """Load split `split` of data set `name`; unknown names raise with the close names.
+
+    `imagefolder:PATH` reads your own folder of images (`ncbench.data.imagefolder`)."""
+    if name.startswith("imagefolder:"):
+        from ncbench.data.imagefolder import load_imagefolder
+
+        return load_imagefolder(name, split)
     loader = DATASETS.get(name)
     return loader(split, Path(data_dir).expanduser() if data_dir else None, download)
+
+
+def check_dataset_name(name: str) -> None:
+    """Raise (with the close names) unless `name` is registered or an `imagefolder:PATH`."""
+    if not name.startswith("imagefolder:"):
+        DATASETS.get(name)
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:

@@ -5,38 +5,82 @@ import torch
 
 from ncbench.metrics.collapse import (
     SPEC_METRICS,
+    CollapseMetrics,
     CollapseResult,
     CollapseStats,
     NearestCentrePass,
+    check_batch,
     simplex_geometry,
 )
 from ncbench.metrics.heldout import HeldoutStats, test_collapse
 from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
 
 
+def _num_classes(labels: torch.Tensor, weight, logits, num_classes: int | None) -> int:
+    """K from `num_classes`, else `weight` rows, else `logits` columns, else `labels.max() + 1`;
+    every source given must agree (ValueError naming them)."""
+    sources = {}
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+            raise ValueError(f"num_classes must be an int, got {num_classes!r}")
+        sources["num_classes"] = num_classes
+    if weight is not None:
+        if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+            raise ValueError(f"weight must be a 2-D (num_classes, d) tensor, got "
+                             f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+        sources["weight.shape[0]"] = int(weight.shape[0])
+    if logits is not None:
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            raise ValueError(f"logits must be a 2-D (N, num_classes) tensor, got "
+                             f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+        sources["logits.shape[1]"] = int(logits.shape[1])
+    if len(set(sources.values())) > 1:
+        raise ValueError("the number of classes disagrees: " + ", ".join(f"{k} = {v}" for k, v in sources.items()))
+    if sources:
+        return next(iter(sources.values()))
+    if labels.numel() == 0:
+        raise ValueError("cannot infer num_classes from empty labels: pass num_classes=")
+    return int(labels.max()) + 1
+
+
 def collapse_metrics(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
                      bias: torch.Tensor | None = None, num_classes: int | None = None, *,
                      global_mean: str = "class", pinv_tol: float = 1e-10, logits: torch.Tensor | None = None,
-                     batch_size: int = 8192) -> dict[str, float]:
+                     batch_size: int = 8192) -> CollapseMetrics:
     """SPEC §2 metrics of features `(N, d)` with labels `(N,)`; `weight (K, d)`, `bias (K,)` the classifier.
 
-    `num_classes` defaults to `weight.shape[0]`, else `labels.max() + 1`. Streams `batch_size` rows at a
-    time through `CollapseStats` (two passes), so memory stays O(K·d + d²).
+    `num_classes` defaults to `weight.shape[0]`, else `logits.shape[1]`, else `labels.max() + 1` (all
+    that are given must agree). Streams `batch_size` rows at a time through `CollapseStats` (two
+    passes), so memory stays O(K·d + d²). Returns a `CollapseMetrics`: a plain dict of the metrics
+    whose `.reasons` say why a value is NaN or inf and `.diagnostics` give the counts behind them.
+    Any mismatch of shapes (rows of features, labels and logits; columns of weight, bias, logits) is
+    a ValueError naming the argument and the shapes.
     """
-    if num_classes is None:
-        num_classes = weight.shape[0] if weight is not None else int(labels.max()) + 1
-    stats = CollapseStats(num_classes, features.shape[1] if features.ndim == 2 else None, features.device)
+    not_tensors = [n for n, t in (("features", features), ("labels", labels)) if not isinstance(t, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{' and '.join(not_tensors)} must be torch.Tensor(s), got "
+                         f"{type(features).__name__}, {type(labels).__name__}")
+    if bias is not None and weight is None and logits is None:
+        raise ValueError("bias given without weight: the prediction argmax(W h + b) needs weight=")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    num_classes = _num_classes(labels, weight, logits, num_classes)
+    check_batch(features, labels, num_classes, None, logits)   # whole input: rows, label range, logits
+    if weight is not None and weight.shape[1] != features.shape[1]:
+        raise ValueError(f"weight must be (num_classes, d) = ({num_classes}, {features.shape[1]}): features "
+                         f"{tuple(features.shape)}, weight {tuple(weight.shape)}")
+    stats = CollapseStats(num_classes, features.shape[1], features.device)
     for s in range(0, len(labels), batch_size):
         stats.update(features[s:s + batch_size], labels[s:s + batch_size])
     if stats.n == 0:
-        return stats.compute().metrics
+        return stats.compute().as_metrics()
     second = stats.second_pass(weight, bias)
     for s in range(0, len(labels), batch_size):
         second.update(features[s:s + batch_size], labels[s:s + batch_size],
                       None if logits is None else logits[s:s + batch_size])
-    return stats.compute(second, weight, bias, global_mean=global_mean, pinv_tol=pinv_tol).metrics
+    return stats.compute(second, weight, bias, global_mean=global_mean, pinv_tol=pinv_tol).as_metrics()
 
 
-__all__ = ["SPEC_METRICS", "CollapseResult", "CollapseStats", "HeldoutStats", "NearestCentrePass",
+__all__ = ["SPEC_METRICS", "CollapseMetrics", "CollapseResult", "CollapseStats", "HeldoutStats", "NearestCentrePass",
            "collapse_metrics", "imbalance_accuracies", "minority_cosine", "simplex_geometry",
            "test_collapse"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -32,8 +33,13 @@ def fingerprint(means: torch.Tensor, counts: torch.Tensor) -> str:
 
 
 def check_batch(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                dim: int | None) -> None:
-    """Shape and label-range checks with errors that name the problem."""
+                dim: int | None, logits: torch.Tensor | None = None) -> None:
+    """Shape and label-range checks with errors that name the argument and the shapes."""
+    wrong = [f"{n} is a {type(t).__name__}" for n, t in (("features", features), ("labels", labels),
+                                                           ("logits", logits))
+             if t is not None and not isinstance(t, torch.Tensor)]
+    if wrong:
+        raise ValueError(f"expected torch.Tensor inputs: {', '.join(wrong)}")
     if features.ndim != 2:
         raise ValueError(f"features must be a 2-D (N, d) tensor, got shape {tuple(features.shape)}")
     if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
@@ -46,6 +52,9 @@ def check_batch(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes - 1}] (num_classes={num_classes}); "
                          f"got range [{int(labels.min())}, {int(labels.max())}]")
+    if logits is not None and (logits.ndim != 2 or tuple(logits.shape) != (features.shape[0], num_classes)):
+        raise ValueError(f"logits must be (N, num_classes) = ({features.shape[0]}, {num_classes}), got "
+                         f"{tuple(logits.shape)} (features {tuple(features.shape)})")
 
 
 def _chan_merge(count, mean, m2, scatter, n_b, mean_b, m2_b, scatter_b):
@@ -88,6 +97,17 @@ class Workspace:
         return x.sub_(torch.index_select(centres, 0, idx, out=self.get("c", len(idx), x.shape[1])))
 
 
+class CollapseMetrics(dict):
+    """The SPEC §2 metrics as a plain `{name: float}` dict, plus `reasons` (why a value is NaN or
+    inf: one sentence each, naming the metrics) and `diagnostics` (counts behind the reasons)."""
+
+    def __init__(self, metrics: dict[str, float], reasons: list[str] | None = None,
+                 diagnostics: dict[str, float] | None = None):
+        super().__init__(metrics)
+        self.reasons = list(reasons or [])
+        self.diagnostics = dict(diagnostics or {})
+
+
 @dataclass
 class CollapseResult:
     """Metric values (SPEC names) plus diagnostics explaining NaN/inf values."""
@@ -96,6 +116,10 @@ class CollapseResult:
     diagnostics: dict[str, float] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     cdnv_matrix: torch.Tensor | None = None
+
+    def as_metrics(self) -> CollapseMetrics:
+        """The metrics as a dict that keeps `reasons` and `diagnostics`."""
+        return CollapseMetrics(self.metrics, self.reasons, self.diagnostics)
 
 
 class CollapseStats:
@@ -163,8 +187,8 @@ class CollapseStats:
         return self._scatter
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> CollapseStats:
-        """Fold one batch in (logits are accepted for API symmetry and ignored by pass one)."""
-        check_batch(features, labels, self.num_classes, self.dim)
+        """Fold one batch in (logits are checked for shape, for API symmetry, and ignored by pass one)."""
+        check_batch(features, labels, self.num_classes, self.dim, logits)
         if self.dim is None:
             self._allocate(features.shape[1], self.device or features.device)
         h = features.detach().to(self.device)
@@ -328,24 +352,33 @@ class CollapseStats:
         out["nc1"] = float(((sigma_w @ Vr) * Vr).sum(0).clamp_min(0) @ inv_lam) / Kp
         if inv_lam.numel() == 0:                               # Σ_B = 0: no class is separated
             out["nc1"] = math.inf if float(self.m2[present].sum()) > 0 else math.nan
-            reasons.append("all class means coincide (Σ_B = 0): nc1 is inf")
+            reasons.append("all class means coincide (Σ_B = 0): nc1 and nc1_quotient are inf (NaN without "
+                           "within-class spread); equinorm_h, equiangular_h, etf_error_h and nc3 are undefined")
         tr_sb = float((Mt * Mt).sum()) / Kp
         tr_sw = float(self.m2[present].sum() / N)
         out["nc1_quotient"] = tr_sw / tr_sb if tr_sb > 0 else math.inf
         out["equinorm_h"], out["equiangular_h"], out["etf_error_h"] = simplex_geometry(Mt)
         if weight is not None:
             W = _classifier(weight, self.num_classes, self.dim, Mt.device)[present]
-            out["equinorm_w"], out["equiangular_w"], out["etf_error_w"] = simplex_geometry(W)
-            out["nc3"] = self_duality(W, Mt)
+            if bool(torch.isfinite(W).all()):
+                out["equinorm_w"], out["equiangular_w"], out["etf_error_w"] = simplex_geometry(W)
+                out["nc3"] = self_duality(W, Mt)
+            else:
+                out.update(equinorm_w=math.nan, equiangular_w=math.nan, etf_error_w=math.nan, nc3=math.nan)
+                reasons.append("the classifier weight has non-finite (NaN/inf) entries: equinorm_w, "
+                               "equiangular_w, etf_error_w and nc3 are NaN")
         else:
             out.update(equinorm_w=math.nan, equiangular_w=math.nan, etf_error_w=math.nan, nc3=math.nan)
+            reasons.append("no classifier weight given: equinorm_w, equiangular_w, etf_error_w and nc3 are NaN")
         if second is not None:
             if second.fingerprint != self.fingerprint():
                 raise ValueError("the second pass was built on other class means than this state's: "
                                  "create it with stats.second_pass() after the first pass is complete")
             out["nc4"], out["ncc_acc"] = second.nc4(), second.ncc_acc()
+            reasons += second.reasons()
         else:
             out["nc4"] = out["ncc_acc"] = math.nan
+            reasons.append("no second pass given: nc4 and ncc_acc are NaN")
         d2_all = class_mean_sq_distances(Mt)
         V = cdnv_pairs(self.m2[present] / counts, d2_all)
         iu = torch.triu_indices(Kp, Kp, 1, device=V.device)
@@ -354,10 +387,15 @@ class CollapseStats:
         out["cdnv"] = float(pair_v.mean())
         diag["cdnv_coincident_pairs"] = float(n_inf)
         if n_inf:
-            reasons.append(f"{n_inf} class pairs have identical means: their CDNV is inf")
+            reasons.append(f"{n_inf} class pairs have identical means: their CDNV is inf, so cdnv is inf")
         d2 = d2_all[iu[0], iu[1]]
         diag["trace_sigma_w"], diag["trace_sigma_b"] = tr_sw, tr_sb
         diag["min_sq_mean_distance"], diag["mean_sq_mean_distance"] = float(d2.min()), float(d2.mean())
+        unexplained = [m for m in SPEC_METRICS if not math.isfinite(out[m])
+                       and not any(re.search(rf"\b{m}\b", r) for r in reasons)]
+        if unexplained:  # e.g. a centred class mean or classifier row of zero norm (no direction)
+            reasons.append(f"{', '.join(unexplained)}: not finite (degenerate geometry, e.g. a class mean at the "
+                           f"global mean or a zero classifier row)")
         result = CollapseResult({m: out[m] for m in SPEC_METRICS}, diag, reasons)
         if cdnv_matrix:
             full = torch.full((self.num_classes, self.num_classes), math.nan, dtype=DTYPE, device=V.device)
@@ -415,7 +453,7 @@ class NearestCentrePass:
         self._stack = torch.cat(rows).T.contiguous()       # (d, K + 1 [+ K]): [μ; 1; W]ᵀ
         self._offset = torch.cat(offset)
         self._work = Workspace(means.device)
-        self.seen = self.correct = self.agree = self.with_prediction = 0
+        self.seen = self.correct = self.agree = self.with_prediction = self.nonfinite_predictions = 0
 
     def _scores(self, x: torch.Tensor, with_classifier: bool) -> torch.Tensor:
         """`(B, K + 1 [+ K])`: `⟨h, μ_k⟩ − ‖μ_k‖²/2`, the row sum of h, [`W h + b`], one GEMM."""
@@ -429,7 +467,7 @@ class NearestCentrePass:
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> NearestCentrePass:
         K, d = self.means.shape
-        check_batch(features, labels, K, d)
+        check_batch(features, labels, K, d, logits)
         h = features.detach().to(self.means.device)
         x = self._work.cast(h)
         y = labels.detach().to(x.device, torch.long)
@@ -443,11 +481,13 @@ class NearestCentrePass:
         self.seen += int(y.numel())
         self.correct += int((ncc == y).sum())
         if logits is not None:
-            pred = logits.detach().to(x.device).argmax(1)
+            zp = logits.detach().to(x.device)
         elif self.weight is not None:
-            pred = z[:, K + 1:].argmax(1)
+            zp = z[:, K + 1:]
         else:
             return self
+        self.nonfinite_predictions += int((~torch.isfinite(zp).all(1)).sum())
+        pred = zp.argmax(1)
         self.with_prediction += int(y.numel())
         self.agree += int((pred == ncc).sum())
         return self
@@ -455,24 +495,39 @@ class NearestCentrePass:
     def merge(self, other: NearestCentrePass) -> NearestCentrePass:
         if other.fingerprint != self.fingerprint:
             raise ValueError("cannot merge second passes built on different class means")
-        for k in ("seen", "correct", "agree", "with_prediction"):
+        for k in ("seen", "correct", "agree", "with_prediction", "nonfinite_predictions"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         return self
 
     def all_reduce(self, group=None) -> NearestCentrePass:
         import torch.distributed as dist
 
-        t = torch.tensor([self.seen, self.correct, self.agree, self.with_prediction], dtype=DTYPE,
-                         device=self.means.device)
+        t = torch.tensor([self.seen, self.correct, self.agree, self.with_prediction, self.nonfinite_predictions],
+                         dtype=DTYPE, device=self.means.device)
         dist.all_reduce(t, group=group)
-        self.seen, self.correct, self.agree, self.with_prediction = (int(v) for v in t.tolist())
+        self.seen, self.correct, self.agree, self.with_prediction, self.nonfinite_predictions = (
+            int(v) for v in t.tolist())
         return self
 
     def ncc_acc(self) -> float:
         return self.correct / self.seen if self.seen else math.nan
 
     def nc4(self) -> float:
-        return 1.0 - self.agree / self.with_prediction if self.with_prediction else math.nan
+        if not self.with_prediction or self.nonfinite_predictions:
+            return math.nan
+        return 1.0 - self.agree / self.with_prediction
+
+    def reasons(self) -> list[str]:
+        """Why `nc4` / `ncc_acc` are NaN, if they are."""
+        out = []
+        if not self.seen:
+            out.append("the second pass saw no finite sample: ncc_acc and nc4 are NaN")
+        elif not self.with_prediction:
+            out.append("no network prediction (pass weight= or logits=): nc4 is NaN")
+        if self.nonfinite_predictions:
+            out.append(f"{self.nonfinite_predictions} samples have non-finite (NaN/inf) logits or classifier "
+                       f"outputs (weight/bias): nc4 is NaN")
+        return out
 
 
 def _classifier(weight: torch.Tensor, K: int, d: int, device) -> torch.Tensor:

@@ -55,7 +55,7 @@ class HeldoutStats:
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> HeldoutStats:
         K, d = self.means.shape
-        check_batch(features, labels, K, d)
+        check_batch(features, labels, K, d, logits)
         x = self._work.cast(features.detach().to(self.means.device))
         y = labels.detach().to(x.device, torch.long)
         if not bool(torch.isfinite(x.sum(1)).all()):            # row sums: non-finite if a row is

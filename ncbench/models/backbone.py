@@ -120,8 +120,9 @@ def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained
     from ncbench.models.pretrained import resolve_weights
 
     check_model_name(name)
+    overlay = model_kwargs.pop("pretrained_cfg_overlay", None)
     kwargs = dict(num_classes=0, in_chans=in_chans, **model_kwargs)
-    weights = None if checkpoint is not None else resolve_weights(name, pretrained, download)
+    weights = None if checkpoint is not None else resolve_weights(name, pretrained, download, overlay)
     arch = name.split(".")[0]
     try:
         if weights is None:

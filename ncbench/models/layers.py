@@ -65,6 +65,43 @@ def resolve_token_pool(body: nn.Module, token_pool: str) -> str:
     return "cls" if getattr(body, "global_pool", None) == "token" else "mean"
 
 
+@dataclass(frozen=True)
+class Pooling:
+    """A layer output to a `(B, d)` vector: global average over space for feature maps (NCHW, or NHWC
+    when `channels_last`), the class token (`cls`) or the mean of the non-prefix tokens (`mean`) for
+    token sequences `(B, T, C)`; `(B, C)` passes through. Tuples/lists: their first element."""
+
+    token_pool: str = "mean"
+    prefix_tokens: int = 0
+    channels_last: bool = False
+
+    @classmethod
+    def of(cls, body: nn.Module, token_pool: str = "auto") -> Pooling:
+        """The pooling that suits `body` (a timm model, or any module: then NCHW maps, mean tokens)."""
+        pool = resolve_token_pool(body, token_pool)
+        prefix = int(getattr(body, "num_prefix_tokens", 0) or 0)
+        if pool == "cls" and prefix == 0 and hasattr(body, "num_prefix_tokens"):
+            raise ValueError(f"token_pool='cls' needs a class token, and this {type(body).__name__} has "
+                             "none: use token_pool='mean'")
+        return cls(pool, prefix, getattr(body, "output_fmt", "NCHW") == "NHWC")
+
+    def __call__(self, out) -> torch.Tensor:
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if out.ndim == 2:
+            return out
+        if out.ndim == 3:
+            if self.token_pool == "cls":
+                if self.prefix_tokens == 0:
+                    raise ValueError("token_pool='cls' on a model without a class token: use token_pool='mean'")
+                return out[:, 0]
+            return out[:, self.prefix_tokens:].mean(1)
+        if out.ndim == 4:
+            return out.mean((1, 2)) if self.channels_last else out.mean((2, 3))
+        raise ValueError(f"cannot pool a layer output of shape {tuple(out.shape)}: expected (B,C), (B,T,C) "
+                         "or a 4-D feature map")
+
+
 class LayerFeatures:
     """`(pooled, h, logits) = taps(x)`: pooled `(B, d_l)` features of every layer, the pre-logits
     features and the logits of `model` (a `Backbone`: `.body` a timm model, `.head`), one forward.
@@ -76,12 +113,8 @@ class LayerFeatures:
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
         self.model, self.body = model, model.body
-        self.token_pool = resolve_token_pool(self.body, token_pool)
-        self.prefix_tokens = int(getattr(self.body, "num_prefix_tokens", 0) or 0)
-        if self.token_pool == "cls" and self.prefix_tokens == 0 and hasattr(self.body, "num_prefix_tokens"):
-            raise ValueError(f"token_pool='cls' needs a class token, and this {type(self.body).__name__} has "
-                             "none: use token_pool='mean'")
-        self.channels_last = getattr(self.body, "output_fmt", "NCHW") == "NHWC"
+        self.pooling = Pooling.of(self.body, token_pool)
+        self.token_pool, self.prefix_tokens = self.pooling.token_pool, self.pooling.prefix_tokens
         names = block_names(self.body) if granularity == "blocks" else []
         self.granularity = "blocks" if names else "stages"
         if not names:
@@ -104,20 +137,7 @@ class LayerFeatures:
     # -- pooling -------------------------------------------------------------------------
     def pool(self, out) -> torch.Tensor:
         """A layer output to a `(B, d)` vector (see the module docstring)."""
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if out.ndim == 2:
-            return out
-        if out.ndim == 3:
-            if self.token_pool == "cls":
-                if self.prefix_tokens == 0:
-                    raise ValueError("token_pool='cls' on a model without a class token: use token_pool='mean'")
-                return out[:, 0]
-            return out[:, self.prefix_tokens:].mean(1)
-        if out.ndim == 4:
-            return out.mean((1, 2)) if self.channels_last else out.mean((2, 3))
-        raise ValueError(f"cannot pool a layer output of shape {tuple(out.shape)}: expected (B,C), (B,T,C) "
-                         "or a 4-D feature map")
+        return self.pooling(out)
 
     def _hook(self, i: int):
         def hook(module, inputs, output):

@@ -20,6 +20,10 @@ HF_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safet
 """Weight files timm looks for in a hub repository, in its order of preference."""
 
 
+class WeightsNotCachedError(ValueError):
+    """Pretrained weights that are neither a local file nor in the hub caches (and no `--download`)."""
+
+
 @dataclass(frozen=True)
 class Weights:
     """The resolved weights: timm's full name `arch.tag`, the tag, and a cached local file (or None
@@ -28,12 +32,14 @@ class Weights:
     name: str
     tag: str
     file: str | None
+    overlay: tuple[tuple[str, object], ...] = ()   # the caller's own pretrained_cfg_overlay items
 
     def create_kwargs(self) -> dict:
         """Keyword arguments for `timm.create_model(self.name, ...)`."""
-        if self.file is None:
-            return {"pretrained": True}
-        return {"pretrained": True, "pretrained_cfg_overlay": {"file": self.file, "source": ""}}
+        overlay = dict(self.overlay)
+        if self.file is not None:
+            overlay.update(file=self.file, source="")
+        return {"pretrained": True, **({"pretrained_cfg_overlay": overlay} if overlay else {})}
 
 
 def fetch_command(full_name: str) -> str:
@@ -55,31 +61,37 @@ def requested_tag(model: str, pretrained: bool | str) -> str | None:
 
 
 def cached_file(cfg, hub_cache: str | Path | None = None) -> str | None:
-    """The local file holding the weights of timm pretrained config `cfg`, if any cache has it."""
-    if cfg.file and Path(cfg.file).is_file():
-        return str(cfg.file)
-    if cfg.hf_hub_id:
+    """The local file holding the weights of timm pretrained config `cfg` (a `PretrainedCfg` or its
+    dict, overlay applied), if a local `file` or a cache has it."""
+    cfg = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    if cfg.get("file"):
+        return str(cfg["file"]) if Path(cfg["file"]).expanduser().is_file() else None
+    if cfg.get("hf_hub_id"):
         from huggingface_hub import constants, try_to_load_from_cache
 
-        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HF_FILENAMES
+        names = (cfg["hf_hub_filename"],) if cfg.get("hf_hub_filename") else HF_FILENAMES
+        cache = hub_cache or os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
         for fname in names:
-            hit = try_to_load_from_cache(cfg.hf_hub_id, fname, cache_dir=hub_cache or constants.HF_HUB_CACHE)
+            hit = try_to_load_from_cache(cfg["hf_hub_id"], fname, cache_dir=cache)
             if isinstance(hit, str) and os.path.isfile(hit):
                 return hit
-    if cfg.url:
+    if cfg.get("url"):
         import torch
 
-        p = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        p = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg["url"]).path)
         if p.is_file():
             return str(p)
     return None
 
 
-def resolve_weights(model: str, pretrained: bool | str, download: bool = False) -> Weights | None:
+def resolve_weights(model: str, pretrained: bool | str, download: bool = False,
+                    overlay: dict | None = None) -> Weights | None:
     """The pretrained weights of `model` that a run will load (None: no pretrained weights).
+    `overlay` is a `pretrained_cfg_overlay` (e.g. `{"file": PATH}`: timm's pretrained path read from
+    a local file).
 
-    Raises ValueError for an architecture without published weights, an unknown tag (with the
-    close ones), or weights that are not cached when `download` is False."""
+    Raises ValueError for an architecture without published weights or an unknown tag (with the
+    close ones), `WeightsNotCachedError` for weights not cached when `download` is False."""
     tag = requested_tag(model, pretrained)
     if tag == "":
         return None
@@ -100,12 +112,18 @@ def resolve_weights(model: str, pretrained: bool | str, download: bool = False) 
                          (f"; did you mean {', '.join(close)}?" if close else "") +
                          f" ({arch} has {len(tags)}: `ncbench list models '{arch}.*' --pretrained`)")
     full = f"{arch}.{tag}"
+    items = tuple(sorted((overlay or {}).items()))
     if download:
-        return Weights(full, tag, None)
-    hit = cached_file(get_pretrained_cfg(full))
+        return Weights(full, tag, None, items)
+    hit = cached_file({**get_pretrained_cfg(full).to_dict(), **(overlay or {})})
     if hit is None:
-        raise ValueError(f"the weights '{full}' are not in the local cache and ncbench does not use the "
-                         f"network without --download: pass --download, or fetch them on a machine with "
-                         f"internet with {fetch_command(full)} (and copy ~/.cache/huggingface), or pass "
-                         "--checkpoint FILE")
-    return Weights(full, tag, hit)
+        import torch
+        from huggingface_hub import constants
+
+        hub = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+        raise WeightsNotCachedError(
+            f"the weights '{full}' are not on this machine (looked in {hub} and "
+            f"{Path(torch.hub.get_dir()) / 'checkpoints'}) and ncbench uses the network only with --download: "
+            f"pass --download, or on a machine with internet run {fetch_command(full)} and copy its hub "
+            "folder here (or set HF_HOME), or pass --checkpoint FILE")
+    return Weights(full, tag, hit, items)

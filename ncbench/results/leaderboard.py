@@ -11,7 +11,7 @@ versioned tasks.
 from __future__ import annotations
 
 import csv
-import hashlib
+import html
 import io
 import json
 import math
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncbench.results.integrity import file_sha256, integrity_problems
 from ncbench.results.load import read_long_csv, typed_results
-from ncbench.results.writer import atomic_write_text, format_value
+from ncbench.results.names import check_name
+from ncbench.results.writer import ResultsWriteError, atomic_write_text, ensure_dir, format_value
 
 IDENTITY = ("task", "task_version", "model", "pretrained", "dataset", "seed")
 """What makes two rows the same entry (`pretrained`: tag, `true`, `sha256:<16 hex>` or empty = scratch)."""
@@ -35,10 +37,9 @@ PROTOCOL_FIELDS = ("kind", "recipe", "options", "tier")
 """Spec fields a leaderboard run must share with the registry's spec (model, weights, data set,
 seed and device are the entry's identity and may differ)."""
 
-TIERS = {"cpu": "embedded CPU", "gpu": "GPU protocol"}
+TIERS = {"cpu": "embedded CPU", "gpu": "GPU protocol", "frozen": "frozen transfer"}
 LOCK_NAME = ".lock"
 README = "README.md"
-_TASK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _INT = re.compile(r"^-?\d+$")
 
 
@@ -116,14 +117,6 @@ def current_spec(task: str):
 
 # --------------------------------------------------------------------------- submissions: run -> rows
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_tag(spec: dict) -> str:
     """Identity of the starting weights: checkpoint hash, pretrained tag, `true`, or "" (scratch)."""
     ckpt = spec.get("checkpoint")
@@ -132,11 +125,9 @@ def weights_tag(spec: dict) -> str:
         if not p.is_file():
             raise ValueError(f"checkpoint '{ckpt}' not found: its hash identifies the weights, so submit from "
                              f"the machine that has the file")
-        return "sha256:" + file_sha256(p)[:16]
-    pre = spec.get("pretrained")
-    if pre is True or (isinstance(pre, str) and pre.lower() == "true"):
-        return "true"
-    return str(pre) if pre else ""
+    from ncbench.preflight import weights_identity
+
+    return weights_identity(ckpt, spec.get("pretrained"))
 
 
 def protocol_diff(ran: dict, spec: dict) -> list[str]:
@@ -169,6 +160,9 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
         ran, cfg_hash = cfg["spec"], cfg["config_hash"]
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{name}: config.json is unreadable ({type(e).__name__}: {e})") from None
+    problems = integrity_problems(task_dir, cfg)
+    if problems:
+        raise ValueError(f"{name}: integrity: {'; '.join(problems)}")
     try:
         raw = read_long_csv(results)
         typed = typed_results(raw, str(results))
@@ -186,7 +180,15 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
     if first["config_hash"] != cfg_hash:
         raise ValueError(f"{name}: results.csv (config {first['config_hash']}) and config.json (config "
                          f"{cfg_hash}) disagree: the folder mixes two runs, rerun the task")
+    try:
+        recomputed = spec_hash(ran)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    if recomputed != cfg_hash:
+        raise ValueError(f"{name}: config.json's config hash {cfg_hash} is not the hash of the spec it records "
+                         f"({recomputed}): the folder was edited; rerun the task")
     spec = current_spec(task)
+    check_model(name, first["model"], ran, spec.model)
     version = int(first["task_version"])
     if version != spec.version:
         age = "stale" if version < spec.version else "newer than this ncbench"
@@ -209,6 +211,12 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
     if missing:
         raise ValueError(f"{task}: incomplete, headline metrics {missing} have no summary row "
                          f"(has {sorted(metrics)})")
+    from ncbench.metrics.vocabulary import declaration
+
+    out_of_range = [f"{m} = {v!r} is outside its range {d.describe_range()} ({d.note})"
+                    for m, v in metrics.items() if (d := declaration(m)) is not None and not d.contains(v)]
+    if out_of_range:
+        raise ValueError(f"{task}: impossible values: {'; '.join(out_of_range)}")
     primary = board.get("primary")
     if primary and not math.isfinite(metrics.get(primary, math.nan)):
         raise ValueError(f"{task}: incomplete, primary metric '{primary}' is {metrics.get(primary)}")
@@ -219,6 +227,36 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
     row.update({c: first[c] for c in PROVENANCE if c in raw.columns})
     row["date"] = first["started_at"]
     return Entry(task, row, task_dir)
+
+
+def spec_hash(spec: dict) -> str:
+    """The config hash of a recorded spec, recomputed (ValueError if it is not a valid spec, or if its
+    checkpoint, which the hash names by content, is not on this machine)."""
+    from ncbench.tasks.base import TaskSpec
+
+    weights_tag(spec)
+
+    try:
+        return TaskSpec.from_dict(dict(spec), "config.json").config_hash()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config.json's spec is not a valid task spec ({e})") from None
+
+
+def check_model(name: str, model: str, spec: dict, shipped: str) -> None:
+    """A leaderboard model is the one the spec recorded, and a timm architecture (its weights: the
+    pretrained tag or the checkpoint's sha256) unless it is the shipped spec's own (`none` of the
+    model-free theory tasks)."""
+    from ncbench.models.backbone import check_model_name
+    from ncbench.registry import UnknownNameError
+
+    if model != spec.get("model"):
+        raise ValueError(f"{name}: results.csv names model {model!r}, config.json's spec {spec.get('model')!r}")
+    if model == shipped:
+        return
+    try:
+        check_model_name(model)
+    except UnknownNameError as e:
+        raise ValueError(f"{name}: model {model!r} is not a timm architecture ({e})") from None
 
 
 def task_dirs_of_run(run_dir: Path) -> tuple[list[Path], list[str]]:
@@ -379,8 +417,7 @@ def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | N
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     entries, notes = collect_entries([Path(r) for r in run_dirs])
-    lb_dir = leaderboards_dir(leaderboards)
-    lb_dir.mkdir(parents=True, exist_ok=True)
+    lb_dir = ensure_dir(leaderboards_dir(leaderboards))
     result = SubmitResult(notes=notes)
     from filelock import Timeout
 
@@ -389,8 +426,10 @@ def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | N
             tables = read_tables(lb_dir)
             reasons = []
             for e in entries:
-                if not _TASK_NAME.match(e.task):
-                    reasons.append(f"task name {e.task!r} cannot name a file")
+                try:
+                    check_name("task name", e.task)
+                except ValueError as err:
+                    reasons.append(str(err))
                     continue
                 try:
                     tables[e.task], action = merge(tables.get(e.task), e, replace)
@@ -405,16 +444,24 @@ def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | N
     except Timeout:
         raise ValueError(f"{lb_dir / LOCK_NAME} stayed locked for {lock_timeout:.0f} s by another submission; "
                          f"retry, or delete the lock file if no submission is running") from None
+    except ResultsWriteError:
+        raise
+    except OSError as e:   # the lock file itself (a read-only folder)
+        raise ResultsWriteError(lb_dir / LOCK_NAME, e) from None
     return result
 
 
 def render(leaderboards: str | Path | None = None) -> Path:
     """Re-render README.md from the CSVs (after a hand edit or a task version bump)."""
-    lb_dir = leaderboards_dir(leaderboards)
-    lb_dir.mkdir(parents=True, exist_ok=True)
-    with _lock(lb_dir, 120.0):
-        tables = read_tables(lb_dir)
-        atomic_write_text(lb_dir / README, render_readme(tables))
+    lb_dir = ensure_dir(leaderboards_dir(leaderboards))
+    try:
+        with _lock(lb_dir, 120.0):
+            tables = read_tables(lb_dir)
+            atomic_write_text(lb_dir / README, render_readme(tables))
+    except ResultsWriteError:
+        raise
+    except OSError as e:
+        raise ResultsWriteError(lb_dir / LOCK_NAME, e) from None
     return lb_dir / README
 
 
@@ -509,8 +556,18 @@ def standings(task: str, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return disp, notes
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|])")
+
+
+def markdown_cell(value) -> str:
+    """One table cell as literal text: Markdown specials backslash-escaped, HTML (& < >) as entities,
+    line breaks as spaces (a submitted name can neither break the table nor inject markup)."""
+    text = " ".join(str(value).splitlines())
+    return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
 def markdown_table(df: pd.DataFrame, right: set[str] = frozenset()) -> str:
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    esc = markdown_cell
     lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |",
              "|" + "|".join("---:" if c in right else "---" for c in df.columns) + "|"]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -546,7 +603,7 @@ def render_readme(tables: dict[str, pd.DataFrame]) -> str:
         board, version, tier = _board(task)
         disp, notes = standings(task, tables[task])
         primary = board.get("primary")
-        head = [f"## {task}", ""]
+        head = [f"## {markdown_cell(task)}", ""]
         if version is not None:
             direction = "higher" if (board.get("metrics", {}).get(primary) or {}).get("higher_is_better") else "lower"
             head.append(f"Tier: **{TIERS.get(tier, tier)}** · task version {version} · primary metric "
@@ -561,7 +618,7 @@ def render_readme(tables: dict[str, pd.DataFrame]) -> str:
             parts.append("Metrics: " + "; ".join(
                 f"`{m}` {'higher' if (spec or {}).get('higher_is_better') else 'lower'} is better"
                 + (" (primary)" if m == primary else "") for m, spec in board["metrics"].items()) + ".\n")
-        parts += [f"*{n}.*\n" for n in notes]
+        parts += [f"*{markdown_cell(n)}.*\n" for n in notes]
     return "\n".join(parts)
 
 
@@ -589,6 +646,9 @@ def terminal_table(task: str, table: pd.DataFrame) -> str:
 
 def find_rows(ref: str, leaderboards: str | Path | None = None) -> list[tuple[str, int, dict]]:
     """Rows named by `TASK:N` (CSV row number), `TASK:RUN_ID` or a bare RUN_ID."""
+    if not ref.isascii() or not ref.isprintable() or not ref.strip():
+        raise ValueError(f"row {ref!r} is not a row id: use TASK:ROW with ASCII digits (row numbers from "
+                         f"`ncbench leaderboard TASK`), TASK:RUN_ID or a run id")
     lb_dir = leaderboards_dir(leaderboards)
     tables = read_tables(lb_dir)
     task, _, sel = ref.rpartition(":")
@@ -609,17 +669,36 @@ def find_rows(ref: str, leaderboards: str | Path | None = None) -> list[tuple[st
     return hits
 
 
-def compare(row: dict, rerun: dict, metrics: list[str], rtol: float, atol: float) -> pd.DataFrame:
-    """Per metric: submitted, rerun, |difference|, tolerance atol + rtol·|submitted|, agrees (NaN = NaN)."""
+def check_tolerance(name: str, value: float | None) -> float | None:
+    """None (use each metric's declared tolerance) or a finite number >= 0; else ValueError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (or left out to use each metric's declared "
+                         f"tolerance), got {value!r}")
+    return float(value)
+
+
+def compare(row: dict, rerun: dict, metrics: list[str], rtol: float | None = None,
+            atol: float | None = None) -> pd.DataFrame:
+    """Per metric: submitted, rerun, |difference|, tolerance atol + rtol·|submitted| (each metric's declared
+    atol/rtol from `ncbench.metrics.vocabulary`, unless given here), agrees (NaN = NaN)."""
+    from ncbench.metrics.vocabulary import MetricDeclaration, declaration
+
+    rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
     recs = []
     for m in metrics:
         a = float(row.get(m) or "nan")
         b = float(rerun.get(m) or "nan")
-        tol = atol + rtol * abs(a)
-        ok = (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
-        recs.append({"metric": m, "submitted": a, "rerun": b, "abs_diff": abs(a - b), "tolerance": tol,
-                     "agrees": bool(ok)})
-    return pd.DataFrame(recs, columns=["metric", "submitted", "rerun", "abs_diff", "tolerance", "agrees"])
+        decl = declaration(m) or MetricDeclaration()
+        m_atol = decl.atol if atol is None else atol
+        m_rtol = decl.rtol if rtol is None else rtol
+        tol = m_atol + m_rtol * abs(a)
+        ok = (math.isnan(a) and math.isnan(b)) or a == b or abs(a - b) <= tol
+        recs.append({"metric": m, "submitted": a, "rerun": b, "abs_diff": abs(a - b), "atol": m_atol,
+                     "rtol": m_rtol, "tolerance": tol, "agrees": bool(ok)})
+    return pd.DataFrame(recs, columns=["metric", "submitted", "rerun", "abs_diff", "atol", "rtol", "tolerance",
+                                       "agrees"])
 
 
 def rerun_overrides(row: dict, device: str, checkpoint: str | None) -> dict:
@@ -640,9 +719,12 @@ def rerun_overrides(row: dict, device: str, checkpoint: str | None) -> dict:
 
 def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | Path | None = None,
            out: str | Path = "results", device: str = "cpu", checkpoint: str | None = None,
-           rtol: float = 0.05, atol: float = 1e-4, progress: bool = True, log=print):
+           rtol: float | None = None, atol: float | None = None, progress: bool = True, log=print):
     """Rerun the configuration of leaderboard row(s) `ref` (or read an existing rerun in `run_dir`) and
-    compare each headline metric within atol + rtol·|submitted|. Returns [(task, row, comparison)]."""
+    compare each headline metric within atol + rtol·|submitted|: each metric's declared tolerance
+    (`ncbench.metrics.vocabulary`), or `rtol` / `atol` for all when given. Returns [(task, row, comparison)]."""
+    check_tolerance("rtol", rtol)
+    check_tolerance("atol", atol)
     hits = find_rows(ref, leaderboards)
     for task, i, row in hits:
         spec = current_spec(task)

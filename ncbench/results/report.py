@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ncbench.results.integrity import integrity_problems
 from ncbench.results.writer import atomic_write_text
 
 MAX_TABLE_ROWS = 60
@@ -50,11 +51,27 @@ def _task_section(task_dir: Path, page: Path) -> str:
     out = [f'<h2 id="{_e(name)}">{_e(name)}</h2>']
     err = task_dir / "error.json"
     cfg_path = task_dir / "config.json"
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    except (OSError, ValueError) as e:
+        out.append(f'<p class="failed">config.json is unreadable ({_e(type(e).__name__)}: {_e(e)}): '
+                   f"nothing of this task is shown</p>")
+        return "\n".join(out)
     if not (task_dir / "results.csv").is_file():
-        msg = json.loads(err.read_text(encoding="utf-8")).get("error", "") if err.is_file() else "no results.csv"
+        try:
+            msg = json.loads(err.read_text(encoding="utf-8")).get("error", "") if err.is_file() else "no results.csv"
+        except (OSError, ValueError, AttributeError):
+            msg = "error.json is unreadable"
         out.append(f'<p class="failed">Failed: {_e(msg)}</p>')
         return "\n".join(out)
+    recorded = cfg.get("files") if isinstance(cfg.get("files"), dict) else None
+    problems = integrity_problems(task_dir, cfg)
+    if problems and recorded is not None:      # a truncated or edited file: its numbers are not shown
+        out.append(f'<p class="failed">Damaged results, not shown: {_e("; ".join(problems))}. Rerun the task '
+                   f"(<code>--force</code>).</p>")
+        return "\n".join(out)
+    if problems:
+        out.append(f'<p class="note">Unverified: {_e(problems[0])}.</p>')
     spec = cfg.get("spec", {})
     if spec:
         out.append(f"<p>{_e(spec.get('description', ''))}</p>")
@@ -95,6 +112,9 @@ def _task_section(task_dir: Path, page: Path) -> str:
         if extra.name == "results.csv":
             continue
         t = pd.read_csv(extra)
+        if recorded is not None and extra.name not in recorded:
+            out.append(f'<p class="note">{_e(extra.name)} is not one of the files this run recorded '
+                       f"(config.json): unverified.</p>")
         cut = f' <span class="note">(first {MAX_TABLE_ROWS} of {len(t)} rows)</span>' if len(t) > MAX_TABLE_ROWS else ""
         out.append(f'<h3>{_e(extra.stem)} <a href="{_e(_rel(extra, page))}">{_e(extra.name)}</a>{cut}</h3>'
                    + _frame(t.head(MAX_TABLE_ROWS)))

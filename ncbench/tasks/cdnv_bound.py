@@ -4,15 +4,24 @@ Review eq. (16): V_f(P_i,P_j) ≤ (V_f(D_i,D_j) + B)(1 + A)², B ∝ 1/‖μ_i^D
 Per evaluated epoch: train CDNV (empirical), test CDNV (around test means; the population proxy),
 their ratio, min/mean squared class-mean distances on both splits, and the generalisation gap.
 The final epoch's per-pair CDNV matrices are saved as `cdnv_pairs.csv` (class_i, class_j, split, value).
+
+The bound itself (`ncbench.metrics.cdnv_bounds.cdnv_population_bound`, with `options.delta`, default
+0.05): from the final model's train features, per class pair, the bound on the population CDNV against
+the measured test CDNV (around the test means), in `cdnv_bound_pairs.csv` (class_i, class_j, train_cdnv,
+A, B, bound, test_cdnv, holds, tightness, vacuous), and in the summary `bound_holds_fraction`,
+`bound_holds_fraction_nonvacuous`, `bound_vacuous_fraction`, `bound_tightness_median`,
+`bound_cdnv_median`, `bound_delta`. These are new rows: the earlier rows are unchanged.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from ncbench.metrics.cdnv_bounds import class_moments, population_bound_table
 from ncbench.plotting import log_axis_plot, save_figure, series, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
@@ -29,7 +38,28 @@ def pair_table(matrix, split: str) -> pd.DataFrame:
 
 @register_task("cdnv_bound")
 class CDNVBound(TrajectoryTask):
-    default_options: dict = {}
+    default_options: ClassVar[dict] = {"delta": 0.05}   # failure probability of the population-CDNV bound
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        d = self.options["delta"]
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
+            raise ValueError(f"task '{spec.name}': options.delta must be a number in (0, 1), got {d!r}")
+
+    def bound_rows(self, ctx) -> tuple[dict[str, float], pd.DataFrame]:
+        """The population-CDNV bound from the final model's train features vs the test CDNV."""
+        from ncbench.training.feature_cache import FeatureCache
+
+        traj = self._trajectory
+        cache = FeatureCache(Path(ctx.cache_dir) / "features")
+        model = traj.load_final_model()
+        moments = []
+        for split, data in zip((traj.cfg.train_split, traj.cfg.test_split), traj.data()):
+            c = cache.features(model, data, model_name=self.spec.model, dataset=self.spec.dataset, split=split,
+                               classes=traj.cfg.classes, device=self.spec.device)
+            moments.append(class_moments(c.features, c.labels, data.num_classes))
+        table, summary = population_bound_table(*moments, delta=float(self.options["delta"]))
+        return summary, table
 
     def run(self, ctx) -> TaskOutput:
         rec = self.record(ctx)
@@ -55,7 +85,9 @@ class CDNVBound(TrajectoryTask):
                           split="summary", epoch=f.epoch, n_samples=f.test.n)
         pairs = pd.concat([pair_table(f.train.cdnv_matrix, "train"), pair_table(f.test.cdnv_matrix, "test")],
                           ignore_index=True)
-        return TaskOutput(rows, tables={"cdnv_pairs": pairs})
+        bound, bound_pairs = self.bound_rows(ctx)
+        rows += rows_from(bound, split="summary", epoch=f.epoch, n_samples=f.train.n)
+        return TaskOutput(rows, tables={"cdnv_pairs": pairs, "cdnv_bound_pairs": bound_pairs})
 
     def plot(self, rows, out_dir: Path) -> list[Path]:
 

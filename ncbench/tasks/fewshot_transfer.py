@@ -37,8 +37,11 @@ Rows (SPEC §9; `layer` is always empty: these are penultimate features):
 - `split="source_train"`: `S5/accuracy`, `S5/nc1`, `S5/cdnv`, `S5/nc1_quotient` (source train split);
   `split="source_test"`: `S5/accuracy` (held-out images of the source classes);
 - `split="target"`: `S5/ncc_acc_5shot`, `S5/ncc_acc_5shot_ci95`, `S5/probe_acc_5shot(_ci95)`,
-  `S5/episode_cdnv_5shot`, `S5/spearman_cdnv_error_5shot(_pvalue)` (per shot count), and the target
-  collapse `S5/cdnv`, `S5/nc1` over all target images;
+  `S5/episode_cdnv_5shot`, `S5/spearman_cdnv_error_5shot(_pvalue)` (per shot count), the measured
+  mean episode error `S5/ncc_error_5shot` beside its CDNV bound `S5/ncc_error_bound_5shot`
+  (`ncbench.metrics.cdnv_bounds.fewshot_error_bound`, target-class moments from all target images),
+  `..._ratio_5shot` (bound / measured) and `..._vacuous_5shot` (1.0 when the bound is ≥ 1), and the
+  target collapse `S5/cdnv`, `S5/nc1` over all target images;
 - `epoch` is the final epoch of the source training (0 for a pretrained backbone); `n_samples` is
   the number of episodes for episode metrics, of images otherwise;
 - `split="summary"`: the headline of the largest source set, unprefixed (`ncc_acc_5shot(_ci95)`,
@@ -265,6 +268,7 @@ class FewShotTransfer(TrajectoryTask):
         """Target rows of one backbone, its per-shot summary, and its per-episode table rows."""
         from ncbench.fewshot import evaluate_episodes
         from ncbench.metrics import collapse_metrics
+        from ncbench.metrics.cdnv_bounds import fewshot_bound_metrics
 
         o = self.options
         rows, summary, per_episode = [], {}, []
@@ -279,6 +283,7 @@ class FewShotTransfer(TrajectoryTask):
             if res.probe_acc is not None:
                 vals[f"probe_acc_{k}shot"] = s["fewshot_probe_acc"]
                 vals[f"probe_acc_{k}shot_ci95"] = s["fewshot_probe_acc_ci95"]
+            vals.update(fewshot_bound_metrics(features, labels, k, o["n_way"], 1.0 - s["fewshot_ncc_acc"]))
             summary.update(vals)
             rows += rows_from(vals, split="target", epoch=epoch, n_samples=ep.num_episodes, prefix=prefix)
             table = {"backbone": prefix.rstrip("/"), "k_shot": k, "episode": range(ep.num_episodes),

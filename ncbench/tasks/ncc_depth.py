@@ -47,20 +47,64 @@ def minimal_depth(errors, epsilon: float) -> float:
     return math.nan
 
 
-def _split_batches(data: ImageDataset, batch_size: int):
+def _split_batches(data, batch_size: int):
+    """Batches `(x, y)` of an in-memory `ImageDataset` (sharded under torchrun), or of a split that
+    streams itself (`data.stream(batch_size)`, `ncbench.data.streaming.StreamedSplit`)."""
+    if hasattr(data, "stream"):
+        yield from data.stream(batch_size)
+        return
     for b in dist.shard(torch.arange(len(data))).split(batch_size):
         yield data.batch(b)
+
+
+class PooledCache:
+    """The pooled train features of every layer (and labels, logits) kept for pass two, in one
+    preallocated buffer per tensor (filled batch by batch, so many small cached blocks never
+    fragment the heap between the forward's large temporaries), or nothing when `n` samples
+    would exceed `budget` bytes (pass two then runs the forward again)."""
+
+    def __init__(self, n: int, budget: int):
+        self.n, self.budget, self.ok, self.pos = n, budget, True, 0
+        self.bufs: list[torch.Tensor] | None = None
+
+    def add(self, pooled: list[torch.Tensor], y: torch.Tensor, z: torch.Tensor | None) -> None:
+        if not self.ok:
+            return
+        parts = [*pooled, y] + ([z] if z is not None else [])
+        if self.bufs is None:
+            width = sum(p[0].numel() for p in parts)
+            if self.n * width * 4 > self.budget:
+                self.ok = False
+                return
+            self.bufs = [p.new_empty((self.n, *p.shape[1:])) for p in parts]
+            self.has_logits = z is not None
+        b = len(y)
+        for buf, p in zip(self.bufs, parts):
+            buf[self.pos:self.pos + b].copy_(p)
+        self.pos += b
+
+    def batches(self, batch_size: int):
+        bufs = [] if self.bufs is None else [b[:self.pos] for b in self.bufs]
+        for a in range(0, self.pos, batch_size):
+            chunk = [b[a:a + batch_size] for b in bufs]
+            if self.has_logits:
+                yield chunk[:-2], chunk[-2], chunk[-1]
+            else:
+                yield chunk[:-1], chunk[-1], None
 
 
 @torch.no_grad()
 def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, granularity: str = "blocks",
                      token_pool: str = "auto", batch_size: int = 512, with_prediction: bool = True,
-                     device=None) -> dict:
+                     device=None, on_batch=None) -> dict:
     """Per-layer collapse statistics of `model` (a `Backbone`) on `train` (and `test`).
 
     Returns `{"layers": [names], "kinds": [...], "dims": [...], "granularity", "token_pool",
     "train": {metric: [one value per layer]}, "test": {...}}` (plain Python, picklable).
     `with_prediction=False` leaves `nc4` NaN (no trained classifier to compare with).
+    `"collapse"`: every SPEC §2 metric of the last layer (`pre_logits`) on each split (own means).
+    `on_batch(split, pooled, y)` sees each batch of the first pass of each split (e.g. to keep the
+    penultimate features): one forward serves every layer and the caller.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -80,20 +124,18 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
                            logits.float() if with_prediction else None)
 
             stats = [CollapseStats(K, device=device) for _ in range(L)]
-            cache: list | None = []
+            cache = PooledCache(len(train), FEATURE_CACHE_BYTES)
             for pooled, y, z in forward(train):
                 for s, p in zip(stats, pooled):
                     s.update(p, y)
-                if cache is not None:
-                    cache.append((pooled, y, z))
-                    width = sum(p.shape[1] for p in pooled) + (K if z is not None else 0) + 1
-                    if len(train) * width * 4 > FEATURE_CACHE_BYTES:
-                        cache = None                 # too big: pass two runs the forward again
+                if on_batch is not None:
+                    on_batch("train", pooled, y)
+                cache.add(pooled, y, z)
             if dist.is_distributed():
                 for s in stats:
                     s.all_reduce()
             second = [s.second_pass() for s in stats]
-            for pooled, y, z in (cache if cache is not None else forward(train)):
+            for pooled, y, z in (cache.batches(batch_size) if cache.ok else forward(train)):
                 for c, p in zip(second, pooled):
                     c.update(p, y, z)
             del cache
@@ -104,6 +146,7 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
                 for c in second:
                     c.all_reduce()
             out["train"] = _collect(stats, second, second)
+            out["collapse"] = {"train": stats[-1].compute(second[-1]).metrics}
             out["n"] = {"train": stats[0].n}
             if test is not None:
                 tstats = [CollapseStats(K, s.dim, device) for s in stats]
@@ -112,11 +155,14 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
                     for s, c, p in zip(tstats, ncc, pooled):
                         s.update(p, y)
                         c.update(p, y, z)
+                    if on_batch is not None:
+                        on_batch("test", pooled, y)
                 if dist.is_distributed():
                     for s, c in zip(tstats, ncc):
                         s.all_reduce()
                         c.all_reduce()
                 out["test"] = _collect(tstats, None, ncc)
+                out["collapse"]["test"] = {**tstats[-1].compute().metrics, "ncc_acc": ncc[-1].ncc_acc()}
                 out["n"]["test"] = tstats[0].n
     finally:
         model.train(was_training)

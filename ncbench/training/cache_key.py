@@ -15,19 +15,12 @@ import hashlib
 from pathlib import Path
 
 import ncbench
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from ncbench import digests
 
 
 @functools.lru_cache(maxsize=64)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return _sha256_file(Path(path))
+    return digests.file_sha256(path)
 
 
 def file_sha256(path: str | Path) -> str:

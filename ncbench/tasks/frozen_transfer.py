@@ -1,0 +1,190 @@
+"""`frozen_transfer`: a pretrained timm model (or a checkpoint) measured on a target data set, frozen.
+
+No training. Preprocessing is timm's own evaluation transform for the model and its weights
+(`ncbench.data.preprocessing`: input size, crop, mean/std, interpolation from `pretrained_cfg`,
+overridable with `options.preprocess`). One streamed forward per split (`ncbench.transfer.
+frozen_pass`) gives, on the target classes:
+
+- per layer (blocks or stages, pooled; SPEC §5): `ncc_acc` (train means) on train and test,
+  `cdnv`, `nc1`; the minimal NCC-depth at ε (`ncc_depth`, `ncc_depth_test`);
+- at the penultimate layer (rows with an empty `layer`): every SPEC §2 collapse metric of each split;
+- on the kept penultimate features (`max_train_per_class`, `max_test_per_class` per class, seeded):
+  `probe_acc` (multinomial logistic regression, `ncbench.transfer.linear_probe`), `knn_acc`
+  (train → test) and `knn_loo_acc` (leave-one-out on train), LogME, the three NCTI scores
+  (`ncti_seli`, `ncti_ncc`, `ncti_vc`; the index itself needs a model set: `transfer_ranking`),
+  and n-way k-shot episodes on the test split (`ncbench.fewshot`: NCC accuracy with 95% CI).
+
+Estimators that a ranking uses see the target **train** split only (`logme`, `ncti_*`,
+`knn_loo_acc`, `ncc_acc`, `nc1`, `cdnv`); the ground truth `probe_acc` is measured on **test**.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+
+from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
+
+ESTIMATORS_ON_TRAIN = ("logme", "ncti_seli", "ncti_ncc", "ncti_vc", "knn_loo_acc", "ncc_acc", "nc1", "cdnv")
+
+
+def weights_of(spec) -> dict:
+    """`{"pretrained": tag or True/False, "checkpoint": path or None}` of a spec."""
+    pre = spec.pretrained
+    if isinstance(pre, str) and pre.lower() in ("true", "1", "yes"):
+        pre = True
+    if isinstance(pre, str) and pre.lower() in ("", "false", "0", "no"):
+        pre = False
+    return {"pretrained": pre, "checkpoint": spec.checkpoint}
+
+
+@register_task("frozen_transfer")
+class FrozenTransfer(Task):
+    """Collapse, NCC-depth, probe, k-NN, few-shot, LogME and NCTI scores of a frozen model on a target."""
+
+    default_options: ClassVar[dict] = {
+        "classes": None,                 # target class subset (label ids), relabelled 0..n-1
+        "train_split": "train", "test_split": "test",
+        "preprocess": {},                # overrides of timm's data config (input_size, crop_pct, mean, ...)
+        "in_chans": None,                # default: the channels of preprocess.input_size, else 3
+        "model_kwargs": {},              # passed to timm.create_model (e.g. pretrained_cfg_overlay)
+        "batch_size": 256, "workers": 0, "pin_memory": None,
+        "granularity": "blocks", "token_pool": "auto", "epsilon": 0.01,
+        "max_train_per_class": 500, "max_test_per_class": 500, "subset_seed": 0,
+        "knn_k": 10, "knn_metric": "cosine", "probe_l2": 1e-3,
+        "fewshot": {"n_way": 5, "shots": [1, 5], "queries": 15, "episodes": 600, "seed": 0},
+    }
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        from ncbench.data.preprocessing import OVERRIDES
+        from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS
+
+        o = self.options
+        bad = sorted(set(o["preprocess"] or {}) - set(OVERRIDES))
+        if bad:
+            raise ValueError(f"task '{spec.name}': unknown options.preprocess keys {bad}; known: {list(OVERRIDES)}")
+        if o["granularity"] not in GRANULARITIES or o["token_pool"] not in TOKEN_POOLS:
+            raise ValueError(f"task '{spec.name}': granularity must be one of {GRANULARITIES} and token_pool "
+                             f"one of {TOKEN_POOLS}")
+        w = weights_of(spec)
+        if w["pretrained"] and not w["checkpoint"]:         # fail fast, before any data is read
+            from ncbench.models.pretrained import resolve_weights
+
+            overlay = dict(o["model_kwargs"]).get("pretrained_cfg_overlay")
+            resolve_weights(spec.model, w["pretrained"], spec.download, overlay)
+
+    # -- building --------------------------------------------------------------------------
+    def build_model(self, num_classes: int = 2):
+        """The frozen backbone (a random init is seeded by the spec's seed); its head is unused."""
+        from ncbench.models.backbone import build_backbone
+        from ncbench.training.seeding import seed_everything
+
+        o, w = self.options, weights_of(self.spec)
+        size = (o["preprocess"] or {}).get("input_size")
+        in_chans = int(o["in_chans"] or (size[0] if size else 3))
+        seed_everything(self.spec.seed)
+        model = build_backbone(self.spec.model, num_classes, in_chans, pretrained=w["pretrained"] or False,
+                               checkpoint=w["checkpoint"], download=self.spec.download, **dict(o["model_kwargs"]))
+        return model.to(self.spec.device).eval(), in_chans
+
+    def splits(self, body, in_chans: int):
+        """The target's streamed train and test splits with the model's preprocessing."""
+        from ncbench.data import load_dataset
+        from ncbench.data.imagefolder import folder_source
+        from ncbench.data.preprocessing import data_config, eval_transform, image_mode
+        from ncbench.data.streaming import StreamedSplit, TensorImages, class_subset, folder_root
+
+        o, s = self.options, self.spec
+        cfg = data_config(body, o["preprocess"])
+        if cfg["input_size"][0] != in_chans:
+            raise ValueError(f"task '{s.name}': the model takes {in_chans} input channels but the preprocessing "
+                             f"input_size is {cfg['input_size']}: set options.preprocess.input_size, mean and std")
+        transform, mode = eval_transform(cfg), image_mode(cfg)
+        root = folder_root(s.dataset)
+        out = []
+        for split in (o["train_split"], o["test_split"]):
+            src = (folder_source(root, split) if root is not None else
+                   TensorImages(load_dataset(s.dataset, split, s.data_dir, s.download)))
+            if o["classes"] is not None:
+                src = class_subset(src, [int(c) for c in o["classes"]])
+            out.append(StreamedSplit(src, transform, mode, int(o["workers"]), o["pin_memory"]))
+        return out[0], out[1], cfg
+
+    # -- measuring -------------------------------------------------------------------------
+    def measure(self) -> tuple[list[dict], dict]:
+        from ncbench.tasks.ncc_depth import LAYER_METRICS, depths
+        from ncbench.transfer.frozen_pass import measure_frozen
+
+        o = self.options
+        model, in_chans = self.build_model()
+        train, test, cfg = self.splits(model.body, in_chans)
+        K = len(train.classes)
+        m = measure_frozen(model, train, test, batch_size=int(o["batch_size"]), granularity=o["granularity"],
+                           token_pool=o["token_pool"], keep_per_class=o["max_train_per_class"],
+                           keep_test_per_class=o["max_test_per_class"], seed=int(o["subset_seed"]),
+                           device=self.spec.device)
+        st = m.layers
+        rows: list[dict] = []
+        eps = float(o["epsilon"])
+        d = depths(st, eps)
+        for split in ("train", "test"):
+            n = st["n"][split]
+            for i in range(len(st["layers"])):
+                rows += rows_from({k: st[split][k][i] for k in LAYER_METRICS if k != "nc4"}, split=split,
+                                  layer=i, n_samples=n)
+            rows += rows_from(st["collapse"][split], split=split, n_samples=n)
+        summary = {"probe_acc": math.nan, "knn_acc": math.nan, "knn_loo_acc": math.nan, "logme": math.nan}
+        summary.update(self.estimates(m, K))
+        summary.update({"ncc_acc": st["collapse"]["train"]["ncc_acc"], "test_ncc_acc": st["collapse"]["test"]["ncc_acc"],
+                        "nc1": st["collapse"]["train"]["nc1"], "cdnv": st["collapse"]["train"]["cdnv"],
+                        "test_nc1": st["collapse"]["test"]["nc1"], "test_cdnv": st["collapse"]["test"]["cdnv"],
+                        "ncc_depth": d["train"], "ncc_depth_test": d["test"], "epsilon": eps,
+                        "n_layers": float(len(st["layers"])), "feature_dim": float(st["dims"][-1]),
+                        "n_train": float(st["n"]["train"]), "n_test": float(st["n"]["test"]),
+                        "n_train_kept": float(len(m.train_labels)), "n_test_kept": float(len(m.test_labels))})
+        rows += rows_from(summary, split="summary", n_samples=st["n"]["train"])
+        meta = {"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+                "layers": st["layers"], "granularity": st["granularity"], "num_classes": K,
+                "classes": list(train.classes), "weights": str(model.pretrained or "random init")}
+        return rows, meta
+
+    def estimates(self, m, K: int) -> dict[str, float]:
+        """Probe, k-NN, LogME, NCTI and few-shot numbers on the kept penultimate features."""
+        from ncbench.fewshot.episodes import sample_episodes
+        from ncbench.fewshot.evaluate import evaluate_episodes
+        from ncbench.transfer.knn import knn_accuracy, knn_loo_accuracy
+        from ncbench.transfer.linear_probe import probe_accuracy
+        from ncbench.transfer.logme import logme
+        from ncbench.transfer.ncti import ncti_components
+
+        o = self.options
+        htr, ytr, hte, yte = m.train_features, m.train_labels, m.test_features, m.test_labels
+        out: dict[str, float] = {}
+        finite = bool(torch.isfinite(htr).all() and torch.isfinite(hte).all())
+        if not finite or len(htr) == 0:
+            return {"probe_acc": math.nan}
+        k = min(int(o["knn_k"]), len(htr) - 1)
+        out["probe_acc"] = probe_accuracy(htr.numpy(), ytr.numpy(), hte.numpy(), yte.numpy(), l2=float(o["probe_l2"]))
+        out["knn_acc"] = knn_accuracy(htr, ytr, hte, yte, k=k, metric=o["knn_metric"], num_classes=K)
+        out["knn_loo_acc"] = knn_loo_accuracy(htr, ytr, k=k, metric=o["knn_metric"], num_classes=K)
+        out["logme"] = logme(htr.numpy(), ytr.numpy(), K)
+        out.update(ncti_components(htr.numpy(), ytr.numpy(), K))
+        fs = dict(o["fewshot"] or {})
+        n_way = min(int(fs.get("n_way", 5)), K)
+        for shot in fs.get("shots", []):
+            key = f"fewshot_ncc_acc_{int(shot)}shot"
+            try:
+                ep = sample_episodes(yte, n_way, int(shot), int(fs.get("queries", 15)), int(fs.get("episodes", 600)),
+                                     int(fs.get("seed", 0)))
+            except ValueError:                       # a class too small for k + q samples
+                out[key] = out[key + "_ci95"] = math.nan
+                continue
+            res = evaluate_episodes(hte, ep).summary()
+            out[key], out[key + "_ci95"] = res["fewshot_ncc_acc"], res["fewshot_ncc_acc_ci95"]
+        return out
+
+    def run(self, ctx) -> TaskOutput:
+        rows, meta = self.measure()
+        return TaskOutput(rows, meta=meta)
