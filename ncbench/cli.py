@@ -153,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from ncbench.data import DatasetNotFoundError
-    from ncbench.registry import UnknownNameError
+    from ncbench.registry import UnknownNameError   # (a missing data set is a FileNotFoundError: an OSError)
     try:
         if args.command == "list":
             return _list(args)
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `ncbench leaderboard | head` (before OSError, its base)
         sys.stderr.close()
         return 0
-    except (UnknownNameError, DatasetNotFoundError, OSError, ValueError) as e:   # OSError: e.g. a full disk
+    except (UnknownNameError, OSError, ValueError) as e:   # OSError: e.g. a full disk
         print(f"ncbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

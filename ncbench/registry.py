@@ -32,9 +32,17 @@ def suggest(kind: str, name: str, choices: list[str], listing: str | None = None
 class Registry(Generic[T]):
     """A named collection; registering a name twice is an error."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
+        """`loader`, if given, is called once before the first lookup (e.g. to import the modules that
+        register the items), so that building the registry costs nothing until it is read."""
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._loader = loader
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            loader, self._loader = self._loader, None
+            loader()
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -46,15 +54,18 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
             raise suggest(self.kind, name, list(self._items)) from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:

@@ -172,3 +172,16 @@ def test_cli_under_torchrun_trains_ddp_and_rank0_writes(tmp_path):
     (csv,) = (tmp_path / "out").rglob("results.csv")
     df = pd.read_csv(csv)
     assert set(df[df.split == "train"].n_samples) == {1438} and set(df[df.split == "test"].n_samples) == {359}
+
+
+@pytest.mark.parametrize("argv", [["list", "tasks"], ["list", "suites"], ["leaderboard"]])
+def test_listing_and_leaderboards_do_not_import_torch(argv):
+    """Task kinds (which import torch) load on the first registry lookup, not to print a table."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ncbench.cli import main; rc = main(%r); "
+            "sys.exit(3 if 'torch' in sys.modules else rc)" % argv)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip()

@@ -15,7 +15,19 @@ from typing import Any, ClassVar
 
 from ncbench.registry import Registry
 
-TASK_KINDS: Registry[type[Task]] = Registry("task kind")
+KIND_MODULES = ("cdnv_bound", "fewshot_transfer", "frozen_transfer", "heldout_collapse", "layer_peeled",
+                "minority_collapse", "ncc_depth", "train_collapse", "transfer_ranking", "ufm")
+"""The modules of `ncbench.tasks` that define task kinds (they import torch: loaded on first lookup)."""
+
+
+def _import_kinds() -> None:
+    import importlib
+
+    for module in KIND_MODULES:
+        importlib.import_module(f"ncbench.tasks.{module}")
+
+
+TASK_KINDS: Registry[type[Task]] = Registry("task kind", loader=_import_kinds)
 
 
 def register_task(kind: str):
