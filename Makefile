@@ -45,7 +45,8 @@ gpu-check: $(STAMP)
 	$(BIN)/python scripts/gpu_check.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check ncbench tests
+	$(BIN)/ruff check ncbench tests scripts
+	$(BIN)/lint-imports   # the layering contracts of pyproject.toml [tool.importlinter]
 
 clean:
 	rm -rf $(VENV) build *.egg-info

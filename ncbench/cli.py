@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from ncbench.registry import UnknownNameError   # (a missing data set is a FileNotFoundError: an OSError)
+    from ncbench.registry import (
+        UnknownNameError,  # (a missing data set is a FileNotFoundError: an OSError)
+    )
     try:
         if args.command == "list":
             return _list(args)

@@ -87,7 +87,7 @@ def _device(name: str) -> str:
 
 
 def _run_leaderboard_suite(args) -> Path:
-    from ncbench.cli import _validate
+    from ncbench.preflight import check_spec
     from ncbench.specs import load_suite
     from ncbench.suite import run_tasks
 
@@ -98,7 +98,8 @@ def _run_leaderboard_suite(args) -> Path:
         overrides["pretrained"] = True if args.pretrained.lower() in ("true", "1", "yes") else args.pretrained
     suite = "leaderboard_frozen" if getattr(args, "tier", "trained") == "frozen" else "leaderboard"
     name, specs = load_suite(suite, **{k: v for k, v in overrides.items() if v is not None})
-    _validate(specs)
+    for s in specs:
+        check_spec(s)
     run_dir, runs = run_tasks(name, specs, Path(args.out), progress=not args.no_progress)
     failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]
     if failed:

@@ -14,11 +14,11 @@ def git_hash() -> str:
     root = Path(ncbench.__file__).resolve().parent.parent
     try:
         h = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                           text=True, timeout=10)
+                           text=True, timeout=10, check=False)
         if h.returncode != 0:
             return "unknown"
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
         return h.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

@@ -1,6 +1,7 @@
 """Trainer: deterministic, resumable, OOM back-off keeps the effective batch, DDP equals one process."""
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -126,6 +127,6 @@ def test_a_diverged_network_gives_nan_metrics_not_a_crash():
         for p in model.body.parameters():
             p.fill_(float("nan"))
     tr, te = evaluate(model, data, test, "cpu", 256, progress=False)
-    assert tr.n == len(data) and all(v != v for v in tr.collapse.values())
+    assert tr.n == len(data) and all(math.isnan(v) for v in tr.collapse.values())
     assert "non-finite" in tr.diagnostics["reasons"] and tr.diagnostics["nonfinite_samples"] == len(data)
-    assert te.n == len(test) and all(v != v for v in te.extra.values())
+    assert te.n == len(test) and all(math.isnan(v) for v in te.extra.values())

@@ -29,7 +29,7 @@ def stratified_split(labels: np.ndarray, train_fraction: float = TRAIN_FRACTION,
     for k in np.unique(labels):
         idx = np.flatnonzero(labels == k)
         idx = idx[rng.permutation(len(idx))]
-        cut = int(round(train_fraction * len(idx)))
+        cut = round(train_fraction * len(idx))
         train.append(idx[:cut])
         test.append(idx[cut:])
     return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}

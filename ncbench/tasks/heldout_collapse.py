@@ -9,6 +9,7 @@ for `nc1` this is expected but not guaranteed, so the task reports how often it 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def _ratio(a: float, b: float) -> float:
 @register_task("test_collapse")
 class TestCollapse(TrajectoryTask):
     __test__ = False  # a task kind, not a pytest class
-    default_options: dict = {}
+    default_options: ClassVar[dict] = {}
 
     def run(self, ctx) -> TaskOutput:
         rec = self.record(ctx)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar
 
 from ncbench.metrics import SPEC_METRICS
 from ncbench.plotting import log_axis_plot, save_figure, subplots
@@ -16,7 +17,7 @@ from ncbench.tasks.trained_backbone import TrajectoryTask
 
 @register_task("train_collapse")
 class TrainCollapse(TrajectoryTask):
-    default_options: dict = {}
+    default_options: ClassVar[dict] = {}
 
     def run(self, ctx) -> TaskOutput:
         rec = self.record(ctx)

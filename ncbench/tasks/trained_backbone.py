@@ -12,9 +12,9 @@ class TrajectoryTask(Task):
     def trajectory_config(self, **changes) -> TrajectoryConfig:
         s = self.spec
         recipe = Recipe.from_dict(s.recipe)
-        fields = dict(dataset=s.dataset, model=s.model, recipe=recipe, seed=s.seed, pretrained=s.pretrained,
-                      checkpoint=s.checkpoint, data_dir=s.data_dir, device=s.device, download=s.download,
-                      world_size=s.world_size)
+        fields = {"dataset": s.dataset, "model": s.model, "recipe": recipe, "seed": s.seed,
+                  "pretrained": s.pretrained, "checkpoint": s.checkpoint, "data_dir": s.data_dir,
+                  "device": s.device, "download": s.download, "world_size": s.world_size}
         fields.update(changes)
         return TrajectoryConfig(**fields)
 

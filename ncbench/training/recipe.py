@@ -62,7 +62,7 @@ class Recipe:
         if self.schedule == "cosine":
             return torch.optim.lr_scheduler.LambdaLR(
                 optimizer, lambda s: 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / total)).item()))
-        bounds = [int(round(m * self.epochs)) * steps_per_epoch for m in self.milestones]
+        bounds = [round(m * self.epochs) * steps_per_epoch for m in self.milestones]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, bounds, self.gamma)
 
 
