@@ -68,3 +68,28 @@ def test_integrations_on_cuda():
                            logits=model.logits(Hc))
     for k, v in ref.items():
         assert got.metrics["pre_logits"][k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+
+
+def test_resume_on_cuda_restores_the_rng_and_continues(tmp_path, interrupt_after):
+    """A CUDA checkpoint is loaded with map_location='cuda'; its RNG states must go back to the CPU."""
+    from ncbench.training.recipe import PROTOCOLS
+
+    data = load_dataset("digits", "train")
+    recipe = Recipe(**{**PROTOCOLS["cpu-mnist5k"].to_dict(), "epochs": 2, "batch_size": 128})
+
+    def model():
+        torch.manual_seed(0)
+        return build_backbone("test_vit", 10, 1, img_size=8, patch_size=2, drop_rate=0.2)
+
+    full = model()
+    Trainer(full, recipe, "cuda", seed=1, progress=False).fit(data)
+    interrupt_after(1)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(model(), recipe, "cuda", seed=1, progress=False).fit(data, checkpoint=tmp_path / "c.pt")
+    interrupt_after(None)
+    resumed = model()
+    t = Trainer(resumed, recipe, "cuda", seed=1, progress=False)
+    t.load_state_dict(torch.load(tmp_path / "c.pt", map_location="cuda", weights_only=True))
+    t.fit(data)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)   # CUDA kernels may reorder sums

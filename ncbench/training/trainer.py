@@ -129,10 +129,10 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         rng = state.get("rng") or {}
-        if "cpu" in rng:
-            torch.set_rng_state(rng["cpu"])
+        if "cpu" in rng:   # RNG states are CPU byte tensors, whatever map_location moved them to
+            torch.set_rng_state(rng["cpu"].cpu())
         if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         """Atomic checkpoint (write to a temporary file, then rename)."""
