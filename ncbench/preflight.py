@@ -87,7 +87,8 @@ def check_spec(spec) -> None:
     elif spec.pretrained or "." in spec.model:
         from ncbench.models.pretrained import resolve_weights
 
-        resolve_weights(spec.model, spec.pretrained, spec.download)
+        overlay = dict((spec.options or {}).get("model_kwargs") or {}).get("pretrained_cfg_overlay")
+        resolve_weights(spec.model, spec.pretrained, spec.download, overlay)   # e.g. {"file": PATH}
 
 
 def run_identity(spec, base: dict) -> str:
