@@ -1,6 +1,7 @@
 """The labelled image data set every task consumes: tensors in memory, normalised on access."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -52,6 +53,11 @@ class ImageDataset(torch.utils.data.Dataset):
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[idx].float()
         return (x - self._mean) / self._std, self.targets[idx]
+
+    def batches(self, index_batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """`batch(idx)` for each index tensor in turn (a streamed set decodes them in workers)."""
+        for idx in index_batches:
+            yield self.batch(idx)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x, y = self.batch(torch.tensor([i]))

@@ -6,11 +6,13 @@ the embedded sets are. Classes are sorted by folder name, labels 0..K-1.
 
 `folder_source(PATH, split)` streams the files (`ncbench.data.streaming`); `load_dataset(
 "imagefolder:PATH", split)` reads a small folder into memory as a uint8 `ImageDataset` (all images
-must share one size; per-channel mean/std of the train split) for the training tasks.
+must share one size; per-channel mean/std of the train split) for the training tasks, or streams
+it as a `StreamedImageDataset` when it is larger than `NCBENCH_STREAM_BYTES` (see `load_imagefolder`).
 """
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ import torch
 from ncbench.data.dataset import ImageDataset
 from ncbench.data.embedded import stratified_split
 from ncbench.data.registry import DatasetNotFoundError
-from ncbench.data.streaming import FolderImages, Subset
+from ncbench.data.streaming import FolderImages, StreamedImageDataset, Subset, channel_stats
 
 SPLITS = ("train", "test")
 
@@ -73,10 +75,30 @@ def _read(src, name: str) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays))
 
 
-def load_imagefolder(name: str, split: str) -> ImageDataset:
-    """A small image folder read into memory (uint8), for the training tasks."""
+def stream_settings() -> tuple[int, int]:
+    """(`NCBENCH_STREAM_BYTES`, `NCBENCH_STREAM_WORKERS`): a folder whose uint8 images would take more
+    than the first (default 4 GiB) is streamed with the second's worker processes (default
+    min(8, CPUs))."""
+    budget = int(os.environ.get("NCBENCH_STREAM_BYTES", str(4 << 30)))
+    workers = int(os.environ.get("NCBENCH_STREAM_WORKERS", str(min(8, os.cpu_count() or 1))))
+    return budget, workers
+
+
+def load_imagefolder(name: str, split: str, stream: bool | None = None,
+                     workers: int | None = None) -> ImageDataset | StreamedImageDataset:
+    """An image folder for the training tasks: read into memory (uint8), or, when `stream` (default:
+    when its images would take more than `NCBENCH_STREAM_BYTES`), a `StreamedImageDataset` decoding
+    them in `workers` DataLoader processes (same batches, same numbers, memory bounded by the batch)."""
     root = Path(name.split(":", 1)[1]).expanduser()
     src = folder_source(root, split)
+    budget, default_workers = stream_settings()
+    workers = default_workers if workers is None else workers
+    if stream is None:
+        stream = len(src) > 0 and len(src) * np.asarray(src.image(0)).nbytes > budget
+    if stream:
+        mean, std = channel_stats(folder_source(root, "train"), workers)
+        return StreamedImageDataset(src, mean, std, name, split, {"source": "imagefolder", "streamed": True},
+                                    workers=workers)
     images = _read(src, name)
     x = (images if split == "train" else _read(folder_source(root, "train"), name)).double() / 255.0
     mean = tuple(float(m) for m in x.mean((0, 2, 3)))

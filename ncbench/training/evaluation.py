@@ -25,8 +25,9 @@ def feature_batches(model: Backbone, data: ImageDataset, device, batch_size: int
     """(features, labels, logits) of this rank's shard of `data`, in eval mode, no augmentation."""
     model.eval()
     idx = dist.shard(torch.arange(len(data)))
-    for b in tqdm(idx.split(batch_size), desc=desc, leave=False, disable=not desc or not dist.is_main()):
-        x, y = data.batch(b)
+    chunks = list(idx.split(batch_size))
+    for x, y in tqdm(data.batches(chunks), total=len(chunks), desc=desc, leave=False,
+                     disable=not desc or not dist.is_main()):
         x = x.to(device, non_blocking=True)
         if torch.device(device).type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)

@@ -1,6 +1,7 @@
 """The training loop: SGD into the terminal phase, on CPU or CUDA, one process or DDP.
 
-Batches are index tensors sliced from an `ImageDataset` (no per-sample Python work). Shuffling
+Batches are index tensors sliced from an `ImageDataset` (no per-sample Python work), or decoded
+from disk by a `StreamedImageDataset`'s DataLoader workers for the same index tensors. Shuffling
 and augmentation draw from `epoch_generator(seed, epoch)`, so a run resumed from a checkpoint is
 bit-identical to an uninterrupted one on the same device. On CUDA out-of-memory the step is
 retried in micro-batches (gradient accumulation), halving until it fits: the effective batch,
@@ -177,12 +178,11 @@ class Trainer:
         seen, loss_sum, correct = 0, 0.0, 0
         it = tqdm(batches, desc=f"epoch {self.epoch + 1}/{r.epochs}", leave=False,
                   disable=not (self.progress and dist.is_main()))
-        for batch in it:
+        mine = [dist.shard(torch.arange(len(b))) for b in batches]   # this rank's share of each
+        for batch, m, (x, y) in zip(it, mine, data.batches([b[m] for b, m in zip(batches, mine)])):
             global_size = len(batch)
-            mine = dist.shard(torch.arange(global_size))   # this rank's positions in the global batch
-            x, y = data.batch(batch[mine])
             if r.augment:  # drawn for the global batch, so one process and DDP see the same images
-                x = augment_batch(x, draw_shifts(global_size, g)[mine])
+                x = augment_batch(x, draw_shifts(global_size, g)[m])
             if self.device.type == "cuda":  # pinned host memory: the copy overlaps the previous step
                 x, y = x.pin_memory(), y.pin_memory()
             x = x.to(self.device, non_blocking=True)
