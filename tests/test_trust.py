@@ -71,7 +71,7 @@ def test_same_command_twice_gives_byte_identical_values(tmp_path, one_thread):
 def test_poisoned_run_folder_files_never_execute(tmp_path, one_thread):
     run_dir, _ = quiet("t", [spec()], tmp_path)
     traj_dir = next((run_dir / "_trajectories").iterdir())
-    assert (traj_dir / "record.json").exists() and not list(traj_dir.glob("*.pt.tmp*"))
+    assert (traj_dir / "record.json").exists() and not list(traj_dir.glob(".*tmp*"))
     assert not (traj_dir / "record.pt").exists()
     marker = tmp_path / "executed"
     # a poisoned checkpoint (and no record): it must not be unpickled, the run trains again

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
+from ncbench.atomic_files import replacing
 from ncbench.results.schema import COLUMNS
 
 
@@ -65,23 +66,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     """
     path = Path(path)
     ensure_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+    except OSError as e:   # `replacing` removed the temporary file
         raise ResultsWriteError(path, e) from None
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete `.NAME.tmpPID` files that an interrupted writer left in `folder` (call under its lock)."""
+    """Delete `.NAME.tmp<pid>-<thread>` files that an interrupted writer left in `folder` (call under its lock)."""
     gone = []
     for p in Path(folder).glob(".*.tmp*"):
         try:

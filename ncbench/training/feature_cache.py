@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ncbench.atomic_files import torch_save
 from ncbench.data.dataset import ImageDataset
 
 PENULTIMATE = "penultimate"
@@ -94,13 +94,6 @@ def extract_features(model: nn.Module, data: ImageDataset, device: str | torch.d
     return torch.cat(out)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 class FeatureCache:
     """Features on disk under `root`, one file per `FeatureKey`; `hits`/`misses` count the requests."""
 
@@ -142,7 +135,7 @@ class FeatureCache:
         if features.ndim != 2 or len(features) != len(labels):
             raise ValueError(f"features must be (N, d) with one label per row, got {tuple(features.shape)} "
                              f"and {len(labels)} labels")
-        _atomic_save({"key": asdict(key), "features": features, "labels": labels,
+        torch_save({"key": asdict(key), "features": features, "labels": labels,
                       "classes": list(classes)}, self.path(key))
         return CachedFeatures(features, labels, list(classes), key)
 

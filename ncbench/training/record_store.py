@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
+
+from ncbench.atomic_files import replacing
 
 RECORD_SCHEMA = 1
 """Bumped when the stored form of a record changes; another schema is recomputed, not read."""
@@ -94,12 +95,10 @@ def save_record(rec, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     body = _encode(record_to_plain(rec), tensors, "record")
-    tmp = directory / f".record.safetensors.tmp{os.getpid()}"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, directory / "record.safetensors")
-    tmp = directory / f".record.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"schema": RECORD_SCHEMA, "record": body}, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, directory / "record.json")
+    with replacing(directory / "record.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    with replacing(directory / "record.json") as tmp:
+        tmp.write_text(json.dumps({"schema": RECORD_SCHEMA, "record": body}, sort_keys=True), encoding="utf-8")
 
 
 def load_record(directory: Path):

@@ -10,7 +10,6 @@ and hence the numbers, stay the same.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ncbench.atomic_files import torch_save
 from ncbench.data.dataset import ImageDataset
 from ncbench.models.backbone import Backbone
 from ncbench.training import distributed as dist
@@ -137,10 +137,7 @@ class Trainer:
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         """Atomic checkpoint (write to a temporary file, then rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        torch.save({**self.state_dict(), **(extra or {})}, tmp)
-        os.replace(tmp, path)
+        torch_save({**self.state_dict(), **(extra or {})}, path)
 
     # -- training ----------------------------------------------------------------------------
     def _step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, global_size: int) -> tuple[float, int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ncbench.atomic_files import torch_save
 from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.training import distributed as dist
@@ -241,7 +241,7 @@ class Trajectory:
         self.model = trainer.model
         if dist.is_main():
             self.dir.mkdir(parents=True, exist_ok=True)
-            _atomic_save(trainer.model.state_dict(), self.final_weights)
+            torch_save(trainer.model.state_dict(), self.final_weights)
             save_record(rec, self.dir)
         return rec
 
@@ -264,8 +264,3 @@ def _report(message: str) -> None:
     if dist.is_main():
         tqdm.write(message)
 
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
