@@ -21,13 +21,6 @@ rerunning skips finished tasks (same config hash) unless --force; an interrupted
 """
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="timm model name (e.g. resnet18, vit_small_patch16_224); overrides the spec")
     p.add_argument("--dataset", help="data set name (see `ncbench list datasets`); overrides the spec")
@@ -83,13 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(args) -> dict:
     import os
 
+    from ncbench.preflight import parse_pretrained, resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)   # torchrun: the run is a DDP run of `world` processes
     o = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "checkpoint": args.checkpoint,
-         "data_dir": args.data_dir, "device": _device(args.device), "world_size": world if world > 1 else None}
+         "data_dir": args.data_dir, "device": resolve_device(args.device), "world_size": world if world > 1 else None}
     if args.pretrained is not None:
-        flag = args.pretrained.lower()
-        o["pretrained"] = True if flag in ("true", "1", "yes") else False if flag in ("false", "0", "no") \
-            else args.pretrained
+        o["pretrained"] = parse_pretrained(args.pretrained)
     if args.download:
         o["download"] = True
     return {k: v for k, v in o.items() if v is not None}

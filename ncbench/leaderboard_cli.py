@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ncbench.preflight import parse_pretrained, resolve_device
+
 LB_HELP = "leaderboards folder (default: $NCBENCH_LEADERBOARDS, else the checkout's leaderboards/)"
 
 
@@ -79,23 +81,16 @@ def add_commands(sub) -> None:
     p.set_defaults(handler=_report)
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _run_leaderboard_suite(args) -> Path:
     from ncbench.preflight import check_spec
     from ncbench.specs import load_suite
     from ncbench.suite import run_tasks
 
-    overrides = {"model": args.model, "seed": args.seed, "data_dir": args.data_dir, "device": _device(args.device)}
+    overrides = {"model": args.model, "seed": args.seed, "data_dir": args.data_dir, "device": resolve_device(args.device)}
     if args.checkpoint:
         overrides["checkpoint"] = str(Path(args.checkpoint).expanduser().resolve())
     if args.pretrained:
-        overrides["pretrained"] = True if args.pretrained.lower() in ("true", "1", "yes") else args.pretrained
+        overrides["pretrained"] = parse_pretrained(args.pretrained)
     suite = "leaderboard_frozen" if getattr(args, "tier", "trained") == "frozen" else "leaderboard"
     name, specs = load_suite(suite, **{k: v for k, v in overrides.items() if v is not None})
     for s in specs:
@@ -166,7 +161,7 @@ def _verify(args) -> int:
 
     from ncbench.results.leaderboard import verify
 
-    results = verify(args.row, args.leaderboards, run_dir=args.run_dir, out=args.out, device=_device(args.device),
+    results = verify(args.row, args.leaderboards, run_dir=args.run_dir, out=args.out, device=resolve_device(args.device),
                      checkpoint=args.checkpoint, rtol=args.rtol, atol=args.atol, progress=not args.no_progress)
     ok = True
     for task, i, cmp in results:

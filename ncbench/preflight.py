@@ -19,6 +19,21 @@ NO_DATA_KINDS = ("ufm", "layer_peeled")
 """Task kinds that simulate (no data set, no backbone)."""
 
 
+def resolve_device(name: str) -> str:
+    """`auto` → `cuda` when a GPU is available, else `cpu`; any other name as given (checked later)."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def parse_pretrained(flag: str) -> bool | str:
+    """The `--pretrained` flag: true/1/yes → timm's default weights, false/0/no → none, else a tag."""
+    low = flag.lower()
+    return True if low in ("true", "1", "yes") else False if low in ("false", "0", "no") else flag
+
+
 def check_device(device: str) -> None:
     """`cpu`, `cuda`, `cuda:N` (with such a GPU present) or `mps` (when available)."""
     import torch
