@@ -179,6 +179,7 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     context = {"run_id": run_id, "task": spec.name, "task_version": spec.version, "model": spec.model,
                "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset,
                "seed": spec.seed, "precision": out.meta.get("precision", "fp32"),
+               "status": out.meta.get("status", "ok"), "status_reason": out.meta.get("status_reason", ""),
                "config_hash": spec.config_hash(), **prov}
     (task_dir / "config.json").unlink(missing_ok=True)   # the folder is "done" again only once all is written
     written = []

@@ -159,7 +159,7 @@ class RunContext:
 
 
 def rows_from(metrics: dict[str, float], *, split: str, epoch: int | None = None, layer: str | int | None = None,
-              n_samples: int | None = None, prefix: str = "") -> Iterable[dict]:
+              n_samples: int | None = None, prefix: str = "", variant: str = "") -> Iterable[dict]:
     for name, value in metrics.items():
-        yield {"split": split, "epoch": epoch, "layer": layer, "metric": prefix + name,
+        yield {"split": split, "epoch": epoch, "layer": layer, "variant": variant, "metric": prefix + name,
                "value": value, "n_samples": n_samples}
