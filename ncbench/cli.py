@@ -134,6 +134,11 @@ def _run(suite: str, specs, args) -> int:
     print("\nresult files:")
     for r in runs:
         print(f"  {r.status:8s} {r.csv}" + (f"  ({r.error})" if r.error else ""))
+    unranked = [r for r in runs if r.status != "failed" and r.run_status != "ok"]
+    if unranked:
+        print("\nruns that did not do what their recipe meant (flagged in results.csv `status`, never ranked):")
+        for r in unranked:
+            print(f"  {r.run_status:8s} {r.spec.name}: {r.run_reason}")
     failed = [r for r in runs if r.status == "failed"]
     return 1 if failed else 0
 

@@ -33,6 +33,7 @@ from ncbench.results.writer import (
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import RunContext, Task, TaskSpec
 from ncbench.training.distributed import is_main
+from ncbench.training.run_status import RunStatus, worst
 
 
 @dataclass
@@ -42,6 +43,8 @@ class TaskRun:
     dir: Path
     seconds: float = 0.0
     error: str = ""
+    run_status: str = "ok"     # ok | diverged | failed: did the trained runs it read do what their recipe meant
+    run_reason: str = ""
 
     @property
     def csv(self) -> Path:
@@ -154,12 +157,14 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     spec = task.spec
     if not force and is_done(spec, task_dir, log if main else None):
         log(f"[{spec.name}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
-        return TaskRun(spec, "skipped", task_dir)
+        cfg = json.loads((task_dir / "config.json").read_text(encoding="utf-8"))
+        return TaskRun(spec, "skipped", task_dir, run_status=cfg.get("status", "ok"),
+                       run_reason=cfg.get("status_reason", ""))
     log(f"[{spec.name}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
     t0 = time.perf_counter()
     prov = provenance(spec.device)
     ctx.out_dir = task_dir
-    ctx.trained = []
+    ctx.trained, ctx.statuses, ctx.min_train_accuracy = [], [], spec.min_train_accuracy
     try:
         out = task.run(ctx)
     except KeyboardInterrupt:
@@ -176,10 +181,14 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
         return run
     if not main:
         return TaskRun(spec, "done", task_dir, time.perf_counter() - t0)
+    status = worst([*ctx.statuses, RunStatus(out.meta.get("status", "ok"), out.meta.get("status_reason", ""))])
+    if not status.ok:
+        log(f"[{spec.name}] {status.status.upper()}: {status.reason} (its rows carry status={status.status}; "
+            f"leaderboards do not rank it)")
     context = {"run_id": run_id, "task": spec.name, "task_version": spec.version, "model": spec.model,
                "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset,
                "seed": spec.seed, "precision": out.meta.get("precision", "fp32"),
-               "status": out.meta.get("status", "ok"), "status_reason": out.meta.get("status_reason", ""),
+               "status": status.status, "status_reason": status.reason,
                "config_hash": spec.config_hash(), **prov}
     (task_dir / "config.json").unlink(missing_ok=True)   # the folder is "done" again only once all is written
     written = []
@@ -197,10 +206,11 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": seconds, "plots": plots,
                                           "meta": out.meta, "training": _unique(ctx.trained),
+                                          "status": status.status, "status_reason": status.reason,
                                           "files": record_files(task_dir, written)})
     (task_dir / "error.json").unlink(missing_ok=True)
     log(f"[{spec.name}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
-    return TaskRun(spec, "done", task_dir, seconds)
+    return TaskRun(spec, "done", task_dir, seconds, run_status=status.status, run_reason=status.reason)
 
 
 def _unique(trained: list[dict]) -> list[dict]:

@@ -59,6 +59,7 @@ class TaskSpec:
     download: bool = False
     device: str = "cpu"
     world_size: int = 1            # DDP processes (set by the CLI under torchrun); part of the identity
+    min_train_accuracy: float | None = None   # below it a trained run is `failed` (ncbench.training.run_status)
     source: str = ""
 
     RUNTIME: ClassVar[tuple[str, ...]] = ("description", "leaderboard", "data_dir", "download", "source")
@@ -140,6 +141,8 @@ class RunContext:
     force: bool = False            # train again instead of reading cached trajectories
     probes: dict[str, dict] = field(default_factory=dict)      # trajectory key -> probes
     trained: list[dict] = field(default_factory=list)          # who trained what the current task read
+    statuses: list = field(default_factory=list)               # RunStatus of each run the current task read
+    min_train_accuracy: float | None = None                    # the current task's recipe minimum
     _records: dict[str, Any] = field(default_factory=dict)
 
     def trajectory(self, cfg, probes: dict | None = None):
@@ -154,7 +157,12 @@ class RunContext:
             # under --force each trajectory is trained again once per invocation, then shared
             rec = traj.run(wanted, force=self.force and key not in self._records)
             self._records[key] = rec
-        self.trained.append({"trajectory": key, **rec.trained_by, "train_seconds": rec.seconds})
+        from ncbench.training.run_status import record_status
+
+        status = record_status(rec, self.min_train_accuracy, label=f"{cfg.model} on {cfg.dataset}")
+        self.statuses.append(status)
+        self.trained.append({"trajectory": key, **rec.trained_by, "train_seconds": rec.seconds,
+                             "status": status.status, "status_reason": status.reason})
         return rec, traj
 
 
