@@ -26,6 +26,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="data set name (see `ncbench list datasets`); overrides the spec")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the spec's recipe)")
     p.add_argument("--seed", type=int, help="random seed in [0, 2**32 - 1] (overrides the spec)")
+    p.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
+                   help="run each task once per seed (a group: results carry each seed, aggregate.csv the mean "
+                        "and 95%% CI over seeds); e.g. --seeds 0,1,2")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
     p.add_argument("--pretrained", default=None,
                    help="start from timm pretrained weights: 'true' (timm's default tag) or a tag such as "
@@ -40,6 +43,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else half the "
                                      "CPUs this process may use, at least 1; recorded in each config.json)")
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers joined by commas (e.g. 0,1,2), not {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct non-negative integers, got {text!r}")
+    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +92,8 @@ def _overrides(args) -> dict:
     from ncbench.preflight import parse_pretrained, resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)   # torchrun: the run is a DDP run of `world` processes
-    o = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "checkpoint": args.checkpoint,
+    o = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "seeds": args.seeds,
+         "checkpoint": args.checkpoint,
          "data_dir": args.data_dir, "device": resolve_device(args.device), "world_size": world if world > 1 else None}
     if args.pretrained is not None:
         o["pretrained"] = parse_pretrained(args.pretrained)
@@ -125,12 +139,14 @@ def _run(suite: str, specs, args) -> int:
         return 1 if any(r.status == "failed" for r in runs) else 0
     table = summary_table(runs)
     if len(table):
-        declared = {r.spec.name: list(r.spec.leaderboard.get("metrics", {})) for r in runs}
-        keep = table[[m in (declared.get(t) or [m]) for t, m in zip(table.task, table.metric)]]
-        short = keep.groupby("task", sort=False).head(8)   # the leaderboard's metrics, else the first 8
+        declared = {r.spec.name: set(r.spec.leaderboard.get("metrics", {})) & set(table.metric[table.task == r.spec.name])
+                    for r in runs}
+        keep = table[[m in (declared.get(t) or {m}) for t, m in zip(table.task, table.metric)]]
+        short = keep.groupby("task", sort=False).head(12)   # the leaderboard's metrics, else the first 12
         with pd.option_context("display.max_rows", 200, "display.width", 160, "display.float_format", "{:.4g}".format):
-            print("\nheadline metrics (final epoch; all of them in each results.csv, split == 'summary'):")
-            print(short.set_index(["task", "metric"]).to_string())
+            print("\nheadline metrics (final epoch, mean over seeds; all of them in each results.csv, "
+                  "split == 'summary'; groups: aggregate.csv has the 95% intervals):")
+            print(short.set_index(["task", "variant", "metric"]).to_string())
     print("\nresult files:")
     for r in runs:
         print(f"  {r.status:8s} {r.csv}" + (f"  ({r.error})" if r.error else ""))

@@ -15,7 +15,6 @@ from pathlib import Path
 SEED_RANGE = (0, 2**32)
 """Seeds accepted: numpy's `seed` takes 32-bit values, and `seed * 1_000_003 + epoch` stays in int64."""
 
-NO_DATA_KINDS = ("ufm", "layer_peeled")
 """Task kinds that simulate (no data set, no backbone)."""
 
 
@@ -87,11 +86,12 @@ def check_spec(spec) -> None:
     """Every check of this module for one task spec (raises ValueError / UnknownNameError)."""
     from ncbench.tasks import TASK_KINDS
 
-    TASK_KINDS.get(spec.kind)
-    check_seed(spec.seed)
-    check_device(spec.device)
-    if spec.kind in NO_DATA_KINDS:
+    kind = TASK_KINDS.get(spec.kind)
+    for seed in [spec.seed, *(spec.seeds or [])]:
+        check_seed(seed)
+    if kind.MODEL_FREE is not None:   # no data, no backbone, CPU whatever the command line says
         return
+    check_device(spec.device)
     from ncbench.data.registry import check_dataset_name
     from ncbench.models.backbone import check_model_name
 

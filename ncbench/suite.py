@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,16 +22,20 @@ from ncbench.preflight import weights_identity
 from ncbench.provenance import provenance
 from ncbench.results.integrity import integrity_problems, record_files
 from ncbench.results.names import check_name
+from ncbench.results.schema import MEMBERS_FOLDER
+from ncbench.results.variants import join_variants
 from ncbench.results.writer import (
     ResultsWriteError,
+    atomic_write_text,
     ensure_dir,
     remove_stale_temporaries,
     write_json,
     write_long_csv,
     write_table_csv,
 )
+from ncbench.specs.groups import axis_name, derived_of, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
-from ncbench.tasks.base import RunContext, Task, TaskSpec
+from ncbench.tasks.base import RunContext, Task, TaskOutput, TaskSpec
 from ncbench.training.distributed import is_main
 from ncbench.training.run_status import RunStatus, worst
 
@@ -102,8 +106,10 @@ def _task_lock(task_dir: Path, name: str, timeout: float | None, log):
 def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool = False,
               progress: bool = True, run_id: str | None = None, log=print,
               lock_timeout: float | None = None) -> tuple[Path, list[TaskRun]]:
-    """Run `specs` into `out_root/<run_id>/<task>/`; returns the run folder and one TaskRun per task.
+    """Run `specs` into `out_root/<run_id>/<task>/`; returns the run folder and one TaskRun per spec.
 
+    A group spec (`seeds:` / `sweep:`, `ncbench.specs.groups`) runs each member into
+    `<task>/_members/<variant,seed>/` and then writes the group's own files (`write_group`).
     Bad names (a task or suite named `../x`) and an `out_root` that cannot be written are errors
     before any work. `lock_timeout`: seconds to wait for another process holding a task's lock
     (None: wait as long as it runs); after it, that task fails and the suite goes on.
@@ -115,52 +121,85 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ValueError(f"suite '{suite}' lists tasks twice: {sorted(dup)}")
-    tasks: list[Task] = [TASK_KINDS.get(s.kind)(s) for s in specs]   # validates kinds and options first
+    grouped = [(s, [_task(m, s) for m in members(s)]) for s in specs]   # validates kinds and options first
+    for s, _ in grouped:
+        derived_of(s)
     run_id = check_name("run id", run_id or run_id_for(suite, specs))
     run_dir = Path(out_root) / run_id
     ctx = RunContext(run_dir, run_dir / "_trajectories", progress, force=force)
-    for t in tasks:                                 # probes of all tasks, so each run trains once
-        for cfg in t.trajectories():
-            ctx.probes.setdefault(cfg.key(), {}).update(t.probes())
+    for _, tasks in grouped:                        # probes of all tasks, so each run trains once
+        for t in tasks:
+            for cfg in t.trajectories():
+                ctx.probes.setdefault(cfg.key(), {}).update(t.probes())
     main = is_main()   # under torchrun every rank runs the tasks (collectives), rank 0 writes
     if not main:
         log = lambda message: None
     else:   # the run folder must be writable before any work (a regular file, read-only: one clear error)
         write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]})
     runs = []
-    for task in tasks:
-        try:
-            runs.append(_run_one(task, ctx, run_dir, run_id, force, main, log, lock_timeout))
-        except (ResultsWriteError, TimeoutError, ValueError) as e:   # this task's folder: the suite goes on
-            runs.append(TaskRun(task.spec, "failed", run_dir / task.spec.name, 0.0, str(e)))
-            log(f"[{task.spec.name}] FAILED: {e}")
+    for spec, tasks in grouped:
+        if not is_group(spec):
+            runs.append(_guarded(tasks[0], ctx, run_dir / spec.name, run_id, force, main, log, lock_timeout))
+            continue
+        gdir = run_dir / spec.name
+        member_runs = [_guarded(t, ctx, gdir / MEMBERS_FOLDER / member_label(t.spec, spec), run_id, force, main, log,
+                                lock_timeout, plot=False) for t in tasks]
+        runs.append(_run_group(spec, tasks[0], member_runs, run_id, force, main, log, lock_timeout))
     return run_dir, runs
 
 
-def _run_one(task: Task, ctx: RunContext, run_dir: Path, run_id: str, force: bool, main: bool, log,
-             lock_timeout: float | None) -> TaskRun:
+def _task(member: TaskSpec, group: TaskSpec) -> Task:
+    try:
+        return TASK_KINDS.get(member.kind)(member)
+    except ValueError as e:
+        if not member.variant:
+            raise
+        raise ValueError(f"{e} (in the sweep point {member.variant} of task '{group.name}': check its "
+                         f"`sweep:` keys against the kind's options)") from None
+
+
+def _guarded(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, main: bool, log,
+             lock_timeout: float | None, plot: bool = True) -> TaskRun:
+    """`_run_one`, with this task's write and lock failures recorded (the suite goes on)."""
+    try:
+        return _run_one(task, ctx, task_dir, run_id, force, main, log, lock_timeout, plot)
+    except (ResultsWriteError, TimeoutError, ValueError) as e:
+        log(f"[{_label(task.spec, task_dir)}] FAILED: {e}")
+        return TaskRun(task.spec, "failed", task_dir, 0.0, str(e))
+
+
+def _label(spec: TaskSpec, task_dir: Path | None = None) -> str:
+    """`name`, or `name member` for a group member (its folder: variant and seed)."""
+    if task_dir is not None and task_dir.parent.name == MEMBERS_FOLDER:
+        return f"{spec.name} {task_dir.name}"
+    return f"{spec.name} {spec.variant}".strip()
+
+
+def _run_one(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, main: bool, log,
+             lock_timeout: float | None, plot: bool = True) -> TaskRun:
     spec = task.spec
-    task_dir = run_dir / spec.name
     if not main:   # under torchrun only rank 0 writes, so only rank 0 locks (the others would deadlock)
-        return _measure(task, ctx, task_dir, run_id, force, main, log)
+        return _measure(task, ctx, task_dir, run_id, force, main, log, plot)
     ensure_dir(task_dir)
-    lock = _task_lock(task_dir, spec.name, lock_timeout, log)
+    lock = _task_lock(task_dir, _label(spec, task_dir), lock_timeout, log)
     try:
         remove_stale_temporaries(task_dir)
-        return _measure(task, ctx, task_dir, run_id, force, main, log)
+        return _measure(task, ctx, task_dir, run_id, force, main, log, plot)
     finally:
         lock.release()
 
 
-def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, main: bool, log) -> TaskRun:
+def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, main: bool, log,
+             plot: bool = True) -> TaskRun:
     """Run one task (or skip it when done) and write its files; OS errors of the writes fail the task."""
     spec = task.spec
+    label = _label(spec, task_dir)
     if not force and is_done(spec, task_dir, log if main else None):
-        log(f"[{spec.name}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
+        log(f"[{label}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
         cfg = json.loads((task_dir / "config.json").read_text(encoding="utf-8"))
         return TaskRun(spec, "skipped", task_dir, run_status=cfg.get("status", "ok"),
                        run_reason=cfg.get("status_reason", ""))
-    log(f"[{spec.name}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
+    log(f"[{label}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
     t0 = time.perf_counter()
     prov = provenance(spec.device)
     ctx.out_dir = task_dir
@@ -168,40 +207,32 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     try:
         out = task.run(ctx)
     except KeyboardInterrupt:
-        log(f"[{spec.name}] interrupted: rerun the same command to resume from the last checkpoint")
+        log(f"[{label}] interrupted: rerun the same command to resume from the last checkpoint")
         raise
     except Exception as e:  # noqa: BLE001 - one failing task is recorded, the suite goes on
         run = TaskRun(spec, "failed", task_dir, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
-        log(f"[{spec.name}] FAILED: {type(e).__name__}: {e}")
+        log(f"[{label}] FAILED: {type(e).__name__}: {e}")
         if main:
             try:
                 write_json(task_dir / "error.json", {"error": str(e), "traceback": traceback.format_exc()})
             except ResultsWriteError as w:
-                log(f"[{spec.name}] and its error.json could not be written either: {w}")
+                log(f"[{label}] and its error.json could not be written either: {w}")
         return run
     if not main:
         return TaskRun(spec, "done", task_dir, time.perf_counter() - t0)
     status = worst([*ctx.statuses, RunStatus(out.meta.get("status", "ok"), out.meta.get("status_reason", ""))])
     if not status.ok:
-        log(f"[{spec.name}] {status.status.upper()}: {status.reason} (its rows carry status={status.status}; "
+        log(f"[{label}] flagged {status.status}: {status.reason} (its rows carry status={status.status}; "
             f"leaderboards do not rank it)")
-    context = {"run_id": run_id, "task": spec.name, "task_version": spec.version, "model": spec.model,
-               "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset,
-               "seed": spec.seed, "precision": out.meta.get("precision", "fp32"),
-               "status": status.status, "status_reason": status.reason,
-               "config_hash": spec.config_hash(), **prov}
+    context = _context(spec, run_id, prov, out.meta.get("precision", "fp32"), status)
+    rows = [{**r, "variant": join_variants(spec.variant, r.get("variant") or "")} for r in out.rows]
     (task_dir / "config.json").unlink(missing_ok=True)   # the folder is "done" again only once all is written
     written = []
     for name, df in out.tables.items():
         check_name(f"table of task {spec.name}", name)
         written.append(write_table_csv(task_dir / f"{name}.csv", df).name)
-    written.insert(0, write_long_csv(task_dir / "results.csv", out.rows, context).name)
-    df = pd.read_csv(task_dir / "results.csv")
-    try:
-        plots = [Path(p).name for p in task.plot(df, task_dir)]   # beside results.csv
-    except Exception as e:  # noqa: BLE001 - a plot never costs the numbers
-        plots = []
-        log(f"[{spec.name}] plot failed ({type(e).__name__}: {e}); the CSVs are written")
+    written.insert(0, write_long_csv(task_dir / "results.csv", rows, context).name)
+    plots = _plot(task, TaskOutput(rows, out.tables, out.meta), task_dir, log) if plot else []
     seconds = time.perf_counter() - t0
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": seconds, "plots": plots,
@@ -209,8 +240,137 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
                                           "status": status.status, "status_reason": status.reason,
                                           "files": record_files(task_dir, written)})
     (task_dir / "error.json").unlink(missing_ok=True)
-    log(f"[{spec.name}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
+    log(f"[{label}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
     return TaskRun(spec, "done", task_dir, seconds, run_status=status.status, run_reason=status.reason)
+
+
+def _context(spec: TaskSpec, run_id: str, prov: dict, precision: str, status: RunStatus) -> dict:
+    """The columns every row of a run shares (SPEC §9)."""
+    return {"run_id": run_id, "task": spec.name, "task_version": spec.version, "model": spec.model,
+            "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset,
+            "seed": spec.seed, "precision": precision, "status": status.status, "status_reason": status.reason,
+            "config_hash": spec.config_hash(), **prov}
+
+
+def _plot(task: Task, out: TaskOutput, out_dir: Path, log) -> list[str]:
+    """The kind's figures beside the CSVs (file names); a failing plot never costs the numbers."""
+    from ncbench.plots import plot_task
+
+    try:
+        paths = plot_task(task.spec.kind, out, task.spec, out_dir)
+        return [Path(p).name for p in paths]
+    except Exception as e:  # noqa: BLE001 - a plot never costs the numbers
+        log(f"[{task.spec.name}] plot failed ({type(e).__name__}: {e}); the CSVs are written")
+        return []
+
+
+def group_hash(spec: TaskSpec, member_specs: list[TaskSpec]) -> str:
+    """A group's configuration: its own spec and every member's."""
+    text = spec.config_hash() + "".join(m.config_hash() for m in member_specs)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: str, force: bool, main: bool,
+               log, lock_timeout: float | None) -> TaskRun:
+    """After its members ran: the group's results.csv (every member's rows, then the declared
+    comparisons), aggregate.csv (over seeds), the member tables stacked, the figures, config.json."""
+    gdir = member_runs[0].dir.parent.parent
+    failed = [r for r in member_runs if r.status == "failed"]
+    status = worst(RunStatus(r.run_status, r.run_reason) for r in member_runs if r.status != "failed")
+    if failed:
+        error = "; ".join(f"{r.spec.variant or r.spec.seed}: {r.error}" for r in failed)
+        return TaskRun(spec, "failed", gdir, sum(r.seconds for r in member_runs),
+                       f"{len(failed)} of {len(member_runs)} runs failed ({error}); rerun to retry them")
+    if not main:
+        return TaskRun(spec, "done", gdir)
+    ident = task.spec          # what the members record (a model-free kind's placeholders)
+    spec = replace(spec, dataset=ident.dataset, model=ident.model, pretrained=ident.pretrained,
+                   checkpoint=ident.checkpoint, device=ident.device)
+    ghash = group_hash(spec, [r.spec for r in member_runs])
+    seconds = sum(r.seconds for r in member_runs)
+    lock = _task_lock(ensure_dir(gdir), spec.name, lock_timeout, log)
+    try:
+        if not force and all(r.status == "skipped" for r in member_runs) and _group_done(gdir, ghash):
+            log(f"[{spec.name}] already done ({len(member_runs)} runs): {gdir / 'results.csv'}")
+            return TaskRun(spec, "skipped", gdir, run_status=status.status, run_reason=status.reason)
+        remove_stale_temporaries(gdir)
+        (gdir / "config.json").unlink(missing_ok=True)
+        written, out = write_group(spec, member_runs, run_id, status, gdir)
+        plots = _plot(task, out, gdir, log)
+        write_json(gdir / "config.json", {
+            "spec": spec.to_dict(), "config_hash": ghash, "provenance": provenance(spec.device),
+            "seconds": seconds, "plots": plots, "status": status.status, "status_reason": status.reason,
+            "members": [{"folder": str(r.dir.relative_to(gdir)), "variant": r.spec.variant, "seed": r.spec.seed,
+                         "config_hash": r.spec.config_hash(), "status": r.run_status} for r in member_runs],
+            "files": record_files(gdir, written)})
+    finally:
+        lock.release()
+    log(f"[{spec.name}] done: {len(member_runs)} runs in {gdir / 'results.csv'}")
+    return TaskRun(spec, "done", gdir, seconds, run_status=status.status, run_reason=status.reason)
+
+
+def _group_done(gdir: Path, ghash: str) -> bool:
+    try:
+        cfg = json.loads((gdir / "config.json").read_text(encoding="utf-8"))
+        return cfg["config_hash"] == ghash and not integrity_problems(gdir, cfg)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status: RunStatus,
+                gdir: Path) -> tuple[list[str], TaskOutput]:
+    """Write the group's files from its members' folders; returns their names and the group's output
+    (rows as written, stacked tables, the members' meta) for the figures."""
+    from ncbench.results.aggregation import derived_rows, over_seeds
+    from ncbench.results.writer import long_csv_text
+
+    frames = [pd.read_csv(r.csv, dtype=str, keep_default_na=False) for r in member_runs]
+    rows = pd.concat(frames, ignore_index=True)
+    typed = rows.assign(value=pd.to_numeric(rows.value.mask(rows.value == "")),
+                        epoch=pd.to_numeric(rows.epoch.mask(rows.epoch == "")),
+                        seed=pd.to_numeric(rows.seed).astype(int))
+    summary = typed[typed.split == "summary"]
+    derived = derived_rows(summary, derived_of(spec), [axis_name(k) for k in spec.sweep])
+    context = _context(spec, run_id, provenance(spec.device), summary.precision.iloc[0] if len(summary) else "fp32",
+                       status)
+    context.pop("seed"), context.pop("status"), context.pop("status_reason")
+    context["config_hash"] = group_hash(spec, [r.spec for r in member_runs])
+    extra = long_csv_text(derived, context).split("\n", 1)[1]
+    text = rows.to_csv(index=False, lineterminator="\n") + extra
+    atomic_write_text(gdir / "results.csv", text)
+    written = ["results.csv"]
+    all_summary = pd.concat([summary, pd.DataFrame(derived)], ignore_index=True) if derived else summary
+    write_table_csv(gdir / "aggregate.csv", over_seeds(all_summary, spec.name))
+    written.append("aggregate.csv")
+    tables: dict[str, pd.DataFrame] = {}
+    for name in _member_tables(member_runs):
+        parts = []
+        for r in member_runs:
+            path = r.dir / f"{name}.csv"
+            if path.exists():
+                t = pd.read_csv(path)
+                t.insert(0, "seed", r.spec.seed)
+                t.insert(0, "variant", r.spec.variant)
+                parts.append(t)
+        tables[name] = pd.concat(parts, ignore_index=True)
+        written.append(write_table_csv(gdir / f"{name}.csv", tables[name]).name)
+    metas = [json.loads((r.dir / "config.json").read_text(encoding="utf-8")).get("meta", {}) for r in member_runs]
+    written_rows = pd.read_csv(gdir / "results.csv")
+    for c in ("variant", "status", "status_reason"):
+        written_rows[c] = ["" if pd.isna(v) else v for v in written_rows[c]]
+    records = written_rows.to_dict("records")
+    return written, TaskOutput(records, tables, {"members": metas, **(metas[0] if metas else {})})
+
+
+def _member_tables(member_runs: list[TaskRun]) -> list[str]:
+    """Names of the extra tables the members wrote (results.csv aside), in first-seen order."""
+    names: dict[str, None] = {}
+    for r in member_runs:
+        cfg = json.loads((r.dir / "config.json").read_text(encoding="utf-8"))
+        for f in cfg.get("files", {}):
+            if f != "results.csv":
+                names.setdefault(f.removesuffix(".csv"))
+    return list(names)
 
 
 def _unique(trained: list[dict]) -> list[dict]:
@@ -223,13 +383,15 @@ def _unique(trained: list[dict]) -> list[dict]:
 
 
 def summary_table(runs: list[TaskRun]) -> pd.DataFrame:
-    """Headline (`split == "summary"`) metrics of each finished task, one row per task and metric
-    (a failed task's folder may hold an older or damaged results.csv: it is not read)."""
+    """Headline (`split == "summary"`) metrics of each finished task, one row per task, variant and
+    metric, the mean over seeds (a failed task's folder may hold an older or damaged results.csv: it is
+    not read)."""
     frames = []
     for r in runs:
         if r.status in ("done", "skipped") and r.csv.exists():
-            df = pd.read_csv(r.csv)
-            frames.append(df[df["split"] == "summary"][["task", "metric", "value"]])
+            df = pd.read_csv(r.csv, keep_default_na=False, na_values=[""])
+            df = df[df["split"] == "summary"].assign(variant=lambda d: d.variant.fillna(""))
+            frames.append(df.groupby(["task", "variant", "metric"], sort=False, as_index=False)["value"].mean())
     if not frames:
-        return pd.DataFrame(columns=["task", "metric", "value"])
+        return pd.DataFrame(columns=["task", "variant", "metric", "value"])
     return pd.concat(frames, ignore_index=True)

@@ -1,5 +1,5 @@
-"""`fewshot_transfer` task kind (SPEC §6): the sweep's bookkeeping, the task end to end on a tiny
-budget (checked against an independent per-episode loop), and the slow claim on MNIST-5k."""
+"""`fewshot_transfer` task kind (SPEC §6): the source-class sweep as a YAML group, the task end to end on
+a tiny budget (checked against an independent per-episode loop), and the slow claim on MNIST-5k."""
 from __future__ import annotations
 
 import json
@@ -14,84 +14,91 @@ from ncbench.data import load_dataset
 from ncbench.data.imbalance import class_subset
 from ncbench.fewshot import sample_episodes
 from ncbench.metrics.cdnv_bounds import class_moments, fewshot_error_bound
-from ncbench.specs import load_task
+from ncbench.results.variants import parse_variant
+from ncbench.specs import load_task, members
 from ncbench.suite import run_tasks
 from ncbench.tasks.base import TaskSpec
-from ncbench.tasks.fewshot_transfer import (
-    METRIC_PATTERN,
-    FewShotTransfer,
-    _per_shot,
-    backbone_label,
-    parse_metric,
-)
+from ncbench.tasks.fewshot_transfer import FewShotTransfer, _per_shot
 from ncbench.training.feature_cache import extract_features
 from ncbench.training.trajectory import Trajectory
 
 TINY_RECIPE = {"epochs": 1, "batch_size": 64, "lr": 0.05, "schedule": "constant", "eval_every": 1}
-TINY = {"source_set": [0, 1, 2, 3, 4], "source_classes": [2, 5], "target_split": ["train", "test"],
+TINY = {"source_set": [0, 1, 2, 3, 4], "target_split": ["train", "test"],
         "shots": [1, 3], "queries": 5, "episodes": 40, "probe": True, "probe_steps": 50}
+GAIN = {"name": "sweep_gain_3shot", "of": "ncc_acc_3shot", "difference": {"source_classes": [5, 2]}}
 RUN_ID = "tiny"
 
 
-def tiny_spec(name: str = "fs_tiny", **options) -> TaskSpec:
+def tiny_spec(name: str = "fs_tiny", sweep=None, aggregate=(GAIN,), **options) -> TaskSpec:
+    """A tiny few-shot group over S = 2, 5 source classes (`sweep={}`: one plain run)."""
+    sweep = {"source_classes": [2, 5]} if sweep is None else sweep
     return TaskSpec(name=name, kind="fewshot_transfer", version=1, dataset="digits", model="test_resnet",
-                    recipe=TINY_RECIPE, options={**TINY, **options})
+                    recipe=TINY_RECIPE, options={**TINY, **options}, sweep=sweep,
+                    aggregate=list(aggregate) if sweep else [])
+
+
+def trajectories(spec: TaskSpec) -> list:
+    return [c for m in members(spec) for c in FewShotTransfer(m).trajectories()]
+
+
+def plain(**options) -> FewShotTransfer:
+    return FewShotTransfer(tiny_spec(sweep={}, **options))
 
 
 # -- bookkeeping ----------------------------------------------------------------------------------
 def test_sweep_plans_one_training_per_source_count():
-    task = FewShotTransfer(tiny_spec(source_set=[3, 1, 4, 0, 2], source_classes=[5, 2, 3]))
-    cfgs = task.trajectories()
-    assert [c.classes for c in cfgs] == [(3, 1), (3, 1, 4), (3, 1, 4, 0, 2)]   # sorted S, first S of the set
+    cfgs = trajectories(tiny_spec(source_set=[3, 1, 4, 0, 2], sweep={"source_classes": [2, 3, 5]}))
+    assert [c.classes for c in cfgs] == [(3, 1), (3, 1, 4), (3, 1, 4, 0, 2)]   # first S of the set
     assert len({c.key() for c in cfgs}) == 3
     assert {(c.dataset, c.model, c.train_split, c.test_split, c.recipe.epochs) for c in cfgs} == {
         ("digits", "test_resnet", "train", "test", 1)}
-    fit = FewShotTransfer(tiny_spec(source_set=None, source_classes=[2, 4], source_split="train/fit",
-                                    source_test_split="train/holdout"))
-    assert [(c.classes, c.train_split, c.test_split) for c in fit.trajectories()] == [
+    fit = trajectories(tiny_spec(source_set=None, sweep={"source_classes": [2, 4]}, source_split="train/fit",
+                                 source_test_split="train/holdout"))
+    assert [(c.classes, c.train_split, c.test_split) for c in fit] == [
         ((0, 1), "train/fit", "train/holdout"), ((0, 1, 2, 3), "train/fit", "train/holdout")]
-    assert [c.classes for c in FewShotTransfer(tiny_spec(source_classes=None)).trajectories()] == [(0, 1, 2, 3, 4)]
-    assert [c.classes for c in FewShotTransfer(tiny_spec(source_set=None, source_classes=None)).trajectories()] == [None]
-    assert FewShotTransfer(tiny_spec(backbone="pretrained", source_classes=None)).trajectories() == []
+    assert [c.classes for c in plain().trajectories()] == [(0, 1, 2, 3, 4)]
+    assert [c.classes for c in plain(source_set=None).trajectories()] == [None]
+    assert plain(backbone="pretrained").trajectories() == []
 
 
 @pytest.mark.parametrize("options, match", [
     ({"sampler": "torchmeta"}, "options.sampler"),
     ({"backbone": "imagenet"}, "options.backbone"),
-    ({"source_classes": [2, 6]}, "goes up to 6"),
-    ({"source_classes": [1, 2]}, "integers >= 2"),
-    ({"source_classes": [2, 2]}, "repeats"),
+    ({"source_classes": 6}, "source_classes is 6 but source_set has 5"),
+    ({"source_classes": 1}, "integer >= 2"),
+    ({"source_classes": [2, 3]}, r"became a sweep: declare `sweep: \{source_classes: \[2, 3\]\}`"),
     ({"shots": []}, "non-empty"),
     ({"n_way": 1}, "n_way"),
-    ({"backbone": "pretrained"}, "drop options.source_classes"),
+    ({"backbone": "pretrained", "source_classes": 3}, "drop it"),
     ({"target_split": 3}, "target_split"),
     ({"wayz": 5}, "unknown options"),
 ])
 def test_bad_options_are_rejected(options, match):
     with pytest.raises(ValueError, match=match):
-        FewShotTransfer(tiny_spec(**options))
+        plain(**options)
+
+
+@pytest.mark.parametrize("aggregate, match", [
+    ([{"name": "g", "of": "ncc_acc_3shot", "difference": {"source_classes": [5, 3]}}], r"\[3\] not among"),
+    ([{"name": "g", "of": "ncc_acc_3shot", "spearman": "shots"}], "'shots', which is not swept"),
+    ([{"name": "g/x", "of": "ncc_acc_3shot", "spearman": "source_classes"}], "plain metric name"),
+    ([{"name": "g", "of": "ncc_acc_3shot"}], "exactly one of"),
+])
+def test_bad_aggregates_are_rejected_before_any_work(aggregate, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        run_tasks("t", [tiny_spec(aggregate=aggregate)], tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
 
 
 def test_targets_are_the_classes_outside_the_source_set_and_never_overlap():
-    parts, targets = FewShotTransfer(tiny_spec()).target_data()
+    parts, targets = plain().target_data()
     assert targets == [5, 6, 7, 8, 9]
     assert [p.split for p in parts] == ["train", "test"]
     assert all(set(p.targets.unique().tolist()) == {5, 6, 7, 8, 9} for p in parts)   # original labels
     with pytest.raises(ValueError, match=r"target classes \['4'\] are source classes"):
-        FewShotTransfer(tiny_spec(target_classes=[4, 5, 6, 7, 8])).target_data()
+        plain(target_classes=[4, 5, 6, 7, 8]).target_data()
     with pytest.raises(ValueError, match="need at least 5 target classes"):
-        FewShotTransfer(tiny_spec(source_set=[0, 1, 2, 3, 4, 5])).target_data()
-
-
-def test_metric_names_round_trip():
-    assert parse_metric(backbone_label(12) + "ncc_acc_5shot") == (12, "ncc_acc_5shot")
-    assert parse_metric(backbone_label(None) + "cdnv") == (None, "cdnv")
-    assert parse_metric("ncc_acc_5shot") is None
-    df = pd.DataFrame({"metric": ["S2/ncc_acc_1shot", "pretrained/nc1", "chance"]})
-    got = df.metric.str.extract(METRIC_PATTERN)
-    assert got.source_classes[0] == "2" and pd.isna(got.source_classes[1])
-    assert got.name.tolist()[:2] == ["ncc_acc_1shot", "nc1"] and got.backbone.tolist()[:2] == ["S2", "pretrained"]
-    assert got.loc[2].isna().all()                        # a headline name carries no backbone
+        plain(source_set=[0, 1, 2, 3, 4, 5]).target_data()
 
 
 def test_per_shot_keeps_its_shot_and_the_shared_values():
@@ -100,24 +107,17 @@ def test_per_shot_keeps_its_shot_and_the_shared_values():
     assert _per_shot(values, 15) == {"ncc_acc": 2.0, "target_cdnv": 4.0}
 
 
-def test_summary_is_the_largest_source_set_plus_the_curve():
-    task = FewShotTransfer(tiny_spec(source_classes=[2, 3, 5]))
-    points = [(S, 10 + S, {"ncc_acc_1shot": a1, "ncc_acc_1shot_ci95": 0.01, "ncc_acc_3shot": a3,
-                           "ncc_acc_3shot_ci95": 0.02, "episode_cdnv_3shot": 9.0, "source_nc1": S / 10})
-              for S, a1, a3 in ((2, 0.3, 0.5), (3, 0.4, 0.45), (5, 0.6, 0.7))]
-    rows = pd.DataFrame(task._summary(points))
-    assert set(rows.split) == {"summary"} and set(rows.epoch) == {15} and rows.layer.isna().all()
+def test_summary_is_the_backbone_headline():
+    task = plain(source_classes=3)
+    point = (3, 13, {"ncc_acc_1shot": 0.4, "ncc_acc_1shot_ci95": 0.01, "ncc_acc_3shot": 0.45,
+                     "ncc_acc_3shot_ci95": 0.02, "episode_cdnv_3shot": 9.0, "source_nc1": 0.3})
+    rows = pd.DataFrame(task._summary(point))
+    assert set(rows.split) == {"summary"} and set(rows.epoch) == {13} and rows.layer.isna().all()
     s = rows.set_index("metric").value
     assert not rows.metric.duplicated().any()                 # one value per headline (leaderboard)
-    assert (s["ncc_acc_1shot"], s["ncc_acc_3shot"], s["source_nc1"]) == (0.6, 0.7, 0.5)
-    assert (s["source_classes"], s["chance"]) == (5.0, 0.2)
+    assert (s["ncc_acc_1shot"], s["ncc_acc_3shot"], s["source_nc1"]) == (0.4, 0.45, 0.3)
+    assert (s["source_classes"], s["chance"]) == (3.0, 0.2)
     assert "episode_cdnv_3shot" not in s
-    assert [s[f"S{S}/ncc_acc_3shot"] for S in (2, 3, 5)] == [0.5, 0.45, 0.7]
-    assert s["S3/ncc_acc_1shot_ci95"] == 0.01
-    assert s["sweep_gain_1shot"] == pytest.approx(0.3) and s["sweep_gain_3shot"] == pytest.approx(0.2)
-    assert s["sweep_spearman_1shot"] == pytest.approx(1.0) and s["sweep_spearman_3shot"] == pytest.approx(0.5)
-    two = pd.DataFrame(task._summary(points[::2])).set_index("metric").value
-    assert math.isnan(two["sweep_spearman_1shot"]) and "S3/ncc_acc_1shot" not in two
 
 
 @pytest.mark.parametrize("name, sweep, dataset", [
@@ -127,18 +127,16 @@ def test_summary_is_the_largest_source_set_plus_the_curve():
 ])
 def test_shipped_specs_plan_the_sweep_and_name_reported_metrics(name, sweep, dataset):
     spec = load_task(name)
-    task = FewShotTransfer(spec)
-    cfgs = task.trajectories()
+    task = FewShotTransfer(members(spec)[0])
+    cfgs = trajectories(spec)
     assert spec.dataset == dataset and [len(c.classes) for c in cfgs] == sweep
+    assert spec.sweep == {"source_classes": sweep} and {a["name"] for a in spec.aggregate} == {
+        f"sweep_{what}_{k}shot" for what in ("gain", "spearman") for k in (1, 5)}
     o = task.options
     assert (o["n_way"], task.shots, o["queries"], o["episodes"]) == (5, [1, 5], 15, 600)
     if dataset != "mnist5k":
         assert {(c.train_split, c.test_split) for c in cfgs} == {("train/fit", "train/holdout")}
         assert o["target_split"] == "test"
-    headline = {f"{m}_{k}shot" for m in ("ncc_acc", "probe_acc", "sweep_gain") for k in task.shots}
-    headline |= {"target_cdnv", "source_nc1", "source_cdnv"}
-    lb = spec.leaderboard
-    assert lb["primary"] == "ncc_acc_5shot" and set(lb["metrics"]) <= headline
 
 
 # -- end to end on a tiny budget -------------------------------------------------------------------
@@ -152,7 +150,7 @@ def tiny_run(tmp_path_factory):
 
 def _target_features(root, S):
     """Features of the digits 5-9 (train then test split) from the trained S-class backbone, and labels."""
-    task = FewShotTransfer(tiny_spec())
+    task = plain()
     model = Trajectory(task.trajectory_config(S), root / RUN_ID / "_trajectories").load_final_model()
     parts = [class_subset(load_dataset("digits", sp), [5, 6, 7, 8, 9], relabel=False) for sp in ("train", "test")]
     feats = torch.cat([extract_features(model, p) for p in parts])
@@ -172,9 +170,11 @@ def _loop_ncc(features, labels, n_way, k, q, episodes, seed):
 
 def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
     root, task_dir = tiny_run
-    df = pd.read_csv(task_dir / "results.csv")
+    df = pd.read_csv(task_dir / "results.csv", keep_default_na=False, na_values=[""])
     assert df.value.dtype == float and df.layer.isna().all()
-    d = df.join(df.metric.str.extract(METRIC_PATTERN))
+    assert not df.metric.str.contains("[/=\\[]").any()        # fixed names: the backbone is in `variant`
+    d = df.assign(source_classes=[parse_variant(v).get("source_classes", "") for v in df.variant.fillna("")],
+                  name=df.metric)
     for S in (2, 5):
         rows = d[d.source_classes == str(S)]
         got = {(sp, n) for sp, n in zip(rows.split, rows.name)}
@@ -188,8 +188,10 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
         assert n == len(class_subset(load_dataset("digits", "train"), list(range(S))))
     episodes = pd.read_csv(task_dir / "episodes.csv")
     assert len(episodes) == 2 * 2 * 40 and set(episodes.source_classes) == {2, 5}
-    summary = df[df.split == "summary"].set_index("metric").value
-    assert not df[df.split == "summary"].metric.duplicated().any()
+    assert set(episodes.variant) == {"source_classes=2", "source_classes=5"}
+    summ = d[d.split == "summary"]
+    assert not summ[["variant", "metric"]].duplicated().any()
+    summary = {(S, m): v for S, m, v in zip(summ.source_classes, summ.metric, summ.value)}
     for S in (2, 5):
         feats, labels = _target_features(root, S)
         tgt = d[(d.source_classes == str(S)) & (d.split == "target")].set_index("name").value
@@ -199,7 +201,7 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
             np.testing.assert_allclose(ep.ncc_acc.to_numpy(), loop, atol=1e-12)
             assert tgt[f"ncc_acc_{k}shot"] == pytest.approx(loop.mean())
             assert tgt[f"ncc_acc_{k}shot_ci95"] == pytest.approx(1.96 * loop.std(ddof=1) / math.sqrt(40))
-            assert summary[f"S{S}/ncc_acc_{k}shot"] == pytest.approx(loop.mean())
+            assert summary[(str(S), f"ncc_acc_{k}shot")] == pytest.approx(loop.mean())
             # the CDNV bound on the episode error, beside the measured error (target-image moments)
             _, dense = torch.unique(labels, return_inverse=True)
             bound = fewshot_error_bound(class_moments(feats, dense), k, 5)
@@ -213,14 +215,18 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
         pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
         cdnv = np.mean([(var[i] + var[j]) / (2 * ((mu[i] - mu[j]) ** 2).sum()) for i, j in pairs])
         assert tgt["cdnv"] == pytest.approx(cdnv, rel=1e-6)
-    assert summary["ncc_acc_3shot"] == summary["S5/ncc_acc_3shot"]     # headline = the largest source set
-    assert summary["source_classes"] == 5 and summary["chance"] == 0.2
-    assert summary["sweep_gain_3shot"] == pytest.approx(summary["S5/ncc_acc_3shot"] - summary["S2/ncc_acc_3shot"])
-    sweep = pd.read_csv(task_dir / "sweep.csv")
-    assert list(zip(sweep.source_classes, sweep.k_shot)) == [(2, 1), (2, 3), (5, 1), (5, 3)]
-    assert sweep.set_index(["source_classes", "k_shot"]).ncc_acc[(5, 3)] == summary["ncc_acc_3shot"]
+    assert summary[("5", "source_classes")] == 5 and summary[("5", "chance")] == 0.2
+    # the declared comparison, paired on the same seed: exactly S = 5 minus S = 2
+    assert summary[("", "sweep_gain_3shot")] == summary[("5", "ncc_acc_3shot")] - summary[("2", "ncc_acc_3shot")]
+    per_shot = pd.read_csv(task_dir / "per_shot.csv")
+    assert list(zip(per_shot.source_classes, per_shot.k_shot)) == [(2, 1), (2, 3), (5, 1), (5, 3)]
+    assert per_shot.set_index(["source_classes", "k_shot"]).ncc_acc[(5, 3)] == summary[("5", "ncc_acc_3shot")]
+    aggregate = pd.read_csv(task_dir / "aggregate.csv").fillna({"variant": ""})
+    one = aggregate[(aggregate.metric == "ncc_acc_3shot") & (aggregate.variant == "source_classes=5")]
+    assert one.n_seeds.tolist() == [1] and one["mean"].tolist() == [summary[("5", "ncc_acc_3shot")]]
     config = json.loads((task_dir / "config.json").read_text())
-    assert config["meta"]["feature_cache"] == {"hits": 0, "misses": 4}   # 2 backbones × 2 target splits
+    metas = [json.loads((task_dir / m["folder"] / "config.json").read_text())["meta"] for m in config["members"]]
+    assert [m["feature_cache"] for m in metas] == [{"hits": 0, "misses": 2}] * 2   # per backbone: 2 target splits
     png = task_dir / "fewshot_transfer.png"
     assert config["plots"] == [png.name] and png.stat().st_size > 10_000
 
@@ -233,7 +239,9 @@ def test_forced_rerun_retrains_to_the_same_weights_and_hits_the_feature_cache(ti
     stamp = {p: p.stat().st_mtime_ns for p in (root / RUN_ID / "_trajectories").glob("*/model_final.pt")}
     _, runs = run_tasks("t", [tiny_spec()], root, progress=False, run_id=RUN_ID, force=True)
     assert runs[0].status == "done", runs[0].error
-    assert json.loads((task_dir / "config.json").read_text())["meta"]["feature_cache"] == {"hits": 4, "misses": 0}
+    config = json.loads((task_dir / "config.json").read_text())
+    metas = [json.loads((task_dir / m["folder"] / "config.json").read_text())["meta"] for m in config["members"]]
+    assert [m["feature_cache"] for m in metas] == [{"hits": 2, "misses": 0}] * 2
     assert all(p.stat().st_mtime_ns != t for p, t in stamp.items()) and stamp   # every backbone retrained
     after = pd.read_csv(task_dir / "results.csv")
     pd.testing.assert_series_equal(before.value, after.value)
@@ -244,24 +252,26 @@ def test_learn2learn_sampler_scores_learn2learn_tasks(tiny_run):
     from ncbench.fewshot.learn2learn_sampler import ncc_accuracy_learn2learn
 
     root, _ = tiny_run
-    spec = tiny_spec("fs_l2l", sampler="learn2learn", source_classes=[5], shots=[3], probe=False)
+    spec = tiny_spec("fs_l2l", sweep={"source_classes": [5]}, aggregate=(), sampler="learn2learn", shots=[3],
+                     probe=False)
     run_dir, runs = run_tasks("t", [spec], root, progress=False, run_id=RUN_ID)   # same backbones, no training
     assert runs[0].status == "done", runs[0].error
     episodes = pd.read_csv(run_dir / "fs_l2l" / "episodes.csv")
     feats, labels = _target_features(root, 5)
     want = ncc_accuracy_learn2learn(feats, labels, 5, 3, 5, 40, seed=0).numpy()
     np.testing.assert_allclose(episodes.ncc_acc.to_numpy(), want, atol=1e-12)
-    assert json.loads((run_dir / "fs_l2l" / "config.json").read_text())["meta"]["feature_cache"]["hits"] == 2
+    member = run_dir / "fs_l2l" / "_members" / "source_classes=5" / "config.json"
+    assert json.loads(member.read_text())["meta"]["feature_cache"]["hits"] == 2
 
 
 def test_pretrained_backbone_is_measured_as_is(tmp_path):
-    spec = tiny_spec("fs_pre", backbone="pretrained", source_classes=None, shots=[3], probe=False)
+    spec = tiny_spec("fs_pre", sweep={}, backbone="pretrained", shots=[3], probe=False)
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert runs[0].status == "done", runs[0].error
-    df = pd.read_csv(run_dir / "fs_pre" / "results.csv")
-    prefixed = df[df.split != "summary"]
-    assert prefixed.metric.str.startswith("pretrained/").all() and set(prefixed.epoch) == {0}
-    assert set(prefixed.split) == {"source_train", "target"}
+    df = pd.read_csv(run_dir / "fs_pre" / "results.csv", keep_default_na=False, na_values=[""])
+    measured = df[df.split != "summary"]
+    assert set(measured.epoch) == {0} and set(df.variant.fillna("")) == {""}
+    assert set(measured.split) == {"source_train", "target"}
     s = df[df.split == "summary"].set_index("metric").value
     assert 0.2 < s["ncc_acc_3shot"] <= 1 and s["source_nc1"] > 0 and math.isnan(s["source_classes"])
     assert not [p for p in (run_dir / "_trajectories").iterdir() if p.name != "features"]   # nothing trained
@@ -274,8 +284,11 @@ def test_mnist5k_unseen_digits_far_above_chance_and_more_sources_transfer_better
     spec = load_task("fewshot_mnist5k")
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert runs[0].status == "done", runs[0].error
-    s = pd.read_csv(run_dir / spec.name / "results.csv").query("split == 'summary'").set_index("metric").value
-    print(s.to_dict())
-    assert s["ncc_acc_5shot"] > 0.5 and s["ncc_acc_5shot_ci95"] < 0.02      # chance: 0.2
-    assert s["ncc_acc_1shot"] > 0.35
-    assert s["S2/ncc_acc_5shot"] < s["S3/ncc_acc_5shot"] < s["S5/ncc_acc_5shot"]
+    df = pd.read_csv(run_dir / spec.name / "results.csv", keep_default_na=False).query("split == 'summary'")
+    s = {(v, m): x for v, m, x in zip(df.variant, df.metric, df.value.astype(float))}
+    print(s)
+    assert s[("source_classes=5", "ncc_acc_5shot")] > 0.5 and s[("source_classes=5", "ncc_acc_5shot_ci95")] < 0.02
+    assert s[("source_classes=5", "ncc_acc_1shot")] > 0.35                       # chance: 0.2
+    assert (s[("source_classes=2", "ncc_acc_5shot")] < s[("source_classes=3", "ncc_acc_5shot")]
+            < s[("source_classes=5", "ncc_acc_5shot")])
+    assert s[("", "sweep_gain_5shot")] > 0 and s[("", "sweep_spearman_5shot")] == 1.0

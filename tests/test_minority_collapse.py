@@ -14,7 +14,8 @@ from ncbench.data import load_dataset
 from ncbench.data.imbalance import class_counts, imbalanced_view
 from ncbench.metrics.minority import imbalance_accuracies
 from ncbench.models.backbone import build_backbone
-from ncbench.specs import load_task
+from ncbench.results.variants import parse_variant
+from ncbench.specs import load_task, members
 from ncbench.suite import run_tasks
 from ncbench.tasks.base import TaskSpec
 from ncbench.tasks.minority_collapse import (
@@ -23,8 +24,6 @@ from ncbench.tasks.minority_collapse import (
     centred_means,
     confusion_accuracies,
     minority_probe,
-    parse_metric,
-    run_label,
 )
 from ncbench.tasks.train_collapse import TrainCollapse
 from ncbench.training.evaluation import evaluate
@@ -32,30 +31,38 @@ from ncbench.training.evaluation import evaluate
 TINY_RECIPE = {"epochs": 1, "batch_size": 64, "lr": 0.05, "schedule": "constant", "eval_every": 1}
 
 
-def tiny_spec(**options) -> TaskSpec:
-    opts = {"ratios": [1, 4], "n_majority": 5, "n": 40, **options}
+def tiny_spec(sweep=None, aggregate=(), **options) -> TaskSpec:
+    """A tiny minority-collapse group: `sweep` (default R in {1, 4} x every classifier) over `options`."""
+    opts = {"n_majority": 5, "n": 40, **options}
+    sweep = {"ratio": [1, 4], "classifier": list(VARIANTS)} if sweep is None else sweep
     return TaskSpec(name="mc_tiny", kind="minority_collapse", version=1, dataset="digits",
-                    model="test_resnet", recipe=TINY_RECIPE, options=opts)
+                    model="test_resnet", recipe=TINY_RECIPE, options=opts, sweep=sweep, aggregate=list(aggregate))
+
+
+def trajectories(spec: TaskSpec) -> list:
+    """The trainings of every member run of a group, in member order."""
+    return [c for m in members(spec) for c in MinorityCollapse(m).trajectories()]
 
 
 # -- bookkeeping ----------------------------------------------------------------------------------
 def test_trajectories_cover_every_ratio_and_variant():
-    task = MinorityCollapse(tiny_spec())
-    cfgs = task.trajectories()
+    spec = tiny_spec()
+    cfgs = trajectories(spec)
+    assert [m.variant for m in members(spec)] == [f"ratio={r},classifier={v}" for r in (1, 4) for v in VARIANTS]
+    task = MinorityCollapse(members(spec)[0])
     assert len(cfgs) == 6 and len({c.key() for c in cfgs}) == 6
     for (ratio, variant), cfg in zip(itertools.product([1.0, 4.0], ["learnable", "etf", "etf_dr"]), cfgs):
         assert (cfg.head, cfg.recipe.loss) == VARIANTS[variant]
         assert dict(cfg.imbalance) == {"profile": "step", "ratio": ratio, "n_majority": 5, "n": 40}
         assert (cfg.dataset, cfg.model, cfg.seed, cfg.recipe.epochs) == ("digits", "test_resnet", 0, 1)
     assert set(task.probes()) == {"minority@5"}
-    assert set(MinorityCollapse(tiny_spec(n_majority=None)).probes()) == {"minority"}
+    assert set(MinorityCollapse(members(tiny_spec(n_majority=None))[0]).probes()) == {"minority"}
 
 
 def test_balanced_run_is_the_plain_split_and_shares_its_trajectory():
     """R = 1 with the default n is the train split as it is: the learnable run has the key of a
     plain training of the same recipe (e.g. train_collapse's), so a suite trains it once."""
-    spec = tiny_spec(n=None)
-    cfgs = MinorityCollapse(spec).trajectories()
+    cfgs = trajectories(tiny_spec(n=None))
     assert [c.imbalance for c in cfgs[:3]] == [None] * 3
     assert all(dict(c.imbalance)["ratio"] == 4.0 for c in cfgs[3:])
     plain = TrainCollapse(TaskSpec(name="tc", kind="train_collapse", version=1, dataset="digits",
@@ -65,45 +72,42 @@ def test_balanced_run_is_the_plain_split_and_shares_its_trajectory():
 
 
 def test_fang_balanced_run_is_train_collapse_cifar10():
-    mc = MinorityCollapse(load_task("minority_collapse_cifar10_step"))
+    mc = MinorityCollapse(members(load_task("minority_collapse_cifar10_step"))[0])
     tc = TrainCollapse(load_task("train_collapse_cifar10"))
     assert mc.config_for(1, "learnable").key() == tc.trajectories()[0].key()
 
 
 def test_balanced_run_refuses_an_unbalanced_split(tmp_path):
-    spec = tiny_spec(n=None, ratios=[1], variants=["learnable"])   # digits: 142..146 per class
+    spec = tiny_spec(sweep={}, n=None, ratio=1, classifier="learnable")   # digits: 142..146 per class
     _, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert runs[0].status == "failed" and "set options.n" in runs[0].error
 
 
-def test_variant_fixes_the_loss_and_head():
-    cfgs = MinorityCollapse(tiny_spec(ratios=[2], variants=["etf_dr", "learnable"])).trajectories()
+def test_classifier_fixes_the_loss_and_head():
+    cfgs = trajectories(tiny_spec({"ratio": [2], "classifier": ["etf_dr", "learnable"]}))
     assert [(c.head, c.recipe.loss) for c in cfgs] == [("etf_dr", "dot_regression"), ("linear", "ce")]
 
 
 @pytest.mark.parametrize("options, match", [
     ({"profile": "linear"}, "profile"),
-    ({"ratios": [0.5]}, "ratios"),
-    ({"ratios": []}, "ratios"),
-    ({"ratios": ["10"]}, "ratios"),
-    ({"ratios": [10, 10.0]}, "repeated"),
-    ({"variants": ["etf", "fixed"]}, "variants"),
-    ({"variants": []}, "variants"),
+    ({"ratio": 0.5}, "options.ratio "),
+    ({"ratio": "10"}, "options.ratio "),
+    ({"ratio": math.inf}, "options.ratio "),
+    ({"classifier": "fixed"}, "options.classifier"),
     ({"n_majority": 0}, "n_majority"),
     ({"n": 2.5}, "options.n "),
-    ({"ratio": [1]}, "unknown options"),
+    ({"ratios": [1, 10]}, r"became a sweep: declare `sweep: \{ratio: \[1, 10\]\}`"),
+    ({"variants": ["etf"]}, r"`sweep: \{classifier: \['etf'\]\}`"),
+    ({"rati": 1}, "unknown options"),
 ])
 def test_bad_options_are_rejected(options, match):
     with pytest.raises(ValueError, match=match):
-        MinorityCollapse(tiny_spec(**options))
+        MinorityCollapse(tiny_spec(sweep={}, **options))
 
 
-def test_metric_names_round_trip():
-    for ratio, variant in [(1, "learnable"), (10.0, "etf_dr"), (2.5, "etf"), (200, "etf")]:
-        name = run_label(ratio, variant) + "minority_accuracy"
-        assert parse_metric(name) == (float(ratio), variant, "minority_accuracy")
-    assert run_label(10.0, "etf") == "R10/etf/"
-    assert parse_metric("nc1") is None
+def test_a_bad_sweep_value_names_its_point(tmp_path):
+    with pytest.raises(ValueError, match=r"options.classifier.*sweep point ratio=2,classifier=fixed"):
+        run_tasks("t", [tiny_spec({"ratio": [2], "classifier": ["etf", "fixed"]})], tmp_path, progress=False)
 
 
 def test_centred_means_against_numpy():
@@ -180,17 +184,24 @@ def test_probe_on_a_plain_split_takes_the_last_classes_as_minority():
 
 # -- a whole (tiny) run ---------------------------------------------------------------------------
 def _summary(df: pd.DataFrame) -> dict[tuple[float, str, str], float]:
-    s = df[df.split == "summary"]
-    return {parse_metric(m): v for m, v in zip(s.metric, s.value)}
+    """{(R, classifier, metric): value} of the summary rows of runs in the sweep (comparisons aside)."""
+    s = df[(df.split == "summary") & df.variant.fillna("").str.contains("classifier=")]
+    out = {}
+    for v, m, x in zip(s.variant, s.metric, s.value):
+        p = parse_variant(v)
+        out[(float(p["ratio"]), p["classifier"], m)] = x
+    return out
 
 
-def test_tiny_run_writes_rows_runs_and_plot(tmp_path):
-    spec = tiny_spec(ratios=[1, 4])
+def test_tiny_run_writes_rows_runs_comparisons_and_plot(tmp_path):
+    gain = {"name": "etf_minority_gain", "of": "minority_accuracy", "difference": {"classifier": ["etf", "learnable"]}}
+    spec = tiny_spec(aggregate=[gain])
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert [r.status for r in runs] == ["done"], runs[0].error
     task_dir = run_dir / "mc_tiny"
     df = pd.read_csv(task_dir / "results.csv")
     assert df.value.dtype == float
+    assert not df.metric.str.contains("[/=\\[]").any()        # fixed names: the run is in `variant`
     summary = _summary(df)
     for ratio, variant in itertools.product([1.0, 4.0], VARIANTS):
         for metric in ("minority_accuracy", "majority_accuracy", "accuracy", "minority_classifier_cosine",
@@ -201,31 +212,47 @@ def test_tiny_run_writes_rows_runs_and_plot(tmp_path):
     for ratio in (1.0, 4.0):
         for variant in ("etf", "etf_dr"):
             assert summary[(ratio, variant, "minority_classifier_cosine")] == pytest.approx(-1 / 9, abs=1e-6)
+        # the declared comparison, per R: exactly the difference of the two runs' rows
+        g = df[(df.metric == "etf_minority_gain") & (df.variant == f"ratio={ratio:g}")]
+        assert len(g) == 1 and g.value.iloc[0] == (summary[(ratio, "etf", "minority_accuracy")]
+                                                   - summary[(ratio, "learnable", "minority_accuracy")])
     # the SPEC §2 metrics of the imbalanced train set, per epoch and run
-    train_rows = df[(df.split == "train") & (df.metric == "R4/learnable/nc1")]
+    train_rows = df[(df.split == "train") & (df.metric == "nc1") & (df.variant == "ratio=4,classifier=learnable")]
     assert len(train_rows) == 1 and train_rows.epoch.tolist() == [1]
+    # the group's file is exactly its members' files, then the comparisons
+    member_rows = sum(len(pd.read_csv(f)) for f in (task_dir / "_members").glob("*/results.csv"))
+    assert len(df) == member_rows + 2
     runs_csv = pd.read_csv(task_dir / "runs.csv")
-    assert list(zip(runs_csv.ratio, runs_csv.variant)) == list(itertools.product([1.0, 4.0], VARIANTS))
+    assert list(zip(runs_csv.ratio, runs_csv.classifier)) == list(itertools.product([1.0, 4.0], VARIANTS))
+    assert runs_csv.variant.tolist() == [m.variant for m in members(spec)]
     want = class_counts("step", 40, 10, 4.0, 5)
     assert runs_csv[runs_csv.ratio == 4.0].class_counts.tolist() == [" ".join(map(str, want))] * 3
     assert runs_csv[runs_csv.ratio == 4.0].n_train.tolist() == [sum(want)] * 3
     config = json.loads((task_dir / "config.json").read_text())
-    assert config["meta"]["global_mean"] == "class"
-    assert config["meta"]["etf_cosine"] == pytest.approx(-1 / 9)
+    assert len(config["members"]) == 6
+    statuses = {m["status"] for m in config["members"]}     # one epoch: some runs stay near chance
+    assert config["status"] == ("failed" if "failed" in statuses else "ok")
+    assert set(df.status) == statuses
+    member = json.loads((task_dir / "_members" / "ratio=4,classifier=etf" / "config.json").read_text())
+    assert member["meta"]["global_mean"] == "class"
+    assert member["meta"]["etf_cosine"] == pytest.approx(-1 / 9)
     png = task_dir / "minority_collapse.png"
     assert config["plots"] == [png.name] and png.stat().st_size > 10_000
+    # a second run skips every member and the group
+    _, again = run_tasks("t", [spec], tmp_path, progress=False, log=lambda m: None)
+    assert again[0].status == "skipped"
 
 
 def test_exp_profile_reports_many_medium_few(tmp_path):
-    spec = tiny_spec(profile="exp", ratios=[4], variants=["learnable"], n=40)
+    spec = tiny_spec(sweep={}, profile="exp", ratio=4, classifier="learnable", n=40)
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert runs[0].status == "done", runs[0].error
-    df = pd.read_csv(run_dir / "mc_tiny" / "results.csv")
-    summary = _summary(df)
+    df = pd.read_csv(run_dir / "mc_tiny" / "results.csv", keep_default_na=False)
+    summary = df[df.split == "summary"].set_index("metric").value.astype(float)
     for g in ("many", "medium", "few"):
-        assert 0 <= summary[(4.0, "learnable", f"{g}_accuracy")] <= 1
+        assert 0 <= summary[f"{g}_accuracy"] <= 1
     test = df[(df.split == "test") & df.metric.str.endswith("_accuracy")]
-    assert {"R4/learnable/few_accuracy", "R4/learnable/minority_accuracy"} <= set(test.metric)
+    assert {"few_accuracy", "minority_accuracy"} <= set(test.metric) and set(df.variant) == {""}
     runs_csv = pd.read_csv(run_dir / "mc_tiny" / "runs.csv")
     assert runs_csv.class_counts.tolist() == [" ".join(map(str, class_counts("exp", 40, 10, 4.0)))]
 
@@ -238,16 +265,14 @@ def test_exp_profile_reports_many_medium_few(tmp_path):
     ("minority_collapse_cifar100_lt", 9, "exp"),
 ])
 def test_shipped_specs_plan_every_run(name, runs, profile):
-    task = MinorityCollapse(load_task(name))
-    cfgs = task.trajectories()
+    spec = load_task(name)
+    cfgs = trajectories(spec)
     assert len(cfgs) == runs and len({c.key() for c in cfgs}) == runs
     assert {dict(c.imbalance)["profile"] for c in cfgs if c.imbalance is not None} == {profile}
-    plain = [r == 1 and task.options["n"] is None for r, _ in task.runs()]   # R = 1: the split as it is
+    plain = [m.options["ratio"] == 1 and m.options.get("n") is None for m in members(spec)]  # the split as it is
     assert [c.imbalance is None for c in cfgs] == plain
-    assert task.spec.leaderboard["primary"] in task.spec.leaderboard["metrics"]
-    for metric in task.spec.leaderboard["metrics"]:
-        ratio, variant, _ = parse_metric(metric)
-        assert ratio in {float(r) for r in task.options["ratios"]} and variant in task.options["variants"]
+    assert set(spec.sweep) == {"ratio", "classifier"} and {a["name"] for a in spec.aggregate} == {
+        "etf_minority_gain", "etf_dr_minority_gain"}
 
 
 # -- the claim, on the embedded default (slow: six real trainings) --------------------------------

@@ -50,7 +50,7 @@ def test_a_run_forced_to_diverge_is_flagged_in_results_config_and_summary(tmp_pa
     assert set(df.status) == {"diverged"} and df.status_reason.str.contains("non-finite|nan|inf").all()
     cfg = json.loads((boom.dir / "config.json").read_text())
     assert cfg["status"] == "diverged" and cfg["training"][0]["status"] == "diverged"
-    assert any("DIVERGED" in m for m in logs)
+    assert any("flagged diverged" in m for m in logs)
     # two epochs of digits at lr 0.05 do not reach 99.9% train accuracy: failed against that minimum
     assert fine.run_status == "failed" and "0.999" in fine.run_reason
     # a rerun skips both and still reports their status

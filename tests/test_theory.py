@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from ncbench.metrics.minority import minority_cosine
+from ncbench.plots.layer_peeled import plot_minority_collapse
 from ncbench.theory import (
     LPMConfig,
     UFMConfig,
     minority_collapse_curve,
-    plot_minority_collapse,
     run_ufm,
     simulate_ufm,
     snc_residuals,

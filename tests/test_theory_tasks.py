@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from ncbench.results.schema import COLUMNS
-from ncbench.specs import load_task
+from ncbench.results.variants import parse_variant
+from ncbench.specs import load_task, members
 from ncbench.suite import run_tasks
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import TaskSpec
@@ -24,7 +25,9 @@ from ncbench.theory import threshold_ratio
 PNG = b"\x89PNG\r\n\x1a\n"
 SPEC_KEYS = ("nc1", "nc1_quotient", "equinorm_h", "equinorm_w", "equiangular_h", "equiangular_w",
              "etf_error_h", "etf_error_w", "nc3", "nc4", "ncc_acc", "cdnv")
-LPM_SMALL = {"K": 6, "K_A": 2, "ratios": {"min": 1.0, "max": 1000.0, "num": 7}, "E_H": [1.0, 5.0], "restarts": 1}
+LPM_SMALL = {"K": 6, "K_A": 2, "ratios": {"min": 1.0, "max": 1000.0, "num": 7}, "restarts": 1}
+LPM_SWEEP = {"E_H": [1.0, 5.0]}
+LPM_TREND = [{"name": "threshold_spearman_E_H", "of": "threshold_ratio", "spearman": "E_H"}]
 
 
 def run_one(tmp_path, spec: TaskSpec):
@@ -38,8 +41,8 @@ def run_one(tmp_path, spec: TaskSpec):
     return r.dir, df
 
 
-def spec_of(kind: str, name: str, **options) -> TaskSpec:
-    return TaskSpec(name=name, kind=kind, version=1, options=options)
+def spec_of(kind: str, name: str, sweep=None, aggregate=(), **options) -> TaskSpec:
+    return TaskSpec(name=name, kind=kind, version=1, options=options, sweep=sweep or {}, aggregate=list(aggregate))
 
 
 def summary(df: pd.DataFrame) -> dict[str, float]:
@@ -127,20 +130,20 @@ def test_ufm_accepts_yaml_style_option_values():
 # ------------------------------------------------------------------------------ layer_peeled
 def test_layer_peeled_task_reproduces_minority_collapse(tmp_path):
     K = LPM_SMALL["K"]
-    out, df = run_one(tmp_path, spec_of("layer_peeled", "lpm", **LPM_SMALL))
+    out, df = run_one(tmp_path, spec_of("layer_peeled", "lpm", sweep=LPM_SWEEP, aggregate=LPM_TREND, **LPM_SMALL))
     assert set(df.model) == {"none"} and set(df.dataset) == {"layer_peeled"} and set(df.device) == {"cpu"}
     curve = pd.read_csv(out / "curve.csv")
-    assert list(curve.columns) == ["E_H", "ratio", "minority_cosine", "minority_norm", "objective",
+    assert list(curve.columns) == ["variant", "seed", "E_H", "ratio", "minority_cosine", "minority_norm", "objective",
                                    "kkt_residual", "iterations"]
     assert len(curve) == 2 * 7 and curve.minority_cosine.dtype == np.float64
-    # the long rows encode the same curve: layer "E_H=<e> R=<r>", metric minority_cosine
+    # the long rows encode the same curve: variant "E_H=<e>,R=<r>", metric minority_cosine, no layer
     train = df[df.split == "train"]
     assert set(train.metric) == {"minority_cosine", "minority_norm", "objective", "kkt_residual"}
-    assert train.epoch.isna().all()
-    assert '"' not in (out / "results.csv").read_text()          # labels need no CSV quoting
+    assert train.epoch.isna().all() and train.layer.isna().all()
     cos = train[train.metric == "minority_cosine"]
-    cos = cos.join(cos.layer.str.extract(r"E_H=(?P<E_H>\S+) R=(?P<ratio>\S+)").astype(float))
-    merged = cos.merge(curve, on="E_H", suffixes=("", "_c"))
+    points = [parse_variant(v) for v in cos.variant]
+    cos = cos.assign(E_H=[float(p["E_H"]) for p in points], ratio=[float(p["R"]) for p in points])
+    merged = cos.merge(curve.drop(columns="variant"), on="E_H", suffixes=("", "_c"))
     merged = merged[np.isclose(merged.ratio, merged.ratio_c, rtol=1e-5)]
     assert len(merged) == len(curve)
     np.testing.assert_array_equal(merged.value.to_numpy(), merged.minority_cosine.to_numpy())
@@ -152,23 +155,25 @@ def test_layer_peeled_task_reproduces_minority_collapse(tmp_path):
         c = grp.sort_values("ratio").minority_cosine.to_numpy()
         assert (np.diff(c) >= -1e-6).all() and c[-1] == pytest.approx(1.0, abs=1e-3)
     # summary: thresholds per E_H, equal to the library's on the same curve, growing with E_H
-    s = summary(df)
+    summ = df[df.split == "summary"].fillna({"variant": ""})
+    s = {(v, m): x for v, m, x in zip(summ.variant, summ.metric, summ.value)}
     cross, full = threshold_ratio(curve), threshold_ratio(curve, level=1 - 1e-3)
     for e in (1.0, 5.0):
-        assert s[f"threshold_ratio_E_H={e:g}"] == pytest.approx(cross[e], rel=1e-12)
-        assert s[f"collapse_ratio_E_H={e:g}"] == pytest.approx(full[e], rel=1e-12)
-    assert 1.0 < s["threshold_ratio_E_H=1"] < s["threshold_ratio_E_H=5"] < 1000.0
-    assert s["threshold_ratio_E_H=5"] < s["collapse_ratio_E_H=5"]
-    assert s["max_kkt_residual"] < 1e-6
+        assert s[(f"E_H={e:g}", "threshold_ratio")] == pytest.approx(cross[e], rel=1e-12)
+        assert s[(f"E_H={e:g}", "collapse_ratio")] == pytest.approx(full[e], rel=1e-12)
+        assert s[(f"E_H={e:g}", "max_kkt_residual")] < 1e-6
+    assert 1.0 < s[("E_H=1", "threshold_ratio")] < s[("E_H=5", "threshold_ratio")] < 1000.0
+    assert s[("E_H=5", "threshold_ratio")] < s[("E_H=5", "collapse_ratio")]
+    assert math.isnan(s[("", "threshold_spearman_E_H")])       # two budgets: too few points for a rank trend
     assert (out / "minority_collapse.png").read_bytes()[:8] == PNG
 
 
 def test_layer_peeled_threshold_is_nan_when_never_crossed(tmp_path):
     """A grid that stays below the threshold: the summary value is missing (empty → NaN), not a number."""
-    out, df = run_one(tmp_path, spec_of("layer_peeled", "lpm_low", K=6, K_A=2, ratios=[1.0, 1.2], E_H=[5.0],
+    out, df = run_one(tmp_path, spec_of("layer_peeled", "lpm_low", K=6, K_A=2, ratios=[1.0, 1.2], E_H=5.0,
                                         restarts=1))
     s = summary(df)
-    assert math.isnan(s["threshold_ratio_E_H=5"]) and math.isnan(s["collapse_ratio_E_H=5"])
+    assert math.isnan(s["threshold_ratio"]) and math.isnan(s["collapse_ratio"])
     assert pd.read_csv(out / "curve.csv").minority_cosine.max() < 0
 
 
@@ -176,8 +181,9 @@ def test_layer_peeled_threshold_is_nan_when_never_crossed(tmp_path):
     ({"ratios": [0.5, 2.0]}, ">= 1"),
     ({"ratios": {"min": 1, "max": 10}}, "min, max, num"),
     ({"ratios": []}, "non-empty"),
-    ({"E_H": 5.0}, "E_H"),
-    ({"E_H": [1.0, 1.0]}, "distinct"),
+    ({"E_H": [1.0, 5.0]}, r"became a sweep: declare `sweep: \{E_H: \[1.0, 5.0\]\}`"),
+    ({"E_H": "big"}, "option E_H"),
+    ({"ratios": [1.0, 1.0000001]}, "distinct"),
     ({"K": 4, "K_A": 3}, "two minority"),
     ({"E_W": 0.0}, "budgets"),
     ({"K": 6.5}, "option K"),
@@ -190,8 +196,10 @@ def test_layer_peeled_rejects_bad_options_before_running(tmp_path, options, matc
 
 def test_shipped_lpm_spec_is_valid():
     """The shipped spec builds (options validated) and its grid starts at R = 1 (the simplex point)."""
-    task = TASK_KINDS.get("layer_peeled")(load_task("lpm_minority_curve"))
-    assert task.ratios[0] == 1.0 and len(task.ratios) >= 9 and len(task.energies_h) >= 3
+    spec = load_task("lpm_minority_curve")
+    tasks = [TASK_KINDS.get("layer_peeled")(m) for m in members(spec)]
+    assert tasks[0].ratios[0] == 1.0 and len(tasks[0].ratios) >= 9 and len(tasks) >= 3
+    assert [t.energies_h for t in tasks] == [[e] for e in spec.sweep["E_H"]]
 
 
 def test_cli_runs_a_theory_task_without_dataset_or_model(tmp_path):
@@ -199,7 +207,8 @@ def test_cli_runs_a_theory_task_without_dataset_or_model(tmp_path):
     from ncbench.cli import main
 
     n = torch.get_num_threads()
-    assert main(["run", "ufm_ce_balanced", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
-    assert torch.get_num_threads() == n                          # the task restores the thread count
+    argv = ["run", "ufm_ce_balanced", "--out", str(tmp_path), "--no-progress", "--device", "cpu", "--threads", str(n)]
+    assert main(argv) == 0
+    assert torch.get_num_threads() == n            # the task's one-thread solve restores the CLI's count
     (csv,) = tmp_path.glob("*/ufm_ce_balanced/results.csv")
     assert summary(pd.read_csv(csv))["nc1"] <= 1e-3

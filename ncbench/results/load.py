@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ncbench.results.schema import COLUMNS
+from ncbench.results.schema import COLUMNS, MEMBERS_FOLDER
 
 INTEGER_COLUMNS = ("task_version", "epoch", "seed", "n_samples")
 """Nullable integers (`Int64`): empty in the CSV is <NA>."""
@@ -45,7 +45,7 @@ def _expand(paths_or_globs) -> list[Path]:
     seen, unique = set(), []
     for f in files:
         key = f.resolve()
-        if key not in seen and "_trajectories" not in f.parts:
+        if key not in seen and "_trajectories" not in f.parts and MEMBERS_FOLDER not in f.parts:
             seen.add(key)
             unique.append(f)
     if not unique:

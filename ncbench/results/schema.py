@@ -17,3 +17,7 @@ or `[`). `status` is the run's outcome (`ok` / `diverged` / `failed`, SPEC §9),
 
 ROW_KEYS = ("split", "epoch", "layer", "variant", "metric", "value", "n_samples")
 """What a task supplies per row; the rest comes from the run's provenance."""
+
+MEMBERS_FOLDER = "_members"
+"""Inside a group's folder, the folder of its member runs; the group's own results.csv holds all their
+rows, so readers (`load_results`) skip it, as they skip `_trajectories`."""

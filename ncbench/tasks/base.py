@@ -6,14 +6,13 @@ value, n_samples); rows with `split="summary"` are its headline numbers (the lea
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ncbench.registry import Registry
+from ncbench.specs.task_spec import TaskSpec
 
 KIND_MODULES = ("cdnv_bound", "fewshot_transfer", "frozen_transfer", "heldout_collapse", "layer_peeled",
                 "minority_collapse", "ncc_depth", "train_collapse", "transfer_ranking", "ufm")
@@ -39,62 +38,6 @@ def register_task(kind: str):
 
 
 @dataclass
-class TaskSpec:
-    """A versioned task instance: what to measure, on which data and backbone, with which budget."""
-
-    name: str
-    kind: str
-    version: int
-    description: str = ""
-    dataset: str = "mnist5k"
-    model: str = "resnet18"
-    pretrained: bool | str = False
-    checkpoint: str | None = None
-    seed: int = 0
-    recipe: dict | str = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-    leaderboard: dict = field(default_factory=dict)
-    tier: str = "cpu"
-    data_dir: str | None = None
-    download: bool = False
-    device: str = "cpu"
-    world_size: int = 1            # DDP processes (set by the CLI under torchrun); part of the identity
-    min_train_accuracy: float | None = None   # below it a trained run is `failed` (ncbench.training.run_status)
-    source: str = ""
-
-    RUNTIME: ClassVar[tuple[str, ...]] = ("description", "leaderboard", "data_dir", "download", "source")
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "") -> TaskSpec:
-        known = {f.name for f in fields(cls)}
-        missing = [k for k in ("name", "kind", "version") if k not in d]
-        if missing:
-            raise ValueError(f"task spec {source or d.get('name', '?')} lacks {', '.join(missing)}")
-        unknown = sorted(set(d) - known)
-        if unknown:
-            import difflib
-            hint = {u: difflib.get_close_matches(u, known, 1) for u in unknown}
-            raise ValueError(f"task spec {source or d['name']}: unknown keys " + ", ".join(
-                u + (f" (did you mean {h[0]}?)" if h else "") for u, h in hint.items()))
-        return cls(**{**d, "source": source or d.get("source", "")})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def config_hash(self) -> str:
-        """Hash of everything that changes the numbers (not paths or descriptions; a checkpoint by the
-        SHA-256 of its bytes, so a file replaced in place is another configuration)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME}
-        if d["world_size"] == 1:   # one process: the hash of the specs before world size was recorded
-            d.pop("world_size")
-        if self.checkpoint and Path(self.checkpoint).expanduser().is_file():   # weights by content, not path
-            from ncbench.training.cache_key import file_sha256
-
-            d["checkpoint"] = "sha256:" + file_sha256(self.checkpoint)
-        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-@dataclass
 class TaskOutput:
     rows: list[dict]
     tables: dict[str, Any] = field(default_factory=dict)   # extra long CSVs: name -> DataFrame
@@ -106,14 +49,42 @@ class Task:
 
     kind: ClassVar[str] = ""
     default_options: ClassVar[dict] = {}
+    MOVED: ClassVar[dict] = {}     # a list option that became a sweep -> the scalar option it sweeps
+
+    MODEL_FREE: ClassVar[tuple[str, str] | None] = None
+    """(dataset, model) that a kind without data or backbone records, whatever the spec says (e.g. the
+    theory tasks: `("ufm", "none")`); such a kind also runs on the CPU."""
 
     def __init__(self, spec: TaskSpec):
+        if self.MODEL_FREE is not None:   # a copy: the caller's spec is never changed
+            spec = replace(spec, dataset=self.MODEL_FREE[0], model=self.MODEL_FREE[1], pretrained=False,
+                           checkpoint=None, device="cpu")
         self.spec = spec
+        moved = sorted(set(spec.options) & set(self.MOVED))
+        if moved:
+            k = moved[0]
+            raise ValueError(f"task '{spec.name}' ({self.kind}): options.{k} became a sweep: declare "
+                             f"`sweep: {{{self.MOVED[k]}: {list(spec.options[k])!r}}}` at the top of the spec "
+                             f"(one run per value; ncbench.specs.groups)")
         unknown = sorted(set(spec.options) - set(self.default_options))
         if unknown:
-            raise ValueError(f"task '{spec.name}' ({self.kind}): unknown options {unknown}; "
+            import difflib
+
+            hints = [u + (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(
+                u, list(self.default_options), 1)) else "") for u in unknown]
+            raise ValueError(f"task '{spec.name}' ({self.kind}): unknown options {', '.join(hints)}; "
                              f"known: {sorted(self.default_options)}")
         self.options = {**self.default_options, **spec.options}
+
+    def scalar_option(self, key: str):
+        """`options[key]`, which names one value: a list there is a sweep written the old way."""
+        value = self.options[key]
+        if isinstance(value, (list, tuple)):
+            raise ValueError(  # noqa: TRY004 - a user input error: exit 2
+                f"task '{self.spec.name}' ({self.kind}): options.{key} takes one value; a list became a sweep: "
+                f"declare `sweep: {{{key}: {list(value)!r}}}` at the top of the spec (one run per value; "
+                f"ncbench.specs.groups)")
+        return value
 
     def trajectories(self) -> list:
         """Training runs this task reads (so a suite trains each one once)."""
@@ -126,9 +97,6 @@ class Task:
     def run(self, ctx: RunContext) -> TaskOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-        """PNG files beside the CSVs; `rows` is the task's long DataFrame."""
-        return []
 
 
 @dataclass

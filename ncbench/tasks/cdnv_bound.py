@@ -22,7 +22,6 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ncbench.metrics.cdnv_bounds import class_moments, population_bound_table
-from ncbench.plotting import log_axis_plot, save_figure, series, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 
@@ -88,14 +87,3 @@ class CDNVBound(TrajectoryTask):
         bound, bound_pairs = self.bound_rows(ctx)
         rows += rows_from(bound, split="summary", epoch=f.epoch, n_samples=f.train.n)
         return TaskOutput(rows, tables={"cdnv_pairs": pairs, "cdnv_bound_pairs": bound_pairs})
-
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-
-        fig, axes = subplots(1, 2, figsize=(11, 4.5))
-        x, _ = series(rows, "train", "cdnv")
-        log_axis_plot(axes[0], x, {"train CDNV": series(rows, "train", "cdnv")[1], "test CDNV": series(rows, "test", "cdnv")[1],
-                                   "test error": series(rows, "test", "error")[1]}, "CDNV and test error", "value")
-        log_axis_plot(axes[1], x, {"train min ‖μi−μj‖²": series(rows, "train", "min_sq_mean_distance")[1],
-                                   "test min ‖μi−μj‖²": series(rows, "test", "min_sq_mean_distance")[1]},
-                      "class-mean separation", "squared distance")
-        return [save_figure(fig, out_dir / "cdnv.png", f"{self.spec.name}: CDNV bound quantities")]

@@ -17,10 +17,12 @@ source-train `nc1`/`cdnv` (the trajectory's final train evaluation), the target 
 target images (SPEC §2), the mean episode CDNV, and the Spearman ρ across episodes between episode CDNV
 and episode error (Galanti et al.: the few-shot error grows with the CDNV of the new classes).
 
-Source-class sweep (`source_classes: [2, 3, …, S]`): one training on the first `S` classes of the
-source set for each `S`, all scored on the same target episodes, to test the thought model of the
-review (§4.1.2: more source classes transfer better). Target classes are fixed by the whole source
-set, never by `S`, and must share no class name with it (checked: targets are never trained on).
+Source classes: `source_classes: S` trains on the first `S` classes of the source set (None: all
+of it). The review's thought model (§4.1.2: more source classes transfer better) is a group declared
+in YAML, `sweep: {source_classes: [2, 3, 5]}` (`ncbench.specs.groups`): one run per S, all scored on
+the same target episodes, with the paired gains declared beside it (`aggregate:`). Target classes
+are fixed by the whole source set, never by `S`, and must share no class name with it (checked:
+targets are never trained on).
 
 Data: the source set is `source_set` (class indices of `source_split`; default all of them); the
 targets are `target_classes` of `target_split` (default: every class whose name is not a source class).
@@ -30,33 +32,28 @@ source digits 0–4 train on split `train` and are measured on `test`; the targe
 sees the source digits). On `cifar-fs` / `mini-imagenet` the source is the 64-class `train/fit` split
 (measured on `train/holdout`), the targets the 20 classes of `test`.
 
-Rows (SPEC §9; `layer` is always empty: these are penultimate features):
+Rows (SPEC §9; `layer` is always empty: these are penultimate features; in a group the `variant`
+column names the run, e.g. `source_classes=5`):
 
-- the backbone is named in the metric: `S{S}/<metric>` for the backbone trained on `S` source classes,
-  `pretrained/<metric>` for a backbone taken as is; `parse_metric` splits the name;
-- `split="source_train"`: `S5/accuracy`, `S5/nc1`, `S5/cdnv`, `S5/nc1_quotient` (source train split);
-  `split="source_test"`: `S5/accuracy` (held-out images of the source classes);
-- `split="target"`: `S5/ncc_acc_5shot`, `S5/ncc_acc_5shot_ci95`, `S5/probe_acc_5shot(_ci95)`,
-  `S5/episode_cdnv_5shot`, `S5/spearman_cdnv_error_5shot(_pvalue)` (per shot count), the measured
-  mean episode error `S5/ncc_error_5shot` beside its CDNV bound `S5/ncc_error_bound_5shot`
+- `split="source_train"`: `accuracy`, `nc1`, `cdnv`, `nc1_quotient` (source train split);
+  `split="source_test"`: `accuracy` (held-out images of the source classes);
+- `split="target"`: `ncc_acc_5shot`, `ncc_acc_5shot_ci95`, `probe_acc_5shot(_ci95)`,
+  `episode_cdnv_5shot`, `spearman_cdnv_error_5shot(_pvalue)` (per shot count), the measured mean
+  episode error `ncc_error_5shot` beside its CDNV bound `ncc_error_bound_5shot`
   (`ncbench.metrics.cdnv_bounds.fewshot_error_bound`, target-class moments from all target images),
   `..._ratio_5shot` (bound / measured) and `..._vacuous_5shot` (1.0 when the bound is ≥ 1), and the
-  target collapse `S5/cdnv`, `S5/nc1` over all target images;
+  target collapse `cdnv`, `nc1` over all target images;
 - `epoch` is the final epoch of the source training (0 for a pretrained backbone); `n_samples` is
   the number of episodes for episode metrics, of images otherwise;
-- `split="summary"`: the headline of the largest source set, unprefixed (`ncc_acc_5shot(_ci95)`,
-  `probe_acc_5shot(_ci95)`, `spearman_cdnv_error_5shot(_pvalue)` per shot count; `source_nc1`,
-  `source_cdnv`, `source_train_accuracy`, `source_test_accuracy`, `terminal_phase_epoch`,
-  `target_cdnv`, `target_nc1`, `source_classes`, `chance` = 1/n), and with a sweep the curve `S{S}/ncc_acc_{k}shot(_ci95)` plus `sweep_gain_{k}shot`
-  (accuracy at the largest minus the smallest S) and `sweep_spearman_{k}shot` (ρ between S and
-  accuracy; NaN below 3 sweep points).
+- `split="summary"`: the headline: `ncc_acc_5shot(_ci95)`, `probe_acc_5shot(_ci95)`,
+  `spearman_cdnv_error_5shot(_pvalue)` per shot count; `source_nc1`, `source_cdnv`,
+  `source_train_accuracy`, `source_test_accuracy`, `terminal_phase_epoch`, `target_cdnv`,
+  `target_nc1`, `source_classes`, `chance` = 1/n.
 
-Why the backbone lives in the metric name: `layer` means a network layer, and the leaderboard keys
-headline rows by metric alone, so the sweep curve needs distinct names (as `minority_collapse` names
-its runs `R10/etf/...`). A pandas user: `d = df[df.split == "target"]; d = d.join(d.metric.str.extract(METRIC_PATTERN))`
-gives columns `backbone` (`S5`/`pretrained`), `source_classes` and `name`; filter `name ==
-"ncc_acc_5shot"` and plot `value` against `source_classes`. `sweep.csv` has the same numbers wide
-(one row per S and shot count) and `episodes.csv` the per-episode values.
+A pandas user: `df[(df.split == "summary") & (df.metric == "ncc_acc_5shot")]` and the
+`source_classes` parsed from `variant` (`ncbench.results.variants.parse_variant`) give the curve;
+`per_shot.csv` has the same numbers wide (one row per shot count) and `episodes.csv` the per-episode
+values.
 """
 from __future__ import annotations
 
@@ -70,7 +67,6 @@ import torch
 
 from ncbench.data import load_dataset
 from ncbench.data.dataset import ImageDataset
-from ncbench.plotting import save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.threads import torch_threads
@@ -78,23 +74,7 @@ from ncbench.training.trajectory import TrajectoryConfig
 
 BACKBONES = ("trajectory", "pretrained")
 SAMPLERS = ("ncbench", "learn2learn")
-METRIC_PATTERN = r"^(?P<backbone>S(?P<source_classes>\d+)|pretrained)/(?P<name>.+)$"
-_METRIC = re.compile(METRIC_PATTERN)
 SOURCE_METRICS = ("nc1", "cdnv", "nc1_quotient")
-
-
-def backbone_label(source_classes: int | None) -> str:
-    """`S{S}/` for a backbone trained on S source classes, `pretrained/` for one taken as is."""
-    return "pretrained/" if source_classes is None else f"S{int(source_classes)}/"
-
-
-def parse_metric(name: str) -> tuple[int | None, str] | None:
-    """`"S5/ncc_acc_5shot"` -> `(5, "ncc_acc_5shot")`; `"pretrained/cdnv"` -> `(None, "cdnv")`;
-    None for an unprefixed (headline) name."""
-    m = _METRIC.match(name)
-    if m is None:
-        return None
-    return (None if m["source_classes"] is None else int(m["source_classes"])), m["name"]
 
 
 def _int_list(name: str, value, low: int) -> list[int]:
@@ -138,7 +118,7 @@ class FewShotTransfer(TrajectoryTask):
     default_options: ClassVar[dict] = {
         "backbone": "trajectory",      # trajectory (train on the source classes) | pretrained (as is)
         "source_set": None,            # class indices of source_split forming the source set; None: all
-        "source_classes": None,        # sweep: numbers S of source classes (first S of the set); None: all
+        "source_classes": None,        # train on the first S classes of the source set; None: all of it
         "target_classes": None,        # class indices of target_split; None: all not named like a source class
         "source_split": "train",
         "source_test_split": "test",
@@ -168,14 +148,16 @@ class FewShotTransfer(TrajectoryTask):
             if isinstance(o[key], bool) or not isinstance(o[key], int) or o[key] < low:
                 raise ValueError(f"{name}: options.{key} must be an integer >= {low}, got {o[key]!r}")
         self.source_set = None if o["source_set"] is None else _int_list("source_set", o["source_set"], 0)
-        self.sweep = None if o["source_classes"] is None else sorted(_int_list("source_classes",
-                                                                              o["source_classes"], 2))
-        if self.sweep and self.source_set is not None and self.sweep[-1] > len(self.source_set):
-            raise ValueError(f"{name}: options.source_classes goes up to {self.sweep[-1]} but source_set has "
+        S = self.scalar_option("source_classes")
+        if S is not None and (isinstance(S, bool) or not isinstance(S, int) or S < 2):
+            raise ValueError(f"{name}: options.source_classes must be an integer >= 2 or null, got {S!r}")
+        self.S = S
+        if S is not None and self.source_set is not None and S > len(self.source_set):
+            raise ValueError(f"{name}: options.source_classes is {S} but source_set has "
                              f"{len(self.source_set)} classes")
-        if self.sweep and o["backbone"] == "pretrained":
-            raise ValueError(f"{name}: a source-class sweep trains one backbone per S; with backbone: "
-                             "pretrained nothing is trained: drop options.source_classes")
+        if S is not None and o["backbone"] == "pretrained":
+            raise ValueError(f"{name}: options.source_classes chooses what to train on; with backbone: "
+                             "pretrained nothing is trained: drop it")
         if self.source_set is not None and len(self.source_set) < 2:
             raise ValueError(f"{name}: options.source_set needs at least 2 classes to train on")
         ts = o["target_split"]
@@ -191,10 +173,6 @@ class FewShotTransfer(TrajectoryTask):
         base = self.source_set if self.source_set is not None else range(S)
         return tuple(int(c) for c in list(base)[:S])
 
-    def sweep_points(self) -> list[int | None]:
-        """The S values trained (None: the whole source set, when no sweep is given)."""
-        return list(self.sweep) if self.sweep else [None]
-
     def trajectory_config(self, S: int | None = None, **changes) -> TrajectoryConfig:
         o = self.options
         return super().trajectory_config(**({"classes": self._classes(S), "train_split": o["source_split"],
@@ -203,7 +181,7 @@ class FewShotTransfer(TrajectoryTask):
     def trajectories(self) -> list[TrajectoryConfig]:
         if self.options["backbone"] == "pretrained":
             return []
-        return [self.trajectory_config(S) for S in self.sweep_points()]
+        return [self.trajectory_config(self.S)]
 
     # -- data ------------------------------------------------------------------------------------
     def _load(self, split: str) -> ImageDataset:
@@ -264,7 +242,7 @@ class FewShotTransfer(TrajectoryTask):
         return {k: sample(labels, n_way=o["n_way"], k_shot=k, n_query=o["queries"], episodes=o["episodes"],
                           seed=o["episode_seed"]) for k in self.shots}
 
-    def _score(self, features, labels, episodes, prefix: str, epoch: int) -> tuple[list, dict, list]:
+    def _score(self, features, labels, episodes, epoch: int) -> tuple[list, dict, list]:
         """Target rows of one backbone, its per-shot summary, and its per-episode table rows."""
         from ncbench.fewshot import evaluate_episodes
         from ncbench.metrics import collapse_metrics
@@ -285,8 +263,8 @@ class FewShotTransfer(TrajectoryTask):
                 vals[f"probe_acc_{k}shot_ci95"] = s["fewshot_probe_acc_ci95"]
             vals.update(fewshot_bound_metrics(features, labels, k, o["n_way"], 1.0 - s["fewshot_ncc_acc"]))
             summary.update(vals)
-            rows += rows_from(vals, split="target", epoch=epoch, n_samples=ep.num_episodes, prefix=prefix)
-            table = {"backbone": prefix.rstrip("/"), "k_shot": k, "episode": range(ep.num_episodes),
+            rows += rows_from(vals, split="target", epoch=epoch, n_samples=ep.num_episodes)
+            table = {"k_shot": k, "episode": range(ep.num_episodes),
                      "ncc_acc": res.ncc_acc.numpy(), "cdnv": res.cdnv.numpy()}
             if res.probe_acc is not None:
                 table["probe_acc"] = res.probe_acc.numpy()
@@ -295,32 +273,29 @@ class FewShotTransfer(TrajectoryTask):
         tc = collapse_metrics(features.double(), dense, num_classes=int(dense.max()) + 1)
         target = {"cdnv": tc["cdnv"], "nc1": tc["nc1"]}
         summary.update({f"target_{m}": v for m, v in target.items()})
-        rows += rows_from(target, split="target", epoch=epoch, n_samples=len(labels), prefix=prefix)
+        rows += rows_from(target, split="target", epoch=epoch, n_samples=len(labels))
         return rows, summary, per_episode
 
     # -- the task ----------------------------------------------------------------------------------
     def _backbones(self, ctx, cache):
-        """Yield `(S or None, epoch, model, source rows, source summary)` per backbone (training times
+        """Yield the backbone's `(S or None, epoch, model, source rows, source summary)` (training times
         are provenance: config.json's `training`)."""
         if self.options["backbone"] == "pretrained":
             yield self._pretrained(cache)
             return
-        for S in self.sweep_points():
-            rec, traj = ctx.trajectory(self.trajectory_config(S), self.probes())
-            f = rec.final()
-            n_src = len(rec.class_counts)
-            prefix = backbone_label(n_src)
-            tr = {**{m: f.train.collapse[m] for m in SOURCE_METRICS}, "accuracy": f.train.accuracy}
-            rows = list(rows_from(tr, split="source_train", epoch=f.epoch, n_samples=f.train.n, prefix=prefix))
-            summ = {"source_nc1": tr["nc1"], "source_cdnv": tr["cdnv"], "source_train_accuracy": f.train.accuracy,
-                    "terminal_phase_epoch": float(rec.terminal_phase_epoch or math.nan)}
-            if f.test is not None:
-                rows += rows_from({"accuracy": f.test.accuracy}, split="source_test", epoch=f.epoch,
-                                  n_samples=f.test.n, prefix=prefix)
-                summ["source_test_accuracy"] = f.test.accuracy
-            model = traj.build_model(n_src, self._load(self.target_splits[0]).in_chans)
-            model.load_state_dict(torch.load(traj.final_weights, map_location="cpu", weights_only=True))
-            yield n_src, f.epoch, model.to(self.spec.device).eval(), rows, summ
+        rec, traj = ctx.trajectory(self.trajectory_config(self.S), self.probes())
+        f = rec.final()
+        n_src = len(rec.class_counts)
+        tr = {**{m: f.train.collapse[m] for m in SOURCE_METRICS}, "accuracy": f.train.accuracy}
+        rows = list(rows_from(tr, split="source_train", epoch=f.epoch, n_samples=f.train.n))
+        summ = {"source_nc1": tr["nc1"], "source_cdnv": tr["cdnv"], "source_train_accuracy": f.train.accuracy,
+                "terminal_phase_epoch": float(rec.terminal_phase_epoch or math.nan)}
+        if f.test is not None:
+            rows += rows_from({"accuracy": f.test.accuracy}, split="source_test", epoch=f.epoch, n_samples=f.test.n)
+            summ["source_test_accuracy"] = f.test.accuracy
+        model = traj.build_model(n_src, self._load(self.target_splits[0]).in_chans)
+        model.load_state_dict(torch.load(traj.final_weights, map_location="cpu", weights_only=True))
+        yield n_src, f.epoch, model.to(self.spec.device).eval(), rows, summ
 
     def _pretrained(self, cache):
         """The backbone as built (timm pretrained weights, `checkpoint:`, or the seeded random init) and
@@ -341,8 +316,7 @@ class FewShotTransfer(TrajectoryTask):
                            classes=cfg.classes, device=cfg.device, batch_size=self.options["batch_size"])
         m = collapse_metrics(c.features.double(), c.labels, num_classes=src.num_classes)
         src_m = {k: m[k] for k in SOURCE_METRICS}
-        rows = list(rows_from(src_m, split="source_train", epoch=0, n_samples=len(c.labels),
-                              prefix=backbone_label(None)))
+        rows = list(rows_from(src_m, split="source_train", epoch=0, n_samples=len(c.labels)))
         summ = {"source_nc1": m["nc1"], "source_cdnv": m["cdnv"]}
         return None, 0, model, rows, summ
 
@@ -355,88 +329,31 @@ class FewShotTransfer(TrajectoryTask):
         episodes = self.episodes(labels)
         rows, tables, points = [], [], []
         for S, epoch, model, src_rows, src_summ in self._backbones(ctx, cache):
-            prefix = backbone_label(S)
             feats, flabels = self._features(cache, model, parts, target_classes, self.spec.model)
             if not torch.equal(flabels, labels):
                 raise RuntimeError("target features and episode labels disagree (feature cache out of date?)")
             with torch_threads(1 if feats.device.type == "cpu" else None):
-                trows, tsumm, per_ep = self._score(feats, labels, episodes, prefix, epoch)
+                trows, tsumm, per_ep = self._score(feats, labels, episodes, epoch)
             rows += src_rows + trows
             for t in per_ep:
-                t.insert(1, "source_classes", S)
+                t.insert(0, "source_classes", S)
             tables += per_ep
             points.append((S, epoch, {**src_summ, **tsumm}))
             del model
-        rows += self._summary(points)
-        sweep = pd.DataFrame([{"source_classes": S, "epoch": e, "k_shot": k, **_per_shot(p, k)}
-                              for S, e, p in points for k in self.shots])
+        rows += self._summary(points[-1])
+        per_shot = pd.DataFrame([{"source_classes": S, "epoch": e, "k_shot": k, **_per_shot(p, k)}
+                                 for S, e, p in points for k in self.shots])
         meta = {"target_classes": target_classes, "target_splits": self.target_splits,
-                "source_classes": [S for S, _, _ in points], "sampler": self.options["sampler"],
+                "source_classes": points[-1][0], "sampler": self.options["sampler"], "shots": self.shots,
+                "n_way": self.options["n_way"],
                 "feature_cache": {"hits": cache.hits, "misses": cache.misses}, "chance": 1 / self.options["n_way"]}
-        return TaskOutput(rows, tables={"sweep": sweep, "episodes": pd.concat(tables, ignore_index=True)},
+        return TaskOutput(rows, tables={"per_shot": per_shot, "episodes": pd.concat(tables, ignore_index=True)},
                           meta=meta)
 
-    def _summary(self, points: list) -> list[dict]:
-        """Headline of the largest source set, and the sweep curve when there is one."""
-        import numpy as np
-        from scipy.stats import spearmanr
-
-        S, epoch, head = points[-1]
+    def _summary(self, point: tuple) -> list[dict]:
+        """The headline of the backbone (shot-count metrics first)."""
+        S, epoch, head = point
         out = {k: v for k, v in head.items() if not k.startswith("episode_cdnv")}
         out = {m: out[m] for m in sorted(out, key=lambda m: ("shot" not in m, m))}
         out.update(source_classes=float(S) if S is not None else math.nan, chance=1.0 / self.options["n_way"])
-        rows = list(rows_from(out, split="summary", epoch=epoch))
-        if len(points) > 1:
-            curve, extra = {}, {}
-            xs = np.array([p[0] for p in points], dtype=float)
-            for k in self.shots:
-                acc = np.array([p[2][f"ncc_acc_{k}shot"] for p in points])
-                for (s, _, p) in points:
-                    curve[f"S{s}/ncc_acc_{k}shot"] = p[f"ncc_acc_{k}shot"]
-                    curve[f"S{s}/ncc_acc_{k}shot_ci95"] = p[f"ncc_acc_{k}shot_ci95"]
-                extra[f"sweep_gain_{k}shot"] = float(acc[-1] - acc[0])
-                extra[f"sweep_spearman_{k}shot"] = (float(spearmanr(xs, acc).statistic)
-                                                    if len(xs) >= 3 and np.ptp(acc) > 0 else math.nan)
-            rows += rows_from({**curve, **extra}, split="summary", epoch=epoch)
-        return rows
-
-    # -- figure ------------------------------------------------------------------------------------
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-
-        d = rows[rows.split.isin(["target", "source_train"])]
-        d = d.join(d.metric.str.extract(METRIC_PATTERN))
-        d = d[d.source_classes.notna()]
-        if d.empty:   # a pretrained backbone: nothing to sweep
-            return []
-        d = d.assign(source_classes=d.source_classes.astype(int))
-        wide = d.pivot_table(index="source_classes", columns=["split", "name"], values="value")
-        x = wide.index.to_numpy()
-        fig, axes = subplots(1, 2, figsize=(12, 4.6))
-        ax = axes[0]
-        for i, k in enumerate(self.shots):
-            for kind, style in (("ncc", "-"), ("probe", "--")):
-                col = ("target", f"{kind}_acc_{k}shot")
-                if col in wide:
-                    ax.errorbar(x, wide[col], yerr=wide[("target", f"{kind}_acc_{k}shot_ci95")], color=f"C{i}",
-                                marker="o" if kind == "ncc" else "s", ms=4, capsize=3, ls=style,
-                                label=f"{k}-shot {'NCC' if kind == 'ncc' else 'logistic probe'}")
-        ax.axhline(1 / self.options["n_way"], color="grey", ls=":", label="chance")
-        ax.set_xlabel("number of source classes S")
-        ax.set_ylabel("episode accuracy (mean ± 95% CI)")
-        ax.set_title(f"{self.options['n_way']}-way few-shot accuracy on unseen classes")
-        ax.set_xticks(x)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        ax = axes[1]
-        for col, label in ((("source_train", "nc1"), "source train NC1"),
-                           (("source_train", "cdnv"), "source train CDNV"),
-                           (("target", "cdnv"), "target CDNV (all target images)")):
-            if col in wide:
-                ax.plot(x, wide[col], marker="o", ms=4, label=label)
-        ax.set_yscale("log")
-        ax.set_xlabel("number of source classes S")
-        ax.set_title("collapse of the source and target classes")
-        ax.set_xticks(x)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        return [save_figure(fig, out_dir / "fewshot_transfer.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}")]
+        return list(rows_from(out, split="summary", epoch=epoch))

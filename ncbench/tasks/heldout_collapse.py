@@ -8,12 +8,10 @@ for `nc1` this is expected but not guaranteed, so the task reports how often it 
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from ncbench.plotting import log_axis_plot, save_figure, series, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 
@@ -59,13 +57,3 @@ class TestCollapse(TrajectoryTask):
             summary[f"{mode}_le_strong_{m}_fraction"] = float(np.mean(seq))
         rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n)
         return TaskOutput(rows, meta={"terminal_phase_epoch": rec.terminal_phase_epoch})
-
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-
-        fig, axes = subplots(1, 3, figsize=(15, 4.5))
-        for ax, m, title in zip(axes, MEASURES, ("NC1 = Tr(Σ_W Σ_B⁺)/K", "Tr Σ_W", "CDNV")):
-            x, _ = series(rows, "train", m)
-            log_axis_plot(ax, x, {"train": series(rows, "train", m)[1], "test strong (true class)": series(rows, "test_strong", m)[1],
-                                  "test weak (predicted class)": series(rows, "test_weak", m)[1],
-                                  "test weak (nearest train mean)": series(rows, "test_weak_ncc", m)[1]}, title, m)
-        return [save_figure(fig, out_dir / "test_collapse.png", f"{self.spec.name}: train vs test collapse around the train class means")]

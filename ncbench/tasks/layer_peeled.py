@@ -1,47 +1,40 @@
 r"""`layer_peeled`: minority collapse in the layer-peeled model, solved to optimality (SPEC §7–8).
 
 Fang, He, Long, Su 2021 (review §3.1.5, eq. 14): K classes, the first K_A with n samples, the rest
-n/R; features and classifier under the budgets E_H and E_W. For every (E_H, R) pair,
+n/R; features and classifier under the budgets E_H and E_W. For a log grid of R,
 `ncbench.theory.solve_lpm` finds the optimum and the task reports the mean pairwise cosine of the
 minority classifier rows: −1/(K−1) at R = 1, rising with R, 1 (collapse) past a threshold that grows
 with E_H. Options: `K`, `K_A`, `ratios` (a list of R ≥ 1, or a log grid `{min, max, num}` =
-`numpy.geomspace`), `E_H` (a list of budgets), `E_W`; solver: `restarts`, `dim` (None: 2K).
+`numpy.geomspace`), `E_H` (one feature budget), `E_W`; solver: `restarts`, `dim` (None: 2K). Several
+budgets are a group declared in YAML (`sweep: {E_H: [1, 2, 5, 10]}`, `ncbench.specs.groups`), with
+the trend of the threshold along E_H declared beside it (`aggregate:`, Spearman ρ).
 
-Encoding (tidy long rows, SPEC §9). One row per LPM instance and quantity: `split="train"` (the
-optimum of the training objective), `epoch` empty (nothing evolves in time), `layer` = the instance
-label `"E_H=<E_H> R=<R>"` (R to 6 significant digits; no comma, so no CSV quoting), `metric` one of
-`minority_cosine`, `minority_norm`, `objective`, `kkt_residual`. Metric names stay a fixed set, so a
-pandas user writes
+Encoding (tidy long rows, SPEC §9). One row per R and quantity: `split="train"` (the optimum of the
+training objective), `epoch` and `layer` empty (nothing evolves in time, no network), `variant`
+`R=<R>` (6 significant digits; in a group `E_H=<E_H>,R=<R>`), `metric` one of `minority_cosine`,
+`minority_norm`, `objective`, `kkt_residual`. The exact curve is also the extra table `curve.csv`
+(columns E_H, ratio, minority_cosine, minority_norm, objective, kkt_residual, iterations).
 
-    cos = df[(df.split == "train") & (df.metric == "minority_cosine")]
-    cos = cos.join(cos.layer.str.extract(r"E_H=(?P<E_H>\S+) R=(?P<ratio>\S+)").astype(float))
-
-The exact curve is also the extra table `curve.csv` (columns E_H, ratio, minority_cosine,
-minority_norm, objective, kkt_residual, iterations): load that one for plotting.
-
-Summary rows (layer empty), per E_H: `threshold_ratio_E_H=<E_H>`, the first R where the minority
-cosine exceeds 0, and `collapse_ratio_E_H=<E_H>`, the first R where it reaches 1 − 1e-3 (minority
-collapse proper), both interpolated in log R (`ncbench.theory.threshold_ratio`) and empty (NaN) when
-the grid never gets there; plus `max_kkt_residual` (solver check). Minority rows that vanish
-(w_k = 0, possible for small E_H when K_A ≥ K − K_A) have no cosine: NaN, never counted as crossing.
+Summary rows: `threshold_ratio`, the first R where the minority cosine exceeds 0, and
+`collapse_ratio`, the first R where it reaches 1 − 1e-3 (minority collapse proper), both
+interpolated in log R (`ncbench.theory.threshold_ratio`) and empty (NaN) when the grid never gets
+there; plus `max_kkt_residual` (solver check). Minority rows that vanish (w_k = 0, possible for small
+E_H when K_A ≥ K − K_A) have no cosine: NaN, never counted as crossing.
 
 No data set or backbone is involved: results record dataset "layer_peeled", model "none" and device
 "cpu" (the solver is CPU float64) whatever the command line says; `recipe` is not read.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.tasks.ufm import coerce_option
 from ncbench.theory import (
     LPMConfig,
     minority_collapse_curve,
-    plot_minority_collapse,
     threshold_ratio,
 )
 from ncbench.threads import torch_threads
@@ -50,28 +43,27 @@ COLLAPSED = 1 - 1e-3          # minority cosine counted as full collapse
 ROW_METRICS = ("minority_cosine", "minority_norm", "objective", "kkt_residual")
 
 
-def instance_label(e_h: float, ratio: float) -> str:
-    """The `layer` label of one LPM instance, e.g. `"E_H=5 R=3.16228"`."""
-    return f"E_H={e_h:g} R={ratio:.6g}"
+def ratio_variant(ratio: float) -> str:
+    """The `variant` of one point of the R grid, e.g. `"R=3.16228"`."""
+    return f"R={ratio:.6g}"
 
 
 @register_task("layer_peeled")
 class LayerPeeledTask(Task):
+    MODEL_FREE = ("layer_peeled", "none")
     default_options: ClassVar[dict] = {"K": 10, "K_A": 3, "ratios": {"min": 1.0, "max": 1000.0, "num": 13},
-                                       "E_H": [1.0, 2.0, 5.0], "E_W": 1.0, "restarts": 2, "dim": None}
+                                       "E_H": 5.0, "E_W": 1.0, "restarts": 2, "dim": None}
 
     def __init__(self, spec: TaskSpec):
         super().__init__(spec)
-        spec.dataset, spec.model, spec.pretrained, spec.checkpoint = "layer_peeled", "none", False, None
-        spec.device = "cpu"
         o = self.options
         for k in ("K", "K_A", "restarts") + (("dim",) if o["dim"] is not None else ()):
             o[k] = coerce_option(spec.name, k, o[k], 1)
         self.ratios = self._ratios(o["ratios"])
-        self.energies_h = self._numbers("E_H", o["E_H"])
-        labels = [instance_label(e, r) for e in self.energies_h for r in self.ratios]
+        self.energies_h = self._numbers("E_H", [self.scalar_option("E_H")])
+        labels = [ratio_variant(r) for r in self.ratios]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"task '{spec.name}': E_H and ratios must be distinct to 6 significant digits")
+            raise ValueError(f"task '{spec.name}': ratios must be distinct to 6 significant digits")
         try:                                       # bad K, K_A, budgets fail here, before any task runs
             for e in self.energies_h:
                 LPMConfig(num_classes=o["K"], num_majority=o["K_A"], ratio=self.ratios[0], energy_h=e,
@@ -112,20 +104,12 @@ class LayerPeeledTask(Task):
                                             seed=self.spec.seed)
         rows = []
         for p in curve.itertuples(index=False):
-            rows += rows_from({m: getattr(p, m) for m in ROW_METRICS}, split="train",
-                              layer=instance_label(p.E_H, p.ratio))
-        cross, full = threshold_ratio(curve), threshold_ratio(curve, level=COLLAPSED)
-        summary = {}
-        for e in self.energies_h:
-            summary[f"threshold_ratio_E_H={e:g}"] = cross[e]
-            summary[f"collapse_ratio_E_H={e:g}"] = full[e]
-        summary["max_kkt_residual"] = float(curve["kkt_residual"].max())
+            rows += rows_from({m: getattr(p, m) for m in ROW_METRICS}, split="train", variant=ratio_variant(p.ratio))
+        (e,) = self.energies_h
+        summary = {"threshold_ratio": threshold_ratio(curve)[e],
+                   "collapse_ratio": threshold_ratio(curve, level=COLLAPSED)[e],
+                   "max_kkt_residual": float(curve["kkt_residual"].max())}
         rows += rows_from(summary, split="summary")
         return TaskOutput(rows, tables={"curve": curve},
                           meta={"precision": "fp64", "num_classes": o["K"], "num_majority": o["K_A"],
                                 "vanished_points": int(curve["minority_cosine"].isna().sum())})
-
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-        curve = pd.read_csv(Path(out_dir) / "curve.csv")
-        return [plot_minority_collapse(curve, self.options["K"], Path(out_dir) / "minority_collapse.png")]
-

@@ -1,8 +1,10 @@
 """`minority_collapse`: class imbalance, minority collapse and fixed simplex-ETF classifiers (SPEC §7).
 
-One training per (imbalance ratio R, classifier variant) on an imbalanced view of the train split
-(`ncbench.data.imbalance.imbalanced_view`, profile `step` with `n_majority` full classes, or `exp`);
-the test split stays balanced. Variants (Fang et al. 2021; Yang et al. 2022):
+One training at an imbalance ratio `ratio` (R = n_max / n_min) with a classifier `classifier`, on an
+imbalanced view of the train split (`ncbench.data.imbalance.imbalanced_view`, profile `step` with
+`n_majority` full classes, or `exp`); the test split stays balanced. The R × classifier grid is a
+group declared in YAML (`sweep: {ratio: [1, 10, 100], classifier: [learnable, etf, etf_dr]}`,
+`ncbench.specs.groups`), each point one run. Classifiers (Fang et al. 2021; Yang et al. 2022):
 
 - `learnable`: linear classifier with bias, cross-entropy;
 - `etf`: fixed simplex-ETF classifier (`FixedETFHead`), cross-entropy;
@@ -25,17 +27,15 @@ Sharing: R = 1 with the default `n` trains on the train split as it is (checked 
 the learnable R = 1 run is the very trajectory of a `train_collapse` task with the same data and
 recipe (`fang2021` equals `papyan2020`: `train_collapse_cifar10` and the step spec share it).
 
-Rows: the run is named in the metric, `R{ratio:g}/{variant}/{metric}` (e.g. `R10/etf/minority_accuracy`).
-Headline (`split="summary"`): final minority / majority / overall test accuracy and the minority
-classifier and feature-mean cosines per (R, variant). `runs.csv` lists each run's class counts.
+Rows: plain metric names (`minority_accuracy`); in a group the `variant` column names the point
+(`ratio=10,classifier=etf`). Headline (`split="summary"`): final minority / majority / overall test
+accuracy and the minority classifier and feature-mean cosines. `runs.csv` lists the run's class counts.
 """
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
@@ -43,14 +43,13 @@ import torch
 
 from ncbench.data.imbalance import GROUPS, PROFILES
 from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
-from ncbench.plotting import save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.training import distributed as dist
 from ncbench.training.evaluation import feature_batches
 from ncbench.training.trajectory import TrajectoryConfig, load_splits
 
-VARIANTS: dict[str, tuple[str, str]] = {          # variant -> (head, loss)
+VARIANTS: dict[str, tuple[str, str]] = {          # classifier -> (head, loss)
     "learnable": ("linear", "ce"),
     "etf": ("etf", "ce"),
     "etf_dr": ("etf_dr", "dot_regression"),
@@ -58,20 +57,6 @@ VARIANTS: dict[str, tuple[str, str]] = {          # variant -> (head, loss)
 GLOBAL_MEAN = "class"
 HEADLINE = ("minority_accuracy", "majority_accuracy", "accuracy", "minority_classifier_cosine",
             "minority_feature_cosine")
-_LABEL = re.compile(r"^R(?P<ratio>[^/]+)/(?P<variant>[^/]+)/(?P<metric>.+)$")
-
-
-def run_label(ratio: float, variant: str) -> str:
-    """`R{ratio:g}/{variant}/`: the prefix that names a run in the metric column."""
-    return f"R{float(ratio):g}/{variant}/"
-
-
-def parse_metric(name: str) -> tuple[float, str, str] | None:
-    """`"R10/etf/minority_accuracy"` -> `(10.0, "etf", "minority_accuracy")`; None for other names."""
-    m = _LABEL.match(name)
-    return None if m is None else (float(m["ratio"]), m["variant"], m["metric"])
-
-
 def _classifier_rows(model) -> torch.Tensor:
     """Classifier rows in the space the probe measures: the exact ETF for a `FixedETFHead`."""
     head = model.head
@@ -156,11 +141,12 @@ def minority_probe(model, train, test, epoch: int, n_majority: int | None = None
 class MinorityCollapse(TrajectoryTask):
     default_options: ClassVar[dict] = {
         "profile": "step",               # step | exp
-        "ratios": [1, 10],               # imbalance ratios R = n_max / n_min
-        "variants": list(VARIANTS),      # learnable | etf | etf_dr
+        "ratio": 10,                     # imbalance ratio R = n_max / n_min
+        "classifier": "learnable",       # learnable | etf | etf_dr
         "n_majority": None,              # majority classes K_maj (default K // 2)
         "n": None,                       # samples of the largest class (default: smallest train class)
     }
+    MOVED: ClassVar[dict] = {"ratios": "ratio", "variants": "classifier"}
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -168,19 +154,13 @@ class MinorityCollapse(TrajectoryTask):
         if o["profile"] not in PROFILES:
             raise ValueError(f"task '{spec.name}': options.profile must be one of {list(PROFILES)}, "
                              f"got {o['profile']!r}")
-        ratios = o["ratios"]
-        if not isinstance(ratios, (list, tuple)) or not ratios or not all(
-                isinstance(r, (int, float)) and not isinstance(r, bool) and math.isfinite(r) and r >= 1
-                for r in ratios):
-            raise ValueError(f"task '{spec.name}': options.ratios must be a non-empty list of finite "
-                             f"numbers >= 1 (R = n_max / n_min), got {ratios!r}")
-        if len({float(r) for r in ratios}) != len(ratios):
-            raise ValueError(f"task '{spec.name}': options.ratios has repeated values: {ratios}")
-        variants = o["variants"]
-        bad = [v for v in (variants or []) if v not in VARIANTS]
-        if not variants or bad or len(set(variants)) != len(variants):
-            raise ValueError(f"task '{spec.name}': options.variants must be distinct names from "
-                             f"{list(VARIANTS)}, got {variants!r}")
+        r = o["ratio"]
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 1:
+            raise ValueError(f"task '{spec.name}': options.ratio must be a finite number >= 1 "
+                             f"(R = n_max / n_min), got {r!r}")
+        if o["classifier"] not in VARIANTS:
+            raise ValueError(f"task '{spec.name}': options.classifier must be one of {list(VARIANTS)}, "
+                             f"got {o['classifier']!r}")
         for key in ("n_majority", "n"):
             v = o[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -194,12 +174,8 @@ class MinorityCollapse(TrajectoryTask):
         k = self.options["n_majority"]
         return "minority" if k is None else f"minority@{k}"
 
-    def runs(self) -> list[tuple[float, str]]:
-        """(R, variant) of every training, ratios outer, variants inner."""
-        return [(float(r), v) for r in self.options["ratios"] for v in self.options["variants"]]
-
     def config_for(self, ratio: float, variant: str) -> TrajectoryConfig:
-        """The training of (R, variant). R = 1 with the default `n` is the train split as it is
+        """The training of (R, classifier). R = 1 with the default `n` is the train split as it is
         (`imbalance=None`), so that run is shared with any other task training the same recipe on
         the same data (e.g. `train_collapse_cifar10` and the learnable R = 1 run of Fang's protocol);
         `run` checks that the split was balanced."""
@@ -214,7 +190,7 @@ class MinorityCollapse(TrajectoryTask):
         return replace(base, head=head, recipe=replace(base.recipe, loss=loss), imbalance=imbalance)
 
     def trajectories(self) -> list[TrajectoryConfig]:
-        return [self.config_for(r, v) for r, v in self.runs()]
+        return [self.config_for(float(self.options["ratio"]), self.options["classifier"])]
 
     def probes(self) -> dict:
         return {self.probe_name: partial(minority_probe, n_majority=self.options["n_majority"])}
@@ -232,85 +208,36 @@ class MinorityCollapse(TrajectoryTask):
 
     # -- rows ---------------------------------------------------------------------------------------
     def run(self, ctx) -> TaskOutput:
-        rows, runs = [], []
-        K = None
+        rows = []
         self._check_balanced()
-        for ratio, variant in self.runs():
-            cfg = self.config_for(ratio, variant)
-            rec, _ = ctx.trajectory(cfg, self.probes())
-            prefix = run_label(ratio, variant)
-            for e in rec.epochs:
-                p, tr, te = e.probes[self.probe_name], e.train, e.test
-                train_vals = {**tr.collapse, "accuracy": tr.accuracy, "loss": tr.loss,
-                              "minority_classifier_cosine": p["minority_classifier_cosine"]}
-                train_vals.update({k[len("train_"):]: v for k, v in p.items() if k.startswith("train_")})
-                rows += rows_from(train_vals, split="train", epoch=e.epoch, n_samples=tr.n, prefix=prefix)
-                test_vals = {"loss": te.loss}
-                test_vals.update({k[len("test_"):]: v for k, v in p.items() if k.startswith("test_")})
-                rows += rows_from(test_vals, split="test", epoch=e.epoch, n_samples=te.n, prefix=prefix)
-            f = rec.final()
-            p = f.probes[self.probe_name]
-            summary = {"minority_accuracy": p["test_minority_accuracy"],
-                       "majority_accuracy": p["test_majority_accuracy"], "accuracy": p["test_accuracy"],
-                       "minority_classifier_cosine": p["minority_classifier_cosine"],
-                       "minority_feature_cosine": p["train_minority_feature_cosine"],
-                       "test_minority_feature_cosine": p["test_minority_feature_cosine"],
-                       "train_accuracy": f.train.accuracy, "nc1": f.train.collapse["nc1"]}
-            summary.update({f"{g}_accuracy": p[f"test_{g}_accuracy"] for g in GROUPS
-                            if f"test_{g}_accuracy" in p})
-            rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n, prefix=prefix)
-            counts = rec.class_counts
-            K = len(counts)
-            runs.append({"ratio": ratio, "variant": variant, "head": cfg.head, "loss": cfg.recipe.loss,
-                         "profile": self.options["profile"], "n_train": sum(counts),
-                         "class_counts": " ".join(map(str, counts)),
-                         "trajectory": cfg.key()})
+        ratio, variant = float(self.options["ratio"]), self.options["classifier"]
+        cfg = self.config_for(ratio, variant)
+        rec, _ = ctx.trajectory(cfg, self.probes())
+        for e in rec.epochs:
+            p, tr, te = e.probes[self.probe_name], e.train, e.test
+            train_vals = {**tr.collapse, "accuracy": tr.accuracy, "loss": tr.loss,
+                          "minority_classifier_cosine": p["minority_classifier_cosine"]}
+            train_vals.update({k[len("train_"):]: v for k, v in p.items() if k.startswith("train_")})
+            rows += rows_from(train_vals, split="train", epoch=e.epoch, n_samples=tr.n)
+            test_vals = {"loss": te.loss}
+            test_vals.update({k[len("test_"):]: v for k, v in p.items() if k.startswith("test_")})
+            rows += rows_from(test_vals, split="test", epoch=e.epoch, n_samples=te.n)
+        f = rec.final()
+        p = f.probes[self.probe_name]
+        summary = {"minority_accuracy": p["test_minority_accuracy"],
+                   "majority_accuracy": p["test_majority_accuracy"], "accuracy": p["test_accuracy"],
+                   "minority_classifier_cosine": p["minority_classifier_cosine"],
+                   "minority_feature_cosine": p["train_minority_feature_cosine"],
+                   "test_minority_feature_cosine": p["test_minority_feature_cosine"],
+                   "train_accuracy": f.train.accuracy, "nc1": f.train.collapse["nc1"]}
+        summary.update({f"{g}_accuracy": p[f"test_{g}_accuracy"] for g in GROUPS if f"test_{g}_accuracy" in p})
+        rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n)
+        counts = rec.class_counts
+        K = len(counts)
+        run = {"ratio": ratio, "classifier": variant, "head": cfg.head, "loss": cfg.recipe.loss,
+               "profile": self.options["profile"], "n_train": sum(counts), "class_counts": " ".join(map(str, counts)),
+               "trajectory": cfg.key()}
         meta = {"global_mean": GLOBAL_MEAN, "num_classes": K, "etf_cosine": -1.0 / (K - 1),
                 "precision": self.trajectory_config().recipe.precision,
-                "runs": [{k: v for k, v in r.items() if k != "class_counts"} for r in runs]}
-        return TaskOutput(rows, tables={"runs": pd.DataFrame(runs)}, meta=meta)
-
-    # -- plot ---------------------------------------------------------------------------------------
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-        from matplotlib.ticker import NullFormatter
-
-        s = rows[rows.split == "summary"]
-        parsed = [parse_metric(m) for m in s.metric]
-        df = pd.DataFrame([(*p, v) for p, v in zip(parsed, s.value) if p is not None],
-                          columns=["ratio", "variant", "metric", "value"])
-        panels = [("minority_classifier_cosine", "minority classifier rows"),
-                  ("minority_feature_cosine", "minority centred train means"),
-                  ("minority_accuracy", "minority test accuracy")]
-        fig, axes = subplots(1, 3, figsize=(14, 4.3))
-        K = self._num_classes(out_dir)
-        for ax, (metric, title) in zip(axes, panels):
-            d = df[df.metric == metric]
-            for variant in [v for v in VARIANTS if v in set(d.variant)]:
-                dv = d[d.variant == variant].sort_values("ratio")
-                ax.plot(dv.ratio, dv.value, marker="o", label=variant)
-            if metric != "minority_accuracy":
-                if K:
-                    ax.axhline(-1 / (K - 1), color="grey", ls="--", lw=1, label="−1/(K−1) (simplex ETF)")
-                ax.set_ylabel("mean pairwise cosine (1 = collapse)")
-            else:
-                ax.set_ylabel("accuracy")
-            ax.set_xscale("log")
-            ratios = sorted(set(df.ratio))
-            ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel("imbalance ratio R")
-            ax.set_title(title)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-        o = self.options
-        return [save_figure(fig, out_dir / "minority_collapse.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, {o['profile']} imbalance"
-                     f" (final epoch)")]
-
-    @staticmethod
-    def _num_classes(out_dir: Path) -> int | None:
-        """K from the class counts in `runs.csv` (written before the plot), else None."""
-        path = out_dir / "runs.csv"
-        if not path.exists():
-            return None
-        counts = pd.read_csv(path)["class_counts"]
-        return len(str(counts.iloc[0]).split()) if len(counts) else None
+                "runs": [{k: v for k, v in run.items() if k != "class_counts"}]}
+        return TaskOutput(rows, tables={"runs": pd.DataFrame([run])}, meta=meta)

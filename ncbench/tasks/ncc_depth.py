@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
@@ -30,7 +29,6 @@ import torch
 from ncbench.data.dataset import ImageDataset
 from ncbench.metrics import CollapseStats
 from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS, LayerFeatures
-from ncbench.plotting import save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.training import distributed as dist
@@ -291,58 +289,3 @@ class NCCDepth(TrajectoryTask):
                 "token_pool": st["token_pool"], "source": self.options["source"], "layers": st["layers"]}
         return TaskOutput(rows, tables={"layers": layers}, meta=meta)
 
-    # -- figure ------------------------------------------------------------------------------
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-        import numpy as np
-
-        summ = rows[rows.split == "summary"].set_index("metric").value
-        final_epoch = rows[rows.split == "summary"].epoch.iloc[0]
-        per_layer = rows[(rows.epoch == final_epoch) & rows.layer.notna() & rows.split.isin(["train", "test"])]
-        tab = per_layer.pivot_table(index="layer", columns=["split", "metric"], values="value", dropna=False)
-        x = tab.index.to_numpy(dtype=float)
-        names_path = out_dir / "layers.csv"
-        names = pd.read_csv(names_path).name.tolist() if names_path.exists() else [str(int(i)) for i in x]
-        eps, depth = float(summ.get("epsilon", 0.01)), summ.get("ncc_depth", math.nan)
-        curve = rows[(rows.metric == "ncc_depth") & rows.split.isin(["train", "test"])]
-        with_curve = curve.epoch.nunique() > 1
-        fig, axes = subplots(1, 3 if with_curve else 2, figsize=(16 if with_curve else 11, 4.8))
-        ax = axes[0]
-        for split in ("train", "test"):
-            if (split, "ncc_acc") in tab:
-                ax.plot(x, tab[(split, "ncc_acc")], marker="o", ms=4, label=f"NCC accuracy ({split})")
-        ax.axhline(1 - eps, color="grey", ls=":", label=f"1 − ε (ε = {eps:g})")
-        ax.set_ylabel("nearest-class-centre accuracy (train means)")
-        ax.set_title("NCC accuracy per layer")
-        ax = axes[1]
-        for split in ("train", "test"):
-            if (split, "cdnv") in tab:
-                y = tab[(split, "cdnv")].to_numpy(dtype=float)
-                ok = np.isfinite(y) & (y > 0)
-                ax.plot(x[ok], y[ok], marker="o", ms=4, label=f"CDNV ({split})")
-        ax.set_yscale("log")
-        ax.set_ylabel("CDNV")
-        ax.set_title("class-distance normalised variance per layer")
-        for ax in axes[:2]:
-            if not math.isnan(depth):
-                ax.axvline(depth, color="red", ls="--", label=f"minimal NCC-depth = {int(depth)} ({names[int(depth)]})")
-            else:
-                ax.plot([], [], " ", label=f"no layer reaches NCC error ≤ {eps:g}")
-            ax.set_xticks(x)
-            ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
-            ax.set_xlabel("layer")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
-        if with_curve:
-            ax = axes[2]
-            for split in ("train", "test"):
-                c = curve[curve.split == split].sort_values("epoch")
-                label = split if c.value.notna().all() else f"{split} (gaps: no layer qualifies)"
-                ax.plot(c.epoch, c.value, marker="o", ms=3, drawstyle="steps-post", label=label)
-            ax.set_yticks(x)
-            ax.set_yticklabels(names, fontsize=7)
-            ax.set_ylim(-0.5, len(x) - 0.5)
-            ax.set_xlabel("epoch")
-            ax.set_title(f"minimal NCC-depth during training (ε = {eps:g})")
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
-        return [save_figure(fig, out_dir / "ncc_depth.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}, epoch {int(final_epoch)}")]

@@ -6,11 +6,9 @@ training) and how far `nc1` falls after it.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import ClassVar
 
 from ncbench.metrics import SPEC_METRICS
-from ncbench.plotting import log_axis_plot, save_figure, subplots
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 
@@ -42,21 +40,3 @@ class TrainCollapse(TrajectoryTask):
                        nc1_drop_in_terminal_phase=nc1_at_tpe / final.train.collapse["nc1"] if tpe else math.nan)
         rows += rows_from(summary, split="summary", epoch=final.epoch, n_samples=final.train.n)
         return TaskOutput(rows, meta={"class_counts": rec.class_counts, "precision": rec.config["recipe"]["precision"]})
-
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-
-        tr = rows[rows.split == "train"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
-        te = rows[rows.split == "test"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
-        fig, axes = subplots(2, 2, figsize=(10, 7))
-        x = tr.index
-        log_axis_plot(axes[0, 0], x, {"nc1": tr["nc1"], "nc1_quotient": tr["nc1_quotient"], "cdnv": tr["cdnv"]},
-                      "NC1: within-class variability", "value")
-        log_axis_plot(axes[0, 1], x, {"equinorm_h": tr["equinorm_h"], "equinorm_w": tr["equinorm_w"],
-                                      "equiangular_h": tr["equiangular_h"], "equiangular_w": tr["equiangular_w"]},
-                      "NC2: convergence to a simplex ETF", "value")
-        log_axis_plot(axes[1, 0], x, {"nc3": tr["nc3"], "etf_error_h": tr["etf_error_h"], "etf_error_w": tr["etf_error_w"]},
-                      "NC3: self-duality; NC2: ETF errors", "value")
-        log_axis_plot(axes[1, 1], x, {"nc4 (train)": tr["nc4"], "nc4 (test)": te["nc4"],
-                                      "train error": 1 - tr["accuracy"], "test error": 1 - te["accuracy"]},
-                      "NC4: nearest class centre vs network", "fraction")
-        return [save_figure(fig, out_dir / "collapse.png", f"{self.spec.name}: {self.spec.model} on {self.spec.dataset}")]

@@ -18,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
 
 from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
+from ncbench.transfer.rank_correlation import LOWER_IS_BETTER
 
-LOWER_IS_BETTER = ("nc1", "cdnv", "test_nc1", "test_cdnv", "ncc_depth")
 ZOO_KEYS = ("model", "pretrained", "checkpoint", "train", "name", "model_kwargs")
 
 
@@ -180,29 +179,3 @@ class TransferRanking(Task):
                 "models": [r["model"] for r in records], "jobs": [j.run_id for _, j in labelled]}
         return TaskOutput(rows, tables={"models": models, "scores": pd.DataFrame(scores)}, meta=meta)
 
-    # -- figure --------------------------------------------------------------------------------
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-        from ncbench.plotting import save_figure, subplots
-
-        scores = pd.read_csv(out_dir / "scores.csv")
-        summ = rows[rows.split == "summary"].set_index("metric").value
-        gt = self.options["ground_truth"]
-        ests = list(dict.fromkeys(scores.estimator))
-        cols = min(3, len(ests))
-        nrows = -(-len(ests) // cols)
-        fig, axes = subplots(nrows, cols, figsize=(4.6 * cols, 3.8 * nrows), squeeze=False)
-        for ax, est in zip(axes.flat, ests):
-            d = scores[scores.estimator == est]
-            ax.scatter(d.value, d[gt], s=28)
-            for _, r in d.iterrows():
-                ax.annotate(r.model, (r.value, r[gt]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            flip = " (lower = predicted better)" if est in LOWER_IS_BETTER else ""
-            ax.set_xlabel(est + flip)
-            ax.set_ylabel(gt)
-            ax.set_title(f"{est}: τ = {summ.get(f'kendall_tau_{est}', math.nan):.2f}, "
-                         f"τ_w = {summ.get(f'weighted_tau_{est}', math.nan):.2f}", fontsize=9)
-            ax.grid(True, alpha=0.3)
-        for ax in list(axes.flat)[len(ests):]:
-            ax.set_visible(False)
-        return [save_figure(fig, out_dir / "ranking.png",
-                            f"{self.spec.name}: {len(scores.model.unique())} models on {self.options['target']}")]

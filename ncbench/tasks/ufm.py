@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
-from pathlib import Path
 from typing import ClassVar
 
-from ncbench.plotting import log_axis_plot, save_figure, subplots
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.theory import UFMConfig, run_ufm
 from ncbench.threads import torch_threads
@@ -55,13 +53,13 @@ def coerce_option(task: str, name: str, value, default):
 
 @register_task("ufm")
 class UFMTask(Task):
+    MODEL_FREE = ("ufm", "none")
     default_options: ClassVar[dict] = {
         "class_counts": None, "K": len(_DEFAULT.class_counts), "n": _DEFAULT.class_counts[0],
         **{k: getattr(_DEFAULT, k) for k in _CONFIG_KEYS}, "log_every": 100}
 
     def __init__(self, spec: TaskSpec):
         super().__init__(spec)
-        spec.dataset, spec.model, spec.pretrained, spec.checkpoint = "ufm", "none", False, None
         self.log_every = coerce_option(spec.name, "log_every", self.options["log_every"], 1)
         if self.log_every < 1:
             raise ValueError(f"task '{spec.name}': log_every must be >= 1, got {self.log_every}")
@@ -97,34 +95,8 @@ class UFMTask(Task):
         last = run.rows[-1]
         rows += rows_from({k: v for k, v in last.items() if k != "step"}, split="summary", epoch=int(last["step"]),
                           n_samples=N)
+        config = {"loss": cfg.loss, "num_classes": cfg.num_classes, "class_counts": list(cfg.class_counts),
+                  "dim": cfg.dim, "lambda_w": cfg.lambda_w, "lambda_h": cfg.lambda_h, "init_scale": cfg.init_scale}
         return TaskOutput(rows, meta={"class_counts": list(cfg.class_counts), "precision": "fp64",
-                                      "last_step": int(last["step"]),
+                                      "last_step": int(last["step"]), "config": config,
                                       "diverged": not math.isfinite(last["objective"])})
-
-    def plot(self, rows, out_dir: Path) -> list[Path]:
-        """Metrics against the GD step, log y and symlog x (step 0 kept): NC1, NC2, NC3, optimisation
-        (and the SNC residuals for MSE)."""
-
-        tr = rows[rows.split == "train"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
-
-        def cols(*names):
-            return {n: tr[n] for n in names if n in tr}
-
-        panels = [
-            (cols("nc1", "nc1_quotient", "cdnv"), "NC1: within-class variability"),
-            (cols("equinorm_h", "equinorm_w", "equiangular_h", "equiangular_w"), "NC2: convergence to a simplex ETF"),
-            (cols("nc3", "etf_error_h", "etf_error_w"), "NC3: self-duality"),
-            (cols("loss", "grad_norm", "snc1", "snc2", "snc3"),
-             "loss, gradient norm, strong collapse (Mixon et al.)" if self.config.loss == "mse"
-             else "loss and gradient norm"),
-        ]
-        fig, axes = subplots(2, 2, figsize=(10, 7))
-        positive = tr.index[tr.index > 0]
-        for ax, (ys, title) in zip(axes.flat, panels):
-            log_axis_plot(ax, tr.index, ys, title, "value")
-            ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
-            ax.set_xlim(0, max(float(tr.index.max()), 1.0) * 1.2)
-            ax.set_xlabel("gradient-descent step")
-        c = self.config
-        return [save_figure(fig, out_dir / "collapse.png", f"{self.spec.name}: UFM, {c.loss.upper()}, K={c.num_classes}, N={sum(c.class_counts)}, "
-                     f"d={c.dim}, λ_W={c.lambda_w:g}, λ_H={c.lambda_h:g}, init {c.init_scale:g}")]

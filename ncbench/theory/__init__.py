@@ -7,9 +7,8 @@ from ncbench.theory.layer_peeled import (
     solve_lpm,
     threshold_ratio,
 )
-from ncbench.theory.plots import plot_minority_collapse
 from ncbench.theory.ufm import UFMConfig, UFMRun, run_ufm, simulate_ufm, snc_residuals
 
 __all__ = ["LPMConfig", "LPMSolution", "UFMConfig", "UFMRun", "minority_collapse_curve",
-           "plot_minority_collapse", "run_ufm", "simulate_ufm", "snc_residuals", "solve_lpm",
+           "run_ufm", "simulate_ufm", "snc_residuals", "solve_lpm",
            "threshold_ratio"]

@@ -17,6 +17,9 @@ import math
 
 import numpy as np
 
+LOWER_IS_BETTER = ("nc1", "cdnv", "test_nc1", "test_cdnv", "ncc_depth")
+"""Estimators where a lower score predicts better transfer (their sign is flipped before ranking)."""
+
 
 def _arrays(x, y) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()

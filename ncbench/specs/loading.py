@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from ncbench.registry import suggest
-from ncbench.tasks.base import TaskSpec
+from ncbench.specs.task_spec import TaskSpec
 
 
 def spec_dir() -> Path:

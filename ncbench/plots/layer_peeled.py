@@ -1,9 +1,20 @@
-"""Figure of the layer-peeled minority-collapse curve (Fang et al. 2021, Fig. 3 style)."""
+"""The layer-peeled minority-collapse curve (Fang et al. 2021, Fig. 3): minority classifier cosine
+against R, one line per feature budget E_H (every member of a group; seed 0 when several)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+
+
+def plot(out, spec, out_dir: Path) -> list[Path]:
+    curve = out.tables.get("curve")
+    if curve is None or curve.empty:
+        return []
+    if "seed" in curve:
+        curve = curve[curve.seed == curve.seed.min()]
+    K = out.meta.get("num_classes") or spec.options.get("K", 10)
+    return [plot_minority_collapse(curve, K, Path(out_dir) / "minority_collapse.png")]
 
 
 def plot_minority_collapse(curve: pd.DataFrame, num_classes: int, path: str | Path) -> Path:
