@@ -138,7 +138,8 @@ def test_shipped_specs_plan_the_sweep_and_name_reported_metrics(name, sweep, dat
     headline = {f"{m}_{k}shot" for m in ("ncc_acc", "probe_acc", "sweep_gain") for k in task.shots}
     headline |= {"target_cdnv", "source_nc1", "source_cdnv"}
     lb = spec.leaderboard
-    assert lb["primary"] == "ncc_acc_5shot" and set(lb["metrics"]) <= headline
+    assert lb["primary"] == {"metric": "ncc_acc_5shot", "variant": f"source_classes={max(sweep)}"}
+    assert set(lb["metrics"]) <= headline
 
 
 # -- end to end on a tiny budget -------------------------------------------------------------------

@@ -244,10 +244,14 @@ def test_shipped_specs_plan_every_run(name, runs, profile):
     assert {dict(c.imbalance)["profile"] for c in cfgs if c.imbalance is not None} == {profile}
     plain = [r == 1 and task.options["n"] is None for r, _ in task.runs()]   # R = 1: the split as it is
     assert [c.imbalance is None for c in cfgs] == plain
-    assert task.spec.leaderboard["primary"] in task.spec.leaderboard["metrics"]
-    for metric in task.spec.leaderboard["metrics"]:
-        ratio, variant, _ = parse_metric(metric)
-        assert ratio in {float(r) for r in task.options["ratios"]} and variant in task.options["variants"]
+    from ncbench.leaderboard.schema import BoardSpec
+    from ncbench.results.variants import parse_variant
+
+    board = BoardSpec.from_dict(task.spec.leaderboard)
+    for point in [board.primary.variant] + [v for m in board.metrics.values() for v in m.variants or ()]:
+        p = parse_variant(point)         # every board column is a sweep point the task runs
+        assert float(p["ratio"]) in {float(r) for r in task.options["ratios"]}
+        assert p["classifier"] in task.options["variants"]
 
 
 # -- the claim, on the embedded default (slow: six real trainings) --------------------------------
