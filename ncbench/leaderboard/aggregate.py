@@ -106,12 +106,12 @@ def cell(rows: pd.DataFrame, col: Column) -> Cell:
 def t_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
     """(mean, sample std, Student-t half-width) of finite `values`; std and half-width NaN for n < 2."""
     n = len(values)
-    mean = float(sum(values) / n)
+    mean = float(values.mean())
     if n < 2:
         return mean, math.nan, math.nan
     from scipy import stats
 
-    std = float(stats.tstd(values))
+    std = float(values.std(ddof=1))
     return mean, std, float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * std / math.sqrt(n)
 
 

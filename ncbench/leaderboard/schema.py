@@ -120,10 +120,12 @@ class BoardSpec:
                              f"(variant optional), got {p!r}")
         primary = Column(p["metric"], str(p.get("variant") or ""))
         if primary.metric not in metrics:
-            from ncbench.registry import suggest
+            import difflib
 
-            raise ValueError(f"{where}.primary: metric '{primary.metric}' is not declared under metrics"
-                             f"{suggest(primary.metric, list(metrics))}")
+            close = difflib.get_close_matches(primary.metric, list(metrics), n=3)
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            raise ValueError(f"{where}.primary: metric '{primary.metric}' is not declared under metrics{hint}; "
+                             f"declared: {list(metrics)}")
         m = metrics[primary.metric]
         if m.role != "target":
             raise ValueError(f"{where}.primary: '{primary.metric}' is a {m.role}; a board ranks by a target "
@@ -141,9 +143,9 @@ class BoardSpec:
 def _metric(name: str, d, where: str) -> MetricSpec:
     from ncbench.results.names import check_name
 
-    check_name("leaderboard metric", name)
-    if any(ch in name for ch in "/=["):
+    if any(ch in str(name) for ch in "/=["):
         raise ValueError(f"{where}: a metric name holds no '/', '=' or '[' (a sweep point goes in its variant)")
+    check_name(f"{where}: metric", name)
     if not isinstance(d, dict) or set(d) - {"higher_is_better", "role", "variants"}:
         raise ValueError(f"{where}: expected {{higher_is_better: true|false, role: target|descriptor, "
                          f"variants: [...] (optional)}}, got {d!r}")
