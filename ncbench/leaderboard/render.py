@@ -166,9 +166,9 @@ def terminal_table(task: str, table: pd.DataFrame) -> str:
     view = pd.DataFrame({"row": table.index, "v": table["task_version"], "model": table["model"],
                          "weights": table["pretrained"].replace("", "scratch"), "dataset": table["dataset"],
                          "seed": table["seed"], "variant": table["variant"], "status": table["status"]})
-    for m in metrics:
-        num = pd.to_numeric(table[m].mask(table[m] == ""), errors="coerce") if m in table.columns else None
-        view[m] = ["—" if num is None or pd.isna(x) else f"{x:.4g}" for x in (num if num is not None else table.index)]
+    for m in (m for m in metrics if m in table.columns):
+        num = pd.to_numeric(table[m].mask(table[m] == ""), errors="coerce")
+        view[m] = num.map(lambda x: "—" if pd.isna(x) else f"{x:.4g}")
     view["date"], view["run_id"] = table["date"].str[:10], table["run_id"]
     primary = tb.spec.primary.header() if tb.spec else None
     title = f"{task}  (tier {TIERS.get(tb.tier, tb.tier or '?')}, current version {tb.version}, ranked by {primary})"
