@@ -1,7 +1,8 @@
 """CLI commands for leaderboards and reports: `submit`, `leaderboard`, `verify`, `report`.
 
-A thin layer over `ncbench.results.leaderboard` and `ncbench.results.report`; handlers return the
-exit code, and ValueError/FileNotFoundError become `ncbench: error: ...` (exit 2) in cli.py.
+A thin layer over `ncbench.leaderboard` and `ncbench.results.report`, plus `verify`, which reruns
+tasks (so it lives here, in the layer that may import the suite runner); handlers return the exit
+code, and ValueError/FileNotFoundError become `ncbench: error: ...` (exit 2) in cli.py.
 """
 from __future__ import annotations
 
@@ -53,11 +54,11 @@ def add_commands(sub) -> None:
     p.set_defaults(handler=_leaderboard)
 
     p = sub.add_parser("verify", help="rerun a leaderboard row and check agreement", formatter_class=fmt,
-                       description="Rerun the configuration of a submitted row with the current ncbench and "
-                                   "report, per headline metric, whether |rerun - submitted| <= atol + "
-                                   "rtol*|submitted|, with the tolerances each metric declares (ncbench."
-                                   "metrics.vocabulary) unless --rtol/--atol are given. Exit 0 when every "
-                                   "metric agrees, 1 otherwise.",
+                       description="Rerun the configuration of a submitted run with the current ncbench and "
+                                   "report, per headline (metric, variant), whether |rerun - submitted| <= "
+                                   "max(atol + rtol*|submitted|, the entry's 95% t half-width over its seeds), "
+                                   "with the tolerances each metric declares (ncbench.metrics.vocabulary) "
+                                   "unless --rtol/--atol are given. Exit 0 when every metric agrees, 1 otherwise.",
                        epilog="ROW is TASK:N (N from `ncbench leaderboard TASK`), TASK:RUN_ID or a RUN_ID "
                               "(every task of that run, rerun together).")
     p.add_argument("row", metavar="ROW")
@@ -102,8 +103,94 @@ def _run_leaderboard_suite(args) -> Path:
     return run_dir
 
 
+def rerun_overrides(row: dict, device: str, checkpoint: str | None) -> dict:
+    """Spec overrides that reproduce a board row's configuration."""
+    from ncbench.results.integrity import file_sha256
+
+    o = {"model": row["model"], "dataset": row["dataset"], "seed": int(row["seed"]), "device": device}
+    weights = row["pretrained"]
+    if weights.startswith("sha256:"):
+        if not checkpoint:
+            raise ValueError(f"the row was trained from checkpoint {weights}: pass --checkpoint FILE")
+        got = "sha256:" + file_sha256(Path(checkpoint))[:16]
+        if got != weights:
+            raise ValueError(f"--checkpoint {checkpoint} hashes to {got}, the row's weights are {weights}")
+        o["checkpoint"] = str(checkpoint)
+    elif weights:
+        o["pretrained"] = True if weights == "true" else weights
+    return o
+
+
+def _rerun(hits, device: str, checkpoint: str | None, out, progress: bool, log) -> dict:
+    """Rerun the runs of `hits` (those sharing a configuration together); {(task, row): task folder}."""
+    from ncbench.leaderboard.schema import RUN
+    from ncbench.specs import load_task
+    from ncbench.suite import run_tasks
+
+    groups: dict[tuple, list] = {}
+    for task, i, row in hits:
+        groups.setdefault(tuple(row[c] for c in RUN if c not in ("task", "task_version")), []).append((task, i, row))
+    dirs = {}
+    for members in groups.values():
+        specs = [load_task(t, **rerun_overrides(r, device, checkpoint)) for t, _, r in members]
+        rd, runs = run_tasks("verify", specs, Path(out), progress=progress, log=log)
+        failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]
+        if failed:
+            raise ValueError("the rerun failed: " + "; ".join(failed))
+        dirs.update({(t, i): rd / t for t, i, _ in members})
+    return dirs
+
+
+def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | Path | None = None,
+           out: str | Path = "results", device: str = "cpu", checkpoint: str | None = None,
+           rtol: float | None = None, atol: float | None = None, progress: bool = True, log=print):
+    """Rerun the configuration of the board run(s) `ref` (or read an existing rerun in `run_dir`) and
+    compare each headline (metric, variant) of the run (`ncbench.leaderboard.agreement`).
+    Returns [(task, row, comparison)], one per run."""
+    from ncbench.leaderboard import agreement
+    from ncbench.leaderboard.aggregate import board_columns, cell
+    from ncbench.leaderboard.schema import RUN, Column, current_spec, leaderboards_dir, task_board
+    from ncbench.leaderboard.store import find_rows, read_tables, rows_like
+    from ncbench.leaderboard.submit import entry_from_task_dir
+
+    agreement.check_tolerance("rtol", rtol)
+    agreement.check_tolerance("atol", atol)
+    hits = find_rows(ref, leaderboards)
+    for task, i, row in hits:
+        spec = current_spec(task)
+        if int(row["task_version"]) != spec.version:
+            raise ValueError(f"{task} row {i} is for version {row['task_version']}, the registry has version "
+                             f"{spec.version}: it cannot be rerun with this ncbench")
+    if run_dir is None:
+        dirs = _rerun(hits, device, checkpoint, out, progress, log)
+    else:
+        base = Path(run_dir)
+        dirs = {(t, i): (base if (base / "results.csv").is_file() else base / t) for t, i, _ in hits}
+    tables = read_tables(leaderboards_dir(leaderboards))
+    results = []
+    for task, i, row in hits:
+        entry = entry_from_task_dir(dirs[(task, i)])
+        if entry is None:
+            raise ValueError(f"{task}: declares no leaderboard metrics to verify")
+        differ = {c: (row[c], entry.row[c]) for c in RUN if row[c] != entry.row[c]}
+        if differ:
+            raise ValueError(f"{dirs[(task, i)]} is another configuration than {task} row {i}: "
+                             + ", ".join(f"{c} {a!r} vs {b!r}" for c, (a, b) in differ.items()))
+        table, board = tables[task], task_board(task).spec
+        mine = rows_like(table, row, RUN)
+        variants = set(mine["variant"].astype(str))
+        columns = [c for c in board_columns(table, board) if c.variant in variants]
+        submitted = {Column(c.metric, c.variant): r.get(c.metric, "") for c in columns
+                     for _, r in mine[mine["variant"] == c.variant].iterrows()}
+        rerun = {Column(m, r["variant"]): v for r in entry.rows for m, v in r.items()}
+        group = rows_like(table, row)
+        spread = {c: ((x := cell(group, c)).half_width, x.n) for c in columns}
+        results.append((task, i, agreement.compare(submitted, rerun, columns, rtol, atol, spread)))
+    return results
+
+
 def _submit(args) -> int:
-    from ncbench.results.leaderboard import submit
+    from ncbench.leaderboard import submit
 
     if bool(args.model) == bool(args.run_dirs):
         raise ValueError("submit takes RUN_DIR(s) or --model NAME (one of the two)")
@@ -124,17 +211,11 @@ def _submit(args) -> int:
 
 
 def _leaderboard(args) -> int:
-    from ncbench.results.leaderboard import (
-        leaderboards_dir,
-        read_table,
-        read_tables,
-        render,
-        standings,
-        terminal_table,
-    )
+    from ncbench.leaderboard import leaderboards_dir, read_table, read_tables, write_readme
+    from ncbench.leaderboard.render import standings_text, terminal_table
 
     if args.render:
-        print(f"wrote {render(args.leaderboards)}")
+        print(f"wrote {write_readme(args.leaderboards)}")
         return 0
     lb_dir = leaderboards_dir(args.leaderboards)
     if args.task:
@@ -148,18 +229,12 @@ def _leaderboard(args) -> int:
     if not tables:
         print(f"no leaderboards yet in {lb_dir}: submit a run with `ncbench submit results/<run_id>`")
     for task, table in tables.items():
-        disp, notes = standings(task, table)
-        print(f"\n{task}")
-        print(disp.to_string(index=False) if len(disp) else "(no rows for the current version)")
-        for n in notes:
-            print(f"  ({n})")
+        print("\n" + standings_text(task, table))
     return 0
 
 
 def _verify(args) -> int:
     import pandas as pd
-
-    from ncbench.results.leaderboard import verify
 
     results = verify(args.row, args.leaderboards, run_dir=args.run_dir, out=args.out, device=resolve_device(args.device),
                      checkpoint=args.checkpoint, rtol=args.rtol, atol=args.atol, progress=not args.no_progress)
@@ -167,7 +242,7 @@ def _verify(args) -> int:
     for task, i, cmp in results:
         agree = bool(cmp["agrees"].all())
         ok &= agree
-        tol = ("each metric's declared tolerance" if args.rtol is None and args.atol is None else
+        tol = ("each metric's declared tolerance or the entry's seed spread" if args.rtol is None and args.atol is None else
                f"rtol {'declared' if args.rtol is None else format(args.rtol, 'g')}, "
                f"atol {'declared' if args.atol is None else format(args.atol, 'g')}")
         print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} ({tol})")

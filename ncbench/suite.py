@@ -389,8 +389,8 @@ def summary_table(runs: list[TaskRun]) -> pd.DataFrame:
     frames = []
     for r in runs:
         if r.status in ("done", "skipped") and r.csv.exists():
-            df = pd.read_csv(r.csv, keep_default_na=False, na_values=[""])
-            df = df[df["split"] == "summary"].assign(variant=lambda d: d.variant.fillna(""))
+            df = pd.read_csv(r.csv, dtype={"variant": str}, keep_default_na=False, na_values={"value": [""]})
+            df = df[df["split"] == "summary"]
             frames.append(df.groupby(["task", "variant", "metric"], sort=False, as_index=False)["value"].mean())
     if not frames:
         return pd.DataFrame(columns=["task", "variant", "metric", "value"])

@@ -137,6 +137,11 @@ def test_shipped_specs_plan_the_sweep_and_name_reported_metrics(name, sweep, dat
     if dataset != "mnist5k":
         assert {(c.train_split, c.test_split) for c in cfgs} == {("train/fit", "train/holdout")}
         assert o["target_split"] == "test"
+    headline = {f"{m}_{k}shot" for m in ("ncc_acc", "probe_acc", "sweep_gain") for k in task.shots}
+    headline |= {"target_cdnv", "source_nc1", "source_cdnv"}
+    lb = spec.leaderboard
+    assert lb["primary"] == {"metric": "ncc_acc_5shot", "variant": f"source_classes={max(sweep)}"}
+    assert set(lb["metrics"]) <= headline
 
 
 # -- end to end on a tiny budget -------------------------------------------------------------------
@@ -268,9 +273,9 @@ def test_pretrained_backbone_is_measured_as_is(tmp_path):
     spec = tiny_spec("fs_pre", sweep={}, backbone="pretrained", shots=[3], probe=False)
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert runs[0].status == "done", runs[0].error
-    df = pd.read_csv(run_dir / "fs_pre" / "results.csv", keep_default_na=False, na_values=[""])
+    df = pd.read_csv(run_dir / "fs_pre" / "results.csv")
     measured = df[df.split != "summary"]
-    assert set(measured.epoch) == {0} and set(df.variant.fillna("")) == {""}
+    assert set(measured.epoch) == {0} and df.variant.isna().all()
     assert set(measured.split) == {"source_train", "target"}
     s = df[df.split == "summary"].set_index("metric").value
     assert 0.2 < s["ncc_acc_3shot"] <= 1 and s["source_nc1"] > 0 and math.isnan(s["source_classes"])

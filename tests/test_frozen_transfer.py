@@ -316,7 +316,7 @@ def test_a_frozen_run_is_a_leaderboard_row_keyed_by_the_checkpoint_hash(tmp_path
 
     import pandas as pd
 
-    from ncbench.results.leaderboard import submit
+    from ncbench.leaderboard import submit
     from ncbench.specs import load_task
     from ncbench.suite import run_tasks
     from ncbench.tasks.frozen_transfer import FrozenTransfer

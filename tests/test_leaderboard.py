@@ -1,5 +1,5 @@
 """Leaderboards: submit / merge / replace / refuse, file locking across processes, corrupted CSVs,
-README rendering, typed loading, and the round trip long results -> wide CSV -> README.
+README rendering, typed loading, and the round trip long results -> board CSV -> README.
 
 The run folders here are bookkeeping fixtures written in the exact SPEC §9 schema (as
 `ncbench.suite.run_tasks` writes them); no result of them is ever committed.
@@ -20,9 +20,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ncbench import leaderboard as lb
+from ncbench import leaderboard_cli
 from ncbench.cli import main
-from ncbench.results import leaderboard as lb
-from ncbench.results import load_leaderboard, load_results
+from ncbench.leaderboard import load_leaderboard, store
+from ncbench.leaderboard.schema import BoardSpec
+from ncbench.results import load_results
 from ncbench.results.integrity import record_files
 from ncbench.results.schema import COLUMNS
 from ncbench.results.writer import write_json, write_long_csv
@@ -46,8 +49,15 @@ def board(task=TASK) -> dict:
     return load_task(task).leaderboard
 
 
+def declared_points(spec) -> dict[str, list[str]]:
+    """{metric: [variants]} a run must report for the board of `spec` (a metric without declared
+    variants at the primary's variant)."""
+    b = BoardSpec.from_dict(spec.leaderboard)
+    return {m: list(d.variants) if d.variants is not None else [b.primary.variant] for m, d in b.metrics.items()}
+
+
 def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, values=None, version=None,
-              recipe=None, drop=(), pretrained=None, checkpoint=None, started_at=None) -> Path:
+              recipe=None, drop=(), pretrained=None, checkpoint=None, started_at=None, status=None) -> Path:
     """One finished task folder as `run_tasks` writes it: results.csv (SPEC §9) + config.json."""
     overrides = {"model": model, "seed": seed, "pretrained": pretrained, "checkpoint": checkpoint}
     spec = load_task(task, **{k: v for k, v in overrides.items() if v is not None})
@@ -55,12 +65,15 @@ def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, v
         spec.version = version
     if recipe:
         spec.recipe = {**spec.recipe, **recipe}
-    metrics = list(spec.leaderboard["metrics"])
-    values = {**{m: 0.5 for m in metrics}, "train_seconds": 12.5, **(values or {})}
+    points = declared_points(spec)
+    values = {**{m: 0.5 for m in points}, "train_seconds": 12.5, **(values or {})}
+    status = status or {}
     rows = [{"split": "train", "epoch": e, "layer": None, "metric": m, "value": v * (3 - e), "n_samples": 4000}
             for e in (1, 2) for m, v in values.items()]
-    rows += [{"split": "summary", "epoch": 2, "layer": None, "metric": m, "value": v, "n_samples": 4000}
-             for m, v in values.items() if m not in drop]
+    rows += [{"split": "summary", "epoch": 2, "layer": None, "variant": variant, "metric": m, "value": v,
+              "n_samples": 4000, "status": status.get(variant, ("ok", ""))[0],
+              "status_reason": status.get(variant, ("ok", ""))[1]}
+             for m, v in values.items() if m not in drop for variant in points.get(m, [""])]
     prov = {**PROV, **({"started_at": started_at} if started_at else {})}
     context = {"run_id": run_dir.name, "task": task, "task_version": spec.version, "model": spec.model,
                "pretrained": spec.checkpoint or spec.pretrained or "", "dataset": spec.dataset, "seed": spec.seed,
@@ -93,18 +106,19 @@ def snapshot(d: Path) -> dict[str, bytes]:
 
 # --------------------------------------------------------------------------- submit, merge, replace
 
-def test_submit_writes_wide_csv_with_identity_metrics_provenance(tmp_path, tmp_leaderboards):
+def test_submit_writes_csv_with_identity_status_metrics_provenance(tmp_path, tmp_leaderboards):
     run = make_run(tmp_path, "r1", values={"nc1": 0.125, "test_accuracy": 0.875})
     res = lb.submit(run)
     assert [e.task for e in res.added] == [TASK] and not res.replaced
     df = pd.read_csv(tmp_leaderboards / f"{TASK}.csv")           # no options: numbers come back as floats
     metrics = list(board()["metrics"])
-    assert list(df.columns) == [*lb.IDENTITY, *metrics, "train_seconds", *lb.PROVENANCE]
+    assert list(df.columns) == [*lb.ROW, *lb.STATUS, *metrics, "train_seconds", *lb.PROVENANCE]
     assert all(df[m].dtype == float for m in metrics + ["train_seconds"])
     row = df.iloc[0]
     assert (row["task"], row["task_version"], row["model"], row["dataset"], row["seed"]) == \
         (TASK, load_task(TASK).version, "test_resnet", "mnist5k", 0)
     assert pd.isna(row["pretrained"]) and row["nc1"] == 0.125 and row["test_accuracy"] == 0.875
+    assert pd.isna(row["variant"]) and row["status"] == "ok" and pd.isna(row["status_reason"])
     assert (row["torch_version"], row["git_hash"], row["run_id"], row["precision"]) == \
         ("2.0.0", "abc123def456", "r1", "fp32")
     assert row["date"] == PROV["started_at"] and row["config_hash"] == load_task(TASK).config_hash()
@@ -118,7 +132,7 @@ def test_duplicate_is_refused_unless_replace_and_merge_keeps_rows_and_fields(tmp
     path = tmp_leaderboards / f"{TASK}.csv"
     # a field only the existing rows have (added by hand, or by an older ncbench) must survive merges
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    df.insert(len(lb.IDENTITY), "old_metric", ["0.75", "0.5"])
+    df.insert(len(lb.FIXED) - len(lb.PROVENANCE), "old_metric", ["0.75", "0.5"])
     path.write_text(df.to_csv(index=False, lineterminator="\n"))
     before = snapshot(tmp_leaderboards)
 
@@ -159,7 +173,7 @@ def test_one_run_many_tasks_and_all_or_nothing(tmp_path, tmp_leaderboards):
     ("newer", "newer than this ncbench"),
     ("epochs", "recipe.epochs: ran 1, spec"),
     ("missing_metric", "incomplete, headline metrics ['nc3'] have no summary row"),
-    ("nan_primary", "incomplete, primary metric 'nc1' is nan"),
+    ("nan_primary", "incomplete, primary metric 'test_accuracy' is nan in a run whose status is ok"),
     ("failed_task", "incomplete, it failed (see error.json)"),
     ("never_ran", "listed in"),
     ("bad_value", "schema: "),
@@ -180,7 +194,7 @@ def test_refusals_name_the_reason_and_write_nothing(case, needle, tmp_path, tmp_
     elif case == "missing_metric":
         make_run(tmp_path, "run", drop=("nc3",))
     elif case == "nan_primary":
-        make_run(tmp_path, "run", values={"nc1": math.nan})
+        make_run(tmp_path, "run", values={"test_accuracy": math.nan})
     elif case == "failed_task":
         write_json(run / TASK / "error.json", {"error": "boom"})
     elif case == "never_ran":
@@ -219,7 +233,7 @@ def test_checkpoint_weights_are_identified_by_file_hash(tmp_path):
     ckpt.write_bytes(b"not really a state dict, but bytes to hash")
     run = make_run(tmp_path, "ck", checkpoint=str(ckpt))
     lb.submit(run)
-    df = load_leaderboard(TASK)
+    df = load_leaderboard(TASK).runs
     assert df.pretrained.iloc[0] == "sha256:" + hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
     ckpt.unlink()
     with pytest.raises(lb.SubmissionRefused, match="checkpoint .* not found"):
@@ -229,7 +243,7 @@ def test_checkpoint_weights_are_identified_by_file_hash(tmp_path):
 def test_pretrained_tag_is_part_of_the_identity(tmp_path):
     lb.submit(make_run(tmp_path, "p0"))
     lb.submit(make_run(tmp_path, "p1", pretrained="a1_in1k"))
-    assert load_leaderboard(TASK).pretrained.tolist() == ["", "a1_in1k"]
+    assert load_leaderboard(TASK).runs.pretrained.tolist() == ["", "a1_in1k"]
 
 
 # --------------------------------------------------------------------------- corrupted leaderboards
@@ -274,8 +288,8 @@ def test_corrupted_leaderboard_gives_a_clear_error_and_is_not_overwritten(name, 
 SUBMITTER = """
 import os, sys, time, pathlib
 sys.path.insert(0, {root!r})
-from ncbench.results import leaderboard as lb
-lb.current_spec({task!r})                      # pay the imports before the start line
+from ncbench.leaderboard import current_spec, store as lb
+current_spec({task!r})                         # pay the imports before the start line
 original = lb.read_tables
 def slow_read(d):                              # widen the read-modify-write window
     tables = original(d)
@@ -300,7 +314,7 @@ def test_two_processes_submitting_at_once_lose_nothing(tmp_path, tmp_leaderboard
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in runs]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    df = load_leaderboard(TASK)
+    df = load_leaderboard(TASK).runs
     assert sorted(df.run_id) == ["proc0", "proc1"] and sorted(df.seed) == [0, 1]
     readme = (tmp_leaderboards / "README.md").read_text()
     assert "| 2 |" in readme.split(f"## {TASK}")[1], "README lacks one of the two seeds"
@@ -311,7 +325,7 @@ def test_without_the_lock_the_same_race_loses_a_row(tmp_path, tmp_leaderboards, 
     import contextlib
 
     runs = [make_run(tmp_path, f"thread{i}", seed=i) for i in range(2)]
-    original = lb.read_tables
+    original = store.read_tables
     barrier = threading.Barrier(2)
 
     def slow_read(d):
@@ -320,68 +334,80 @@ def test_without_the_lock_the_same_race_loses_a_row(tmp_path, tmp_leaderboards, 
         time.sleep(0.1 + 0.4 * int(threading.current_thread().name[-1]))   # then they write in turn
         return tables
 
-    monkeypatch.setattr(lb, "read_tables", slow_read)
-    monkeypatch.setattr(lb, "_lock", lambda d, t: contextlib.nullcontext())
-    threads = [threading.Thread(target=lb.submit, args=([r],), name=f"submitter{i}") for i, r in enumerate(runs)]
+    monkeypatch.setattr(store, "read_tables", slow_read)
+    monkeypatch.setattr(store, "_lock", lambda d, t: contextlib.nullcontext())
+    threads = [threading.Thread(target=store.submit, args=([r],), name=f"submitter{i}") for i, r in enumerate(runs)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    monkeypatch.setattr(lb, "read_tables", original)
-    assert len(load_leaderboard(TASK)) == 1
+    monkeypatch.setattr(store, "read_tables", original)
+    assert len(load_leaderboard(TASK).runs) == 1
 
 
 # --------------------------------------------------------------------------- README rendering
 
 def _cell(values: list[float]) -> str:
+    """mean ± the 95% Student-t half-width, from scipy (one value: the mean alone)."""
+    from scipy import stats
+
     m = statistics.mean(values)
-    return f"{m:.4g} ± {statistics.stdev(values):.2g}" if len(values) > 1 else f"{m:.4g}"
+    if len(values) < 2:
+        return f"{m:.4g}"
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{m:.4g} ± {half:.2g}"
 
 
-def _table_rows(readme: str, task: str) -> list[list[str]]:
+def _table_rows(readme: str, task: str, part: int = 0) -> list[list[str]]:
+    """Rows of the `part`-th table of a task's section (0: ranked, 1: not ranked)."""
     section = readme.split(f"## {task}\n")[1].split("\n## ")[0]
-    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    tables = [t for t in section.split("\n\n") if t.startswith("|")]
+    lines = [ln for ln in tables[part].splitlines() if ln.startswith("|")]
     return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines]
 
 
-def test_round_trip_long_to_wide_to_readme(tmp_path, tmp_leaderboards):
-    """Long summary rows -> wide CSV (exact floats) -> README (seeds as mean ± std, sorted by primary)."""
+def test_round_trip_long_to_board_to_readme(tmp_path, tmp_leaderboards):
+    """Long summary rows -> board CSV (exact floats, every seed) -> README (mean ± t CI, ranked by the
+    primary target, test_accuracy; collapse values marked as descriptors)."""
     nc1 = {("test_resnet", 0): 0.30, ("test_resnet", 1): 0.34, ("resnet18", 0): 0.05,
            ("resnet18", 1): 0.07, ("resnet18", 2): 0.0612345678, ("vit_tiny_patch16_224", 0): 0.9}
-    acc = {k: 0.5 + v / 3 for k, v in nc1.items()}
+    acc = {k: 0.9 - v / 3 for k, v in nc1.items()}
     runs = [make_run(tmp_path, f"{m}-s{s}", model=m, seed=s, values={"nc1": v, "test_accuracy": acc[(m, s)],
                                                                      "nc3": 0.1 * s})
             for (m, s), v in nc1.items()]
     for r in runs:
         lb.submit(r)
 
-    # long -> wide: the leaderboard holds exactly the summary values of the long results
+    # long -> board: every per-seed value of the long results is in the board, exactly
     long = load_results([str(tmp_path / "*-s*")])
     summary = long[long.split == "summary"]
     wide = summary.pivot_table(index=["model", "seed"], columns="metric", values="value", observed=True)
-    board_df = load_leaderboard(TASK).set_index(["model", "seed"])
+    board_df = load_leaderboard(TASK).runs.set_index(["model", "seed"])
+    assert len(board_df) == len(nc1)
     for m in board()["metrics"]:
         for key in wide.index:
             assert board_df.loc[key, m] == wide.loc[key, m]
 
-    # wide -> README: one row per model, seeds aggregated, sorted by nc1 (lower is better)
+    # board -> README: one row per model, seeds aggregated, ranked by test_accuracy (higher is better)
     readme = (tmp_leaderboards / "README.md").read_text()
     assert readme == lb.render_readme(lb.read_tables(tmp_leaderboards)), "README not rendered from the CSVs"
     rows = _table_rows(readme, TASK)
     header, body = rows[0], rows[2:]
     metrics = list(board()["metrics"])
     assert header[:5] == ["#", "model", "weights", "dataset", "seeds"]
-    assert header[5] == "nc1 ↓" and "test_accuracy ↑" in header and len(header) == 5 + len(metrics) + 2
-    by_model = {m: [v for (mm, _), v in nc1.items() if mm == m] for m in ("test_resnet", "resnet18", "vit_tiny_patch16_224")}
-    order = sorted(by_model, key=lambda m: statistics.mean(by_model[m]))
+    assert header[5] == "test_accuracy ↑" and "nc1 ↓ (descriptor)" in header
+    assert len(header) == 5 + len(metrics) + 2
+    by_model = {m: [acc[k] for k in acc if k[0] == m] for m in ("test_resnet", "resnet18", "vit_tiny_patch16_224")}
+    order = sorted(by_model, key=lambda m: -statistics.mean(by_model[m]))
     assert [r[1] for r in body] == order == ["resnet18", "test_resnet", "vit_tiny_patch16_224"]
     for r in body:
         model = r[1]
         seeds = sorted(s for (mm, s) in nc1 if mm == model)
-        assert r[2] == "scratch" and r[3] == "mnist5k" and r[4] == str(len(seeds))
-        assert r[5] == _cell([nc1[(model, s)] for s in seeds])
-        assert r[header.index("test_accuracy ↑")] == _cell([acc[(model, s)] for s in seeds])
-        assert r[header.index("nc3 ↓")] == _cell([0.1 * s for s in seeds])
+        assert r[2] == "scratch" and r[3] == "mnist5k"
+        assert r[4] == (str(len(seeds)) if len(seeds) > 1 else "1 (no CI)")
+        assert r[5] == _cell([acc[(model, s)] for s in seeds])
+        assert r[header.index("nc1 ↓ (descriptor)")] == _cell([nc1[(model, s)] for s in seeds])
+        assert r[header.index("nc3 ↓ (descriptor)")] == _cell([0.1 * s for s in seeds])
         assert r[-2] == "cpu" and r[-1] == "2026-01-02"
     assert "±" in body[0][5] and "±" not in body[2][5]
 
@@ -403,7 +429,7 @@ def test_readme_declares_directions_tier_and_hides_other_versions(tmp_path, tmp_
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     df.loc[1, "task_version"] = str(load_task(TASK).version + 7)
     path.write_text(df.to_csv(index=False, lineterminator="\n"))
-    lb.render()
+    lb.write_readme()
     readme = (tmp_leaderboards / "README.md").read_text()
     rows = _table_rows(readme, TASK)
     assert [r[1] for r in rows[2:]] == ["test_resnet"]
@@ -460,7 +486,7 @@ def test_load_results_errors(tmp_path):
 def test_load_leaderboard_types(tmp_path):
     lb.submit(make_run(tmp_path, "t0"))
     lb.submit(make_run(tmp_path, "t1", seed=3, pretrained="a1_in1k"))
-    df = load_leaderboard(TASK)
+    df = load_leaderboard(TASK).runs
     assert all(df[m].dtype == "float64" for m in board()["metrics"])
     assert df.seed.dtype == "Int64" and df.task_version.dtype == "Int64" and df.seed.tolist() == [0, 3]
     assert isinstance(df.model.dtype, pd.CategoricalDtype) and str(df.date.dt.tz) == "UTC"
@@ -475,9 +501,9 @@ def test_verify_against_a_rerun_folder(tmp_path, capsys):
     close = make_run(tmp_path, "close", values={"nc1": 0.2 * 1.01, "test_accuracy": 0.9})
     far = make_run(tmp_path, "far", values={"nc1": 0.3, "test_accuracy": 0.9})
     other = make_run(tmp_path, "other", seed=9)
-    [(task, i, cmp)] = lb.verify(f"{TASK}:0", run_dir=close, rtol=0.02, atol=0)
+    [(task, i, cmp)] = leaderboard_cli.verify(f"{TASK}:0", run_dir=close, rtol=0.02, atol=0)
     assert task == TASK and i == 0 and cmp.agrees.all() and list(cmp.metric) == list(board()["metrics"])
-    [(_, _, cmp)] = lb.verify("orig", run_dir=far, rtol=0.02, atol=0)
+    [(_, _, cmp)] = leaderboard_cli.verify("orig", run_dir=far, rtol=0.02, atol=0)
     assert cmp.set_index("metric").agrees.to_dict() == {m: m != "nc1" for m in board()["metrics"]}
     assert cmp.set_index("metric").loc["nc1", "abs_diff"] == pytest.approx(0.1)
     assert main(["verify", f"{TASK}:0", "--run-dir", str(close), "--rtol", "0.02"]) == 0
@@ -574,14 +600,14 @@ def test_submit_model_runs_the_leaderboard_suite_with_its_overrides(tmp_path, tm
     assert [s.name for s in specs] == [s.name for s in load_suite("leaderboard")[1]]
     assert {(s.model, s.pretrained, s.seed, s.device) for s in specs} == {("resnet18", "a1_in1k", 3, "cpu")}
     for s in specs:
-        row = load_leaderboard(s.name).iloc[0]
+        row = load_leaderboard(s.name).runs.iloc[0]
         assert (row.model, row.pretrained, row.seed) == ("resnet18", "a1_in1k", 3)
 
 
 def test_verify_reruns_the_rows_configuration(tmp_path, fake_training):
     lb.submit(make_run(tmp_path, "sub", tasks=(TASK, "cdnv_bound_mnist5k"), model="resnet18", seed=2,
                        pretrained="a1_in1k"))
-    results = lb.verify("sub", out=tmp_path / "rerun", device="cpu", progress=False)
+    results = leaderboard_cli.verify("sub", out=tmp_path / "rerun", device="cpu", progress=False)
     [specs] = fake_training                                # both tasks of the run, rerun together
     assert sorted(s.name for s in specs) == sorted([TASK, "cdnv_bound_mnist5k"])
     assert {(s.model, s.pretrained, s.seed, s.dataset, s.device) for s in specs} == \
@@ -725,7 +751,7 @@ def test_submit_to_a_read_only_leaderboards_folder_is_one_line(tmp_path, tmp_lea
     run = make_run(tmp_path, "ro")
     lb.submit(run)
     before = snapshot(tmp_leaderboards)
-    monkeypatch.setattr(lb, "_lock", lambda lb_dir, timeout: ReadOnlyLock())
+    monkeypatch.setattr(store, "_lock", lambda lb_dir, timeout: ReadOnlyLock())
     assert main(["submit", str(run), "--replace"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err

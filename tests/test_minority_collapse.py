@@ -273,6 +273,14 @@ def test_shipped_specs_plan_every_run(name, runs, profile):
     assert [c.imbalance is None for c in cfgs] == plain
     assert set(spec.sweep) == {"ratio", "classifier"} and {a["name"] for a in spec.aggregate} == {
         "etf_minority_gain", "etf_dr_minority_gain"}
+    from ncbench.leaderboard.schema import BoardSpec
+    from ncbench.results.variants import parse_variant
+
+    board = BoardSpec.from_dict(spec.leaderboard)
+    for point in [board.primary.variant] + [v for m in board.metrics.values() for v in m.variants or ()]:
+        p = parse_variant(point)         # every board column is a sweep point the task runs
+        assert float(p["ratio"]) in {float(r) for r in spec.sweep["ratio"]}
+        assert p["classifier"] in spec.sweep["classifier"]
 
 
 # -- the claim, on the embedded default (slow: six real trainings) --------------------------------

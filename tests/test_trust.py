@@ -305,7 +305,7 @@ def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
 
 def test_submit_refuses_a_run_on_another_dataset(tmp_path, one_thread):
     """Item 12: `--dataset digits` on an mnist5k task is stored as `…@dataset=digits`, and no board takes it."""
-    from ncbench.results import leaderboard as lb
+    from ncbench import leaderboard as lb
     from ncbench.specs import load_task
 
     s = load_task("train_collapse_mnist5k", dataset="digits")

@@ -83,8 +83,8 @@ DECLARATIONS: tuple[tuple[str, MetricDeclaration], ...] = (
     ("*nc1*", SCALE_FREE),
     ("*cdnv*", SCALE_FREE),
     ("snc*", SCALE_FREE),
-    ("threshold_ratio_*", NON_NEGATIVE),
-    ("collapse_ratio_*", NON_NEGATIVE),
+    ("threshold_ratio*", NON_NEGATIVE),
+    ("collapse_ratio*", NON_NEGATIVE),
     ("loss", NON_NEGATIVE),
     ("*_seconds", MetricDeclaration(0.0, INF, atol=INF, rtol=0.0, note="wall-clock time: never compared")),
 )

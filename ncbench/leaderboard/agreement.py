@@ -1,0 +1,64 @@
+"""Does a rerun agree with a board entry? Per (metric, variant): |rerun − submitted| ≤ tolerance with
+
+    tolerance = max(atol + rtol·|submitted|,  t_{0.975, n−1}·s/√n)
+
+the metric's declared tolerance (`ncbench.metrics.vocabulary`, or `--atol/--rtol`), or, when larger,
+the half-width of the entry's 95% interval over its n ≥ 2 `ok` seeds (s: their sample std). A rerun
+that moves by less than the entry's own seed-to-seed uncertainty cannot change any conclusion drawn
+from the board; one seed has no spread and keeps the declared tolerance.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ncbench.leaderboard.schema import Column
+
+COMPARISON_COLUMNS = ("metric", "variant", "submitted", "rerun", "abs_diff", "atol", "rtol", "seed_half_width",
+                      "n_seeds", "tolerance", "agrees")
+
+
+def check_tolerance(name: str, value: float | None) -> float | None:
+    """None (use each metric's declared tolerance) or a finite number >= 0; else ValueError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (or left out to use each metric's declared "
+                         f"tolerance), got {value!r}")
+    return float(value)
+
+
+def _num(v) -> float:
+    try:
+        return float(v) if v not in (None, "") else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | None = None,
+            atol: float | None = None, spread: dict | None = None) -> pd.DataFrame:
+    """Per column: submitted, rerun, |difference|, tolerance (see the module docstring), agrees
+    (NaN = NaN). `submitted` / `rerun` map a Column (or a bare metric name, variant "") to a value;
+    `spread` maps a Column to (half_width, n_seeds) of the entry."""
+    from ncbench.metrics.vocabulary import MetricDeclaration, declaration
+
+    rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
+    spread = spread or {}
+    get = lambda d, c: d.get(c, d.get(c.metric) if not c.variant else None)
+    recs = []
+    for c in columns:
+        c = c if isinstance(c, Column) else Column(c)
+        a, b = _num(get(submitted, c)), _num(get(rerun, c))
+        decl = declaration(c.metric) or MetricDeclaration()
+        m_atol = decl.atol if atol is None else atol
+        m_rtol = decl.rtol if rtol is None else rtol
+        half, n = spread.get(c, (math.nan, 1))
+        tol = m_atol + m_rtol * abs(a)
+        if n >= 2 and math.isfinite(half):
+            tol = max(tol, half)
+        ok = (math.isnan(a) and math.isnan(b)) or a == b or abs(a - b) <= tol
+        recs.append({"metric": c.metric, "variant": c.variant, "submitted": a, "rerun": b, "abs_diff": abs(a - b),
+                     "atol": m_atol, "rtol": m_rtol, "seed_half_width": half, "n_seeds": n, "tolerance": tol,
+                     "agrees": bool(ok)})
+    return pd.DataFrame(recs, columns=list(COMPARISON_COLUMNS))
