@@ -106,8 +106,14 @@ def _apply_model_kwargs(specs, text: str | None):
     if text is None:
         return specs
     from ncbench.models.model_kwargs import parse_model_kwargs
+    from ncbench.tasks import TASK_KINDS
 
     kwargs = parse_model_kwargs(text)
+    takes = sorted(k for k in TASK_KINDS if "model_kwargs" in TASK_KINDS.get(k).default_options)
+    deaf = [f"{s.name} ({s.kind})" for s in specs if s.kind not in takes]
+    if deaf:
+        raise ValueError(f"--model-kwargs: {', '.join(deaf)} take(s) no model_kwargs option; "
+                         f"the kinds that do: {', '.join(takes)}")
     for s in specs:
         s.options = {**s.options, "model_kwargs": {**dict(s.options.get("model_kwargs") or {}), **kwargs}}
     return specs
