@@ -34,6 +34,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="start from timm pretrained weights: 'true' (timm's default tag) or a tag such as "
                         "a1_in1k; read from the local cache unless --download")
     p.add_argument("--checkpoint", help="start from a local checkpoint file (timm state_dict)")
+    p.add_argument("--model-kwargs", metavar="K=V,...",
+                   help="keyword arguments for timm.create_model, as key=value pairs (img_size=28,patch_size=4) "
+                        "or a JSON object; set as each task's options.model_kwargs")
     p.add_argument("--data-dir", help="where real data sets live (default $NCBENCH_DATA or ~/.cache/ncbench/data)")
     p.add_argument("--download", action="store_true",
                    help="allow network access: fetch a missing data set or --pretrained weights (without it "
@@ -112,6 +115,24 @@ def _apply_epochs(specs, epochs: int | None):
     return specs
 
 
+def _apply_model_kwargs(specs, text: str | None):
+    """`--model-kwargs` into each spec's `options["model_kwargs"]` (merged over the spec's own)."""
+    if text is None:
+        return specs
+    from ncbench.models.model_kwargs import parse_model_kwargs
+    from ncbench.tasks import TASK_KINDS
+
+    kwargs = parse_model_kwargs(text)
+    takes = sorted(k for k in TASK_KINDS if "model_kwargs" in TASK_KINDS.get(k).default_options)
+    deaf = [f"{s.name} ({s.kind})" for s in specs if s.kind not in takes]
+    if deaf:
+        raise ValueError(f"--model-kwargs: {', '.join(deaf)} take(s) no model_kwargs option; "
+                         f"the kinds that do: {', '.join(takes)}")
+    for s in specs:
+        s.options = {**s.options, "model_kwargs": {**dict(s.options.get("model_kwargs") or {}), **kwargs}}
+    return specs
+
+
 def _validate(specs) -> None:
     """Fail fast, before any data or model is loaded: names, device, seed, checkpoint, weights."""
     from ncbench.preflight import check_spec
@@ -176,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from ncbench.specs import load_task
             spec = load_task(args.task, **_overrides(args))
-            return _run(spec.name, _apply_epochs([spec], args.epochs), args)
+            specs = _apply_model_kwargs(_apply_epochs([spec], args.epochs), args.model_kwargs)
+            return _run(spec.name, specs, args)
         if args.command == "suite":
             from ncbench.specs import load_suite
             name, specs = load_suite(args.suite, **_overrides(args))
-            return _run(name, _apply_epochs(specs, args.epochs), args)
+            return _run(name, _apply_model_kwargs(_apply_epochs(specs, args.epochs), args.model_kwargs), args)
         return args.handler(args)
     except BrokenPipeError:  # e.g. `ncbench leaderboard | head` (before OSError, its base)
         sys.stderr.close()

@@ -10,7 +10,11 @@ constants and assumptions) could not be retrieved here**: only the review's eq. 
 expository posts were available. So ncbench implements bounds of exactly those shapes whose constants
 it derives and proves below, named for what they are (`cdnv_population_bound`, `ncc_pair_error_bound`,
 `fewshot_error_bound`); each proof is a few lines and is checked by the tests on distributions whose
-population CDNV is known in closed form.
+population CDNV is known in closed form. Search record (so the next attempt starts further on): the
+docs/pages/code/issues corpora and the authors' repositories (TomerGalanti/*) hold the abstracts, the
+review's eq. 16, two expository posts by Galanti (dlfundamentals.github.io, 2026-03-11: the shape
+`L ≲ (k−1)·Avg_{i≠j} V_f(S̃_i,S̃_j) + k·complexity/Λ·(n²/√m + 1/√l)`, no constants) and CDNV
+implementations (rhubarbwu/neural-collapse), but not the text of the propositions.
 
 1. Samples → distributions (`cdnv_population_bound`). Assumption: the features of class c lie in a
    ball of radius `R_c` (`‖f(x) − c_0‖ ≤ R_c` for some centre c_0; trained features are bounded).

@@ -1,4 +1,4 @@
-"""The dot-regression loss for a fixed ETF classifier (Yang et al. 2022, SPEC §7).
+"""Losses beyond torch's: dot regression for a fixed ETF classifier (Yang et al. 2022, SPEC §7), squentropy.
 
 `L = ½ · mean_i (w_{y_i}ᵀ h_i − ‖w_{y_i}‖ ‖h_i‖)² / ‖h_i‖`, with `‖h_i‖` treated as a constant
 (detached). The gradient `∂L/∂h_i = (1/N) (w_yᵀh_i − ‖w_y‖‖h_i‖)/‖h_i‖ · w_y` pulls each feature
@@ -36,3 +36,19 @@ def dot_regression_loss(features: torch.Tensor, labels: torch.Tensor, etf_weight
     norms = norms.to(dtype).clamp_min(NORM_EPS)
     dot = (h * w).sum(1)
     return 0.5 * ((dot - w.norm(dim=1) * norms) ** 2 / norms).mean()
+
+
+def squentropy_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Squentropy (Hui, Belkin & Wright 2023, "Cut your losses with squentropy", ICML):
+    `mean_i [CE(z_i, y_i) + 1/(K−1) · Σ_{j≠y_i} z_ij²]`, cross-entropy plus the mean squared logit
+    of the incorrect classes (the square loss towards 0 on them). `label_smoothing` smooths the CE term
+    as `F.cross_entropy` does. Computed in at least float32."""
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must be (N, K) with K >= 2, got shape {tuple(logits.shape)}")
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(f"labels must be (N,) = ({logits.shape[0]},), got {tuple(labels.shape)}")
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    K = z.shape[1]
+    ce = torch.nn.functional.cross_entropy(z, labels, label_smoothing=label_smoothing)
+    wrong = torch.ones_like(z).scatter_(1, labels.view(-1, 1), 0.0)
+    return ce + ((z * z) * wrong).sum(1).mean() / (K - 1)

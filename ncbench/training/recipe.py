@@ -1,14 +1,20 @@
-"""Training recipes as data: optimiser, schedule, budget; the paper protocols of SPEC §10 by name."""
+"""Training recipes as data: optimiser, loss, schedule, budget; the paper protocols of SPEC §10 by name."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
+OPTIMIZERS = ("sgd", "adamw")
+LOSSES = ("ce", "mse", "squentropy", "dot_regression")
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """SGD with momentum and weight decay, a step/cosine/constant LR schedule, no label smoothing."""
+    """An optimiser (`sgd`: SGD with momentum and coupled L2 weight decay; `adamw`: AdamW, Loshchilov &
+    Hutter 2019, decoupled weight decay, `betas`), a loss (`ce` with optional `label_smoothing`
+    (Szegedy et al. 2016), `mse`, `squentropy`, `dot_regression`; `ncbench.training.losses`) and a
+    step/cosine/constant LR schedule."""
 
     epochs: int = 30
     batch_size: int = 128
@@ -19,7 +25,10 @@ class Recipe:
     milestones: tuple[float, ...] = (1 / 3, 2 / 3)   # fractions of `epochs` (step schedule)
     gamma: float = 0.1
     augment: bool = False
-    loss: str = "ce"                       # ce | mse | dot_regression
+    loss: str = "ce"                       # ce | mse | squentropy | dot_regression
+    optimizer: str = "sgd"                 # sgd (momentum, coupled L2) | adamw (decoupled weight decay)
+    betas: tuple[float, float] = (0.9, 0.999)   # adamw only (torch's defaults)
+    label_smoothing: float = 0.0           # ce / squentropy: targets (1-ε)·onehot + ε/K
     precision: str = "fp32"                # fp32 | bf16 | fp16 (CUDA autocast)
     eval_every: int = 1
     checkpoint_every: int = 1              # epochs between checkpoints (resume loses at most this many)
@@ -32,6 +41,19 @@ class Recipe:
             raise ValueError(f"recipe.precision must be fp32, bf16 or fp16, not {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.checkpoint_every < 1:
             raise ValueError("recipe.epochs, batch_size, eval_every and checkpoint_every must be positive")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"recipe.optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"recipe.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise ValueError(f"recipe.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.label_smoothing and self.loss not in ("ce", "squentropy"):
+            raise ValueError(f"recipe.label_smoothing applies to the ce and squentropy losses, not "
+                             f"{self.loss!r}: set label_smoothing: 0 or loss: ce")
+        betas = tuple(float(b) for b in self.betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"recipe.betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
     def to_dict(self) -> dict:
@@ -54,6 +76,13 @@ class Recipe:
             raise ValueError("unknown recipe keys: " + ", ".join(
                 f"{u}" + (f" (did you mean {h[0]}?)" if h else "") for u, h in hints.items()))
         return replace(base, **d)
+
+    def build_optimizer(self, params) -> torch.optim.Optimizer:
+        """`torch.optim.SGD(lr, momentum, weight_decay)` or `torch.optim.AdamW(lr, betas, weight_decay)`."""
+        params = list(params)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
     def scheduler(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
         total = self.epochs * steps_per_epoch

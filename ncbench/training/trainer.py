@@ -1,4 +1,4 @@
-"""The training loop: SGD into the terminal phase, on CPU or CUDA, one process or DDP.
+"""The training loop: SGD or AdamW (`Recipe.build_optimizer`) into the terminal phase, CPU or CUDA, DDP.
 
 Batches are index tensors sliced from an `ImageDataset` (no per-sample Python work), or decoded
 from disk by a `StreamedImageDataset`'s DataLoader workers for the same index tensors. Shuffling
@@ -52,18 +52,23 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator):
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam
 
 
-def loss_fn(name: str, model: Backbone, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss_fn(name: str, model: Backbone, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+            label_smoothing: float = 0.0) -> torch.Tensor:
     if name == "ce":
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     if name == "mse":
         return F.mse_loss(logits, F.one_hot(y, logits.shape[1]).to(logits.dtype))
+    if name == "squentropy":
+        from ncbench.training.losses import squentropy_loss
+
+        return squentropy_loss(logits, y, label_smoothing=label_smoothing)
     if name == "dot_regression":
         from ncbench.training.losses import dot_regression_loss
 
         head = model.head
         feats = head.project(h) if hasattr(head, "project") else h
         return dot_regression_loss(feats, y, head.weight)
-    raise ValueError(f"unknown loss '{name}': use ce, mse or dot_regression")
+    raise ValueError(f"unknown loss '{name}': use ce, mse, squentropy or dot_regression")
 
 
 def global_batches(order: torch.Tensor, batch_size: int, world: int) -> list[torch.Tensor]:
@@ -94,8 +99,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                                         weight_decay=recipe.weight_decay)
+        self.optimizer = recipe.build_optimizer(params)
         self.scaler = torch.amp.GradScaler("cuda", enabled=recipe.precision == "fp16" and self.device.type == "cuda")
         self.micro_batches = 1
         self.scheduler = None
@@ -156,9 +160,10 @@ class Trainer:
                                (y2.tensor_split(chunks) if y2 is not None else [None] * chunks)):
             with self.autocast():
                 h, logits = net(xs, with_features=True)
-                loss = loss_fn(r.loss, self.model, h, logits, ys)
+                loss = loss_fn(r.loss, self.model, h, logits, ys, r.label_smoothing)
                 if y2s is not None:
-                    loss = lam * loss + (1 - lam) * loss_fn(r.loss, self.model, h, logits, y2s)
+                    loss = lam * loss + (1 - lam) * loss_fn(r.loss, self.model, h, logits, y2s,
+                                                            r.label_smoothing)
             self.scaler.scale(loss * (len(ys) * dist.world_size() / global_size)).backward()
             total += float(loss.detach()) * len(ys)
             correct += int((logits.detach().argmax(1) == ys).sum())

@@ -55,6 +55,7 @@ class TrajectoryConfig:
     classes: tuple[int, ...] | None = None      # train on this class subset (relabelled 0..n-1)
     imbalance: tuple[tuple[str, object], ...] | None = None  # SPEC §7 view of the train split
     model_kwargs: tuple[tuple[str, object], ...] = ()
+    random_labels: bool = False                 # train labels permuted once, seeded by `seed` (test untouched)
     data_dir: str | None = None
     device: str = "cpu"
     download: bool = False                      # may the data/weights be fetched (not part of the key)
@@ -73,6 +74,8 @@ class TrajectoryConfig:
             d.pop(runtime)
         if d["world_size"] == 1:
             d.pop("world_size")
+        if not d["random_labels"]:   # true labels: the key of the configs before the field existed
+            d.pop("random_labels")
         if self.checkpoint is not None:
             d["checkpoint"] = file_sha256(self.checkpoint)
         d["code"] = code_fingerprint()
@@ -100,11 +103,27 @@ class TrajectoryRecord:
 
     @property
     def terminal_phase_epoch(self) -> int | None:
-        """First evaluated epoch with 100% train accuracy (un-augmented metric pass)."""
+        """The sustained terminal phase (Papyan et al. 2020): the first evaluated epoch from which the
+        train accuracy (un-augmented metric pass) is 100% at every later evaluated epoch to the end;
+        None when the last evaluated epoch is below 100% (`terminal_phase_reached` is then False)."""
+        start = None
         for r in self.epochs:
             if r.train.accuracy >= 1.0:
-                return r.epoch
-        return None
+                start = r.epoch if start is None else start
+            else:
+                start = None
+        return start
+
+    @property
+    def terminal_phase_reached(self) -> bool:
+        """Whether the run ends in a sustained terminal phase (`terminal_phase_epoch` is not None)."""
+        return self.terminal_phase_epoch is not None
+
+    @property
+    def first_perfect_train_epoch(self) -> int | None:
+        """The first evaluated epoch with 100% train accuracy, even if accuracy later dips below it
+        (what `terminal_phase_epoch` meant before it became the sustained one)."""
+        return next((r.epoch for r in self.epochs if r.train.accuracy >= 1.0), None)
 
     def final(self) -> EpochRecord:
         return self.epochs[-1]
@@ -121,6 +140,10 @@ def load_splits(cfg: TrajectoryConfig) -> tuple[ImageDataset, ImageDataset]:
         from ncbench.data.imbalance import imbalanced_view
 
         train = imbalanced_view(train, seed=cfg.seed, **dict(cfg.imbalance))
+    if cfg.random_labels:
+        from ncbench.data.random_labels import random_labels
+
+        train = random_labels(train, cfg.seed)
     return train, test
 
 
