@@ -123,7 +123,7 @@ def _apply_model_kwargs(specs, text: str | None):
     from ncbench.tasks import TASK_KINDS
 
     kwargs = parse_model_kwargs(text)
-    takes = sorted(k for k in TASK_KINDS if "model_kwargs" in TASK_KINDS.get(k).default_options)
+    takes = sorted(k for k in TASK_KINDS if "model_kwargs" in TASK_KINDS.get(k).known_options())
     deaf = [f"{s.name} ({s.kind})" for s in specs if s.kind not in takes]
     if deaf:
         raise ValueError(f"--model-kwargs: {', '.join(deaf)} take(s) no model_kwargs option; "

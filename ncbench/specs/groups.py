@@ -7,7 +7,7 @@ A spec becomes a group when it declares
   Cartesian product of these values (first key outermost), named by its `variant`
   (`ratio=10,classifier=etf`, `ncbench.results.variants`). A key is an option of the kind
   (`options[key]`), a recipe key written `recipe.KEY` (`recipe.weight_decay`, `recipe.loss`; the
-  variant names it `weight_decay=…`), or a spec field (`model`, `dataset`, `pretrained`, `labels`);
+  variant names it `weight_decay=…`), or a spec field (`model`, `dataset`, `pretrained`, `checkpoint`);
 
 and may declare per-seed comparisons across the sweep's points (`aggregate:`), each a new summary
 metric computed from the members' summary rows, seed by seed (paired) and for every value of the
@@ -73,7 +73,7 @@ def members(spec: TaskSpec) -> list[TaskSpec]:
     return out
 
 
-SPEC_FIELDS = ("model", "dataset", "pretrained", "checkpoint", "labels")
+SPEC_FIELDS = ("model", "dataset", "pretrained", "checkpoint")
 """Spec fields a sweep may vary directly (anything else is an option or `recipe.KEY`)."""
 
 

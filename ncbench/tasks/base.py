@@ -50,6 +50,12 @@ class Task:
     kind: ClassVar[str] = ""
     default_options: ClassVar[dict] = {}
     MOVED: ClassVar[dict] = {}     # a list option that became a sweep -> the scalar option it sweeps
+    COMMON_OPTIONS: ClassVar[dict] = {}   # options a family of kinds shares (e.g. every trained backbone's)
+
+    @classmethod
+    def known_options(cls) -> dict:
+        """Every option of the kind with its default: the family's, then the kind's own."""
+        return {**cls.COMMON_OPTIONS, **cls.default_options}
 
     MODEL_FREE: ClassVar[tuple[str, str] | None] = None
     """(dataset, model) that a kind without data or backbone records, whatever the spec says (e.g. the
@@ -66,15 +72,16 @@ class Task:
             raise ValueError(f"task '{spec.name}' ({self.kind}): options.{k} became a sweep: declare "
                              f"`sweep: {{{self.MOVED[k]}: {list(spec.options[k])!r}}}` at the top of the spec "
                              f"(one run per value; ncbench.specs.groups)")
-        unknown = sorted(set(spec.options) - set(self.default_options))
+        known = self.known_options()
+        unknown = sorted(set(spec.options) - set(known))
         if unknown:
             import difflib
 
             hints = [u + (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(
-                u, list(self.default_options), 1)) else "") for u in unknown]
+                u, list(known), 1)) else "") for u in unknown]
             raise ValueError(f"task '{spec.name}' ({self.kind}): unknown options {', '.join(hints)}; "
-                             f"known: {sorted(self.default_options)}")
-        self.options = {**self.default_options, **spec.options}
+                             f"known: {sorted(known)}")
+        self.options = {**known, **spec.options}
 
     def scalar_option(self, key: str):
         """`options[key]`, which names one value: a list there is a sweep written the old way."""

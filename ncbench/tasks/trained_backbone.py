@@ -1,23 +1,47 @@
-"""Tasks that read a training trajectory of a timm backbone (shared, trained once per config)."""
+"""Tasks that read a training trajectory of a timm backbone (shared, trained once per config).
+
+Options every such kind takes: `model_kwargs` (passed to `timm.create_model`, e.g. a ViT with
+`{img_size: 28, patch_size: 4}`; `--model-kwargs` on the command line) and `labels` (`true`, or
+`random`: the train labels permuted once, seeded by the run's seed and balanced per class,
+`ncbench.data.random_labels`; the test split keeps its true labels — review §4.1.1).
+"""
 from __future__ import annotations
+
+from typing import ClassVar
 
 from ncbench.tasks.base import Task
 from ncbench.training.recipe import Recipe
 from ncbench.training.trajectory import TrajectoryConfig, TrajectoryRecord
 
+LABELS = ("true", "random")
+
 
 class TrajectoryTask(Task):
     """Builds its `TrajectoryConfig` from the spec: data set, model, recipe, seed, device."""
+
+    COMMON_OPTIONS: ClassVar[dict] = {"model_kwargs": {}, "labels": "true"}
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        labels = self.options["labels"]
+        labels = "true" if labels is True else labels
+        if labels not in LABELS:
+            raise ValueError(f"task '{spec.name}': options.labels must be true or random, got {labels!r}")
+        self.options["labels"] = labels
+        if not isinstance(self.options["model_kwargs"] or {}, dict):
+            raise ValueError(f"task '{spec.name}': options.model_kwargs must be a mapping of timm.create_model "
+                             f"keywords, got {self.options['model_kwargs']!r}")
 
     def trajectory_config(self, **changes) -> TrajectoryConfig:
         s = self.spec
         recipe = Recipe.from_dict(s.recipe)
         fields = {"dataset": s.dataset, "model": s.model, "recipe": recipe, "seed": s.seed,
                   "pretrained": s.pretrained, "checkpoint": s.checkpoint, "data_dir": s.data_dir,
-                  "device": s.device, "download": s.download, "world_size": s.world_size}
+                  "device": s.device, "download": s.download, "world_size": s.world_size,
+                  "model_kwargs": tuple(sorted(dict(self.options["model_kwargs"] or {}).items())),
+                  "random_labels": self.options["labels"] == "random"}
         fields.update(changes)
         return TrajectoryConfig(**fields)
-
     def trajectories(self) -> list[TrajectoryConfig]:
         return [self.trajectory_config()]
 
