@@ -29,8 +29,9 @@ class TrajectoryTask(Task):
             raise ValueError(f"task '{spec.name}': options.labels must be true or random, got {labels!r}")
         self.options["labels"] = labels
         if not isinstance(self.options["model_kwargs"] or {}, dict):
-            raise ValueError(f"task '{spec.name}': options.model_kwargs must be a mapping of timm.create_model "
-                             f"keywords, got {self.options['model_kwargs']!r}")
+            raise ValueError(  # noqa: TRY004 - a user input error: exit 2
+                f"task '{spec.name}': options.model_kwargs must be a mapping of timm.create_model keywords, "
+                f"got {self.options['model_kwargs']!r}")
 
     def trajectory_config(self, **changes) -> TrajectoryConfig:
         s = self.spec
