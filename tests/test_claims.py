@@ -198,7 +198,9 @@ def test_claim_declarations_are_checked():
 def catalog_rows(seeds=(0, 1, 2)) -> dict[str, list[dict]]:
     """Per task, long rows in which every claim of the catalog holds (by construction, with noise)."""
     rng = np.random.default_rng(0)
-    n = lambda: float(rng.normal(0, 0.01))  # noqa: E731
+    def n() -> float:
+        return float(rng.normal(0, 0.01))
+
     out: dict[str, list[dict]] = {}
 
     def add(task, metric, value, seed, variant="", split="summary", epoch=10):
