@@ -43,12 +43,12 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:76em;color:#222;
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}
 th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right;vertical-align:top}th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left}td.text{text-align:left;max-width:32em}
+td:first-child,th:first-child,th.text{text-align:left}td.text{text-align:left;max-width:32em}
 img{max-width:100%;border:1px solid #eee}.failed{color:#a00}.note{color:#666;font-size:.85em}
 nav{display:flex;flex-wrap:wrap;gap:.3em 1em}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(22em,1fr));gap:1em}
-.card{border:1px solid #ddd;padding:.5em;border-radius:4px}.card h3{margin:.2em 0 .4em;font-size:1em}
+.card{border:1px solid #ddd;padding:.5em;border-radius:4px;overflow-x:auto}.card h3{margin:.2em 0 .4em;font-size:1em}
 .card img{max-height:16em}
 .verdict-reproduced{background:#e6f4e6}.verdict-not-reproduced{background:#fbe3e3}
 .verdict-inconclusive{background:#f4f1de}
@@ -288,8 +288,8 @@ def _scorecard(run_dir: Path) -> str:
                     f"<td>{_e(_num(r.get('value')))}{_e(ci)}</td><td>{_e(r.get('n_seeds', ''))}</td>"
                     f'<td class="text"><b>{_e(verdict)}</b>{why}{rule}</td></tr>')
     tally = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("reproduced", "not reproduced", "inconclusive"))
-    return (f"<p>{len(card)} claims: {_e(tally)}.</p><table><tr><th>claim</th><th>statistic</th>"
-            "<th>value [95% CI]</th><th>seeds</th><th>verdict</th></tr>" + "".join(rows) + "</table>")
+    return (f"<p>{len(card)} claims: {_e(tally)}.</p><table><tr><th>claim</th><th class=\"text\">statistic</th>"
+            "<th>value [95% CI]</th><th>seeds</th><th class=\"text\">verdict</th></tr>" + "".join(rows) + "</table>")
 
 
 def _num(v) -> str:
@@ -315,7 +315,8 @@ def _failures(views: list[TaskView]) -> tuple[str, int]:
     out = [f"<ul>{''.join(items)}</ul>"] if items else []
     if runs:
         out.append("<p>Runs whose status is not ok (never ranked, left out of headlines and claims):</p>"
-                   "<table><tr><th>task</th><th>variant</th><th>seed</th><th>status</th><th>reason</th></tr>"
+                   "<table><tr><th>task</th><th class=\"text\">variant</th><th>seed</th><th class=\"text\">status</th>"
+                   "<th class=\"text\">reason</th></tr>"
                    + "".join(runs) + "</table>")
     return "\n".join(out), len(items) + len(runs)
 
