@@ -344,3 +344,20 @@ def test_report_of_a_relative_run_dir_finds_its_plots(run, monkeypatch):
     targets = {(page.parent / unquote(img["src"])).resolve() for img in check(page).imgs
                if not img["src"].startswith("data:")}
     assert targets == {p.resolve() for p in run.rglob("*.png")}
+
+
+def test_heatmap_colours_inf_cells_and_uses_a_log_scale_for_wide_ranges():
+    from ncbench.results.pair_heatmap import INF_COLOUR, _colour, pair_heatmaps
+
+    t = pd.DataFrame({"class_i": [0, 0, 1], "class_j": [1, 2, 2], "value": [0.001, float("inf"), 10.0],
+                      "holds": [True, False, True]})
+    [fig] = pair_heatmaps(t, "p")                       # the boolean column is not drawn
+    assert fig.count(f'fill="{INF_COLOUR}"') == 2 and "0, 2: inf" in fig and ">log<" in fig
+    assert fig.count(f'fill="{_colour(0.0)}"') == 3 and fig.count(f'fill="{_colour(1.0)}"') == 3, "2 cells + legend"
+    assert pair_heatmaps(pd.DataFrame({"a": [1], "value": [2.0]}), "not a pair table") == []
+
+
+def test_report_claims_flag_on_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope"), "--claims"]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
