@@ -309,3 +309,16 @@ def test_module_command_line(tmp_path):
     p = subprocess.run([sys.executable, "-m", "ncbench.claims", str(tmp_path / "nope")], capture_output=True,
                        text=True, check=False)
     assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_only_the_runs_a_claim_reads_are_named_as_left_out():
+    rows = paired_rows([0.7, 0.72, 0.71], [0.6, 0.61, 0.6])
+    rows.append(row("acc", 0.0, 0, "arm=z", status="failed", reason="chance accuracy"))
+    o = one(PAIRED, rows)
+    assert o.verdict == "reproduced" and o.excluded == [] and "left out" not in o.reason
+    grows = Claim("r", "", "", "spearman", Measure(T, "t"), ">", 0.9, sweep_key="E_H", min_seeds=1)
+    pts = [row("t", v, 0, f"E_H={e}") for e, v in ((1, 1.0), (2, 2.0), (5, 3.0))]
+    pts.append(row("t", 0.0, 0, "E_H=10", status="diverged", reason="objective became non-finite"))
+    o = one(grows, pts)
+    assert o.verdict == "reproduced" and o.value == pytest.approx(1.0)
+    assert o.excluded == ["toy_task [E_H=10] seed 0: diverged (objective became non-finite)"]

@@ -19,6 +19,8 @@ from ncbench.metrics.confidence import mean_ci
 from ncbench.results.variants import parse_variant
 
 REQUIRED = ("task", "variant", "metric", "value", "seed", "split", "epoch", "status")
+OK = ("ok", "")
+"""Statuses that count (empty: rows written before the status column)."""
 
 
 class MissingInput(Exception):
@@ -95,13 +97,17 @@ class Reader:
         if t.empty:
             tasks = sorted(self.rows["task"].unique())
             raise MissingInput(f"no results of task '{m.task}' (tasks present: {', '.join(tasks) or 'none'})")
-        bad = t[~t["status"].isin(["ok", ""])]
+        return t
+
+    def drop_not_ok(self, task: str, r: pd.DataFrame) -> pd.DataFrame:
+        """`r` without the rows of runs not ok, which are named in `excluded`."""
+        bad = r[~r["status"].isin(OK)]
         for (variant, seed, status, why), _ in bad.groupby(["variant", "seed", "status", "status_reason"],
                                                            dropna=False, sort=True):
-            note = f"{m.task} [{variant or 'no variant'}] seed {_seed(seed)}: {status}" + (f" ({why})" if why else "")
+            note = f"{task} [{variant or 'no variant'}] seed {_seed(seed)}: {status}" + (f" ({why})" if why else "")
             if note not in self.excluded:
                 self.excluded.append(note)
-        return t[t["status"].isin(["ok", ""])]
+        return r[r["status"].isin(OK)]
 
     def select(self, m: Measure, variant_rows=None) -> pd.DataFrame:
         """The ok rows of `m` (all epochs), before reducing to one value per seed."""
@@ -109,9 +115,10 @@ class Reader:
         r = t[(t["metric"] == m.metric) & (t["layer"] == m.layer)]
         if variant_rows is None:
             wanted = parse_variant(m.variant)
-            r = r[[variant_matches(v, wanted) for v in r["variant"]]]
+            r = r[_mask(variant_matches(v, wanted) for v in r["variant"])]
+        r = self.drop_not_ok(m.task, r)
         if r.empty:
-            have = sorted(t.loc[t["metric"] == m.metric, "variant"].unique())
+            have = sorted(t.loc[(t["metric"] == m.metric) & t["status"].isin(OK), "variant"].unique())
             hint = (f"; variants with this metric: {', '.join(repr(v) for v in have)}" if have
                     else "; the task has no such metric" if m.metric not in set(t["metric"]) else "")
             raise MissingInput(f"no ok rows of {m.label()}{hint}")
@@ -147,6 +154,11 @@ class Reader:
                 raise MissingInput(f"{m.label()}: several rows per epoch for seed {_seed(seed)}")
             out[_seed(seed)] = g.set_index("epoch")["value"].sort_index()
         return out
+
+
+def _mask(flags) -> np.ndarray:
+    """A boolean row mask (a plain empty list would select no *columns*)."""
+    return np.fromiter(flags, dtype=bool)
 
 
 def _seed(s) -> int | str:
@@ -195,7 +207,8 @@ def _spearman_per_seed(claim: Claim, reader: Reader) -> dict:
     fixed = parse_variant(claim.a.variant)
     keys = set(fixed) | {claim.sweep_key}
     t = reader.task_rows(claim.a)
-    t = t[[variant_matches(v, fixed, keys) for v in t["variant"]]]
+    t = t[_mask(variant_matches(v, fixed, keys) for v in t["variant"])]
+    t = reader.drop_not_ok(claim.a.task, t[t["metric"].isin({claim.a.metric, claim.x_metric})])
     points = sorted(t["variant"].unique())
     if len(points) < 3:
         raise MissingInput(f"{claim.a.task}: {len(points)} point(s) of the {claim.sweep_key} sweep "
