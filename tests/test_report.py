@@ -361,3 +361,15 @@ def test_report_claims_flag_on_a_missing_folder_is_a_one_line_error(tmp_path, ca
     assert main(["report", str(tmp_path / "nope"), "--claims"]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "Traceback" not in err
+
+
+def test_headline_of_seeds_with_non_finite_values(tmp_path):
+    run = make_run(tmp_path, "inf", tasks=(MINORITY,))
+    rows = [{"split": "summary", "epoch": 2, "variant": "ratio=10,classifier=etf", "metric": "minority_accuracy",
+             "value": v, "seed": s, "status": "ok"} for s, v in enumerate([float("inf"), float("nan"), 0.5])]
+    rows += [{"split": "summary", "epoch": 2, "variant": "ratio=1,classifier=etf", "metric": "minority_accuracy",
+              "value": float("inf"), "seed": s, "status": "ok"} for s in range(2)]
+    write_long_csv(run / MINORITY / "results.csv", rows, {"run_id": "inf", "task": MINORITY})
+    reseal(run / MINORITY)
+    c = check(write_report(run))
+    assert "ratio=1,classifier=etf" in " ".join(c.text)

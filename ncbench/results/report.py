@@ -160,9 +160,9 @@ def headline_table(df: pd.DataFrame, board: dict) -> pd.DataFrame:
     for key, g in s.groupby([*keys, "metric"], sort=False):
         key = key if isinstance(key, tuple) else (key,)
         r = dict(zip([*keys, "metric"], key))
-        vals = g["value"].dropna()
+        vals = g["value"][g["value"].map(math.isfinite)]
         if several:
-            ci = mean_ci(vals, nan_policy="omit") if len(vals) else None
+            ci = mean_ci(vals) if len(vals) else None
             r.update(mean=ci.mean if ci else float("nan"), ci95=ci.half_width if ci else float("nan"),
                      n_seeds=len(vals))
         else:
@@ -244,10 +244,10 @@ def _task_section(v: TaskView, page: Path) -> str:
                 if c in summary.columns and (summary[c].astype(str) != "").any()]
         out.append(_details(f"Summary rows per seed, {len(summary)}", _frame(summary[cols])))
     if spec:
-        keep = ("kind", "version", "tier", "dataset", "model", "pretrained", "checkpoint", "seed", "seeds",
-                "recipe", "options", "sweep")
-        info = {k: json.dumps(spec[k]) if isinstance(spec.get(k), (dict, list)) else spec.get(k)
-                for k in keep if k in spec or k in keep[:10]}
+        always = ("kind", "version", "tier", "dataset", "model", "pretrained", "checkpoint", "seed", "recipe",
+                  "options")
+        keys = [*always, *(k for k in ("seeds", "sweep") if k in spec)]
+        info = {k: json.dumps(spec[k]) if isinstance(spec.get(k), (dict, list)) else spec.get(k) for k in keys}
         info["config hash"] = cfg.get("config_hash", "")
         if isinstance(cfg.get("seconds"), (int, float)):
             info["seconds"] = f"{cfg['seconds']:.1f}"
