@@ -373,3 +373,15 @@ def test_headline_of_seeds_with_non_finite_values(tmp_path):
     reseal(run / MINORITY)
     c = check(write_report(run))
     assert "ratio=1,classifier=etf" in " ".join(c.text)
+
+
+def test_splits_of_one_value_share_the_colour_scale():
+    from ncbench.results.pair_heatmap import _colour, pair_heatmaps
+
+    t = pd.DataFrame({"class_i": [0, 0, 1] * 2, "class_j": [1, 2, 2] * 2, "split": ["train"] * 3 + ["test"] * 3,
+                      "value": [1.0, 2.0, 3.0, 1.0, 5.0, 9.0]})
+    train, test = pair_heatmaps(t, "p")
+    assert ">9<" in train and ">1<" in train, "the legend of train spans both splits"
+    assert ">9<" in test and ">1<" in test
+    mid = _colour((3.0 - 1.0) / (9.0 - 1.0))
+    assert train.count(f'fill="{mid}"') >= 2, "train's 3.0 is coloured on the shared 1..9 range"

@@ -4,8 +4,9 @@ A pair table has two class columns (`class_i`/`class_j` or `class_a`/`class_b`) 
 columns; with a `split` column each split is its own matrix. The matrix is symmetric (V(i,j) = V(j,i)),
 the diagonal empty. Small matrices are inline SVG (one `<rect>` per cell, its value in a `<title>`
 tooltip); large ones a PNG made with matplotlib, inlined as a `data:` URI. No script, no network.
-Colours: a viridis ramp, on a log10 scale when all values are positive and span ≥ 100×; non-finite
-cells (V = inf: two identical class means) are drawn in red.
+Colours: a viridis ramp, shared by the splits of one value column (train and test compare), on a
+log10 scale when all values are positive and span ≥ 100×; non-finite cells (V = inf: two identical
+class means) are drawn in red.
 """
 from __future__ import annotations
 
@@ -63,12 +64,18 @@ def pair_matrix(df: pd.DataFrame, value: str) -> tuple[list, np.ndarray]:
     return labels, m
 
 
-def _scale(m: np.ndarray) -> tuple[np.ndarray, bool, float, float]:
-    """Positions in [0, 1] of the finite cells, whether log10 is used, and the colour range ends."""
-    fin = m[np.isfinite(m)]
-    if fin.size == 0:
+def _range(matrices) -> tuple[float, float]:
+    """The finite min and max over `matrices` (NaN, NaN when there is none)."""
+    fin = np.concatenate([m[np.isfinite(m)] for m in matrices]) if matrices else np.array([])
+    return (float(fin.min()), float(fin.max())) if fin.size else (math.nan, math.nan)
+
+
+def _scale(m: np.ndarray, value_range=None) -> tuple[np.ndarray, bool, float, float]:
+    """Positions in [0, 1] of the finite cells, whether log10 is used, and the colour range ends
+    (`value_range`: shared by the heatmaps of one value column, so train and test compare)."""
+    lo, hi = value_range if value_range is not None else _range([m])
+    if not math.isfinite(lo):
         return np.full(m.shape, np.nan), False, math.nan, math.nan
-    lo, hi = float(fin.min()), float(fin.max())
     log = lo > 0 and hi / lo >= 100
     x = np.log10(np.where(np.isfinite(m) & (m > 0), m, np.nan)) if log else m
     a, b = (math.log10(lo), math.log10(hi)) if log else (lo, hi)
@@ -86,12 +93,12 @@ def _colour(t: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(*VIRIDIS[-1][1])
 
 
-def heatmap_svg(labels: list, m: np.ndarray, title: str) -> str:
+def heatmap_svg(labels: list, m: np.ndarray, title: str, value_range=None) -> str:
     """An inline `<svg>` of the matrix: cells with value tooltips, class labels, a colour legend."""
     k = len(labels)
     cell = max(8, min(28, 360 // max(k, 1)))
     pad = 34
-    t, log, lo, hi = _scale(m)
+    t, log, lo, hi = _scale(m, value_range)
     w = pad + k * cell + 90
     h = pad + k * cell + 10
     out = [(f'<svg class="heatmap" role="img" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
@@ -129,18 +136,18 @@ def heatmap_svg(labels: list, m: np.ndarray, title: str) -> str:
     return "".join(out)
 
 
-def heatmap_png_uri(labels: list, m: np.ndarray, title: str) -> str:
+def heatmap_png_uri(labels: list, m: np.ndarray, title: str, value_range=None) -> str:
     """A `data:image/png;base64,…` URI of the matrix drawn with matplotlib (for large K)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm, Normalize
 
-    fin = m[np.isfinite(m)]
-    log = fin.size > 0 and fin.min() > 0 and fin.max() / fin.min() >= 100
+    lo, hi = value_range if value_range is not None else _range([m])
+    log = math.isfinite(lo) and lo > 0 and hi / lo >= 100
+    norm = (LogNorm if log else Normalize)(vmin=lo, vmax=hi) if math.isfinite(lo) else None
     fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=80)
-    im = ax.imshow(np.where(np.isfinite(m), m, np.nan), cmap="viridis", norm=LogNorm() if log else None,
-                   interpolation="nearest")
+    im = ax.imshow(np.where(np.isfinite(m), m, np.nan), cmap="viridis", norm=norm, interpolation="nearest")
     fig.colorbar(im, ax=ax)
     ax.set_title(title, fontsize=9)
     buf = io.BytesIO()
@@ -156,12 +163,13 @@ def pair_heatmaps(df: pd.DataFrame, name: str) -> list[str]:
     groups = list(df.groupby("split", sort=False)) if "split" in df.columns else [("", df)]
     figures = []
     for value in value_columns(df):
-        for split, part in groups:
-            labels, m = pair_matrix(part, value)
+        mats = [(split, *pair_matrix(part, value)) for split, part in groups]
+        shared = _range([m for _, _, m in mats])
+        for split, labels, m in mats:
             title = f"{name}: {value}" + (f" ({split})" if split else "") + f", {len(labels)} classes"
             if len(labels) <= SVG_MAX_CLASSES:
-                art = heatmap_svg(labels, m, title)
+                art = heatmap_svg(labels, m, title, shared)
             else:
-                art = f'<img src="{heatmap_png_uri(labels, m, title)}" alt="{_e(title)}">'
+                art = f'<img src="{heatmap_png_uri(labels, m, title, shared)}" alt="{_e(title)}">'
             figures.append(f'<figure class="heatmap">{art}<figcaption>{_e(title)}</figcaption></figure>')
     return figures
