@@ -75,10 +75,15 @@ def add_commands(sub) -> None:
     p.set_defaults(handler=_verify)
 
     p = sub.add_parser("report", help="write an offline HTML report of a run",
-                       description="One HTML page with each task's spec, provenance, headline metrics, "
-                                   "per-epoch tables and PNG plots (images linked relative to the page).")
+                       description="One HTML page: an overview (claims scorecard, a headline per task, "
+                                   "failures and runs not ok), then each task's headline metrics, plots, "
+                                   "class-pair heatmaps and, collapsible, per-epoch tables, spec and "
+                                   "provenance (images linked relative to the page).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder results/<run_id>")
     p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    p.add_argument("--claims", action="store_true",
+                   help="evaluate the claims (ncbench.claims) on this run first: writes RUN_DIR/claims.csv "
+                        "and claims_detail.csv, shown as the report's scorecard")
     p.set_defaults(handler=_report)
 
 
@@ -254,6 +259,8 @@ def _verify(args) -> int:
 def _report(args) -> int:
     from ncbench.results.report import write_report
 
-    path = write_report(args.run_dir, args.out)
+    path = write_report(args.run_dir, args.out, claims=args.claims)
+    if args.claims:
+        print(f"wrote {Path(args.run_dir) / 'claims.csv'}")
     print(f"wrote {path}")
     return 0

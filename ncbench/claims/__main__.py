@@ -1,0 +1,42 @@
+"""`python -m ncbench.claims RUN_DIR [--out DIR] [--markdown FILE] [--list]`: write the claims scorecard."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ncbench.claims.scorecard import catalog_table, scorecard_markdown, write_scorecard
+from ncbench.results.writer import atomic_write_text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ncbench.claims", description=__doc__)
+    p.add_argument("run_dir", nargs="?", help="a run folder results/<run_id> (its results.csv files are read)")
+    p.add_argument("--out", help="folder for claims.csv and claims_detail.csv (default: RUN_DIR)")
+    p.add_argument("--markdown", help="also write the scorecard as a Markdown table to this file")
+    p.add_argument("--list", action="store_true", help="print the declared claims and their rules, and exit")
+    a = p.parse_args(argv)
+    if a.list:
+        print(catalog_table().to_csv(index=False), end="")
+        return 0
+    if not a.run_dir:
+        print("error: give a run folder (results/<run_id>), or --list", file=sys.stderr)
+        return 2
+    try:
+        card_path, detail_path = write_scorecard(a.run_dir, a.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    card, detail = pd.read_csv(card_path), pd.read_csv(detail_path, keep_default_na=False)
+    if a.markdown:
+        atomic_write_text(Path(a.markdown), scorecard_markdown(card, detail))
+    counts = card["verdict"].value_counts()
+    print(f"{card_path}: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("reproduced", "not reproduced",
+                                                                           "inconclusive")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

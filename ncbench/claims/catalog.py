@@ -1,0 +1,104 @@
+"""The claims of issue 15 (item 9) as data: each names the task, metric and sweep point it reads.
+
+Task names are the embedded-tier instances (`tasks/*_mnist5k.yaml`, `lpm_minority_curve`); metric names
+are the fixed per-kind vocabulary (no `R10/etf/` prefixes) and sweep points live in `variant`
+(`ratio=100,classifier=learnable`, `source_classes=5`, `labels=random`, `loss=mse`, `E_H=5`,
+`weight_decay=5e-4`). A claims suite that names its tasks otherwise passes its own list to
+`evaluate_claims`. Compound claims of the issue are split in parts (`…_learnable` / `…_etf`,
+`…_train` / `…_test`); `weight_decay_deepens_collapse` is the weight-decay sweep of item 7.
+"""
+from __future__ import annotations
+
+from ncbench.claims.claim import Claim, Measure
+
+TRAIN = "train_collapse_mnist5k"
+TEST = "test_collapse_mnist5k"
+DEPTH = "ncc_depth_mnist5k"
+FEWSHOT = "fewshot_mnist5k"
+BOUND = "cdnv_bound_mnist5k"
+MINORITY = "minority_collapse_mnist5k"
+LPM = "lpm_minority_curve"
+K_MINORITY = 10
+"""Classes of the minority-collapse task (MNIST-5k): the simplex-ETF cosine is −1/(K−1)."""
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("nc1_falls_10x_terminal_phase",
+          "Train NC1 falls at least 10× during the terminal phase of training",
+          "Papyan, Han, Donoho 2020 (review §2, Fig. 6)",
+          "mean", Measure(TRAIN, "nc1_drop_in_terminal_phase", "weight_decay=5e-4"), ">", 1.0,
+          transform="log10"),
+    Claim("test_collapse_lags_train",
+          "Test collapse lags train collapse: over the terminal phase train NC1 falls by a larger factor "
+          "than the strong test NC1 (around the train means)",
+          "Hui, Belkin, Nakkiran 2022 (review §4.1.1)",
+          "paired_difference", Measure(TEST, "train_nc1_fall"), ">", 0.0,
+          b=Measure(TEST, "strong_nc1_fall"), transform="log10"),
+    Claim("weak_le_strong_test_collapse",
+          "Weak test collapse (predicted class) is at least as strong as strong test collapse (true class): "
+          "weak test NC1 < strong test NC1",
+          "Hui, Belkin, Nakkiran 2022",
+          "paired_difference", Measure(TEST, "weak_nc1"), "<", 0.0, b=Measure(TEST, "strong_nc1")),
+    Claim("ncc_depth_falls_in_training",
+          "The minimal NCC-depth (train) falls during training",
+          "Galanti, Galanti, Ben-Shaul 2022; Ben-Shaul & Dekel 2022 (review §5)",
+          "epoch_change", Measure(DEPTH, "ncc_depth", split="train"), "<", 0.0),
+    Claim("more_source_classes_transfer_better",
+          "More source classes transfer better: 5-shot NCC accuracy on the target classes with S = 5 "
+          "source classes exceeds that with S = 2",
+          "Galanti, György, Hutter 2022; review §4.1.2",
+          "paired_difference", Measure(FEWSHOT, "ncc_acc_5shot", "source_classes=5"), ">", 0.0,
+          b=Measure(FEWSHOT, "ncc_acc_5shot", "source_classes=2")),
+    Claim("fewshot_error_grows_with_cdnv",
+          "Few-shot error grows with the CDNV of the target classes: Spearman ρ across 5-shot episodes "
+          "between episode CDNV and episode error is positive",
+          "Galanti, György, Hutter 2022 (Prop. 5)",
+          "mean", Measure(FEWSHOT, "spearman_cdnv_error_5shot", "source_classes=5"), ">", 0.0),
+    Claim("cdnv_bound_holds",
+          "The population-CDNV bound holds: it is at or above the measured test CDNV for at least 95% "
+          "(1 − δ) of the class pairs where it is not vacuous",
+          "Galanti, György, Hutter 2022 (review eq. 16)",
+          "mean", Measure(BOUND, "bound_holds_fraction_nonvacuous"), ">", 0.95),
+    Claim("minority_cosine_rises_learnable",
+          "With a learnable classifier the minority classifier rows' mean cosine rises with the imbalance "
+          "ratio (R = 100 vs R = 1)",
+          "Fang, He, Long, Su 2021 (review §3.1.5)",
+          "paired_difference", Measure(MINORITY, "minority_classifier_cosine", "ratio=100,classifier=learnable"),
+          ">", 0.0, b=Measure(MINORITY, "minority_classifier_cosine", "ratio=1,classifier=learnable")),
+    Claim("minority_cosine_fixed_etf",
+          "With a fixed simplex-ETF classifier the minority class means stay at cosine −1/(K−1) at R = 100 "
+          "(within 0.05)",
+          "Yang et al. 2022; Fang et al. 2021",
+          "mean", Measure(MINORITY, "minority_feature_cosine", "ratio=100,classifier=etf"), "within",
+          -1.0 / (K_MINORITY - 1), tolerance=0.05),
+    Claim("etf_improves_minority_accuracy",
+          "A fixed simplex-ETF classifier improves minority test accuracy over a learnable one at R = 100",
+          "Yang et al. 2022",
+          "paired_difference", Measure(MINORITY, "minority_accuracy", "ratio=100,classifier=etf"), ">", 0.0,
+          b=Measure(MINORITY, "minority_accuracy", "ratio=100,classifier=learnable")),
+    Claim("random_labels_collapse_train",
+          "With random labels train NC1 still falls at least 10× in the terminal phase",
+          "Zhu et al. 2021; review §4.1.1",
+          "mean", Measure(TRAIN, "nc1_drop_in_terminal_phase", "labels=random"), ">", 1.0, transform="log10"),
+    Claim("random_labels_no_test_collapse",
+          "With random labels test features do not collapse: the strong test/train NC1 ratio is larger than "
+          "with the true labels",
+          "Zhu et al. 2021; Galanti 2022; review §4.1.1",
+          "paired_difference", Measure(TEST, "strong_nc1_ratio", "labels=random"), ">", 0.0,
+          b=Measure(TEST, "strong_nc1_ratio", "labels=true"), transform="log10"),
+    Claim("more_collapse_worse_transfer",
+          "Losses that collapse more transfer worse: across losses, source NC1 and target 5-shot accuracy "
+          "are positively rank-correlated",
+          "Kornblith et al. 2021 (review §4.1.2)",
+          "spearman", Measure(FEWSHOT, "ncc_acc_5shot"), ">", 0.0, sweep_key="loss", x_metric="source_nc1"),
+    Claim("lpm_threshold_grows_with_eh",
+          "In the layer-peeled model the minority-collapse threshold ratio grows with the feature budget E_H "
+          "(ρ = 1: strictly monotone on the E_H grid)",
+          "Fang, He, Long, Su 2021 (eq. 14)",
+          "spearman", Measure(LPM, "threshold_ratio"), ">", 0.9, sweep_key="E_H", min_seeds=1),
+    Claim("weight_decay_deepens_collapse",
+          "Weight decay deepens collapse: final train NC1 with weight decay 5e-4 is below that without",
+          "Rangamani & Banburski-Fahey 2022; review §3.1",
+          "paired_difference", Measure(TRAIN, "nc1", "weight_decay=5e-4"), "<", 0.0,
+          b=Measure(TRAIN, "nc1", "weight_decay=0"), transform="log10"),
+)
+"""The 12 claims of issue 15 item 9 (two of them in two parts) and the weight-decay sweep: 15 rows."""

@@ -1,0 +1,291 @@
+"""Evaluate claims on tidy results: per-seed statistics, their Student-t interval, the verdict.
+
+Rows are SPEC §9 long rows; the columns read are `task, variant, metric, value, seed, split, epoch,
+status` (and `layer` when present). Only rows whose `status` is `ok` (or empty: rows written before the
+status column) count; the runs left out are named in the outcome. A claim whose inputs are missing,
+ambiguous or non-finite gets verdict `inconclusive` and a reason, never an exception.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from ncbench.claims.claim import LEVEL, Claim, Measure
+from ncbench.metrics.confidence import mean_ci
+from ncbench.results.variants import parse_variant
+
+REQUIRED = ("task", "variant", "metric", "value", "seed", "split", "epoch", "status")
+OK = ("ok", "")
+"""Statuses that count (empty: rows written before the status column)."""
+
+
+class MissingInput(Exception):
+    """A claim cannot be computed from these rows; the message is the reason written out."""
+
+
+@dataclass
+class Outcome:
+    """The evaluation of one claim: the `claims.csv` row and the `claims_detail.csv` row."""
+
+    claim: Claim
+    value: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    n_seeds: int = 0
+    verdict: str = "inconclusive"
+    reason: str = ""
+    per_seed: dict = field(default_factory=dict)
+    excluded: list = field(default_factory=list)
+
+
+def _same_value(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def variant_matches(text, wanted: dict[str, str], keys: set[str] | None = None) -> bool:
+    """Whether the variant string `text` is the point `wanted` (numbers compared as numbers).
+
+    With `keys`, the variant must have exactly those keys and agree with `wanted` on the ones it names.
+    """
+    try:
+        got = parse_variant("" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text))
+    except ValueError:
+        return False
+    if set(got) != (set(wanted) if keys is None else keys):
+        return False
+    return all(_same_value(got[k], v) for k, v in wanted.items())
+
+
+def prepare_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Check the columns and normalise types (strings for names, floats for value, Int for seed/epoch)."""
+    missing = [c for c in REQUIRED if c not in rows.columns]
+    if missing:
+        raise ValueError(f"results rows lack the column(s) {missing}: claims read the SPEC §9 long rows "
+                         f"({', '.join(REQUIRED)})")
+    df = rows.copy()
+    if "layer" not in df.columns:
+        df["layer"] = ""
+    for c in ("task", "variant", "metric", "split", "status", "layer"):
+        df[c] = df[c].astype(object).where(df[c].notna(), "").astype(str)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce").astype("float64")
+    for c in ("seed", "epoch"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    if "status_reason" not in df.columns:
+        df["status_reason"] = ""
+    df["status_reason"] = df["status_reason"].astype(object).where(df["status_reason"].notna(), "").astype(str)
+    return df
+
+
+class Reader:
+    """Picks each measure's rows out of the prepared results, recording runs that are not ok."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.rows = rows
+        self.excluded: list[str] = []
+
+    def task_rows(self, m: Measure) -> pd.DataFrame:
+        t = self.rows[self.rows["task"] == m.task]
+        if t.empty:
+            tasks = sorted(self.rows["task"].unique())
+            raise MissingInput(f"no results of task '{m.task}' (tasks present: {', '.join(tasks) or 'none'})")
+        return t
+
+    def drop_not_ok(self, task: str, r: pd.DataFrame) -> pd.DataFrame:
+        """`r` without the rows of runs not ok, which are named in `excluded`."""
+        bad = r[~r["status"].isin(OK)]
+        for (variant, seed, status, why), _ in bad.groupby(["variant", "seed", "status", "status_reason"],
+                                                           dropna=False, sort=True):
+            note = f"{task} [{variant or 'no variant'}] seed {_seed(seed)}: {status}" + (f" ({why})" if why else "")
+            if note not in self.excluded:
+                self.excluded.append(note)
+        return r[r["status"].isin(OK)]
+
+    def select(self, m: Measure, variant_rows=None) -> pd.DataFrame:
+        """The ok rows of `m` (all epochs), before reducing to one value per seed."""
+        t = self.task_rows(m) if variant_rows is None else variant_rows
+        r = t[(t["metric"] == m.metric) & (t["layer"] == m.layer)]
+        if variant_rows is None:
+            wanted = parse_variant(m.variant)
+            r = r[_mask(variant_matches(v, wanted) for v in r["variant"])]
+        r = self.drop_not_ok(m.task, r)
+        if r.empty:
+            have = sorted(t.loc[(t["metric"] == m.metric) & t["status"].isin(OK), "variant"].unique())
+            hint = (f"; variants with this metric: {', '.join(repr(v) for v in have)}" if have
+                    else "; the task has no such metric" if m.metric not in set(t["metric"]) else "")
+            raise MissingInput(f"no ok rows of {m.label()}{hint}")
+        if m.split is not None:
+            r = r[r["split"] == m.split]
+        elif (r["split"] == "summary").any():
+            r = r[r["split"] == "summary"]
+        elif r["split"].nunique() > 1:
+            raise MissingInput(f"{m.label()} is in several splits ({', '.join(sorted(r['split'].unique()))}): "
+                               "name the split")
+        if r.empty:
+            raise MissingInput(f"no ok rows of {m.label()}")
+        return r
+
+    def per_seed(self, m: Measure, variant_rows=None) -> dict[int, float]:
+        """One value per seed: the last epoch's row (several rows at that epoch: ambiguous)."""
+        r = self.select(m, variant_rows)
+        out = {}
+        for seed, g in r.groupby("seed", dropna=False, sort=True):
+            if g["epoch"].notna().any():
+                g = g[g["epoch"] == g["epoch"].max()]
+            if len(g) > 1:
+                raise MissingInput(f"{m.label()}: {len(g)} rows for seed {_seed(seed)} at one epoch (duplicate "
+                                   "runs in the folder, or a layer/split to name)")
+            out[_seed(seed)] = float(g["value"].iloc[0])
+        return out
+
+    def per_epoch(self, m: Measure) -> dict[int, pd.Series]:
+        r = self.select(m)
+        out = {}
+        for seed, g in r.groupby("seed", dropna=False, sort=True):
+            if g["epoch"].duplicated().any():
+                raise MissingInput(f"{m.label()}: several rows per epoch for seed {_seed(seed)}")
+            out[_seed(seed)] = g.set_index("epoch")["value"].sort_index()
+        return out
+
+
+def _mask(flags) -> np.ndarray:
+    """A boolean row mask (a plain empty list would select no *columns*)."""
+    return np.fromiter(flags, dtype=bool)
+
+
+def _seed(s) -> int | str:
+    return "none" if s is None or (isinstance(s, float) and math.isnan(s)) or s is pd.NA else int(s)
+
+
+def _transform(claim: Claim, v: float) -> float:
+    if claim.transform == "log10":
+        return math.log10(v) if v > 0 else math.nan
+    return v
+
+
+def _finite(values: dict, what: str, claim: Claim) -> dict:
+    keep = {s: v for s, v in values.items() if math.isfinite(v)}
+    if not keep:
+        extra = " (log10 needs values > 0)" if claim.transform == "log10" else ""
+        raise MissingInput(f"{what}: no finite value over {len(values)} seed(s){extra}")
+    return keep
+
+
+def per_seed_statistic(claim: Claim, reader: Reader) -> dict:
+    """The claim's statistic per seed (before the mean over seeds)."""
+    def tf(d: dict) -> dict:
+        return {s: _transform(claim, v) for s, v in d.items()}
+
+    if claim.kind == "mean":
+        return _finite(tf(reader.per_seed(claim.a)), claim.a.label(), claim)
+    if claim.kind == "paired_difference":
+        a = _finite(tf(reader.per_seed(claim.a)), claim.a.label(), claim)
+        b = _finite(tf(reader.per_seed(claim.b)), claim.b.label(), claim)
+        common = sorted(set(a) & set(b), key=str)
+        if not common:
+            raise MissingInput(f"no seed has both arms (seeds {sorted(a, key=str)} vs {sorted(b, key=str)})")
+        return {s: a[s] - b[s] for s in common}
+    if claim.kind == "epoch_change":
+        out = {}
+        for s, series in reader.per_epoch(claim.a).items():
+            v = series.map(lambda x: _transform(claim, x))
+            v = v[np.isfinite(v.to_numpy(dtype=float))]
+            out[s] = float(v.iloc[-1] - v.iloc[0]) if len(v) >= 2 else math.nan
+        return _finite(out, f"{claim.a.label()} (needs ≥ 2 finite epochs per seed)", claim)
+    return _spearman_per_seed(claim, reader)
+
+
+def _spearman_per_seed(claim: Claim, reader: Reader) -> dict:
+    fixed = parse_variant(claim.a.variant)
+    keys = set(fixed) | {claim.sweep_key}
+    t = reader.task_rows(claim.a)
+    t = t[_mask(variant_matches(v, fixed, keys) for v in t["variant"])]
+    t = reader.drop_not_ok(claim.a.task, t[t["metric"].isin({claim.a.metric, claim.x_metric})])
+    points = sorted(t["variant"].unique())
+    if len(points) < 3:
+        raise MissingInput(f"{claim.a.task}: {len(points)} point(s) of the {claim.sweep_key} sweep "
+                           f"({', '.join(points) or 'none'}); Spearman ρ needs ≥ 3")
+    ys, xs = {}, {}
+    for p in points:
+        rows = t[t["variant"] == p]
+        ys[p] = {s: _transform(claim, v) for s, v in reader.per_seed(claim.a, rows).items()}
+        if claim.x_metric:
+            xs[p] = reader.per_seed(Measure(claim.a.task, claim.x_metric, p, claim.a.split, claim.a.layer), rows)
+        else:
+            raw = parse_variant(p)[claim.sweep_key]
+            try:
+                xv = float(raw)
+            except ValueError as e:
+                raise MissingInput(f"{claim.sweep_key}={raw} is not a number: name x_metric") from e
+            xs[p] = {s: xv for s in ys[p]}
+    seeds = sorted(set.intersection(*(set(ys[p]) & set(xs[p]) for p in points)), key=str)
+    if not seeds:
+        raise MissingInput(f"no seed has every point of the {claim.sweep_key} sweep")
+    out = {}
+    for s in seeds:
+        x = np.array([xs[p][s] for p in points])
+        y = np.array([ys[p][s] for p in points])
+        ok = np.isfinite(x) & np.isfinite(y)
+        out[s] = float(spearmanr(x[ok], y[ok]).statistic) if ok.sum() >= 3 else math.nan
+    return _finite(out, f"Spearman ρ over the {claim.sweep_key} sweep (≥ 3 finite points per seed)", claim)
+
+
+def verdict(claim: Claim, low: float, high: float) -> str:
+    """The rule of `Claim.rule_text` on an interval `[low, high]` (a single value: low = high)."""
+    t = claim.threshold
+    if claim.direction == "within":
+        if t - claim.tolerance <= low and high <= t + claim.tolerance:
+            return "reproduced"
+        return "not reproduced" if high < t - claim.tolerance or low > t + claim.tolerance else "inconclusive"
+    if claim.direction == ">":
+        return "reproduced" if low > t else "not reproduced" if high <= t else "inconclusive"
+    return "reproduced" if high < t else "not reproduced" if low >= t else "inconclusive"
+
+
+def evaluate_claim(claim: Claim, rows: pd.DataFrame) -> Outcome:
+    """One claim on prepared rows (`prepare_rows`); never raises for missing or bad inputs."""
+    reader = Reader(rows)
+    out = Outcome(claim)
+    try:
+        values = per_seed_statistic(claim, reader)
+    except MissingInput as e:
+        out.reason, out.excluded = str(e), reader.excluded
+        if reader.excluded:
+            out.reason += f"; left out as not ok: {'; '.join(reader.excluded)}"
+        return out
+    out.per_seed, out.excluded, out.n_seeds = values, reader.excluded, len(values)
+    ci = mean_ci(list(values.values()), level=LEVEL)
+    out.value = ci.mean
+    if len(values) >= 2:
+        out.ci_low, out.ci_high = ci.low, ci.high
+    if len(values) < claim.seeds_needed:
+        out.reason = f"{len(values)} seed(s): the rule needs ≥ {claim.seeds_needed} for an interval"
+    elif len(values) == 1:
+        out.verdict = verdict(claim, ci.mean, ci.mean)
+        out.reason = "one seed: decided on its value (no interval)"
+    else:
+        out.verdict = verdict(claim, ci.low, ci.high)
+    if reader.excluded:
+        out.reason = "; ".join(x for x in (out.reason, f"left out as not ok: {'; '.join(reader.excluded)}") if x)
+    return out
+
+
+def evaluate_claims(rows: pd.DataFrame, claims=None) -> list[Outcome]:
+    """Every claim (default `ncbench.claims.catalog.CLAIMS`) on the long rows `rows`."""
+    from ncbench.claims.catalog import CLAIMS
+
+    claims = CLAIMS if claims is None else tuple(claims)
+    ids = [c.claim_id for c in claims]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"claim ids must be unique: {dup} appear more than once")
+    rows = prepare_rows(rows)
+    return [evaluate_claim(c, rows) for c in claims]

@@ -1,0 +1,324 @@
+"""The claims engine on synthetic tidy results whose verdicts are known by construction: reproduced, not
+reproduced, inconclusive (one seed, a wide interval), missing inputs, runs not ok left out; the
+interval against scipy's paired t test; the scorecard files and the Markdown table."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ncbench.claims import (
+    CLAIMS,
+    DETAIL_COLUMNS,
+    SCORECARD_COLUMNS,
+    Claim,
+    Measure,
+    catalog_table,
+    evaluate_claims,
+    scorecard_markdown,
+    write_scorecard,
+)
+from ncbench.claims.evaluate import variant_matches, verdict
+from ncbench.results.writer import write_long_csv
+
+T = "toy_task"
+
+
+def row(metric, value, seed=0, variant="", task=T, split="summary", epoch=10, status="ok", reason="", layer=""):
+    return {"task": task, "variant": variant, "metric": metric, "value": value, "seed": seed, "split": split,
+            "epoch": epoch, "status": status, "status_reason": reason, "layer": layer}
+
+
+def frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def one(claim, rows):
+    (o,) = evaluate_claims(frame(rows), [claim])
+    return o
+
+
+MEAN = Claim("m", "x exceeds 1", "toy", "mean", Measure(T, "x"), ">", 1.0)
+PAIRED = Claim("p", "a beats b", "toy", "paired_difference", Measure(T, "acc", "arm=a"), ">", 0.0,
+               b=Measure(T, "acc", "arm=b"))
+
+
+def paired_rows(a, b, **kw):
+    return ([row("acc", v, s, "arm=a", **kw) for s, v in enumerate(a)]
+            + [row("acc", v, s, "arm=b", **kw) for s, v in enumerate(b)])
+
+
+# -- verdicts -------------------------------------------------------------------------------------
+
+def test_paired_difference_matches_scipy_and_is_reproduced():
+    a, b = [0.71, 0.74, 0.69, 0.73], [0.60, 0.66, 0.62, 0.61]
+    o = one(PAIRED, paired_rows(a, b))
+    d = np.subtract(a, b)
+    ref = stats.ttest_rel(a, b).confidence_interval(0.95)           # scipy's paired t interval
+    assert o.value == pytest.approx(d.mean(), rel=1e-12)
+    assert (o.ci_low, o.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-10)
+    assert o.n_seeds == 4 and o.verdict == "reproduced" and o.per_seed == pytest.approx(dict(enumerate(d)))
+
+
+def test_not_reproduced_when_the_interval_is_on_the_other_side_and_inconclusive_when_it_straddles():
+    assert one(PAIRED, paired_rows([0.5, 0.52, 0.49], [0.6, 0.61, 0.62])).verdict == "not reproduced"
+    o = one(PAIRED, paired_rows([0.5, 0.7, 0.45], [0.6, 0.5, 0.5]))
+    assert o.ci_low < 0 < o.ci_high and o.verdict == "inconclusive" and o.reason == ""
+
+
+def test_one_seed_paired_is_inconclusive_but_a_threshold_decides_on_its_value():
+    o = one(PAIRED, paired_rows([0.9], [0.1]))
+    assert o.verdict == "inconclusive" and o.n_seeds == 1 and o.value == pytest.approx(0.8)
+    assert math.isnan(o.ci_low) and "needs ≥ 2" in o.reason
+    assert one(MEAN, [row("x", 3.0)]).verdict == "reproduced"
+    assert one(MEAN, [row("x", 0.5)]).verdict == "not reproduced"
+    assert "one seed" in one(MEAN, [row("x", 3.0)]).reason
+
+
+def test_verdict_rule_edges():
+    up = Claim("u", "", "", "mean", Measure(T, "x"), ">", 0.0)
+    down = Claim("d", "", "", "mean", Measure(T, "x"), "<", 0.0)
+    within = Claim("w", "", "", "mean", Measure(T, "x"), "within", -0.1, tolerance=0.05)
+    assert [verdict(up, lo, hi) for lo, hi in ((0.1, 0.2), (-0.1, 0.2), (-0.2, 0.0), (0.0, 0.0))] == \
+        ["reproduced", "inconclusive", "not reproduced", "not reproduced"]
+    assert [verdict(down, lo, hi) for lo, hi in ((-0.2, -0.1), (-0.1, 0.1), (0.0, 0.3))] == \
+        ["reproduced", "inconclusive", "not reproduced"]
+    assert [verdict(within, lo, hi) for lo, hi in ((-0.12, -0.08), (-0.2, -0.1), (0.0, 0.1), (-0.3, -0.2))] == \
+        ["reproduced", "inconclusive", "not reproduced", "not reproduced"]
+    for c in (up, down, within):       # the rule is written out, with its threshold
+        assert c.rule_text().startswith("reproduced if the 95% Student-t CI") and "0" in c.direction_text()
+
+
+def test_within_rule_on_values():
+    c = Claim("w", "", "", "mean", Measure(T, "cos"), "within", -1 / 9, tolerance=0.05)
+    assert one(c, [row("cos", v, s) for s, v in enumerate([-0.11, -0.12, -0.10])]).verdict == "reproduced"
+    assert one(c, [row("cos", v, s) for s, v in enumerate([0.4, 0.5, 0.45])]).verdict == "not reproduced"
+
+
+def test_log10_transform_and_non_positive_values():
+    c = Claim("l", "", "", "mean", Measure(T, "drop"), ">", 1.0, transform="log10")
+    o = one(c, [row("drop", v, s) for s, v in enumerate([100.0, 1000.0, 300.0])])
+    ref = stats.t.interval(0.95, 2, loc=np.mean(np.log10([100, 1000, 300])),
+                           scale=stats.sem(np.log10([100, 1000, 300])))
+    assert (o.ci_low, o.ci_high) == pytest.approx(ref) and o.verdict == "reproduced"
+    o = one(c, [row("drop", v, s) for s, v in enumerate([0.0, -1.0])])
+    assert o.verdict == "inconclusive" and "log10 needs values > 0" in o.reason
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+
+def test_missing_inputs_are_inconclusive_with_a_reason_never_an_error():
+    rows = paired_rows([0.7, 0.8], [0.6, 0.6])
+    gone = Claim("g", "", "", "mean", Measure("absent_task", "x"), ">", 0.0)
+    wrong_variant = Claim("v", "", "", "mean", Measure(T, "acc", "arm=c"), ">", 0.0)
+    wrong_metric = Claim("w", "", "", "mean", Measure(T, "nope"), ">", 0.0)
+    g, v, w = evaluate_claims(frame(rows), [gone, wrong_variant, wrong_metric])
+    assert all(o.verdict == "inconclusive" and math.isnan(o.value) and o.n_seeds == 0 for o in (g, v, w))
+    assert "no results of task 'absent_task'" in g.reason and T in g.reason
+    assert "'arm=a'" in v.reason and "'arm=b'" in v.reason
+    assert "no such metric" in w.reason
+    nan = one(MEAN, [row("x", math.nan, 0), row("x", math.nan, 1)])
+    assert nan.verdict == "inconclusive" and "no finite value" in nan.reason
+    dup = one(MEAN, [row("x", 2.0, 0), row("x", 3.0, 0)])
+    assert dup.verdict == "inconclusive" and "duplicate" in dup.reason
+
+
+def test_runs_not_ok_are_left_out_and_named():
+    rows = paired_rows([0.7, 0.72, 0.71], [0.6, 0.61, 0.6])
+    rows += [row("acc", 0.0, 3, "arm=a", status="diverged", reason="loss became non-finite at epoch 2"),
+             row("acc", 0.9, 3, "arm=b")]
+    o = one(PAIRED, rows)
+    assert o.n_seeds == 3 and 3 not in o.per_seed and o.verdict == "reproduced"
+    assert "seed 3: diverged (loss became non-finite at epoch 2)" in o.reason
+    everything_failed = [row("x", 5.0, s, status="failed", reason="train accuracy 0.1") for s in range(3)]
+    o = one(MEAN, everything_failed)
+    assert o.verdict == "inconclusive" and "failed (train accuracy 0.1)" in o.reason
+
+
+def test_variant_matching_is_order_free_and_numeric():
+    assert variant_matches("classifier=etf,ratio=100", {"ratio": "100", "classifier": "etf"})
+    assert variant_matches("weight_decay=0.0005", {"weight_decay": "5e-4"})
+    assert variant_matches("ratio=100.0", {"ratio": "100"})
+    assert not variant_matches("ratio=10", {"ratio": "100"})
+    assert not variant_matches("ratio=100,classifier=etf", {"ratio": "100"})
+    assert not variant_matches("", {"ratio": "100"}) and variant_matches("", {})
+    assert not variant_matches("broken", {})
+
+
+def test_split_choice_and_epoch_change():
+    rows = [row("acc", 0.1, 0, split="target"), row("acc", 0.9, 0, split="summary")]
+    assert one(Claim("s", "", "", "mean", Measure(T, "acc"), ">", 0.5), rows).value == 0.9
+    assert one(Claim("s", "", "", "mean", Measure(T, "acc", split="target"), ">", 0.5), rows).value == 0.1
+    several = [row("acc", 0.1, 0, split="a"), row("acc", 0.2, 0, split="b")]
+    assert "several splits" in one(Claim("s", "", "", "mean", Measure(T, "acc"), ">", 0), several).reason
+    falls = Claim("e", "", "", "epoch_change", Measure(T, "depth", split="train"), "<", 0.0)
+    depth = {0: [math.nan, 7, 5, 3], 1: [math.nan, math.nan, 6, 4], 2: [8, 8, 6, 5]}   # NaN: no layer qualifies
+    rows = [row("depth", v, s, split="train", epoch=e) for s, vs in depth.items() for e, v in enumerate(vs)]
+    o = one(falls, rows)
+    assert o.per_seed == {0: -4.0, 1: -2.0, 2: -3.0} and o.verdict == "reproduced"
+
+
+def test_spearman_over_a_sweep():
+    grows = Claim("r", "", "", "spearman", Measure(T, "threshold_ratio"), ">", 0.9, sweep_key="E_H", min_seeds=1)
+    rows = [row("threshold_ratio", t, 0, f"E_H={e}") for e, t in ((1, 3.0), (2, 5.0), (5, 20.0), (10, 90.0))]
+    o = one(grows, rows)
+    assert o.value == pytest.approx(1.0) and o.verdict == "reproduced" and o.n_seeds == 1
+    rows[1]["value"] = 100.0
+    assert one(grows, rows).value == pytest.approx(stats.spearmanr([1, 2, 5, 10], [3, 100, 20, 90]).statistic)
+    assert one(grows, rows).verdict == "not reproduced"
+    assert "Spearman ρ needs ≥ 3" in one(grows, rows[:2]).reason
+    losses = Claim("k", "", "", "spearman", Measure(T, "acc"), ">", 0.0, sweep_key="loss", x_metric="nc1")
+    data = {"ce": (0.02, 0.60), "ls": (0.01, 0.55), "mse": (0.05, 0.70), "focal": (0.03, 0.66)}
+    rows = [row(m, v + 0.001 * s, s, f"loss={loss}") for s in range(3) for loss, (nc1, acc) in data.items()
+            for m, v in (("nc1", nc1), ("acc", acc))]
+    o = one(losses, rows)
+    assert o.per_seed == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0}) and o.verdict == "reproduced"
+
+
+def test_claim_declarations_are_checked():
+    with pytest.raises(ValueError, match="second arm b"):
+        Claim("x", "", "", "paired_difference", Measure(T, "a"), ">")
+    with pytest.raises(ValueError, match="kind"):
+        Claim("x", "", "", "median", Measure(T, "a"), ">")
+    with pytest.raises(ValueError, match="tolerance"):
+        Claim("x", "", "", "mean", Measure(T, "a"), "within")
+    with pytest.raises(ValueError, match="unique"):
+        evaluate_claims(frame([]), [MEAN, MEAN])
+    with pytest.raises(ValueError, match="lack the column"):
+        evaluate_claims(pd.DataFrame({"task": [T]}), [MEAN])
+
+
+# -- the catalog on a whole run folder -------------------------------------------------------------
+
+def catalog_rows(seeds=(0, 1, 2)) -> dict[str, list[dict]]:
+    """Per task, long rows in which every claim of the catalog holds (by construction, with noise)."""
+    rng = np.random.default_rng(0)
+    def n() -> float:
+        return float(rng.normal(0, 0.01))
+
+    out: dict[str, list[dict]] = {}
+
+    def add(task, metric, value, seed, variant="", split="summary", epoch=10):
+        out.setdefault(task, []).append({"split": split, "epoch": epoch, "layer": None, "variant": variant,
+                                         "metric": metric, "value": value, "seed": seed, "status": "ok"})
+    for s in seeds:
+        add("train_collapse_mnist5k", "nc1_drop_in_terminal_phase", 300 * (1 + n()), s, "weight_decay=0.0005")
+        add("train_collapse_mnist5k", "nc1", 0.01 * (1 + n()), s, "weight_decay=0.0005")
+        add("train_collapse_mnist5k", "nc1", 0.2 * (1 + n()), s, "weight_decay=0")
+        add("train_collapse_mnist5k", "nc1_drop_in_terminal_phase", 50 * (1 + n()), s, "labels=random")
+        add("test_collapse_mnist5k", "train_nc1_fall", 100 * (1 + n()), s)
+        add("test_collapse_mnist5k", "strong_nc1_fall", 3 * (1 + n()), s)
+        add("test_collapse_mnist5k", "weak_nc1", 0.5 + n(), s)
+        add("test_collapse_mnist5k", "strong_nc1", 0.8 + n(), s)
+        add("test_collapse_mnist5k", "strong_nc1_ratio", 400 * (1 + n()), s, "labels=random")
+        add("test_collapse_mnist5k", "strong_nc1_ratio", 20 * (1 + n()), s, "labels=true")
+        for e, d in enumerate((9, 7, 5)):
+            add("ncc_depth_mnist5k", "ncc_depth", d, s, split="train", epoch=e)
+        for S, acc in ((2, 0.55), (3, 0.6), (5, 0.7)):
+            add("fewshot_mnist5k", "ncc_acc_5shot", acc + n(), s, f"source_classes={S}")
+        add("fewshot_mnist5k", "spearman_cdnv_error_5shot", 0.4 + n(), s, "source_classes=5")
+        for loss, nc1, acc in (("ce", 0.02, 0.6), ("label_smoothing", 0.01, 0.55), ("mse", 0.05, 0.7),
+                               ("focal", 0.03, 0.65)):
+            add("fewshot_mnist5k", "source_nc1", nc1, s, f"loss={loss}")
+            add("fewshot_mnist5k", "ncc_acc_5shot", acc + n(), s, f"loss={loss}")
+        add("cdnv_bound_mnist5k", "bound_holds_fraction_nonvacuous", 1.0, s)
+        for R, cos_learn in ((1, -0.11), (10, 0.0), (100, 0.6)):
+            v = f"ratio={R}"
+            add("minority_collapse_mnist5k", "minority_classifier_cosine", cos_learn + n(), s, v + ",classifier=learnable")
+            add("minority_collapse_mnist5k", "minority_feature_cosine", -1 / 9 + n(), s, v + ",classifier=etf")
+            add("minority_collapse_mnist5k", "minority_accuracy", 0.3 + n(), s, v + ",classifier=etf")
+            add("minority_collapse_mnist5k", "minority_accuracy", 0.1 + n(), s, v + ",classifier=learnable")
+    for e_h, t in ((1, 2.0), (2, 4.0), (5, 11.0), (10, 30.0)):
+        add("lpm_minority_curve", "threshold_ratio", t, 0, f"E_H={e_h}")
+    return out
+
+
+def write_run(root, per_task) -> object:
+    for task, rows in per_task.items():
+        context = {"run_id": "r", "task": task, "task_version": 1, "model": "test_resnet", "dataset": "mnist5k"}
+        write_long_csv(root / task / "results.csv", rows, context)
+    return root
+
+
+def test_every_catalog_claim_reproduced_on_a_run_built_to_satisfy_it(tmp_path):
+    card_path, detail_path = write_scorecard(write_run(tmp_path / "run", catalog_rows()))
+    card = pd.read_csv(card_path)
+    detail = pd.read_csv(detail_path, keep_default_na=False)
+    assert tuple(card.columns) == SCORECARD_COLUMNS and tuple(detail.columns) == DETAIL_COLUMNS
+    assert card["value"].dtype == float and card["n_seeds"].dtype == int
+    assert list(card.claim_id) == [c.claim_id for c in CLAIMS] and len(CLAIMS) == 15
+    not_ok = card[card.verdict != "reproduced"]
+    assert not_ok.empty, detail.set_index("claim_id").loc[not_ok.claim_id, "reason"].to_dict()
+    assert (card.loc[card.claim_id != "lpm_threshold_grows_with_eh", "n_seeds"] == 3).all()
+    assert detail.set_index("claim_id").loc["lpm_threshold_grows_with_eh", "reason"].startswith("one seed")
+
+
+def test_catalog_verdicts_follow_the_data_one_seed_and_an_empty_folder(tmp_path):
+    rows = catalog_rows()
+    for r in rows["minority_collapse_mnist5k"]:       # ETF now hurts the minority classes
+        if r["metric"] == "minority_accuracy" and "etf" in r["variant"]:
+            r["value"] -= 0.5
+    del rows["lpm_minority_curve"]
+    card = pd.read_csv(write_scorecard(write_run(tmp_path / "a", rows))[0]).set_index("claim_id")
+    assert card.loc["etf_improves_minority_accuracy", "verdict"] == "not reproduced"
+    assert card.loc["lpm_threshold_grows_with_eh", "verdict"] == "inconclusive"
+    assert (card.verdict == "reproduced").sum() == 13
+
+    single = write_run(tmp_path / "b", catalog_rows(seeds=(0,)))
+    card = pd.read_csv(write_scorecard(single)[0]).set_index("claim_id")
+    thresholds = {c.claim_id for c in CLAIMS if c.seeds_needed == 1}
+    assert (card.loc[sorted(thresholds), "verdict"] == "reproduced").all()
+    assert (card.drop(index=sorted(thresholds)).verdict == "inconclusive").all()
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "bad").mkdir()
+    (tmp_path / "empty" / "bad" / "results.csv").write_text("a,b\n1,2\n")
+    card_path, detail_path = write_scorecard(tmp_path / "empty")
+    card, detail = pd.read_csv(card_path), pd.read_csv(detail_path, keep_default_na=False)
+    assert (card.verdict == "inconclusive").all() and card.value.isna().all()
+    assert detail.reason.str.contains("no results of task").all()
+    assert detail.reason.str.contains("bad/results.csv skipped").all()
+
+
+def test_markdown_table_and_catalog_listing(tmp_path):
+    card_path, detail_path = write_scorecard(write_run(tmp_path / "run", catalog_rows()))
+    card, detail = pd.read_csv(card_path), pd.read_csv(detail_path, keep_default_na=False)
+    card.loc[0, "claim"] = "a | b"
+    md = scorecard_markdown(card, detail)
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(card) and lines[0].count("|") == 7
+    assert all(line.replace("\\|", "").count("|") == 7 for line in lines)
+    assert "a \\| b" in lines[2] and "**reproduced**" in lines[2] and "95% Student-t CI" in lines[2]
+    cat = catalog_table()
+    assert list(cat.columns) == ["claim_id", "claim", "source", "statistic", "direction", "rule"]
+    assert len(cat) == len(CLAIMS) and cat.rule.str.startswith("reproduced if").all()
+
+
+def test_module_command_line(tmp_path):
+    run = write_run(tmp_path / "run", catalog_rows())
+    md = tmp_path / "card.md"
+    cmd = [sys.executable, "-m", "ncbench.claims", str(run), "--markdown", str(md)]
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert p.returncode == 0 and "15 reproduced, 0 not reproduced, 0 inconclusive" in p.stdout, p.stderr
+    assert md.read_text().startswith("| claim |")
+    p = subprocess.run([sys.executable, "-m", "ncbench.claims", str(tmp_path / "nope")], capture_output=True,
+                       text=True, check=False)
+    assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_only_the_runs_a_claim_reads_are_named_as_left_out():
+    rows = paired_rows([0.7, 0.72, 0.71], [0.6, 0.61, 0.6])
+    rows.append(row("acc", 0.0, 0, "arm=z", status="failed", reason="chance accuracy"))
+    o = one(PAIRED, rows)
+    assert o.verdict == "reproduced" and o.excluded == [] and "left out" not in o.reason
+    grows = Claim("r", "", "", "spearman", Measure(T, "t"), ">", 0.9, sweep_key="E_H", min_seeds=1)
+    pts = [row("t", v, 0, f"E_H={e}") for e, v in ((1, 1.0), (2, 2.0), (5, 3.0))]
+    pts.append(row("t", 0.0, 0, "E_H=10", status="diverged", reason="objective became non-finite"))
+    o = one(grows, pts)
+    assert o.verdict == "reproduced" and o.value == pytest.approx(1.0)
+    assert o.excluded == ["toy_task [E_H=10] seed 0: diverged (objective became non-finite)"]
