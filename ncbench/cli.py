@@ -141,7 +141,7 @@ def _validate(specs) -> None:
         check_spec(s)
 
 
-def _run(suite: str, specs, args) -> int:
+def _run(suite: str, specs, args, scorecard: bool = False) -> int:
     import pandas as pd
 
     from ncbench.suite import run_tasks, summary_table
@@ -155,7 +155,7 @@ def _run(suite: str, specs, args) -> int:
         import os
         print(f"threads: {threads} of {available_cpus()} CPUs (1-minute load {os.getloadavg()[0]:.1f}; "
               "--threads to change)")
-    _, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
+    run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
     if not is_main():
         return 1 if any(r.status == "failed" for r in runs) else 0
     table = summary_table(runs)
@@ -176,6 +176,13 @@ def _run(suite: str, specs, args) -> int:
         print("\nruns that did not do what their recipe meant (flagged in results.csv `status`, never ranked):")
         for r in unranked:
             print(f"  {r.run_status:8s} {r.spec.name}: {r.run_reason}")
+    if scorecard:   # a claims suite: every claim's verdict from these runs (ncbench.claims)
+        from ncbench.claims import write_scorecard
+
+        card, _ = write_scorecard(run_dir)
+        verdicts = pd.read_csv(card).verdict.value_counts()
+        print(f"\nclaims scorecard: {card} (" + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in
+                                                     ("reproduced", "not reproduced", "inconclusive")) + ")")
     failed = [r for r in runs if r.status == "failed"]
     return 1 if failed else 0
 
@@ -202,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "suite":
             from ncbench.specs import load_suite
             name, specs = load_suite(args.suite, **_overrides(args))
-            return _run(name, _apply_model_kwargs(_apply_epochs(specs, args.epochs), args.model_kwargs), args)
+            from ncbench.specs import suite_settings
+            scorecard = suite_settings(args.suite).get("scorecard") == "claims"
+            return _run(name, _apply_model_kwargs(_apply_epochs(specs, args.epochs), args.model_kwargs), args,
+                        scorecard=scorecard)
         return args.handler(args)
     except BrokenPipeError:  # e.g. `ncbench leaderboard | head` (before OSError, its base)
         sys.stderr.close()

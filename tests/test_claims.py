@@ -207,16 +207,16 @@ def catalog_rows(seeds=(0, 1, 2)) -> dict[str, list[dict]]:
         out.setdefault(task, []).append({"split": split, "epoch": epoch, "layer": None, "variant": variant,
                                          "metric": metric, "value": value, "seed": seed, "status": "ok"})
     for s in seeds:
-        add("train_collapse_mnist5k", "nc1_drop_in_terminal_phase", 300 * (1 + n()), s, "weight_decay=0.0005")
-        add("train_collapse_mnist5k", "nc1", 0.01 * (1 + n()), s, "weight_decay=0.0005")
-        add("train_collapse_mnist5k", "nc1", 0.2 * (1 + n()), s, "weight_decay=0")
-        add("train_collapse_mnist5k", "nc1_drop_in_terminal_phase", 50 * (1 + n()), s, "labels=random")
+        add("train_collapse_mnist5k", "nc1_drop_in_terminal_phase", 300 * (1 + n()), s)
+        add("weight_decay_mnist5k", "nc1", 0.01 * (1 + n()), s, "weight_decay=0.005")
+        add("weight_decay_mnist5k", "nc1", 0.2 * (1 + n()), s, "weight_decay=0")
+        add("random_labels_train_mnist5k", "nc1_drop_in_terminal_phase", 50 * (1 + n()), s, "labels=random")
         add("test_collapse_mnist5k", "train_nc1_fall", 100 * (1 + n()), s)
         add("test_collapse_mnist5k", "strong_nc1_fall", 3 * (1 + n()), s)
         add("test_collapse_mnist5k", "weak_nc1", 0.5 + n(), s)
         add("test_collapse_mnist5k", "strong_nc1", 0.8 + n(), s)
-        add("test_collapse_mnist5k", "strong_nc1_ratio", 400 * (1 + n()), s, "labels=random")
-        add("test_collapse_mnist5k", "strong_nc1_ratio", 20 * (1 + n()), s, "labels=true")
+        add("random_labels_test_mnist5k", "strong_nc1_ratio", 400 * (1 + n()), s, "labels=random")
+        add("random_labels_test_mnist5k", "strong_nc1_ratio", 20 * (1 + n()), s, "labels=true")
         for e, d in enumerate((9, 7, 5)):
             add("ncc_depth_mnist5k", "ncc_depth", d, s, split="train", epoch=e)
         for S, acc in ((2, 0.55), (3, 0.6), (5, 0.7)):
@@ -224,8 +224,8 @@ def catalog_rows(seeds=(0, 1, 2)) -> dict[str, list[dict]]:
         add("fewshot_mnist5k", "spearman_cdnv_error_5shot", 0.4 + n(), s, "source_classes=5")
         for loss, nc1, acc in (("ce", 0.02, 0.6), ("label_smoothing", 0.01, 0.55), ("mse", 0.05, 0.7),
                                ("focal", 0.03, 0.65)):
-            add("fewshot_mnist5k", "source_nc1", nc1, s, f"loss={loss}")
-            add("fewshot_mnist5k", "ncc_acc_5shot", acc + n(), s, f"loss={loss}")
+            add("fewshot_losses_mnist5k", "source_nc1", nc1, s, f"loss={loss}")
+            add("fewshot_losses_mnist5k", "ncc_acc_5shot", acc + n(), s, f"loss={loss}")
         add("cdnv_bound_mnist5k", "bound_holds_fraction_nonvacuous", 1.0, s)
         for R, cos_learn in ((1, -0.11), (10, 0.0), (100, 0.6)):
             v = f"ratio={R}"

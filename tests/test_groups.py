@@ -64,6 +64,20 @@ def test_a_sweep_reaches_recipe_keys_and_spec_fields():
     assert len({m.config_hash() for m in ms}) == 4
 
 
+def test_an_axis_may_name_its_levels():
+    g = spec(sweep={"loss": {"ce": {"recipe.loss": "ce"},
+                             "label_smoothing": {"recipe.loss": "ce", "recipe.label_smoothing": 0.1},
+                             "mse": {"recipe.loss": "mse"}}}, seeds=[0, 1])
+    ms = members(g)
+    assert [m.variant for m in ms] == ["loss=ce"] * 2 + ["loss=label_smoothing"] * 2 + ["loss=mse"] * 2
+    assert [(m.recipe["loss"], m.recipe.get("label_smoothing")) for m in ms[::2]] == [
+        ("ce", None), ("ce", 0.1), ("mse", None)]
+    with pytest.raises(ValueError, match="names its levels"):
+        members(spec(sweep={"loss": {"ce": "ce"}}))
+    assert derived_of(spec(sweep=g.sweep, aggregate=[
+        {"name": "d", "of": "nc1", "difference": {"loss": ["mse", "ce"]}}]))[0].levels == ("mse", "ce")
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"sweep": {"ratio": []}}, "non-empty list"),
     ({"sweep": {"ratio": [1, 1.0]}}, "repeats"),
@@ -157,7 +171,7 @@ def test_cli_seeds_flag_makes_a_seed_group(tmp_path, one_thread):
 def test_shipped_groups_declare_their_sweeps():
     fs, mc, lpm = (load_task(n) for n in ("fewshot_mnist5k", "minority_collapse_mnist5k", "lpm_minority_curve"))
     assert fs.sweep == {"source_classes": [2, 3, 5]} and len(members(fs)) == 3
-    assert mc.sweep == {"ratio": [1, 10], "classifier": ["learnable", "etf", "etf_dr"]} and len(members(mc)) == 6
+    assert mc.sweep == {"ratio": [1, 10, 100], "classifier": ["learnable", "etf", "etf_dr"]} and len(members(mc)) == 9
     assert list(lpm.sweep) == ["E_H"] and len(members(lpm)) == 4
     for g in (fs, mc, lpm):
         assert derived_of(g)

@@ -259,7 +259,7 @@ def test_exp_profile_reports_many_medium_few(tmp_path):
 
 # -- shipped specs --------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, runs, profile", [
-    ("minority_collapse_mnist5k", 6, "step"),
+    ("minority_collapse_mnist5k", 9, "step"),
     ("minority_collapse_cifar10_step", 9, "step"),
     ("minority_collapse_cifar10_lt", 9, "exp"),
     ("minority_collapse_cifar100_lt", 9, "exp"),

@@ -1,9 +1,10 @@
 """The claims of issue 15 (item 9) as data: each names the task, metric and sweep point it reads.
 
-Task names are the embedded-tier instances (`tasks/*_mnist5k.yaml`, `lpm_minority_curve`); metric names
-are the fixed per-kind vocabulary (no `R10/etf/` prefixes) and sweep points live in `variant`
-(`ratio=100,classifier=learnable`, `source_classes=5`, `labels=random`, `loss=mse`, `E_H=5`,
-`weight_decay=5e-4`). A claims suite that names its tasks otherwise passes its own list to
+Task names are the embedded-tier instances of the `claims` suite (`tasks/claims.yaml`: the
+`*_mnist5k` tasks, `lpm_minority_curve`, and the controls `random_labels_*`, `weight_decay_mnist5k`,
+`fewshot_losses_mnist5k`); metric names are the fixed per-kind vocabulary and sweep points live in
+`variant` (`ratio=100,classifier=learnable`, `source_classes=5`, `labels=random`, `loss=mse`, `E_H=5`,
+`weight_decay=0.005`). A claims suite that names its tasks otherwise passes its own list to
 `evaluate_claims`. Compound claims of the issue are split in parts (`…_learnable` / `…_etf`,
 `…_train` / `…_test`); `weight_decay_deepens_collapse` is the weight-decay sweep of item 7.
 """
@@ -18,6 +19,10 @@ FEWSHOT = "fewshot_mnist5k"
 BOUND = "cdnv_bound_mnist5k"
 MINORITY = "minority_collapse_mnist5k"
 LPM = "lpm_minority_curve"
+RANDOM_TRAIN = "random_labels_train_mnist5k"
+RANDOM_TEST = "random_labels_test_mnist5k"
+WEIGHT_DECAY = "weight_decay_mnist5k"
+LOSSES = "fewshot_losses_mnist5k"
 K_MINORITY = 10
 """Classes of the minority-collapse task (MNIST-5k): the simplex-ETF cosine is −1/(K−1)."""
 
@@ -25,7 +30,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("nc1_falls_10x_terminal_phase",
           "Train NC1 falls at least 10× during the terminal phase of training",
           "Papyan, Han, Donoho 2020 (review §2, Fig. 6)",
-          "mean", Measure(TRAIN, "nc1_drop_in_terminal_phase", "weight_decay=5e-4"), ">", 1.0,
+          "mean", Measure(TRAIN, "nc1_drop_in_terminal_phase"), ">", 1.0,
           transform="log10"),
     Claim("test_collapse_lags_train",
           "Test collapse lags train collapse: over the terminal phase train NC1 falls by a larger factor "
@@ -78,27 +83,27 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("random_labels_collapse_train",
           "With random labels train NC1 still falls at least 10× in the terminal phase",
           "Zhu et al. 2021; review §4.1.1",
-          "mean", Measure(TRAIN, "nc1_drop_in_terminal_phase", "labels=random"), ">", 1.0, transform="log10"),
+          "mean", Measure(RANDOM_TRAIN, "nc1_drop_in_terminal_phase", "labels=random"), ">", 1.0, transform="log10"),
     Claim("random_labels_no_test_collapse",
           "With random labels test features do not collapse: the strong test/train NC1 ratio is larger than "
           "with the true labels",
           "Zhu et al. 2021; Galanti 2022; review §4.1.1",
-          "paired_difference", Measure(TEST, "strong_nc1_ratio", "labels=random"), ">", 0.0,
-          b=Measure(TEST, "strong_nc1_ratio", "labels=true"), transform="log10"),
+          "paired_difference", Measure(RANDOM_TEST, "strong_nc1_ratio", "labels=random"), ">", 0.0,
+          b=Measure(RANDOM_TEST, "strong_nc1_ratio", "labels=true"), transform="log10"),
     Claim("more_collapse_worse_transfer",
           "Losses that collapse more transfer worse: across losses, source NC1 and target 5-shot accuracy "
           "are positively rank-correlated",
           "Kornblith et al. 2021 (review §4.1.2)",
-          "spearman", Measure(FEWSHOT, "ncc_acc_5shot"), ">", 0.0, sweep_key="loss", x_metric="source_nc1"),
+          "spearman", Measure(LOSSES, "ncc_acc_5shot"), ">", 0.0, sweep_key="loss", x_metric="source_nc1"),
     Claim("lpm_threshold_grows_with_eh",
           "In the layer-peeled model the minority-collapse threshold ratio grows with the feature budget E_H "
           "(ρ = 1: strictly monotone on the E_H grid)",
           "Fang, He, Long, Su 2021 (eq. 14)",
           "spearman", Measure(LPM, "threshold_ratio"), ">", 0.9, sweep_key="E_H", min_seeds=1),
     Claim("weight_decay_deepens_collapse",
-          "Weight decay deepens collapse: final train NC1 with weight decay 5e-4 is below that without",
+          "Weight decay deepens collapse: final train NC1 with weight decay 5e-3 is below that without",
           "Rangamani & Banburski-Fahey 2022; review §3.1",
-          "paired_difference", Measure(TRAIN, "nc1", "weight_decay=5e-4"), "<", 0.0,
-          b=Measure(TRAIN, "nc1", "weight_decay=0"), transform="log10"),
+          "paired_difference", Measure(WEIGHT_DECAY, "nc1", "weight_decay=0.005"), "<", 0.0,
+          b=Measure(WEIGHT_DECAY, "nc1", "weight_decay=0"), transform="log10"),
 )
 """The 12 claims of issue 15 item 9 (two of them in two parts) and the weight-decay sweep: 15 rows."""

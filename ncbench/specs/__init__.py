@@ -8,9 +8,10 @@ from ncbench.specs.loading import (
     resolve,
     spec_dir,
     suite_names,
+    suite_settings,
     task_names,
 )
 from ncbench.specs.task_spec import TaskSpec
 
 __all__ = ["Derived", "TaskSpec", "available", "derived_of", "is_group", "load_suite", "load_task", "member_label",
-           "members", "resolve", "spec_dir", "suite_names", "task_names"]
+           "members", "resolve", "spec_dir", "suite_names", "suite_settings", "task_names"]

@@ -7,7 +7,10 @@ A spec becomes a group when it declares
   Cartesian product of these values (first key outermost), named by its `variant`
   (`ratio=10,classifier=etf`, `ncbench.results.variants`). A key is an option of the kind
   (`options[key]`), a recipe key written `recipe.KEY` (`recipe.weight_decay`, `recipe.loss`; the
-  variant names it `weight_decay=…`), or a spec field (`model`, `dataset`, `pretrained`, `checkpoint`);
+  variant names it `weight_decay=…`), or a spec field (`model`, `dataset`, `pretrained`, `checkpoint`).
+  An axis may also name its levels, each a mapping of such keys to values: `loss: {ce: {recipe.loss: ce},
+  label_smoothing: {recipe.loss: ce, recipe.label_smoothing: 0.1}}` sweeps two recipes named
+  `loss=ce` and `loss=label_smoothing`;
 
 and may declare per-seed comparisons across the sweep's points (`aggregate:`), each a new summary
 metric computed from the members' summary rows, seed by seed (paired) and for every value of the
@@ -43,6 +46,12 @@ def _check(spec: TaskSpec) -> None:
     if not isinstance(spec.sweep, dict):
         raise ValueError(f"{where}: `sweep` must map option names to lists of values, got {spec.sweep!r}")  # noqa: TRY004 - a user input error: exit 2
     for key, values in spec.sweep.items():
+        if isinstance(values, dict):   # named levels, each a mapping of sweep keys to values
+            bad = [n for n, o in values.items() if not isinstance(o, dict) or not o]
+            if not values or bad:
+                raise ValueError(f"{where}: sweep.{key} names its levels; each must map sweep keys to values "
+                                 f"(e.g. {{recipe.loss: mse}}), not {[values[n] for n in bad] or values!r}")
+            continue
         if not isinstance(values, list) or not values:
             raise ValueError(f"{where}: sweep.{key} must be a non-empty list of values, got {values!r}")
         if len({format_variant({key: v}) for v in values}) != len(values):
@@ -64,9 +73,9 @@ def members(spec: TaskSpec) -> list[TaskSpec]:
     axes = list(spec.sweep)
     seeds = spec.seeds if spec.seeds is not None else [spec.seed]
     out = []
-    for values in itertools.product(*(spec.sweep[a] for a in axes)):
+    for values in itertools.product(*(list(spec.sweep[a]) for a in axes)):
         point = dict(zip(axes, values))
-        at = _at_point(spec, point)
+        at = _at_point(spec, _overrides(spec, point))
         for seed in seeds:
             out.append(replace(at, seed=seed, seeds=None, sweep={}, aggregate=[],
                                variant=format_variant({axis_name(k): v for k, v in point.items()})))
@@ -80,6 +89,15 @@ SPEC_FIELDS = ("model", "dataset", "pretrained", "checkpoint")
 def axis_name(key: str) -> str:
     """The name a sweep key takes in `variant`: `recipe.weight_decay` -> `weight_decay`."""
     return key.split(".", 1)[1] if key.startswith("recipe.") else key
+
+
+def _overrides(spec: TaskSpec, point: dict) -> dict:
+    """The sweep keys a point sets: a named level expands into its mapping."""
+    out = {}
+    for axis, value in point.items():
+        levels = spec.sweep[axis]
+        out.update(levels[value] if isinstance(levels, dict) else {axis: value})
+    return out
 
 
 def _at_point(spec: TaskSpec, point: dict) -> TaskSpec:
@@ -151,7 +169,7 @@ def derived_of(spec: TaskSpec) -> list[Derived]:
         key = keys.get(axis, axis)
         axis = axis_name(key)
         missing = [v for v in levels if format_variant({axis: v}) not in
-                   {format_variant({axis: s}) for s in spec.sweep[key]}]
+                   {format_variant({axis: s}) for s in list(spec.sweep[key])}]
         if missing:
             raise ValueError(f"{where}: aggregate {name}: {missing} not among sweep.{key} = {spec.sweep[key]}")
         out.append(Derived(name, of, axis, kind, tuple(levels)))

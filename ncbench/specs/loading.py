@@ -75,19 +75,40 @@ def load_task(name_or_path: str, **overrides) -> TaskSpec:
     return spec
 
 
+SUITE_KEYS = ("suite", "description", "tasks", "seeds", "scorecard")
+"""What a suite file may say: its name, a description, its tasks, `seeds` for every task (a task
+entry's own `seeds` wins), and `scorecard: claims` (write the claims scorecard after the run)."""
+
+
+def suite_settings(name_or_path: str) -> dict:
+    """The suite-level keys of a suite file (`seeds`, `scorecard`), checked."""
+    data = _read_yaml(resolve(name_or_path))
+    if "suite" not in data:
+        return {}
+    unknown = sorted(set(data) - set(SUITE_KEYS))
+    if unknown:
+        raise ValueError(f"suite {data['suite']}: unknown keys {unknown} (a suite has {', '.join(SUITE_KEYS)})")
+    if data.get("scorecard") not in (None, "claims"):
+        raise ValueError(f"suite {data['suite']}: scorecard must be 'claims', got {data['scorecard']!r}")
+    return {k: data[k] for k in ("seeds", "scorecard") if k in data}
+
+
 def load_suite(name_or_path: str, **overrides) -> tuple[str, list[TaskSpec]]:
     """A suite file lists task names (or inline task mappings); `overrides` apply to every task."""
     path = resolve(name_or_path)
     data = _read_yaml(path)
     if "suite" not in data:
         return data["name"], [load_task(str(path), **overrides)]
+    settings = suite_settings(str(path))
+    defaults = {"seeds": settings["seeds"]} if "seeds" in settings else {}
     specs = []
     for entry in data.get("tasks", []):
         if isinstance(entry, str):
-            specs.append(load_task(entry, **overrides))
+            specs.append(load_task(entry, **{**defaults, **overrides}))
         elif isinstance(entry, dict) and "name" in entry and "kind" not in entry:
             base = entry["name"]
-            specs.append(load_task(base, **{**{k: v for k, v in entry.items() if k != "name"}, **overrides}))
+            specs.append(load_task(base, **{**defaults, **{k: v for k, v in entry.items() if k != "name"},
+                                            **overrides}))
         else:
             specs.append(TaskSpec.from_dict({**entry, **{k: v for k, v in overrides.items() if v is not None}},
                                             str(path)))
