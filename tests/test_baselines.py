@@ -106,3 +106,44 @@ def test_empty_split_and_bad_batch_size_are_errors():
         raw_pixel_features(load_dataset("digits", "test"), batch_size=0)
     with pytest.raises(ValueError, match="no samples"):
         random_init_features("test_resnet", ds)
+
+
+def test_nearest_train_mean_accuracy_against_a_loop():
+    from ncbench.baselines.measure import nearest_mean_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    tf, ty = torch.randn(60, 5, generator=g), torch.arange(60) % 4
+    tf[ty == 2] += 3.0
+    f, y = torch.randn(40, 5, generator=g), torch.arange(40) % 4
+    means = [tf[ty == k].double().mean(0) for k in range(4)]
+    want = sum(int(min(range(4), key=lambda k: float(((f[i].double() - means[k]) ** 2).sum())) == y[i])
+               for i in range(40)) / 40
+    assert nearest_mean_accuracy(tf, ty, f, y, 4) == want
+    # a class absent from the train split never wins
+    assert nearest_mean_accuracy(tf[ty != 3], ty[ty != 3], f[y == 3], y[y == 3], 4) == 0.0
+
+
+def test_a_trained_run_reports_its_baselines_beside_its_numbers(tmp_path):
+    """train_collapse on digits: the `baseline=raw_pixels` rows are SPEC §2 of the flattened inputs."""
+    import pandas as pd
+
+    from ncbench.metrics import collapse_metrics
+    from ncbench.suite import run_tasks
+    from ncbench.tasks import TaskSpec
+
+    spec = TaskSpec(name="t", kind="train_collapse", version=1, dataset="digits", model="test_resnet",
+                    recipe={"epochs": 1, "batch_size": 256})
+    _, runs = run_tasks("s", [spec], tmp_path, progress=False, log=lambda m: None)
+    df = pd.read_csv(runs[0].csv)
+    raw = df[df.variant == "baseline=raw_pixels"].set_index("metric").value
+    train = load_dataset("digits", "train")
+    x, y = train.batch(torch.arange(len(train)))
+    m = collapse_metrics(x.flatten(1).double(), y, num_classes=10)
+    assert raw["nc1"] == pytest.approx(m["nc1"], rel=1e-12) and raw["ncc_acc"] == pytest.approx(m["ncc_acc"])
+    assert set(df.variant.dropna()) == {"baseline=raw_pixels", "baseline=random_init"}
+    assert {"nc1", "cdnv", "ncc_acc", "test_ncc_acc", "test_nc1", "test_cdnv"} <= set(
+        df[df.variant == "baseline=random_init"].metric)
+    off = TaskSpec(name="u", kind="train_collapse", version=1, dataset="digits", model="test_resnet",
+                   recipe={"epochs": 1, "batch_size": 256}, options={"baselines": False})
+    _, runs = run_tasks("s", [off], tmp_path, progress=False, log=lambda m: None)
+    assert pd.read_csv(runs[0].csv).variant.isna().all()

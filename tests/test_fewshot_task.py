@@ -178,8 +178,10 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
     df = pd.read_csv(task_dir / "results.csv", keep_default_na=False, na_values=[""])
     assert df.value.dtype == float and df.layer.isna().all()
     assert not df.metric.str.contains("[/=\\[]").any()        # fixed names: the backbone is in `variant`
-    d = df.assign(source_classes=[parse_variant(v).get("source_classes", "") for v in df.variant.fillna("")],
-                  name=df.metric)
+    points = [parse_variant(v) for v in df.variant.fillna("")]
+    d = df.assign(source_classes=[p.get("source_classes", "") for p in points], name=df.metric,
+                  baseline=[p.get("baseline", "") for p in points])
+    base, d = d[d.baseline != ""], d[d.baseline == ""]
     for S in (2, 5):
         rows = d[d.source_classes == str(S)]
         got = {(sp, n) for sp, n in zip(rows.split, rows.name)}
@@ -194,6 +196,14 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
     episodes = pd.read_csv(task_dir / "episodes.csv")
     assert len(episodes) == 2 * 2 * 40 and set(episodes.source_classes) == {2, 5}
     assert set(episodes.variant) == {"source_classes=2", "source_classes=5"}
+    # baselines on the same episodes: raw pixels against the independent loop on the flattened inputs
+    parts = [class_subset(load_dataset("digits", sp), [5, 6, 7, 8, 9], relabel=False) for sp in ("train", "test")]
+    pixels = torch.cat([p.batch(torch.arange(len(p)))[0].flatten(1) for p in parts])   # the model's inputs
+    labels_all = torch.cat([p.targets for p in parts])
+    raw = base[(base.baseline == "raw_pixels") & (base.split == "summary") & (base.source_classes == "5")]
+    raw = raw.set_index("name").value
+    assert raw["ncc_acc_3shot"] == pytest.approx(_loop_ncc(pixels, labels_all, 5, 3, 5, 40, seed=0).mean(), abs=1e-9)
+    assert set(base.baseline) == {"raw_pixels", "random_init"} and base.epoch.isna().all()
     summ = d[d.split == "summary"]
     assert not summ[["variant", "metric"]].duplicated().any()
     summary = {(S, m): v for S, m, v in zip(summ.source_classes, summ.metric, summ.value)}
@@ -274,10 +284,10 @@ def test_pretrained_backbone_is_measured_as_is(tmp_path):
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert runs[0].status == "done", runs[0].error
     df = pd.read_csv(run_dir / "fs_pre" / "results.csv")
-    measured = df[df.split != "summary"]
-    assert set(measured.epoch) == {0} and df.variant.isna().all()
+    measured = df[(df.split != "summary") & df.variant.isna()]
+    assert set(measured.epoch) == {0} and set(df.variant.dropna()) == {"baseline=raw_pixels", "baseline=random_init"}
     assert set(measured.split) == {"source_train", "target"}
-    s = df[df.split == "summary"].set_index("metric").value
+    s = df[(df.split == "summary") & df.variant.isna()].set_index("metric").value
     assert 0.2 < s["ncc_acc_3shot"] <= 1 and s["source_nc1"] > 0 and math.isnan(s["source_classes"])
     assert not [p for p in (run_dir / "_trajectories").iterdir() if p.name != "features"]   # nothing trained
     assert json.loads((run_dir / "fs_pre" / "config.json").read_text())["plots"] == []

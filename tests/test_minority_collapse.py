@@ -248,11 +248,12 @@ def test_exp_profile_reports_many_medium_few(tmp_path):
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
     assert runs[0].status == "done", runs[0].error
     df = pd.read_csv(run_dir / "mc_tiny" / "results.csv", keep_default_na=False)
-    summary = df[df.split == "summary"].set_index("metric").value.astype(float)
+    summary = df[(df.split == "summary") & (df.variant == "")].set_index("metric").value.astype(float)
     for g in ("many", "medium", "few"):
         assert 0 <= summary[f"{g}_accuracy"] <= 1
     test = df[(df.split == "test") & df.metric.str.endswith("_accuracy")]
-    assert {"few_accuracy", "minority_accuracy"} <= set(test.metric) and set(df.variant) == {""}
+    assert {"few_accuracy", "minority_accuracy"} <= set(test.metric)
+    assert set(df.variant) == {"", "baseline=raw_pixels", "baseline=random_init"}
     runs_csv = pd.read_csv(run_dir / "mc_tiny" / "runs.csv")
     assert runs_csv.class_counts.tolist() == [" ".join(map(str, class_counts("exp", 40, 10, 4.0)))]
 

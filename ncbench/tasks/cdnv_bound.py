@@ -86,4 +86,5 @@ class CDNVBound(TrajectoryTask):
                           ignore_index=True)
         bound, bound_pairs = self.bound_rows(ctx)
         rows += rows_from(bound, split="summary", epoch=f.epoch, n_samples=f.train.n)
+        rows += self.baseline_rows()
         return TaskOutput(rows, tables={"cdnv_pairs": pairs, "cdnv_bound_pairs": bound_pairs})

@@ -341,6 +341,7 @@ class FewShotTransfer(TrajectoryTask):
             points.append((S, epoch, {**src_summ, **tsumm}))
             del model
         rows += self._summary(points[-1])
+        rows += self._baseline_rows(parts, labels, episodes)
         per_shot = pd.DataFrame([{"source_classes": S, "epoch": e, "k_shot": k, **_per_shot(p, k)}
                                  for S, e, p in points for k in self.shots])
         meta = {"target_classes": target_classes, "target_splits": self.target_splits,
@@ -349,6 +350,28 @@ class FewShotTransfer(TrajectoryTask):
                 "feature_cache": {"hits": cache.hits, "misses": cache.misses}, "chance": 1 / self.options["n_way"]}
         return TaskOutput(rows, tables={"per_shot": per_shot, "episodes": pd.concat(tables, ignore_index=True)},
                           meta=meta)
+
+    def _baseline_rows(self, parts: list[ImageDataset], labels: torch.Tensor, episodes: dict) -> list[dict]:
+        """The same episodes scored on raw pixels and on the seeded random initialisation of the
+        architecture (`ncbench.baselines`): target rows and the headline accuracies, variant `baseline=…`."""
+        if not self.options["baselines"]:
+            return []
+        from ncbench.baselines.measure import BASELINES, baseline_features
+
+        cfg = self.trajectory_config(self.S)
+        rows = []
+        for name in BASELINES:
+            got = [baseline_features(name, p, cfg.model, cfg.seed, p.num_classes, dict(cfg.model_kwargs)) for p in parts]
+            feats = torch.cat([f for f, _ in got])
+            if not torch.equal(torch.cat([y for _, y in got]), labels):
+                raise RuntimeError("baseline features and episode labels disagree")
+            with torch_threads(1):
+                trows, summ, _ = self._score(feats, labels, episodes, 0)
+            variant = f"baseline={name}"
+            rows += [{**r, "epoch": None, "variant": variant} for r in trows]
+            head = {m: v for m, v in summ.items() if m.startswith(("ncc_acc_", "target_"))}
+            rows += rows_from(head, split="summary", variant=variant)
+        return rows
 
     def _summary(self, point: tuple) -> list[dict]:
         """The headline of the backbone (shot-count metrics first)."""

@@ -56,4 +56,5 @@ class TestCollapse(TrajectoryTask):
         for (m, mode), seq in holds.items():
             summary[f"{mode}_le_strong_{m}_fraction"] = float(np.mean(seq))
         rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n)
+        rows += self.baseline_rows()
         return TaskOutput(rows, meta={"terminal_phase_epoch": rec.terminal_phase_epoch})

@@ -232,6 +232,7 @@ class MinorityCollapse(TrajectoryTask):
                    "train_accuracy": f.train.accuracy, "nc1": f.train.collapse["nc1"]}
         summary.update({f"{g}_accuracy": p[f"test_{g}_accuracy"] for g in GROUPS if f"test_{g}_accuracy" in p})
         rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n)
+        rows += self.baseline_rows(cfg)
         counts = rec.class_counts
         K = len(counts)
         run = {"ratio": ratio, "classifier": variant, "head": cfg.head, "loss": cfg.recipe.loss,

@@ -282,6 +282,7 @@ class NCCDepth(TrajectoryTask):
         if "test" in st:
             summary["last_layer_test_ncc_acc"] = st["test"]["ncc_acc"][-1]
         rows += rows_from(summary, split="summary", epoch=epoch, n_samples=st["n"]["train"])
+        rows += self.baseline_rows()
         layers = pd.DataFrame({"index": range(len(st["layers"])), "name": st["layers"], "kind": st["kinds"],
                                "dim": st["dims"], "granularity": st["granularity"], "token_pool": st["token_pool"],
                                "epsilon": eps})

@@ -38,5 +38,8 @@ class TrainCollapse(TrajectoryTask):
                        terminal_phase_epoch=float(tpe) if tpe else math.nan,
                        terminal_phase_fraction=(final.epoch - tpe + 1) / final.epoch if tpe else 0.0,
                        nc1_drop_in_terminal_phase=nc1_at_tpe / final.train.collapse["nc1"] if tpe else math.nan)
+        summary.update(terminal_phase_reached=float(rec.terminal_phase_reached),
+                       first_perfect_train_epoch=float(rec.first_perfect_train_epoch or math.nan))
         rows += rows_from(summary, split="summary", epoch=final.epoch, n_samples=final.train.n)
+        rows += self.baseline_rows()
         return TaskOutput(rows, meta={"class_counts": rec.class_counts, "precision": rec.config["recipe"]["precision"]})

@@ -3,7 +3,10 @@
 Options every such kind takes: `model_kwargs` (passed to `timm.create_model`, e.g. a ViT with
 `{img_size: 28, patch_size: 4}`; `--model-kwargs` on the command line) and `labels` (`true`, or
 `random`: the train labels permuted once, seeded by the run's seed and balanced per class,
-`ncbench.data.random_labels`; the test split keeps its true labels — review §4.1.1).
+`ncbench.data.random_labels`; the test split keeps its true labels — review §4.1.1), and
+`baselines` (default true: the same headline measurements on raw pixels and on the seeded random
+initialisation, `ncbench.baselines.measure`, as summary rows with variant `baseline=raw_pixels` /
+`baseline=random_init`).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ LABELS = ("true", "random")
 class TrajectoryTask(Task):
     """Builds its `TrajectoryConfig` from the spec: data set, model, recipe, seed, device."""
 
-    COMMON_OPTIONS: ClassVar[dict] = {"model_kwargs": {}, "labels": "true"}
+    COMMON_OPTIONS: ClassVar[dict] = {"model_kwargs": {}, "labels": "true", "baselines": True}
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -43,6 +46,24 @@ class TrajectoryTask(Task):
                   "random_labels": self.options["labels"] == "random"}
         fields.update(changes)
         return TrajectoryConfig(**fields)
+    def baseline_rows(self, cfg: TrajectoryConfig | None = None) -> list[dict]:
+        """Summary rows of `ncbench.baselines.measure` on this run's splits (none with `baselines: false`)."""
+        if not self.options["baselines"]:
+            return []
+        from ncbench.baselines.measure import BASELINES, baseline_features, collapse_baseline
+        from ncbench.tasks.base import rows_from
+        from ncbench.training.trajectory import load_splits
+
+        cfg = cfg or self.trajectory_config()
+        train, test = load_splits(cfg)
+        K = train.num_classes
+        rows = []
+        for name in BASELINES:
+            tr, te = (baseline_features(name, d, cfg.model, cfg.seed, K, dict(cfg.model_kwargs)) for d in (train, test))
+            rows += rows_from(collapse_baseline(tr, te, K), split="summary", n_samples=len(tr[1]),
+                              variant=f"baseline={name}")
+        return rows
+
     def trajectories(self) -> list[TrajectoryConfig]:
         return [self.trajectory_config()]
 
