@@ -20,7 +20,7 @@ from ncbench.data.registry import DATASETS
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.models.layers import LayerFeatures, block_names
 from ncbench.tasks.base import TaskSpec
-from ncbench.tasks.ncc_depth import depths, layer_statistics, minimal_depth
+from ncbench.tasks.ncc_depth import depths, layer_statistics, minimal_depth, relative_depth
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -111,6 +111,17 @@ def test_minimal_depth_rule():
     assert minimal_depth(errs, 0.0) == 3
     assert math.isnan(minimal_depth([0.5, math.nan, 0.3], 0.01))   # none: missing, not the last layer
     assert minimal_depth([math.nan, 0.0], 0.01) == 1
+
+
+def test_test_depth_against_the_last_layer_and_relative_depths():
+    """A network at 98% test NCC accuracy never reaches a test error <= 1%: the absolute test depth is
+    NaN, the matched one is the first layer within (1 − ε) of the last layer's accuracy."""
+    st = {"train": {"ncc_acc": [0.6, 0.995, 1.0, 1.0]}, "test": {"ncc_acc": [0.5, 0.9, 0.975, 0.98]}}
+    d = depths(st, 0.01)
+    assert d["train"] == 1 and math.isnan(d["test"])
+    assert d["test_matched"] == 2                    # 0.975 >= 0.99 * 0.98 = 0.9702 > 0.9
+    assert depths({**st, "test": {"ncc_acc": [0.99, 0.5, 0.98]}}, 0.01)["test_matched"] == 0
+    assert relative_depth(2.0, 5) == 0.5 and relative_depth(0.0, 1) == 0.0 and math.isnan(relative_depth(math.nan, 4))
 
 
 def test_granularity_falls_back_to_stages_without_matcher():
@@ -249,8 +260,11 @@ def test_task_records_epsilon_and_granularity(tmp_path):
     assert runs[0].status == "done", runs[0].error
     df = pd.read_csv(runs[0].csv)
     assert df.value.dtype == float
+    assert set(df.variant.dropna()) == {"baseline=raw_pixels", "baseline=random_init"}
+    df = df[df.variant.isna()]                     # the network's own rows
     summ = df[df.split == "summary"].set_index("metric").value
     assert summ["epsilon"] == 0.5 and summ["n_layers"] == 6
+    assert summ["ncc_depth_relative"] == pytest.approx(summ["ncc_depth"] / 5, nan_ok=True)
     per_layer = df[df.metric == "ncc_acc"]
     assert sorted(per_layer.layer.unique()) == list(range(6)) and set(per_layer.split) == {"train", "test"}
     assert df[df.metric == "nc4"].value.isna().all()      # untrained head: no network prediction

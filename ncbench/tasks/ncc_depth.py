@@ -6,6 +6,10 @@ For every block (or stage) ℓ, pooled as in `ncbench.models.layers`: `ncc_acc` 
 means on both splits), `cdnv` and `nc1` (each split around its own means).
 **Minimal NCC-depth** at ε = the smallest ℓ whose train NCC error `1 − ncc_acc` is ≤ ε (default
 ε = 0.01); the same rule on the test errors gives the test depth; no qualifying layer → NaN.
+A test NCC error ≤ ε is out of reach whenever the network's own test error exceeds ε, so the test
+depth is also given against the last layer (`ncc_depth_test_matched`: the smallest ℓ whose test NCC
+accuracy is ≥ (1 − ε) × the last layer's). Relative depths `ℓ / (L − 1)` (0: the first layer, 1: the
+last of L) compare architectures of different depth (`ncc_depth_relative`, `…_matched_relative`).
 
 Cost: one forward per split gives all layers (`LayerFeatures`); each layer's statistics are the
 metric engine's streaming state (`CollapseStats`, then `NearestCentrePass` around its means), the
@@ -187,7 +191,14 @@ def depths(stats: dict, epsilon: float) -> dict[str, float]:
     if "test" in stats:
         out["test"] = minimal_depth([1.0 - a for a in stats["test"]["ncc_acc"]], epsilon)
         out["test_ncc_acc_at_depth"] = math.nan if math.isnan(d) else stats["test"]["ncc_acc"][int(d)]
+        acc = stats["test"]["ncc_acc"]
+        out["test_matched"] = minimal_depth([acc[-1] * (1.0 - epsilon) - a for a in acc], 0.0)
     return out
+
+
+def relative_depth(depth: float, n_layers: int) -> float:
+    """`depth / (L − 1)`: 0 at the first layer, 1 at the last (NaN stays NaN; one layer: 0)."""
+    return depth if math.isnan(depth) else (depth / (n_layers - 1) if n_layers > 1 else 0.0)
 
 
 @register_task("ncc_depth")
@@ -281,6 +292,9 @@ class NCCDepth(TrajectoryTask):
                    "last_layer_train_ncc_acc": st["train"]["ncc_acc"][-1]}
         if "test" in st:
             summary["last_layer_test_ncc_acc"] = st["test"]["ncc_acc"][-1]
+            summary["ncc_depth_test_matched"] = d["test_matched"]
+            summary["ncc_depth_test_matched_relative"] = relative_depth(d["test_matched"], len(st["layers"]))
+        summary["ncc_depth_relative"] = relative_depth(d["train"], len(st["layers"]))
         rows += rows_from(summary, split="summary", epoch=epoch, n_samples=st["n"]["train"])
         rows += self.baseline_rows()
         layers = pd.DataFrame({"index": range(len(st["layers"])), "name": st["layers"], "kind": st["kinds"],
