@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # must never replace them (a plain `pip install lightning` may pull another torch build).
 TORCH_PINS := $(VENV)/torch-constraints.txt
 
-.PHONY: bench test test-slow test-gpu benchmark gpu-check lint setup clean
+.PHONY: bench test test-slow test-gpu benchmark performance-table loaded-epoch gpu-check lint setup clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,14 @@ test-gpu: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-only -m "" -p no:randomly
+
+# `make benchmark`, then its ratio table (.benchmarks/ratio-table.md) into the README's Performance section.
+performance-table: benchmark
+	$(BIN)/python scripts/performance_table.py
+
+# One epoch of the default suite's training, quiet and beside two busy processes of its own: the ratio.
+loaded-epoch: $(STAMP)
+	$(BIN)/python scripts/loaded_epoch.py
 
 # One command for everything GPU (tests, GPU-tier tasks for an epoch, AMP trainer, CUDA engine);
 # without a CUDA device it says so and exits 0.

@@ -5,7 +5,8 @@ torch thread count and the OpenMP wait policy, with and without a CPU hog of our
                                    [--rounds 1]
 
 Each configuration runs in a fresh interpreter (the wait policy is read when torch loads OpenMP);
-the hog is `--hogs` busy Python processes started here and stopped by their PIDs; `--rounds` repeats
+the hog is `--hogs` busy Python processes started here in a session of their own and stopped by
+their PIDs; `--rounds` repeats
 the no-hog / hog pair, so that a changing background load hits both. Prints a table of the median
 epoch time and its ratio to the first configuration without the hog.
 """
@@ -63,7 +64,10 @@ def main() -> int:
     for hog in (False, True) * args.rounds:
         hogs = []
         if hog:
-            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]
+            # own session: under autogroup scheduling, hogs in this session would share its CPU
+            # slice with the measured epoch (see scripts/loaded_epoch.py `hogs`)
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+                    for _ in range(args.hogs)]
             time.sleep(1)
         try:
             for t, pol in configs:

@@ -149,6 +149,34 @@ def test_ncc_matches_a_per_episode_numpy_reference():
         assert acc[e].item() == pytest.approx((d2.argmin(1) == truth).mean(), abs=1e-12)
 
 
+def test_ncc_float32_chunks_match_the_float64_reference_at_d512(monkeypatch):
+    """The float32 evaluator (score `⟨h, S_c⟩ − ‖S_c‖²/2k`, one GEMM per chunk of episodes, the
+    argmax once over all of them) predicts what a float64 per-episode distance loop predicts."""
+    import ncbench.fewshot.evaluate as ev
+
+    x, labels = blobs(classes=12, per_class=30, d=512, sep=0.2, seed=5)
+    ep = sample_episodes(labels, 5, 5, 15, episodes=60, seed=1)
+    monkeypatch.setattr(ev, "FEATURE_BUDGET", 7 * 5 * 15 * 512)   # 7 episodes a chunk, ragged end
+    acc = ncc_accuracy(x.float(), ep)
+    X = x.double().numpy()
+    truth = np.repeat(np.arange(5), 15)
+    ref = []
+    for e in range(60):
+        protos = X[ep.support[e].numpy()].mean(axis=1)
+        qry = X[ep.query[e].numpy()].reshape(-1, X.shape[1])
+        ref.append((((qry[:, None, :] - protos[None]) ** 2).sum(-1).argmin(1) == truth).mean())
+    assert 0.3 < float(acc.mean()) < 0.95                      # neither trivial nor chance
+    assert acc.tolist() == ref
+
+
+def test_ncc_ties_go_to_the_lower_episode_class():
+    x = torch.zeros(6, 4)                   # classes 0 and 1 identical: every query is a tie
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    ep = sample_episodes(labels, 2, 1, 2, episodes=20, seed=0)
+    acc = ncc_accuracy(x, ep)               # class 0's queries right, class 1's wrong: 1/2
+    assert acc.tolist() == [0.5] * 20
+
+
 def test_mean_ci95_against_numpy():
     v = torch.rand(600, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     a = v.numpy()

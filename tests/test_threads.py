@@ -81,11 +81,20 @@ def test_a_slow_epoch_is_reported_once_with_the_fix():
     said = []
     # epochs of 2, 2.5, 1.8, 9 (5x the fastest), 9 s
     pace = EpochPace(said.append, clock=_Clock([0, 2, 10, 12.5, 20, 21.8, 30, 39, 40, 49]))
-    for epoch in range(1, 6):
-        pace.start()
-        pace.stop(epoch)
+    with threads.torch_threads(2):              # the fix named depends on the thread count
+        for epoch in range(1, 6):
+            pace.start()
+            pace.stop(epoch)
     assert len(said) == 1
     assert "epoch 4 took 9.0 s" in said[0] and "--threads 1" in said[0]
+
+
+def test_the_slow_epoch_fix_depends_on_the_thread_count():
+    from ncbench.training.pace import slow_epoch_fix
+
+    assert "--threads 1" in slow_epoch_fix(2)
+    one = slow_epoch_fix(1)
+    assert "--threads" not in one and "another terminal" in one   # one thread: fewer cannot help
 
 
 def test_steady_epochs_are_not_reported():

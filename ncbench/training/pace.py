@@ -15,6 +15,17 @@ from collections.abc import Callable
 SLOW_FACTOR = 3.0
 
 
+def slow_epoch_fix(threads: int) -> str:
+    """What to do about a slow epoch: fewer threads if there are several; with one, the busy
+    processes themselves. Linux's autogroup scheduling gives each session (terminal, job) one fair
+    share of the CPUs, split among its processes: jobs started from the same shell as the run take
+    their CPU from it (`scripts/loaded_epoch.py --same-session`: 3x with two busy processes)."""
+    if threads > 1:
+        return "Fewer threads avoid the slow-down: rerun with --threads 1 (or NCBENCH_THREADS=1)"
+    return ("With one thread the slow-down is the other busy processes: busy jobs started from this "
+            "shell (same session) share this run's CPU slice, so start them from another terminal")
+
+
 class EpochPace:
     """`start()` before an epoch's training, `stop(epoch)` after it; warns once when slow."""
 
@@ -40,9 +51,9 @@ class EpochPace:
                 load = f"{os.getloadavg()[0]:.1f}"
             except OSError:  # pragma: no cover - not Linux
                 load = "?"
+            threads = torch.get_num_threads()
             self.warn(f"epoch {epoch} took {seconds:.1f} s, {seconds / self.best:.1f}x this run's fastest "
                       f"({self.best:.1f} s): the CPU looks shared (1-minute load {load} on "
-                      f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads). Fewer threads "
-                      "avoid the slow-down: rerun with --threads 1 (or NCBENCH_THREADS=1)")
+                      f"{os.cpu_count()} CPUs, {threads} torch threads). {slow_epoch_fix(threads)}")
         self.best = seconds if self.best is None else min(self.best, seconds)
         return seconds

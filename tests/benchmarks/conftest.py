@@ -4,18 +4,24 @@ Each benchmark calls `ratio_table.add(benchmark, what, against, ratio, target)` 
 that the implementations it compares give the same numbers; the row also goes to the benchmark's
 `extra_info`. The table states the date and the machine load (1-minute load average at the start
 and the end) it was measured under: ratios, unlike times, are comparable across loads, but only
-roughly on a shared machine.
+roughly on a shared machine. The same table goes to `$NCBENCH_RATIO_TABLE` (default
+`.benchmarks/ratio-table.md`), from which `scripts/performance_table.py` (`make performance-table`)
+rewrites the README's "Performance" table.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import pytest
 
 _ROWS: list[tuple[str, str, str, float, str]] = []
 _LOAD: list[float] = []
 _THREADS: list[int] = []
+_START: list[float] = []
+#: Where the table is also written (`NCBENCH_RATIO_TABLE` overrides).
+TABLE_FILE = Path(__file__).resolve().parents[2] / ".benchmarks" / "ratio-table.md"
 
 
 class RatioTable:
@@ -45,13 +51,16 @@ def pytest_sessionstart(session):
 
     _LOAD.append(load_average())
     _THREADS.append(configure_threads())
+    _START.append(dt.datetime.now().timestamp())
 
 
-def format_table(rows, load_start: float, load_end: float, threads: int | None = None) -> str:
+def format_table(rows, load_start: float, load_end: float, threads: int | None = None,
+                 seconds: float | None = None) -> str:
     """The ratio table as Markdown (what `make benchmark` prints)."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    took = "" if seconds is None else f", the run took {int(seconds // 60)} min {int(seconds % 60)} s"
     lines = [(f"ratio table, {when}, {os.cpu_count()} CPUs, {threads} torch threads, load average "
-              f"{load_start:.1f} at the start, {load_end:.1f} at the end"),
+              f"{load_start:.1f} at the start, {load_end:.1f} at the end{took}"),
              "", "| benchmark | measured | against | ratio | target |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {w} | {a} | {r:.3g} | {t} |" for n, w, a, r, t in rows]
     return "\n".join(lines)
@@ -60,6 +69,15 @@ def format_table(rows, load_start: float, load_end: float, threads: int | None =
 def pytest_terminal_summary(terminalreporter):
     if not _ROWS:
         return
+    seconds = dt.datetime.now().timestamp() - _START[0] if _START else None
+    table = format_table(_ROWS, _LOAD[0] if _LOAD else float("nan"), load_average(),
+                         _THREADS[0] if _THREADS else None, seconds)
     terminalreporter.write_line("")
-    terminalreporter.write_line(format_table(_ROWS, _LOAD[0] if _LOAD else float("nan"), load_average(),
-                                             _THREADS[0] if _THREADS else None))
+    terminalreporter.write_line(table)
+    out = Path(os.environ.get("NCBENCH_RATIO_TABLE") or TABLE_FILE)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table + "\n")
+        terminalreporter.write_line(f"(also written to {out})")
+    except OSError as e:  # pragma: no cover - read-only checkout
+        terminalreporter.write_line(f"(could not write {out}: {e})")
