@@ -137,6 +137,7 @@ def collapse_reference(H, y, K: int, W=None, b=None, logits=None, *, global_mean
     sigma_w = sum(np.outer(r, r) for r in D) / N if len(D) < 2000 else D.T @ D / N
     sb_pinv, lam_kept = pinv_between(Mt, tol)
     out = {"nc1": float(np.trace(sigma_w @ sb_pinv)) / Kp}
+    out["sigma_b_condition"] = float(lam_kept.max() / lam_kept.min()) if len(lam_kept) else np.inf
     tr_sw, tr_sb = float(np.trace(sigma_w)), float((Mt ** 2).sum()) / Kp
     out["nc1_quotient"] = tr_sw / tr_sb if tr_sb > 0 else np.inf
     out["equinorm_h"], out["equiangular_h"], out["etf_error_h"] = geometry(Mt)
