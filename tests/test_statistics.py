@@ -275,6 +275,18 @@ def test_load_state_dict_names_what_is_missing_or_different():
         ClassGroupStats(K, D).merge(ClassGroupStats(K, D + 1))
 
 
+def test_heldout_merge_counts_unattached_points():
+    """Regression: `HeldoutStats.merge` used to drop the other shard's `unattached` count."""
+    keep = TRAIN["y"] != 3                               # no train mean for class 3
+    train = CollapseStats(K, D).update(torch.from_numpy(TRAIN["H"][keep]), torch.from_numpy(TRAIN["y"][keep]))
+    data = make_data()
+    parts = np.split(np.arange(N), [30])
+    shards = [HeldoutStats(train, "label") for _ in parts]
+    for s, idx in zip(shards, parts):
+        s.update(torch.from_numpy(data["H"][idx]), torch.from_numpy(data["y"][idx]))
+    assert shards[0].merge(shards[1]).unattached == int((data["y"] == 3).sum()) > 0
+
+
 def test_add_state_rejects_unknown_reductions():
     s = Statistic()
     with pytest.raises(ValueError, match="reduce must be"):

@@ -169,6 +169,8 @@ class CollapseStats(Statistic):
     `mean = c + S/n` (Chan et al.'s merge with the shift at the old mean). It happens when the state
     is read, and whenever the shift's share of the accumulated second moment (per class, and per
     coordinate of `T`) passes `RECENTRE_SHARE`, which bounds the cancellation to a factor 16.
+    Declared states (`Statistic`): `nonfinite` (sum) and `count`, `mean`, `m2`, `scatter`, merged and
+    all-reduced together by `ChanReduction`.
     """
 
     #: Re-centre when ‖S_k‖²/n_k > share·Q_k for a class or Σ_k S_ki²/n_k > share·T_ii for a coordinate.
@@ -472,7 +474,7 @@ class NearestCentrePass(Statistic):
 
     The network prediction is `argmax(logits)` when logits are given to `update`, else
     `argmax(W h + b)` from the classifier given here; without either, `nc4` is NaN.
-    One GEMM per batch against the stacked `[μ; 1; W]` gives `⟨h, μ_k⟩ − ‖μ_k‖²/2` (whose argmax
+    States: the sample counters `COUNTERS` (sums). One GEMM per batch against the stacked `[μ; 1; W]` gives `⟨h, μ_k⟩ − ‖μ_k‖²/2` (whose argmax
     is `argmin_k ‖h − μ_k‖`), the row sum (non-finite iff the row is) and the logits `W h + b`.
     """
 

@@ -7,54 +7,24 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ncbench.data.dataset import ImageDataset
 from ncbench.metrics import CollapseStats, HeldoutStats
 from ncbench.metrics.statistic import Totals
 from ncbench.models.backbone import Backbone
 from ncbench.training import distributed as dist
-
-FEATURE_CACHE_BYTES = 1 << 30
-"""Keep one pass's features in memory for pass two when they fit in this budget; else re-run the
-forward pass (the engine itself never needs them)."""
+from ncbench.training.feature_pass import Replay, feature_pass, shard_rows
 
 
-@torch.no_grad()
 def feature_batches(model: Backbone, data: ImageDataset, device, batch_size: int = 512,
                     desc: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(features, labels, logits) of this rank's shard of `data`, in eval mode, no augmentation."""
-    model.eval()
-    idx = dist.shard(torch.arange(len(data)))
-    chunks = list(idx.split(batch_size))
-    for x, y in tqdm(data.batches(chunks), total=len(chunks), desc=desc, leave=False,
-                     disable=not desc or not dist.is_main()):
-        x = x.to(device, non_blocking=True)
-        if torch.device(device).type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        h = model.features(x)
-        yield h.float(), y.to(device), model.logits(h).float()
+    return feature_pass(model, data, device, batch_size, desc=desc)
 
 
-class ReplayableFeatures:
-    """Iterate a feature pass twice: from memory when it fits `FEATURE_CACHE_BYTES`, else recompute."""
-
-    def __init__(self, model, data, device, batch_size=512, desc=""):
-        self.args = (model, data, device, batch_size)
-        self.desc = desc
-        self.cache: list | None = None
-        self.fits = len(data) * (model.num_features + len(data.classes)) * 4 <= FEATURE_CACHE_BYTES
-
-    def __iter__(self):
-        if self.cache is not None:
-            yield from self.cache
-            return
-        keep = [] if self.fits else None
-        for item in feature_batches(*self.args, desc=self.desc):
-            if keep is not None:
-                keep.append(item)
-            yield item
-        self.cache = keep
+def replayable_features(model, data, device, batch_size=512, desc="") -> Replay:
+    """A feature pass to iterate twice: from memory when it fits `FEATURE_CACHE_BYTES`, else recomputed."""
+    return Replay(lambda: feature_batches(model, data, device, batch_size, desc=desc), shard_rows(data))
 
 
 @dataclass
@@ -79,7 +49,7 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
     K = len(train.classes)
     stats = CollapseStats(K, model.num_features, device)
     sums = Totals(device, loss=0.0, correct=0, seen=0)
-    passes = ReplayableFeatures(model, train, device, batch_size, desc="features: train" if progress else "")
+    passes = replayable_features(model, train, device, batch_size, desc="features: train" if progress else "")
     for h, y, z in passes:
         stats.update(h, y)
         add_predictions(sums, z, y)
@@ -102,7 +72,7 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
     held = {a: HeldoutStats(stats, a, W, b) for a in ("label", "prediction", "ncc")}
     ncc_train_means = stats.second_pass(W, b)
     tsums = Totals(device, loss=0.0, correct=0, seen=0)
-    tpasses = ReplayableFeatures(model, test, device, batch_size, desc="features: test" if progress else "")
+    tpasses = replayable_features(model, test, device, batch_size, desc="features: test" if progress else "")
     for h, y, z in tpasses:
         tstats.update(h, y)
         for hs in held.values():
