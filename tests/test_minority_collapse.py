@@ -12,7 +12,7 @@ import torch
 
 from ncbench.data import load_dataset
 from ncbench.data.imbalance import class_counts, imbalanced_view
-from ncbench.metrics.minority import imbalance_accuracies
+from ncbench.metrics.minority import centred_means, imbalance_accuracies
 from ncbench.models.backbone import build_backbone
 from ncbench.results.variants import parse_variant
 from ncbench.specs import load_task, members
@@ -21,7 +21,6 @@ from ncbench.tasks.base import TaskSpec
 from ncbench.tasks.minority_collapse import (
     VARIANTS,
     MinorityCollapse,
-    centred_means,
     confusion_accuracies,
     minority_probe,
 )

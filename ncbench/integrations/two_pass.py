@@ -20,7 +20,7 @@ from ncbench.metrics import SPEC_METRICS, CollapseStats
 from ncbench.models.layers import PRE_LOGITS
 from ncbench.registry import suggest
 from ncbench.training import distributed as dist
-from ncbench.training.evaluation import FEATURE_CACHE_BYTES
+from ncbench.training.feature_pass import FEATURE_CACHE_BYTES
 
 PASS_TWO = ("nc4", "ncc_acc")
 """Metrics that need the final means (a second look at every sample)."""

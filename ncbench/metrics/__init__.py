@@ -13,7 +13,8 @@ from ncbench.metrics.collapse import (
     simplex_geometry,
 )
 from ncbench.metrics.heldout import HeldoutStats, test_collapse
-from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
+from ncbench.metrics.minority import ClassGroupStats, imbalance_accuracies, minority_cosine
+from ncbench.metrics.statistic import Reduction, Statistic, Totals
 
 
 def _num_classes(labels: torch.Tensor, weight, logits, num_classes: int | None) -> int:
@@ -81,6 +82,6 @@ def collapse_metrics(features: torch.Tensor, labels: torch.Tensor, weight: torch
     return stats.compute(second, weight, bias, global_mean=global_mean, pinv_tol=pinv_tol).as_metrics()
 
 
-__all__ = ["SPEC_METRICS", "CollapseMetrics", "CollapseResult", "CollapseStats", "HeldoutStats", "NearestCentrePass",
-           "collapse_metrics", "imbalance_accuracies", "minority_cosine", "simplex_geometry",
+__all__ = ["SPEC_METRICS", "ClassGroupStats", "CollapseMetrics", "CollapseResult", "CollapseStats", "HeldoutStats",
+           "NearestCentrePass", "Reduction", "Statistic", "Totals", "collapse_metrics", "imbalance_accuracies", "minority_cosine", "simplex_geometry",
            "test_collapse"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ncbench.metrics.scatter import ScatterAccumulator
+from ncbench.metrics.statistic import Reduction, Statistic
 
 DTYPE = torch.float64
 SPEC_METRICS = ("nc1", "nc1_quotient", "equinorm_h", "equinorm_w", "equiangular_h",
@@ -73,6 +74,42 @@ def _chan_merge(count, mean, m2, scatter, n_b, mean_b, m2_b, scatter_b):
     count[present] = n
 
 
+class ChanReduction(Reduction):
+    """Exact merge of (count, mean, m2, scatter) states: the shift of each part's class mean to the
+    merged mean enters m2 and the scatter (Chan, Golub & LeVeque 1979), so no part is re-centred.
+    `all_reduce` does it for every process at once in two collectives: (counts, sums), then the
+    centred (m2, scatter) corrected by `n_k δ_k δ_kᵀ` with `δ_k` the local minus the global mean."""
+
+    NAMES = ("count", "mean", "m2", "scatter")
+
+    def merge(self, mine: dict, theirs: dict) -> dict:
+        count, mean, m2, scatter = (mine[k].clone() for k in self.NAMES)
+        dev = count.device
+        _chan_merge(count, mean, m2, scatter, *(theirs[k].to(dev) for k in self.NAMES))
+        return dict(zip(self.NAMES, (count, mean, m2, scatter)))
+
+    def all_reduce(self, mine: dict, group=None) -> dict:
+        import torch.distributed as dist
+
+        count_local, mean_local = mine["count"], mine["mean"]
+        K, d = mean_local.shape
+        sums = mean_local * count_local.unsqueeze(1)
+        flat = torch.cat([count_local, sums.reshape(-1)])
+        dist.all_reduce(flat, group=group)
+        counts, sums = flat[:K], flat[K:].reshape(K, d)
+        mean_global = sums / counts.clamp_min(1).unsqueeze(1)
+        delta = mean_local - mean_global
+        m2 = mine["m2"] + count_local * (delta * delta).sum(1)
+        scatter = mine["scatter"] + (delta * count_local.unsqueeze(1)).T @ delta
+        flat = torch.cat([m2, scatter.reshape(-1)])
+        dist.all_reduce(flat, group=group)
+        return {"count": counts.clone(), "mean": mean_global, "m2": flat[:K].clone(),
+                "scatter": flat[K:].reshape(d, d).clone()}
+
+
+CHAN = ChanReduction()
+
+
 class Workspace:
     """Float64 scratch buffers reused from batch to batch: a fresh allocation of a batch-sized
     buffer costs more in page faults than the pass that fills it."""
@@ -122,7 +159,7 @@ class CollapseResult:
         return CollapseMetrics(self.metrics, self.reasons, self.diagnostics)
 
 
-class CollapseStats:
+class CollapseStats(Statistic):
     """Pass-one state: per-class counts, means, per-class scatter trace and total within scatter.
 
     Batches are centred on a per-class shift `c_k` (the class mean at the last re-centring, or the
@@ -132,6 +169,8 @@ class CollapseStats:
     `mean = c + S/n` (Chan et al.'s merge with the shift at the old mean). It happens when the state
     is read, and whenever the shift's share of the accumulated second moment (per class, and per
     coordinate of `T`) passes `RECENTRE_SHARE`, which bounds the cancellation to a factor 16.
+    Declared states (`Statistic`): `nonfinite` (sum) and `count`, `mean`, `m2`, `scatter`, merged and
+    all-reduced together by `ChanReduction`.
     """
 
     #: Re-centre when ‖S_k‖²/n_k > share·Q_k for a class or Σ_k S_ki²/n_k > share·T_ii for a coordinate.
@@ -140,10 +179,13 @@ class CollapseStats:
     def __init__(self, num_classes: int, dim: int | None = None, device: torch.device | str | None = None):
         if num_classes < 2:
             raise ValueError(f"collapse metrics compare classes: need num_classes >= 2, got {num_classes}")
+        super().__init__()
         self.num_classes = int(num_classes)
         self.dim = dim
         self.device = torch.device(device) if device is not None else None
-        self.nonfinite = 0
+        self.add_state("nonfinite", 0, "sum")
+        for name in ChanReduction.NAMES:         # stored by `_allocate` / `_set_exact`
+            self.add_state(name, None, CHAN)
         if dim is not None:
             self._allocate(dim, self.device or torch.device("cpu"))
 
@@ -274,41 +316,59 @@ class CollapseStats:
         """Fold another state (e.g. another shard of the same split) into this one."""
         if other.dim is None:
             return self
+        if self.dim is None:
+            self._check_compatible(other)
+            self._allocate(other.dim, other.device)
+        return super().merge(other)
+
+    def _check_compatible(self, other: Statistic) -> None:
+        super()._check_compatible(other)
         if other.num_classes != self.num_classes or (self.dim is not None and other.dim != self.dim):
             raise ValueError(f"cannot merge states of (K={other.num_classes}, d={other.dim}) into "
                              f"(K={self.num_classes}, d={self.dim})")
-        if self.dim is None:
-            self._allocate(other.dim, other.device)
-        self.nonfinite += other.nonfinite
-        dev = self.device
-        count, mean, m2, scatter = self.count.clone(), self.mean.clone(), self.m2.clone(), self.scatter.clone()
-        _chan_merge(count, mean, m2, scatter, other.count.to(dev),
-                    other.mean.to(dev), other.m2.to(dev), other.scatter.to(dev))
-        self._set_exact(count, mean, m2, scatter)
-        return self
 
     def all_reduce(self, group=None) -> CollapseStats:
         """Combine the states of all processes exactly (gloo or NCCL): after it, every rank holds the
         state of the whole data set. Sums are reduced; each rank's mean shift enters its scatter."""
-        import torch.distributed as dist
-
         if self.dim is None:
             raise ValueError("all_reduce needs the feature dimension: pass dim= when a rank may see no batch")
-        count_local, mean_local = self.count, self.mean
-        counts = count_local.clone()
-        sums = mean_local * count_local.unsqueeze(1)
-        extra = torch.tensor([float(self.nonfinite)], dtype=DTYPE, device=self.device)
-        for t in (counts, sums, extra):
-            dist.all_reduce(t, group=group)
-        mean_global = sums / counts.clamp_min(1).unsqueeze(1)
-        delta = mean_local - mean_global
-        m2 = self.m2 + count_local * (delta * delta).sum(1)
-        scatter = self.scatter + (delta * count_local.unsqueeze(1)).T @ delta
-        dist.all_reduce(m2, group=group)
-        dist.all_reduce(scatter, group=group)
-        self._set_exact(counts, mean_global, m2, scatter)
-        self.nonfinite = int(extra.item())
+        return super().all_reduce(group)
+
+    def _write_states(self, values: dict) -> None:
+        if "nonfinite" in values:
+            self.nonfinite = int(values["nonfinite"])
+        if "count" in values:
+            self._set_exact(values["count"], values["mean"], values["m2"], values["scatter"])
+
+    def _constants(self) -> dict:
+        return {"num_classes": self.num_classes, "dim": self.dim}
+
+    def _states(self, names=None) -> dict:
+        if self.dim is None:      # nothing allocated yet: only the counter exists
+            return {"nonfinite": self.nonfinite}
+        return super()._states(names)
+
+    def load_state_dict(self, state: dict) -> CollapseStats:
+        if int(state["num_classes"]) != self.num_classes:
+            raise ValueError(f"load_state_dict: the state has num_classes={state['num_classes']}, "
+                             f"this statistic {self.num_classes}")
+        self.nonfinite = int(state.get("nonfinite", 0))
+        if state.get("dim") is not None:
+            mean = state["mean"]
+            self._allocate(int(state["dim"]), mean.device)
+            self._set_exact(state["count"].clone(), mean.clone(), state["m2"].clone(), state["scatter"].clone())
         return self
+
+    def reset(self) -> CollapseStats:
+        """Back to no sample seen (the dimension and device are kept)."""
+        self.nonfinite = 0
+        if self.dim is not None:
+            self._allocate(self.dim, self.device)
+        return self
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> CollapseStats:
+        return cls(state["num_classes"]).load_state_dict(state)
 
     # -- pass two --------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -408,33 +468,20 @@ class CollapseStats:
         """σ_k² = (1/n_k) Σ ‖h_i − μ_k‖² (NaN for empty classes)."""
         return self.m2 / torch.where(self.count > 0, self.count, torch.nan)
 
-    def state_dict(self) -> dict:
-        if self.dim is None:
-            return {"num_classes": self.num_classes, "dim": None, "nonfinite": self.nonfinite}
-        return {"num_classes": self.num_classes, "dim": self.dim, "nonfinite": self.nonfinite,
-                "count": self.count, "mean": self.mean, "m2": self.m2, "scatter": self.scatter}
 
-    @classmethod
-    def from_state_dict(cls, state: dict) -> CollapseStats:
-        s = cls(state["num_classes"])
-        s.nonfinite = int(state.get("nonfinite", 0))
-        if state.get("dim") is not None:
-            mean = state["mean"]
-            s._allocate(int(state["dim"]), mean.device)
-            s._set_exact(state["count"].clone(), mean.clone(), state["m2"].clone(), state["scatter"].clone())
-        return s
-
-
-class NearestCentrePass:
+class NearestCentrePass(Statistic):
     """Pass two: nearest-class-centre decisions around fixed means (SPEC §2 `nc4`, `ncc_acc`).
 
     The network prediction is `argmax(logits)` when logits are given to `update`, else
     `argmax(W h + b)` from the classifier given here; without either, `nc4` is NaN.
-    One GEMM per batch against the stacked `[μ; 1; W]` gives `⟨h, μ_k⟩ − ‖μ_k‖²/2` (whose argmax
+    States: the sample counters `COUNTERS` (sums). One GEMM per batch against the stacked `[μ; 1; W]` gives `⟨h, μ_k⟩ − ‖μ_k‖²/2` (whose argmax
     is `argmin_k ‖h − μ_k‖`), the row sum (non-finite iff the row is) and the logits `W h + b`.
     """
 
+    COUNTERS = ("seen", "correct", "agree", "with_prediction", "nonfinite_predictions")
+
     def __init__(self, means: torch.Tensor, counts: torch.Tensor, weight=None, bias=None):
+        super().__init__()
         self.means = means.detach().clone()
         self.counts = counts.detach().clone()
         self.fingerprint = fingerprint(self.means, self.counts)
@@ -453,7 +500,8 @@ class NearestCentrePass:
         self._stack = torch.cat(rows).T.contiguous()       # (d, K + 1 [+ K]): [μ; 1; W]ᵀ
         self._offset = torch.cat(offset)
         self._work = Workspace(means.device)
-        self.seen = self.correct = self.agree = self.with_prediction = self.nonfinite_predictions = 0
+        for name in self.COUNTERS:
+            self.add_state(name, 0, "sum")
 
     def _scores(self, x: torch.Tensor, with_classifier: bool) -> torch.Tensor:
         """`(B, K + 1 [+ K])`: `⟨h, μ_k⟩ − ‖μ_k‖²/2`, the row sum of h, [`W h + b`], one GEMM."""
@@ -492,22 +540,20 @@ class NearestCentrePass:
         self.agree += int((pred == ncc).sum())
         return self
 
-    def merge(self, other: NearestCentrePass) -> NearestCentrePass:
+    def _check_compatible(self, other: Statistic) -> None:
+        super()._check_compatible(other)
         if other.fingerprint != self.fingerprint:
             raise ValueError("cannot merge second passes built on different class means")
-        for k in ("seen", "correct", "agree", "with_prediction", "nonfinite_predictions"):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-        return self
 
-    def all_reduce(self, group=None) -> NearestCentrePass:
-        import torch.distributed as dist
+    def _device(self) -> torch.device:
+        return self.means.device
 
-        t = torch.tensor([self.seen, self.correct, self.agree, self.with_prediction, self.nonfinite_predictions],
-                         dtype=DTYPE, device=self.means.device)
-        dist.all_reduce(t, group=group)
-        self.seen, self.correct, self.agree, self.with_prediction, self.nonfinite_predictions = (
-            int(v) for v in t.tolist())
-        return self
+    def _constants(self) -> dict:
+        return {"fingerprint": self.fingerprint}
+
+    def compute(self) -> dict[str, float]:
+        """`{"ncc_acc", "nc4"}` of the samples seen so far."""
+        return {"ncc_acc": self.ncc_acc(), "nc4": self.nc4()}
 
     def ncc_acc(self) -> float:
         return self.correct / self.seen if self.seen else math.nan

@@ -25,17 +25,22 @@ from ncbench.metrics.collapse import (
     class_mean_sq_distances,
 )
 from ncbench.metrics.scatter import ScatterAccumulator
+from ncbench.metrics.statistic import Statistic
 
 ASSIGNMENTS = ("label", "prediction", "ncc")
 
 
-class HeldoutStats:
-    """Streaming test-collapse state around the means of a finished train `CollapseStats`."""
+class HeldoutStats(Statistic):
+    """Streaming test-collapse state around the means of a finished train `CollapseStats`.
+
+    States (all sums): per-class `count` and `m2` = Σ ‖h − μ^train_a‖², the `scatter`, and the
+    `nonfinite` (dropped: a non-finite feature) and `unattached` (no train mean) sample counts."""
 
     def __init__(self, train: CollapseStats, assign: str = "label", weight: torch.Tensor | None = None,
                  bias: torch.Tensor | None = None):
         if assign not in ASSIGNMENTS:
             raise ValueError(f"assign must be one of {ASSIGNMENTS}, got {assign!r}")
+        super().__init__()
         if train.dim is None or train.n == 0:
             raise ValueError("held-out collapse needs the train statistics of a completed first pass")
         self.assign = assign
@@ -46,12 +51,13 @@ class HeldoutStats:
         self.bias = None if bias is None else _bias(bias, K, self.means.device)
         self.ncc = train.second_pass()
         dev = self.means.device
-        self.count = torch.zeros(K, dtype=DTYPE, device=dev)
-        self.m2 = torch.zeros(K, dtype=DTYPE, device=dev)
         self._scatter = ScatterAccumulator(d, dev)
         self._work = Workspace(dev)
-        self.nonfinite = 0
-        self.unattached = 0
+        self.add_state("count", torch.zeros(K, dtype=DTYPE, device=dev), "sum")
+        self.add_state("m2", torch.zeros(K, dtype=DTYPE, device=dev), "sum")
+        self.add_state("scatter", None, "sum")           # kept in `_scatter` (one triangle)
+        self.add_state("nonfinite", 0, "sum")
+        self.add_state("unattached", 0, "sum")
 
     def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None) -> HeldoutStats:
         K, d = self.means.shape
@@ -89,26 +95,27 @@ class HeldoutStats:
         """`Σ (h − μ^train_a)(h − μ^train_a)ᵀ` over the attached points `(d, d)`."""
         return self._scatter.full()
 
-    def merge(self, other: HeldoutStats) -> HeldoutStats:
+    def _check_compatible(self, other: Statistic) -> None:
+        super()._check_compatible(other)
         if (other.train_fingerprint, other.assign) != (self.train_fingerprint, self.assign):
             raise ValueError("cannot merge held-out states built on other train means or assignments")
-        self.count += other.count
-        self.m2 += other.m2
-        self._scatter.add_matrix(other.scatter)
-        self.nonfinite += other.nonfinite
-        return self
 
-    def all_reduce(self, group=None) -> HeldoutStats:
-        import torch.distributed as dist
+    def _constants(self) -> dict:
+        return {"train_fingerprint": self.train_fingerprint, "assign": self.assign}
 
-        extra = torch.tensor([float(self.nonfinite)], dtype=DTYPE, device=self.means.device)
-        scatter = self.scatter
-        for t in (self.count, self.m2, scatter, extra):
-            dist.all_reduce(t, group=group)
+    def _device(self) -> torch.device:
+        return self.means.device
+
+    def _write_states(self, values: dict) -> None:
+        scatter = values.pop("scatter", None)
+        if scatter is not None:
+            self._scatter.reset()
+            self._scatter.add_matrix(scatter)
+        super()._write_states(values)
+
+    def reset(self) -> HeldoutStats:
         self._scatter.reset()
-        self._scatter.add_matrix(scatter)
-        self.nonfinite = int(extra.item())
-        return self
+        return super().reset()
 
     def compute(self, *, global_mean: str = "class", pinv_tol: float = 1e-10) -> dict[str, float]:
         nan = {"nc1": math.nan, "trace_sw": math.nan, "cdnv": math.nan}

@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from ncbench.metrics.collapse import check_batch
+from ncbench.metrics.statistic import Statistic
+
 DTYPE = torch.float64
 
 
@@ -73,11 +76,20 @@ def imbalance_accuracies(pred: torch.Tensor, labels: torch.Tensor,
         num_classes = int(torch.cat([labels, pred.long()]).max()) + 1 if labels.numel() else 0
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes - 1}] (num_classes={num_classes})")
-    minority = _class_list(minority_classes, num_classes, "minority_classes")
     correct = (pred.long() == labels).to(DTYPE)
     # one pass over samples: correct and total counts per class, then sums over class groups
     hits = torch.bincount(labels, weights=correct, minlength=num_classes).cpu()
     totals = torch.bincount(labels, minlength=num_classes).to(DTYPE).cpu()
+    return group_accuracies(hits, totals, minority_classes, groups)
+
+
+def group_accuracies(hits: torch.Tensor, totals: torch.Tensor, minority_classes: Sequence[int] | torch.Tensor,
+                     groups: Mapping[str, Sequence[int]] | None = None) -> dict[str, float]:
+    """`imbalance_accuracies` from per-class correct counts `hits (K,)` and sample counts `totals (K,)`:
+    accuracy of a set of classes = Σ hits / Σ totals over it (NaN without a sample)."""
+    hits, totals = hits.detach().to("cpu", DTYPE), totals.detach().to("cpu", DTYPE)
+    num_classes = int(totals.numel())
+    minority = _class_list(minority_classes, num_classes, "minority_classes")
 
     def acc(mask: torch.Tensor) -> float:
         n = float(totals[mask].sum())
@@ -92,3 +104,65 @@ def imbalance_accuracies(pred: torch.Tensor, labels: torch.Tensor,
         mask[_class_list(classes, num_classes, f"group {name!r}")] = True
         out[f"{name}_accuracy"] = acc(mask)
     return out
+
+
+def centred_means(sums: torch.Tensor, counts: torch.Tensor, global_mean: str = "class") -> torch.Tensor:
+    """Rows `μ_k − μ_G` from class sums `(K, d)` and counts `(K,)`; `μ_G` the mean of class means
+    (`class`) or of all samples (`sample`)."""
+    if global_mean not in ("class", "sample"):
+        raise ValueError(f"global_mean must be 'class' or 'sample', got {global_mean!r}")
+    means = sums / counts.clamp_min(1).unsqueeze(1)
+    mu_g = means.mean(0) if global_mean == "class" else sums.sum(0) / counts.sum()
+    return means - mu_g
+
+
+class ClassGroupStats(Statistic):
+    """Per-class feature sums, counts and the confusion matrix of one split (SPEC §7 probe).
+
+    States (sums): `sums (K, d)` = Σ_{y_i=k} h_i (float64), `counts (K,)`, `confusion (K, K)` with
+    rows the labels and columns the predictions `argmax(logits)`. `compute(minority, groups)` gives the
+    accuracies by class group (`group_accuracies` on the confusion's diagonal and row sums) and the
+    minority cosine of the centred means `μ_k − μ_G` around the class mean and the sample mean."""
+
+    def __init__(self, num_classes: int, dim: int, device: torch.device | str = "cpu"):
+        super().__init__()
+        K, self.num_classes, self.dim, self.device = num_classes, num_classes, dim, torch.device(device)
+        self.add_state("sums", torch.zeros(K, dim, dtype=DTYPE, device=self.device), "sum")
+        self.add_state("counts", torch.zeros(K, dtype=DTYPE, device=self.device), "sum")
+        self.add_state("confusion", torch.zeros(K, K, dtype=DTYPE, device=self.device), "sum")
+
+    def _constants(self) -> dict:
+        return {"num_classes": self.num_classes, "dim": self.dim}
+
+    def _check_compatible(self, other: Statistic) -> None:
+        super()._check_compatible(other)
+        if (other.num_classes, other.dim) != (self.num_classes, self.dim):
+            raise ValueError(f"cannot merge class-group states of (K={other.num_classes}, d={other.dim}) "
+                             f"into (K={self.num_classes}, d={self.dim})")
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor) -> ClassGroupStats:
+        K = self.num_classes
+        check_batch(features, labels, K, self.dim, logits)
+        f = features.detach().to(self.device, DTYPE)
+        y = labels.detach().to(self.device, torch.long)
+        pred = logits.detach().to(self.device).argmax(1)
+        self.sums.index_add_(0, y, f)
+        self.counts += torch.bincount(y, minlength=K).to(DTYPE)
+        self.confusion += torch.bincount(y * K + pred, minlength=K * K).to(DTYPE).view(K, K)
+        return self
+
+    def centred_means(self, global_mean: str = "class") -> torch.Tensor:
+        """Rows `μ_k − μ_G`; `μ_G` the mean of class means (`class`) or of all samples (`sample`)."""
+        return centred_means(self.sums, self.counts, global_mean)
+
+    def accuracies(self, minority_classes, groups: Mapping[str, Sequence[int]] | None = None) -> dict[str, float]:
+        """`accuracy`, `majority_accuracy`, `minority_accuracy`, `{group}_accuracy` from the confusion."""
+        return group_accuracies(self.confusion.diagonal(), self.confusion.sum(1), minority_classes, groups)
+
+    def compute(self, minority_classes, groups: Mapping[str, Sequence[int]] | None = None) -> dict[str, float]:
+        """The accuracies by group plus `minority_feature_cosine` (class mean μ_G) and
+        `minority_feature_cosine_sample_mean` (sample mean μ_G)."""
+        return {**self.accuracies(minority_classes, groups),
+                "minority_feature_cosine": minority_cosine(self.centred_means("class"), minority_classes),
+                "minority_feature_cosine_sample_mean": minority_cosine(self.centred_means("sample"),
+                                                                       minority_classes)}

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from ncbench.data.imbalance import GROUPS, PROFILES
-from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
+from ncbench.metrics.minority import ClassGroupStats, group_accuracies, minority_cosine
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.training import distributed as dist
@@ -66,43 +66,21 @@ def _classifier_rows(model) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _split_stats(model, data, K: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-class feature sums `(K, d')`, counts `(K,)` and the confusion matrix `(K, K)` (rows: labels),
-    summed over ranks. Features are `head.project(h)` when the head has a projection."""
-    head = model.head
-    project = getattr(head, "project", None)
-    sums = counts = None
-    confusion = torch.zeros(K * K, dtype=torch.float64, device=device)
+def _split_stats(model, data, K: int, device) -> ClassGroupStats:
+    """Per-class feature sums, counts and the confusion matrix of `data` (`ClassGroupStats`), summed
+    over ranks. Features are `head.project(h)` when the head has a projection."""
+    project = getattr(model.head, "project", None)
+    stats = ClassGroupStats(K, _classifier_rows(model).shape[1], device)
     for h, y, z in feature_batches(model, data, device, 512):
-        f = (project(h) if project is not None else h).double()
-        if sums is None:
-            sums = torch.zeros(K, f.shape[1], dtype=torch.float64, device=device)
-            counts = torch.zeros(K, dtype=torch.float64, device=device)
-        sums.index_add_(0, y, f)
-        counts += torch.bincount(y, minlength=K).double()
-        confusion += torch.bincount(y * K + z.argmax(1), minlength=K * K).double()
-    if sums is None:   # this rank got no sample (more ranks than samples)
-        d = _classifier_rows(model).shape[1]
-        sums = torch.zeros(K, d, dtype=torch.float64, device=device)
-        counts = torch.zeros(K, dtype=torch.float64, device=device)
+        stats.update(project(h) if project is not None else h, y, z)
     if dist.is_distributed():
-        for t in (sums, counts, confusion):
-            torch.distributed.all_reduce(t)
-    return sums.cpu(), counts.cpu(), confusion.view(K, K).cpu()
-
-
-def centred_means(sums: torch.Tensor, counts: torch.Tensor, global_mean: str = "class") -> torch.Tensor:
-    """Rows `μ_k − μ_G`; `μ_G` the mean of class means (`class`) or of all samples (`sample`)."""
-    means = sums / counts.clamp_min(1).unsqueeze(1)
-    mu_g = means.mean(0) if global_mean == "class" else sums.sum(0) / counts.sum()
-    return means - mu_g
+        stats.all_reduce()
+    return stats
 
 
 def confusion_accuracies(confusion: torch.Tensor, minority: list[int], groups: dict | None) -> dict[str, float]:
-    """`imbalance_accuracies` on the (label, prediction) pairs a confusion matrix counts."""
-    K = confusion.shape[0]
-    pairs = torch.arange(K * K).repeat_interleave(confusion.flatten().round().long())
-    return imbalance_accuracies(pairs % K, pairs // K, minority, groups, num_classes=K)
+    """`imbalance_accuracies` from a confusion matrix (rows: labels, columns: predictions)."""
+    return group_accuracies(confusion.diagonal(), confusion.sum(1), minority, groups)
 
 
 def minority_probe(model, train, test, epoch: int, n_majority: int | None = None) -> dict:
@@ -126,14 +104,13 @@ def minority_probe(model, train, test, epoch: int, n_majority: int | None = None
     device = next(iter(model.parameters())).device
     W = _classifier_rows(model)
     out = {"minority_classifier_cosine": minority_cosine(W, minority)}
-    tr_sums, tr_counts, tr_conf = _split_stats(model, train, K, device)
-    out["train_minority_feature_cosine"] = minority_cosine(centred_means(tr_sums, tr_counts, "class"), minority)
-    out["train_minority_feature_cosine_sample_mean"] = minority_cosine(
-        centred_means(tr_sums, tr_counts, "sample"), minority)
-    out.update({f"train_{k}": v for k, v in confusion_accuracies(tr_conf, minority, groups).items()})
-    te_sums, te_counts, te_conf = _split_stats(model, test, K, device)
-    out["test_minority_feature_cosine"] = minority_cosine(centred_means(te_sums, te_counts, "class"), minority)
-    out.update({f"test_{k}": v for k, v in confusion_accuracies(te_conf, minority, groups).items()})
+    tr = _split_stats(model, train, K, device).compute(minority, groups)
+    out["train_minority_feature_cosine"] = tr.pop("minority_feature_cosine")
+    out["train_minority_feature_cosine_sample_mean"] = tr.pop("minority_feature_cosine_sample_mean")
+    out.update({f"train_{k}": v for k, v in tr.items()})
+    te = _split_stats(model, test, K, device).compute(minority, groups)
+    out["test_minority_feature_cosine"] = te.pop("minority_feature_cosine")
+    out.update({f"test_{k}": v for k, v in te.items() if k != "minority_feature_cosine_sample_mean"})
     return out
 
 

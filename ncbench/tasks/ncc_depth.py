@@ -36,7 +36,7 @@ from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS, LayerFeatures
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
 from ncbench.training import distributed as dist
-from ncbench.training.evaluation import FEATURE_CACHE_BYTES
+from ncbench.training.feature_pass import Replay, feature_pass, shard_rows
 
 LAYER_METRICS = ("ncc_acc", "nc4", "cdnv", "nc1")
 
@@ -47,52 +47,6 @@ def minimal_depth(errors, epsilon: float) -> float:
         if e is not None and not math.isnan(e) and e <= epsilon:
             return float(i)
     return math.nan
-
-
-def _split_batches(data, batch_size: int):
-    """Batches `(x, y)` of an in-memory `ImageDataset` (sharded under torchrun), or of a split that
-    streams itself (`data.stream(batch_size)`, `ncbench.data.streaming.StreamedSplit`)."""
-    if hasattr(data, "stream"):
-        yield from data.stream(batch_size)
-        return
-    for b in dist.shard(torch.arange(len(data))).split(batch_size):
-        yield data.batch(b)
-
-
-class PooledCache:
-    """The pooled train features of every layer (and labels, logits) kept for pass two, in one
-    preallocated buffer per tensor (filled batch by batch, so many small cached blocks never
-    fragment the heap between the forward's large temporaries), or nothing when `n` samples
-    would exceed `budget` bytes (pass two then runs the forward again)."""
-
-    def __init__(self, n: int, budget: int):
-        self.n, self.budget, self.ok, self.pos = n, budget, True, 0
-        self.bufs: list[torch.Tensor] | None = None
-
-    def add(self, pooled: list[torch.Tensor], y: torch.Tensor, z: torch.Tensor | None) -> None:
-        if not self.ok:
-            return
-        parts = [*pooled, y] + ([z] if z is not None else [])
-        if self.bufs is None:
-            width = sum(p[0].numel() for p in parts)
-            if self.n * width * 4 > self.budget:
-                self.ok = False
-                return
-            self.bufs = [p.new_empty((self.n, *p.shape[1:])) for p in parts]
-            self.has_logits = z is not None
-        b = len(y)
-        for buf, p in zip(self.bufs, parts):
-            buf[self.pos:self.pos + b].copy_(p)
-        self.pos += b
-
-    def batches(self, batch_size: int):
-        bufs = [] if self.bufs is None else [b[:self.pos] for b in self.bufs]
-        for a in range(0, self.pos, batch_size):
-            chunk = [b[a:a + batch_size] for b in bufs]
-            if self.has_logits:
-                yield chunk[:-2], chunk[-2], chunk[-1]
-            else:
-                yield chunk[:-1], chunk[-1], None
 
 
 @torch.no_grad()
@@ -116,28 +70,26 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
         with LayerFeatures(model, granularity, token_pool) as taps:
             L = len(taps.layers)
 
+            def pooled_and_logits(x):
+                pooled, _, logits = taps(x)
+                return pooled, logits
+
             def forward(data):
-                for x, y in _split_batches(data, batch_size):
-                    x = x.to(device, non_blocking=True)
-                    if device.type == "cuda":
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    pooled, _, logits = taps(x)
-                    yield ([p.float() for p in pooled], y.to(device),
-                           logits.float() if with_prediction else None)
+                return feature_pass(model, data, device, batch_size, forward=pooled_and_logits,
+                                    logits=with_prediction)
 
             stats = [CollapseStats(K, device=device) for _ in range(L)]
-            cache = PooledCache(len(train), FEATURE_CACHE_BYTES)
-            for pooled, y, z in forward(train):
+            cache = Replay(lambda: forward(train), shard_rows(train))   # kept for pass two if it fits
+            for pooled, y, z in cache:
                 for s, p in zip(stats, pooled):
                     s.update(p, y)
                 if on_batch is not None:
                     on_batch("train", pooled, y)
-                cache.add(pooled, y, z)
             if dist.is_distributed():
                 for s in stats:
                     s.all_reduce()
             second = [s.second_pass() for s in stats]
-            for pooled, y, z in (cache.batches(batch_size) if cache.ok else forward(train)):
+            for pooled, y, z in cache:
                 for c, p in zip(second, pooled):
                     c.update(p, y, z)
             del cache

@@ -7,53 +7,24 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ncbench.data.dataset import ImageDataset
 from ncbench.metrics import CollapseStats, HeldoutStats
+from ncbench.metrics.statistic import Totals
 from ncbench.models.backbone import Backbone
 from ncbench.training import distributed as dist
-
-FEATURE_CACHE_BYTES = 1 << 30
-"""Keep one pass's features in memory for pass two when they fit in this budget; else re-run the
-forward pass (the engine itself never needs them)."""
+from ncbench.training.feature_pass import Replay, feature_pass, shard_rows
 
 
-@torch.no_grad()
 def feature_batches(model: Backbone, data: ImageDataset, device, batch_size: int = 512,
                     desc: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(features, labels, logits) of this rank's shard of `data`, in eval mode, no augmentation."""
-    model.eval()
-    idx = dist.shard(torch.arange(len(data)))
-    chunks = list(idx.split(batch_size))
-    for x, y in tqdm(data.batches(chunks), total=len(chunks), desc=desc, leave=False,
-                     disable=not desc or not dist.is_main()):
-        x = x.to(device, non_blocking=True)
-        if torch.device(device).type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        h = model.features(x)
-        yield h.float(), y.to(device), model.logits(h).float()
+    return feature_pass(model, data, device, batch_size, desc=desc)
 
 
-class ReplayableFeatures:
-    """Iterate a feature pass twice: from memory when it fits `FEATURE_CACHE_BYTES`, else recompute."""
-
-    def __init__(self, model, data, device, batch_size=512, desc=""):
-        self.args = (model, data, device, batch_size)
-        self.desc = desc
-        self.cache: list | None = None
-        self.fits = len(data) * (model.num_features + len(data.classes)) * 4 <= FEATURE_CACHE_BYTES
-
-    def __iter__(self):
-        if self.cache is not None:
-            yield from self.cache
-            return
-        keep = [] if self.fits else None
-        for item in feature_batches(*self.args, desc=self.desc):
-            if keep is not None:
-                keep.append(item)
-            yield item
-        self.cache = keep
+def replayable_features(model, data, device, batch_size=512, desc="") -> Replay:
+    """A feature pass to iterate twice: from memory when it fits `FEATURE_CACHE_BYTES`, else recomputed."""
+    return Replay(lambda: feature_batches(model, data, device, batch_size, desc=desc), shard_rows(data))
 
 
 @dataclass
@@ -77,13 +48,11 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
     W, b = model.classifier()
     K = len(train.classes)
     stats = CollapseStats(K, model.num_features, device)
-    sums = [0.0, 0.0, 0]
-    passes = ReplayableFeatures(model, train, device, batch_size, desc="features: train" if progress else "")
+    sums = Totals(device, loss=0.0, correct=0, seen=0)
+    passes = replayable_features(model, train, device, batch_size, desc="features: train" if progress else "")
     for h, y, z in passes:
         stats.update(h, y)
-        sums[0] += float(F.cross_entropy(z, y, reduction="sum"))
-        sums[1] += int((z.argmax(1) == y).sum())
-        sums[2] += len(y)
+        add_predictions(sums, z, y)
     if dist.is_distributed():
         stats.all_reduce()
     if stats.n == 0:  # every feature non-finite (a diverged run): NaN metrics with the reason, no crash
@@ -93,31 +62,26 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
         second.update(h, y, z)
     if dist.is_distributed():
         second.all_reduce()
-    sums = dist.all_reduce_sum(sums, device)
+        sums.all_reduce()
     res = stats.compute(second, W, b, global_mean=global_mean, cdnv_matrix=True)
-    train_eval = SplitEval(sums[0] / sums[2], sums[1] / sums[2], int(sums[2]), res.metrics,
+    train_eval = SplitEval(sums.loss / sums.seen, sums.correct / sums.seen, int(sums.seen), res.metrics,
                            res.diagnostics, res.cdnv_matrix)
     if test is None:
         return train_eval, None
     tstats = CollapseStats(K, model.num_features, device)
     held = {a: HeldoutStats(stats, a, W, b) for a in ("label", "prediction", "ncc")}
     ncc_train_means = stats.second_pass(W, b)
-    tsums = [0.0, 0.0, 0]
-    tpasses = ReplayableFeatures(model, test, device, batch_size, desc="features: test" if progress else "")
+    tsums = Totals(device, loss=0.0, correct=0, seen=0)
+    tpasses = replayable_features(model, test, device, batch_size, desc="features: test" if progress else "")
     for h, y, z in tpasses:
         tstats.update(h, y)
         for hs in held.values():
             hs.update(h, y, z)
         ncc_train_means.update(h, y, z)
-        tsums[0] += float(F.cross_entropy(z, y, reduction="sum"))
-        tsums[1] += int((z.argmax(1) == y).sum())
-        tsums[2] += len(y)
+        add_predictions(tsums, z, y)
     if dist.is_distributed():
-        tstats.all_reduce()
-        ncc_train_means.all_reduce()
-        for hs in held.values():
-            hs.all_reduce()
-    tsums = dist.all_reduce_sum(tsums, device)
+        for s in (tstats, ncc_train_means, *held.values(), tsums):
+            s.all_reduce()
     tsecond = tstats.second_pass(W, b)
     for h, y, z in tpasses:
         tsecond.update(h, y, z)
@@ -128,7 +92,7 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
     for a, hs in held.items():
         mode = {"label": "strong", "prediction": "weak", "ncc": "weak_ncc"}[a]
         extra.update({f"{mode}_{k}": v for k, v in hs.compute(global_mean=global_mean).items()})
-    test_eval = SplitEval(tsums[0] / tsums[2], tsums[1] / tsums[2], int(tsums[2]), tres.metrics,
+    test_eval = SplitEval(tsums.loss / tsums.seen, tsums.correct / tsums.seen, int(tsums.seen), tres.metrics,
                           tres.diagnostics, tres.cdnv_matrix, extra)
     return train_eval, test_eval
 
@@ -136,12 +100,19 @@ def evaluate(model: Backbone, train: ImageDataset, test: ImageDataset | None, de
 HELDOUT_KEYS = tuple(f"{mode}_{m}" for mode in ("strong", "weak", "weak_ncc") for m in ("nc1", "trace_sw", "cdnv"))
 
 
-def diverged(stats: CollapseStats, sums: list, test: ImageDataset | None) -> tuple[SplitEval, SplitEval | None]:
+def add_predictions(totals: Totals, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Fold a batch's summed cross-entropy, correct predictions and size into `totals`."""
+    totals.update(loss=float(F.cross_entropy(logits, labels, reduction="sum")),
+                  correct=int((logits.argmax(1) == labels).sum()), seen=len(labels))
+
+
+def diverged(stats: CollapseStats, sums: Totals, test: ImageDataset | None) -> tuple[SplitEval, SplitEval | None]:
     """The evaluation of a run whose features are all non-finite: every metric NaN, reasons kept."""
-    sums = dist.all_reduce_sum(sums, stats.device or "cpu")
+    if dist.is_distributed():
+        sums.all_reduce()
     res = stats.compute()
     nan = float("nan")
-    train_eval = SplitEval(nan, sums[1] / max(sums[2], 1), int(sums[2]), res.metrics,
+    train_eval = SplitEval(nan, sums.correct / max(sums.seen, 1), int(sums.seen), res.metrics,
                            {**res.diagnostics, "reasons": "; ".join(res.reasons)})
     if test is None:
         return train_eval, None

@@ -27,6 +27,7 @@ from torch import nn
 
 from ncbench.atomic_files import torch_save
 from ncbench.data.dataset import ImageDataset
+from ncbench.training.feature_pass import feature_pass
 
 PENULTIMATE = "penultimate"
 """The layer name of `Backbone.features(x)` (the only layer `FeatureCache.features` extracts itself)."""
@@ -74,19 +75,9 @@ class CachedFeatures:
 def extract_features(model: nn.Module, data: ImageDataset, device: str | torch.device = "cpu",
                      batch_size: int = 512) -> torch.Tensor:
     """Penultimate features `(N, d)` (float32, CPU) of every sample of `data` in order, eval mode."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = torch.device(device)
     was_training = model.training
-    model.eval()
     try:
-        out = []
-        for idx in torch.arange(len(data)).split(batch_size):
-            x, _ = data.batch(idx)
-            x = x.to(device, non_blocking=True)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            out.append(model.features(x).float().cpu())
+        out = [h.cpu() for h, _, _ in feature_pass(model, data, device, batch_size, logits=False, shard=False)]
     finally:
         model.train(was_training)
     if not out:

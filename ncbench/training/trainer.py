@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ncbench.atomic_files import torch_save
 from ncbench.data.dataset import ImageDataset
+from ncbench.metrics.statistic import Totals
 from ncbench.models.backbone import Backbone
 from ncbench.training import distributed as dist
 from ncbench.training.recipe import Recipe
@@ -177,7 +178,7 @@ class Trainer:
         g = epoch_generator(self.seed, self.epoch)
         batches = global_batches(torch.randperm(len(data), generator=g), r.batch_size, dist.world_size())
         self.model.train()
-        seen, loss_sum, correct = 0, 0.0, 0
+        totals = Totals(self.device, loss=0.0, correct=0, seen=0)
         it = tqdm(batches, desc=f"epoch {self.epoch + 1}/{r.epochs}", leave=False,
                   disable=not (self.progress and dist.is_main()))
         mine = [dist.shard(torch.arange(len(b))) for b in batches]   # this rank's share of each
@@ -201,12 +202,12 @@ class Trainer:
                     self.micro_batches *= 2
                     torch.cuda.empty_cache()
                     tqdm.write(f"CUDA out of memory: retrying in {self.micro_batches} micro-batches")
-            seen += len(y)
-            loss_sum += total
-            correct += c
+            totals.update(loss=total, correct=c, seen=len(y))
         self.epoch += 1
-        loss_sum, correct, seen = dist.all_reduce_sum([loss_sum, correct, seen], self.device)
-        return EpochLog(self.epoch, loss_sum / seen, correct / seen, self.optimizer.param_groups[0]["lr"])
+        if dist.is_distributed():
+            totals.all_reduce()
+        return EpochLog(self.epoch, totals.loss / totals.seen, totals.correct / totals.seen,
+                        self.optimizer.param_groups[0]["lr"])
 
     def fit(self, data: ImageDataset, on_epoch_end: Callable[[EpochLog], None] | None = None,
             checkpoint: Path | None = None, checkpoint_extra: Callable[[], dict] | None = None) -> list[EpochLog]:
