@@ -114,15 +114,14 @@ def mini_imagenet(split: str, data_dir: Path | None = None, download: bool = Fal
     if not found:
         why = ("ncbench cannot download mini-ImageNet itself (it is not in torchvision)"
                if download else "it is not downloaded automatically")
-        raise DatasetNotFoundError(
-            f"data set 'mini-imagenet' (split '{split}') was not found in {root}: missing "
-            f"{' or '.join(p.name for p in mini_imagenet_files(root, base))}; "
-            f"{why}.\nFetch the three pickles on a machine with internet with\n"
-            f"    pip install learn2learn && python -c \"import learn2learn as l2l; "
+        raise DatasetNotFoundError.missing(
+            f"data set 'mini-imagenet' (split '{split}')", root,
+            f"missing {' or '.join(p.name for p in mini_imagenet_files(root, base))}; {why}",
+            "pip install learn2learn && python -c \"import learn2learn as l2l; "
             f"[l2l.vision.datasets.MiniImagenet({str(root)!r}, mode=m, download=True) "
-            f"for m in ('train', 'validation', 'test')]\"\n"
-            f"or copy mini-imagenet-cache-{{train,validation,test}}.pkl there yourself; set --data-dir or "
-            f"${DATA_ENV} to read them from another directory.")
+            "for m in ('train', 'validation', 'test')]\"",
+            downloadable=False, alternative="or copy mini-imagenet-cache-{train,validation,test}.pkl there yourself; ",
+            env=DATA_ENV)
     path = found[0]
     with open(path, "rb") as f:
         data = pickle.load(f)  # a local file the user put there

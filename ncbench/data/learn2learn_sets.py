@@ -203,12 +203,10 @@ def _missing(spec: L2LSet, root: Path, base: str) -> list[Path]:
 def not_found(spec: L2LSet, split: str, root: Path, missing: list[Path],
               failure: str = "") -> DatasetNotFoundError:
     base, _ = parse_split(spec.name, split)
-    return DatasetNotFoundError(
-        f"data set '{spec.name}' (split '{split}') was not found in {root}: missing "
-        f"{', '.join(str(p.relative_to(root)) for p in missing)}{failure}.\n"
-        f"Fetch it on a machine with internet with\n    {spec.fetch_command(root, base)}\n"
-        f"or pass --download to `ncbench run` (download=True in load_dataset) to fetch it into "
-        f"{root}; set --data-dir or ${DATA_ENV} to read it from another directory.")
+    return DatasetNotFoundError.missing(
+        f"data set '{spec.name}' (split '{split}')", root,
+        f"missing {', '.join(str(p.relative_to(root)) for p in missing)}{failure}", spec.fetch_command(root, base),
+        env=DATA_ENV)
 
 
 def load(name: str, split: str, data_dir: Path | None = None,

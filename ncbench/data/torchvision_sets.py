@@ -106,11 +106,7 @@ def not_found(spec: TorchvisionSet, split: str, root: Path, detail: str,
     what = f"data set '{spec.name}' (split '{split}')"
     if requested_as:
         what = f"data set '{requested_as}' needs {what}, which"
-    return DatasetNotFoundError(
-        f"{what} was not found in {root}: {detail}.\n"
-        f"Fetch it on a machine with internet with\n    {spec.fetch_command(root, split)}\n"
-        f"or pass --download to `ncbench run` (download=True in load_dataset) to fetch it into "
-        f"{root}; set --data-dir or ${DATA_ENV} to read it from another directory.")
+    return DatasetNotFoundError.missing(what, root, detail, spec.fetch_command(root, split), env=DATA_ENV)
 
 
 def read_arrays(spec: TorchvisionSet, split: str, data_dir: str | Path | None, download: bool,
