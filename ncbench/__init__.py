@@ -1,5 +1,7 @@
 """ncbench: a benchmark suite for neural collapse in timm backbones."""
-__version__ = "0.1.0"
+from ncbench.version import __version__
+
+__all__ = ["__version__"]
 
 
 def __getattr__(name: str):

@@ -5,13 +5,13 @@ import datetime as _dt
 import subprocess
 from pathlib import Path
 
-import ncbench
 from ncbench.threads import thread_provenance
+from ncbench.version import __version__
 
 
 def git_hash() -> str:
     """Commit of the ncbench source tree, with `+dirty` for uncommitted changes; `unknown` if none."""
-    root = Path(ncbench.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent   # the checkout holding the ncbench package
     try:
         h = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                            text=True, timeout=10, check=False)
@@ -36,7 +36,7 @@ def provenance(device: str) -> dict[str, str]:
     import timm
     import torch
 
-    return {"ncbench_version": ncbench.__version__, "torch_version": torch.__version__,
+    return {"ncbench_version": __version__, "torch_version": torch.__version__,
             "timm_version": timm.__version__, "device": device_name(device), "git_hash": git_hash(),
             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **thread_provenance()}

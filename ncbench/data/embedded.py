@@ -16,23 +16,7 @@ import torch
 
 from ncbench.data.dataset import ImageDataset
 from ncbench.data.registry import register_dataset
-
-TRAIN_FRACTION = 0.8
-SPLIT_SEED = 0
-
-
-def stratified_split(labels: np.ndarray, train_fraction: float = TRAIN_FRACTION,
-                     seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
-    """Indices of a per-class `train_fraction` / rest split, fixed by `seed` (sorted)."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for k in np.unique(labels):
-        idx = np.flatnonzero(labels == k)
-        idx = idx[rng.permutation(len(idx))]
-        cut = round(train_fraction * len(idx))
-        train.append(idx[:cut])
-        test.append(idx[cut:])
-    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+from ncbench.data.splits import stratified_split
 
 
 def _split(name: str, images: np.ndarray, labels: np.ndarray, split: str, mean: float,

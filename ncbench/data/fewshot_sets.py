@@ -12,7 +12,7 @@
 Split names: `train`, `val`, `test` are the class splits (64, 16, 20 classes). To train a backbone on
 the source classes and measure it on unseen images of the same classes, `<split>/fit` and
 `<split>/holdout` cut each class of a class split 80/20 (deterministic, stratified, seed 0:
-`ncbench.data.embedded.stratified_split`), e.g. `train/fit` (64 classes × 480 images) and
+`ncbench.data.splits.stratified_split`), e.g. `train/fit` (64 classes × 480 images) and
 `train/holdout` (64 × 120). Labels are the same in `train`, `train/fit` and `train/holdout`.
 Classes are ordered by name within a split, so label k is `classes[k]`.
 """
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from ncbench.data.dataset import ImageDataset
-from ncbench.data.embedded import stratified_split
 from ncbench.data.registry import DatasetNotFoundError, register_dataset
+from ncbench.data.splits import stratified_split
 from ncbench.data.torchvision_sets import DATA_ENV, SETS, read_arrays, resolve_root
 
 CLASS_SPLITS = ("train", "val", "test")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ncbench.data.dataset import ImageDataset
-from ncbench.data.embedded import stratified_split
-from ncbench.data.registry import DatasetNotFoundError
+from ncbench.data.not_found import DatasetNotFoundError
+from ncbench.data.splits import stratified_split
 from ncbench.data.streaming import FolderImages, StreamedImageDataset, Subset, channel_stats
 
 SPLITS = ("train", "test")

@@ -171,9 +171,7 @@ def leaderboards_dir(explicit: str | Path | None = None) -> Path:
     env = os.environ.get("NCBENCH_LEADERBOARDS")
     if env:
         return Path(env).expanduser()
-    import ncbench
-
-    root = Path(ncbench.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent.parent   # the checkout holding the ncbench package
     if (root / "pyproject.toml").is_file() and (root / "leaderboards").is_dir():
         return root / "leaderboards"
     raise FileNotFoundError("no leaderboards folder: ncbench is not running from a checkout; pass "

@@ -14,7 +14,6 @@ import functools
 import hashlib
 from pathlib import Path
 
-import ncbench
 from ncbench import digests
 
 
@@ -37,7 +36,7 @@ def code_fingerprint() -> str:
     import timm
     import torch
 
-    root = Path(ncbench.__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent   # the ncbench package
     h = hashlib.sha256(f"torch={torch.__version__}|timm={timm.__version__}|numpy={numpy.__version__}".encode())
     for src in sorted(root.rglob("*.py")):
         h.update(str(src.relative_to(root)).encode() + b"\0" + src.read_bytes() + b"\0")

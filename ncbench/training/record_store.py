@@ -63,7 +63,7 @@ def record_to_plain(rec) -> dict:
 def epochs_from_plain(items: list[dict]) -> list:
     """`EpochRecord`s back from their plain form (as written by `record_to_plain`)."""
     from ncbench.training.evaluation import SplitEval
-    from ncbench.training.trajectory import EpochRecord
+    from ncbench.training.records import EpochRecord
 
     split_fields = {f.name for f in fields(SplitEval)}
     out = []
@@ -80,7 +80,7 @@ def epochs_from_plain(items: list[dict]) -> list:
 
 
 def record_from_plain(d: dict):
-    from ncbench.training.trajectory import TrajectoryRecord
+    from ncbench.training.records import TrajectoryRecord
 
     try:
         return TrajectoryRecord(**{**d, "epochs": epochs_from_plain(d["epochs"])})

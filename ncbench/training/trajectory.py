@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.training import distributed as dist
 from ncbench.training.cache_key import code_fingerprint, file_sha256
-from ncbench.training.evaluation import SplitEval, evaluate
+from ncbench.training.evaluation import evaluate
 from ncbench.training.pace import EpochPace
 from ncbench.training.recipe import Recipe
 from ncbench.training.record_store import (
@@ -34,6 +34,7 @@ from ncbench.training.record_store import (
     record_to_plain,
     save_record,
 )
+from ncbench.training.records import EpochRecord, TrajectoryRecord
 from ncbench.training.seeding import seed_everything
 from ncbench.training.trainer import Trainer
 
@@ -80,53 +81,6 @@ class TrajectoryConfig:
             d["checkpoint"] = file_sha256(self.checkpoint)
         d["code"] = code_fingerprint()
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    lr: float
-    fit_loss: float          # running loss/accuracy of the (possibly augmented) training steps
-    fit_accuracy: float
-    train: SplitEval
-    test: SplitEval | None
-    probes: dict = field(default_factory=dict)
-
-
-@dataclass
-class TrajectoryRecord:
-    config: dict
-    epochs: list[EpochRecord]
-    class_counts: list[int]
-    seconds: float = 0.0
-    trained_by: dict = field(default_factory=dict)   # who trained: versions, git hash, time, world size
-
-    @property
-    def terminal_phase_epoch(self) -> int | None:
-        """The sustained terminal phase (Papyan et al. 2020): the first evaluated epoch from which the
-        train accuracy (un-augmented metric pass) is 100% at every later evaluated epoch to the end;
-        None when the last evaluated epoch is below 100% (`terminal_phase_reached` is then False)."""
-        start = None
-        for r in self.epochs:
-            if r.train.accuracy >= 1.0:
-                start = r.epoch if start is None else start
-            else:
-                start = None
-        return start
-
-    @property
-    def terminal_phase_reached(self) -> bool:
-        """Whether the run ends in a sustained terminal phase (`terminal_phase_epoch` is not None)."""
-        return self.terminal_phase_epoch is not None
-
-    @property
-    def first_perfect_train_epoch(self) -> int | None:
-        """The first evaluated epoch with 100% train accuracy, even if accuracy later dips below it
-        (what `terminal_phase_epoch` meant before it became the sustained one)."""
-        return next((r.epoch for r in self.epochs if r.train.accuracy >= 1.0), None)
-
-    def final(self) -> EpochRecord:
-        return self.epochs[-1]
 
 
 def load_splits(cfg: TrajectoryConfig) -> tuple[ImageDataset, ImageDataset]:

@@ -1,0 +1,50 @@
+"""The layering of ncbench/ (issue 14): no module imports itself back through any chain of imports,
+deferred (function-level) imports included; import-linter's contracts (`make lint`) say which layer
+may import which."""
+from __future__ import annotations
+
+import grimp
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_of_ncbench_is_in_an_import_cycle():
+    graph = grimp.build_graph("ncbench")
+    edges = {m: {w for w in graph.find_modules_directly_imported_by(m) if w.startswith("ncbench")}
+             for m in graph.modules}
+    assert _cycles(edges) == []
