@@ -134,14 +134,14 @@ def test_a_seed_group_runs_each_seed_once_and_aggregates(tmp_path, one_thread):
     gdir = run_dir / "g"
     assert sorted(p.name for p in (gdir / "_members").iterdir()) == ["seed=0", "seed=1"]
     df = pd.read_csv(gdir / "results.csv", keep_default_na=False, na_values=[""])
-    assert sorted(df.seed.unique()) == [0, 1] and df.variant.isna().all()
+    assert sorted(df.seed.unique()) == [0, 1] and set(df.variant.dropna()) == {"baseline=raw_pixels", "baseline=random_init"}
     # every member's own file is in the group's, row for row
     members_rows = pd.concat([pd.read_csv(gdir / "_members" / f"seed={s}" / "results.csv") for s in (0, 1)])
     assert len(df) == len(members_rows)
     # seeds really differ, and aggregate.csv is their t-interval
-    s = df[(df.split == "summary") & (df.metric == "nc1")].set_index("seed").value
+    s = df[(df.split == "summary") & (df.metric == "nc1") & df.variant.isna()].set_index("seed").value
     assert s[0] != s[1]
-    agg = pd.read_csv(gdir / "aggregate.csv").query("metric == 'nc1'").iloc[0]
+    agg = pd.read_csv(gdir / "aggregate.csv").loc[lambda d: (d.metric == "nc1") & d.variant.isna()].iloc[0]
     assert agg["mean"] == pytest.approx(s.mean()) and agg.n_seeds == 2
     assert agg.ci_high - agg["mean"] == pytest.approx(stats.t.ppf(0.975, 1) * s.std(ddof=1) / math.sqrt(2))
     # load_results reads the group's file once (not its members' copies)
