@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ncbench.preflight import parse_seeds
+
 EPILOG = """\
 examples:
   ncbench list tasks                       task specs shipped in tasks/ (and the task kinds)
@@ -26,7 +28,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="data set name (see `ncbench list datasets`); overrides the spec")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the spec's recipe)")
     p.add_argument("--seed", type=int, help="random seed in [0, 2**32 - 1] (overrides the spec)")
-    p.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
+    p.add_argument("--seeds", type=parse_seeds, metavar="S1,S2,...",
                    help="run each task once per seed (a group: results carry each seed, aggregate.csv the mean "
                         "and 95%% CI over seeds); e.g. --seeds 0,1,2")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
@@ -46,16 +48,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else half the "
                                      "CPUs this process may use, at least 1; recorded in each config.json)")
-
-
-def _seed_list(text: str) -> list[int]:
-    try:
-        seeds = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes integers joined by commas (e.g. 0,1,2), not {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"--seeds needs distinct non-negative integers, got {text!r}")
-    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:

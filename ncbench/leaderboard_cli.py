@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ncbench.preflight import parse_pretrained, resolve_device
+from ncbench.preflight import parse_pretrained, parse_seeds, resolve_device
 
 LB_HELP = "leaderboards folder (default: $NCBENCH_LEADERBOARDS, else the checkout's leaderboards/)"
 
@@ -35,7 +35,9 @@ def add_commands(sub) -> None:
     p.add_argument("--tier", choices=["trained", "frozen"], default="trained",
                    help="with --model: 'trained' runs tasks/leaderboard.yaml (trains), 'frozen' runs "
                         "tasks/leaderboard_frozen.yaml (the weights measured frozen, no training)")
-    p.add_argument("--seed", type=int, help="with --model: random seed (default: the specs' seed)")
+    p.add_argument("--seed", type=int, help="with --model: one random seed instead of the suite's seeds")
+    p.add_argument("--seeds", type=parse_seeds, metavar="S1,S2,...",
+                   help="with --model: the seeds to run (default: the leaderboard suite's, 0,1,2)")
     p.add_argument("--device", default="auto", help="with --model: cpu, cuda, cuda:1 or auto (default: auto)")
     p.add_argument("--data-dir", help="with --model: where real data sets live")
     p.add_argument("--out", default="results", help="with --model: results root folder (default: ./results)")
@@ -92,7 +94,10 @@ def _run_leaderboard_suite(args) -> Path:
     from ncbench.specs import load_suite
     from ncbench.suite import run_tasks
 
-    overrides = {"model": args.model, "seed": args.seed, "data_dir": args.data_dir, "device": resolve_device(args.device)}
+    overrides = {"model": args.model, "seed": args.seed, "data_dir": args.data_dir, "device": resolve_device(args.device),
+                 "seeds": args.seeds}
+    if args.seed is not None and args.seeds is None:
+        overrides["seeds"] = [args.seed]          # one seed asked for: that seed only
     if args.checkpoint:
         overrides["checkpoint"] = str(Path(args.checkpoint).expanduser().resolve())
     if args.pretrained:
@@ -199,8 +204,8 @@ def _submit(args) -> int:
 
     if bool(args.model) == bool(args.run_dirs):
         raise ValueError("submit takes RUN_DIR(s) or --model NAME (one of the two)")
-    if not args.model and (args.pretrained or args.checkpoint or args.seed is not None):
-        raise ValueError("--pretrained, --checkpoint and --seed go with --model; a run folder already says them")
+    if not args.model and (args.pretrained or args.checkpoint or args.seed is not None or args.seeds):
+        raise ValueError("--pretrained, --checkpoint, --seed and --seeds go with --model; a run folder already says them")
     run_dirs = args.run_dirs or [_run_leaderboard_suite(args)]
     res = submit(run_dirs, args.leaderboards, replace=args.replace, dry_run=args.dry_run)
     for n in res.notes:

@@ -60,6 +60,19 @@ def check_seed(seed) -> None:
         raise ValueError(f"seed must be an integer in [{lo}, {hi - 1}] (2**32 - 1), got {seed!r}")
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2` -> `[0, 1, 2]` (distinct, non-negative); an argparse type."""
+    import argparse
+
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers joined by commas (e.g. 0,1,2), not {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct non-negative integers, got {text!r}")
+    return seeds
+
+
 def check_checkpoint(path: str | Path) -> None:
     """The file exists, is readable and holds a state_dict timm can read with `weights_only=True`."""
     from timm.models import load_state_dict

@@ -175,3 +175,15 @@ def test_shipped_groups_declare_their_sweeps():
     assert list(lpm.sweep) == ["E_H"] and len(members(lpm)) == 4
     for g in (fs, mc, lpm):
         assert derived_of(g)
+
+
+def test_submit_takes_seeds_only_with_a_model_and_the_board_suite_runs_three(capsys):
+    from ncbench.cli import main
+    from ncbench.specs import load_suite
+
+    assert main(["submit", "--seeds", "0,1"]) == 2
+    assert "--seeds go with --model" in capsys.readouterr().err
+    _, specs = load_suite("leaderboard")
+    assert {tuple(s.seeds) for s in specs} == {(0, 1, 2)}            # every board entry: three seeds
+    _, one = load_suite("leaderboard", seeds=[4])
+    assert {tuple(s.seeds) for s in one} == {(4,)}
