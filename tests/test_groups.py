@@ -181,7 +181,7 @@ def test_submit_takes_seeds_only_with_a_model_and_the_board_suite_runs_three(cap
     from ncbench.cli import main
     from ncbench.specs import load_suite
 
-    assert main(["submit", "--seeds", "0,1"]) == 2
+    assert main(["submit", "results/some-run", "--seeds", "0,1"]) == 2
     assert "--seeds go with --model" in capsys.readouterr().err
     _, specs = load_suite("leaderboard")
     assert {tuple(s.seeds) for s in specs} == {(0, 1, 2)}            # every board entry: three seeds
