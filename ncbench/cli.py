@@ -241,10 +241,12 @@ def _list(args) -> int:
             if not args.pattern or fnmatch.fnmatch(n, args.pattern):
                 print(n)
         return 0
-    print(f"{'task':32s} {'kind':18s} {'v':>2s}  {'dataset':14s} {'model':22s} tier")
+    print(f"{'task':32s} {'kind':18s} {'v':>2s}  {'dataset':14s} {'model':22s} {'tier':6s} runs  sweep")
     for n in specs.task_names():
         if args.pattern and not fnmatch.fnmatch(n, args.pattern):
             continue
         s = specs.load_task(n)
-        print(f"{s.name:32s} {s.kind:18s} {s.version:>2d}  {s.dataset:14s} {s.model:22s} {s.tier}")
+        sweep = " × ".join(f"{k}[{len(v)}]" for k, v in s.sweep.items()) + (f" seeds{s.seeds}" if s.seeds else "")
+        print(f"{s.name:32s} {s.kind:18s} {s.version:>2d}  {s.dataset:14s} {s.model:22s} {s.tier:6s} "
+              f"{len(specs.members(s)):>4d}  {sweep}")
     return 0
