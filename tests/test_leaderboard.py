@@ -774,3 +774,15 @@ def test_readme_escapes_a_hand_placed_csv_name(tmp_path, tmp_leaderboards):
     (tmp_leaderboards / f"{evil}.csv").write_text(df.to_csv(index=False, lineterminator="\n"))
     readme = lb.render_readme(lb.read_tables(tmp_leaderboards))
     assert "<b>" not in readme and "## x&lt;b&gt;y" in readme
+
+
+def test_the_readme_embeds_the_claims_scorecard_when_one_is_committed(tmp_path, tmp_leaderboards):
+    from ncbench.leaderboard.store import write_readme
+
+    tmp_leaderboards.mkdir(parents=True, exist_ok=True)
+    (tmp_leaderboards / "claims.md").write_text("| claim | verdict |\n|---|---|\n| **x**: y | **reproduced** |\n")
+    text = write_readme(tmp_leaderboards).read_text()
+    assert "## Claims scorecard" in text and "| **x**: y | **reproduced** |" in text
+    assert "[claims.csv](claims.csv)" in text
+    (tmp_leaderboards / "claims.md").unlink()
+    assert "## Claims scorecard" not in write_readme(tmp_leaderboards).read_text()

@@ -129,9 +129,23 @@ def _metrics_line(board: BoardSpec) -> str:
     return "Metrics: " + "; ".join(parts) + "."
 
 
-def render_readme(tables: dict[str, pd.DataFrame]) -> str:
-    """README.md text: the header, then one Markdown table per task (deterministic: no timestamps)."""
+CLAIMS_HEAD = """\
+## Claims scorecard
+
+What the literature claims about neural collapse, measured by `ncbench suite claims` over three seeds
+(the verdict rule beside each claim; every number regenerates with that one command). Data:
+[claims.csv](claims.csv), with the reasons, inputs and per-seed values in
+[claims_detail.csv](claims_detail.csv).
+"""
+
+
+def render_readme(tables: dict[str, pd.DataFrame], claims_markdown: str | None = None) -> str:
+    """README.md text: the header, the claims scorecard (`claims.md` beside the boards, written by
+    `python -m ncbench.claims RUN --out leaderboards --markdown leaderboards/claims.md`), then one
+    Markdown table per task (deterministic: no timestamps)."""
     parts = [README_HEAD]
+    if claims_markdown:
+        parts.append(CLAIMS_HEAD + "\n" + claims_markdown.strip() + "\n")
     if not tables:
         parts.append("No submissions yet.\n")
     for task in sorted(tables):

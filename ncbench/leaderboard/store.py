@@ -144,7 +144,7 @@ def _write_all(lb_dir: Path, tables: dict[str, pd.DataFrame], changed: list[str]
     from ncbench.leaderboard.render import render_readme
 
     texts = {t: table_text(tables[t]) for t in changed}
-    readme = render_readme(tables)           # rendered before anything is written
+    readme = render_readme(tables, claims_markdown(lb_dir))           # rendered before anything is written
     written = []
     for t, text in texts.items():
         atomic_write_text(lb_dir / f"{t}.csv", text)
@@ -193,6 +193,15 @@ def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | N
     return result
 
 
+CLAIMS_MARKDOWN = "claims.md"
+"""The rendered claims scorecard beside the boards; README.md embeds it as its first section."""
+
+
+def claims_markdown(lb_dir: Path) -> str | None:
+    path = Path(lb_dir) / CLAIMS_MARKDOWN
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
 def write_readme(leaderboards: str | Path | None = None) -> Path:
     """Re-render README.md from the CSVs (after a hand edit or a task version bump)."""
     from ncbench.leaderboard.render import render_readme
@@ -201,7 +210,7 @@ def write_readme(leaderboards: str | Path | None = None) -> Path:
     try:
         with _lock(lb_dir, 120.0):
             tables = read_tables(lb_dir)
-            atomic_write_text(lb_dir / README, render_readme(tables))
+            atomic_write_text(lb_dir / README, render_readme(tables, claims_markdown(lb_dir)))
     except ResultsWriteError:
         raise
     except OSError as e:
