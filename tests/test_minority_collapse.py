@@ -283,10 +283,11 @@ def test_shipped_specs_plan_every_run(name, runs, profile):
         assert p["classifier"] in spec.sweep["classifier"]
 
 
-# -- the claim, on the embedded default (slow: six real trainings) --------------------------------
+# -- the claim, on the embedded default (slow: nine real trainings) -------------------------------
 @pytest.mark.slow
 def test_mnist5k_minority_collapse_and_fixed_etf(tmp_path):
-    """Learnable classifier: the minority rows draw together as R grows 1 -> 10 (Fang et al. 2021).
+    """Learnable classifier: the minority rows draw together as R grows 1 -> 10 -> 100, towards
+    collapse at R = 100 (Fang et al. 2021: seeds 0-2 measured 0.65-0.68 there, from -0.13 at R = 1).
     Fixed ETF: classifier cosine −1/(K−1) by construction, and the minority feature means at R = 10
     stay further apart than with the learnable classifier (Yang et al. 2022)."""
     spec = load_task("minority_collapse_mnist5k")
@@ -294,7 +295,8 @@ def test_mnist5k_minority_collapse_and_fixed_etf(tmp_path):
     assert runs[0].status == "done", runs[0].error
     s = _summary(pd.read_csv(run_dir / spec.name / "results.csv"))
     print({f"R{r:g}/{v}/{m}": round(x, 4) for (r, v, m), x in s.items()})
-    assert s[(10.0, "learnable", "minority_classifier_cosine")] > s[(1.0, "learnable", "minority_classifier_cosine")]
-    for ratio in (1.0, 10.0):
+    cos = [s[(r, "learnable", "minority_classifier_cosine")] for r in (1.0, 10.0, 100.0)]
+    assert cos[0] < cos[1] < cos[2] and cos[2] > 0.3
+    for ratio in (1.0, 10.0, 100.0):
         assert s[(ratio, "etf", "minority_classifier_cosine")] == pytest.approx(-1 / 9, abs=1e-6)
     assert s[(10.0, "etf", "minority_feature_cosine")] < s[(10.0, "learnable", "minority_feature_cosine")]
