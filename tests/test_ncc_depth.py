@@ -314,3 +314,18 @@ def test_task_vit_model_kwargs_and_mean_token(tmp_path):
     assert layers.name.tolist() == [f"blocks.{i}" for i in range(6)] + ["pre_logits"]
     assert set(layers.token_pool) == {"mean"} and set(layers.granularity) == {"blocks"}
     assert set(layers.dim) == {64}
+
+
+def test_the_imbalance_sweep_reads_the_minority_tasks_learnable_runs():
+    """ncc_depth_imbalance_mnist5k trains nothing of its own: each R is the learnable-classifier run
+    of minority_collapse_mnist5k (same trajectory key), probed per layer."""
+    from ncbench.specs import load_task, members
+    from ncbench.tasks import TASK_KINDS
+
+    depth = [TASK_KINDS.get("ncc_depth")(m).trajectories()[0] for m in members(load_task("ncc_depth_imbalance_mnist5k"))]
+    mc = {m.variant: TASK_KINDS.get("minority_collapse")(m).trajectories()[0]
+          for m in members(load_task("minority_collapse_mnist5k"))}
+    assert [c.key() for c in depth] == [mc[f"ratio={r},classifier=learnable"].key() for r in (1, 10, 100)]
+    assert depth[0].imbalance is not None and dict(depth[2].imbalance)["ratio"] == 100.0
+    with pytest.raises(ValueError, match="imbalance_ratio must be a finite number >= 1"):
+        TASK_KINDS.get("ncc_depth")(_spec(options={"imbalance_ratio": 0.5}))

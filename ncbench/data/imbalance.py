@@ -148,6 +148,17 @@ def imbalanced_view(dataset: ImageDataset, profile: str, ratio: float, n_majorit
     return dataset.subset(keep, **info)
 
 
+def imbalance_key(profile: str, ratio: float, n_majority: int | None = None,
+                  n: int | None = None) -> tuple[tuple[str, object], ...] | None:
+    """The `TrajectoryConfig.imbalance` of an `imbalanced_view`: None for R = 1 without `n` (the train
+    split as it is, so the run is shared with every task training the same recipe on that split)."""
+    if float(ratio) == 1.0 and n is None:
+        return None
+    key = [("profile", profile), ("ratio", float(ratio))]
+    key += [(k, v) for k, v in (("n_majority", n_majority), ("n", n)) if v is not None]
+    return tuple(key)
+
+
 def class_subset(dataset: ImageDataset, classes: Sequence[int], relabel: bool = True) -> ImageDataset:
     """The samples of `classes` (original indices). With `relabel`, class `classes[j]` becomes label `j`
     and `.classes` follows that order; without, labels and class names are unchanged. `info` records

@@ -41,7 +41,7 @@ from typing import ClassVar
 import pandas as pd
 import torch
 
-from ncbench.data.imbalance import GROUPS, PROFILES
+from ncbench.data.imbalance import GROUPS, PROFILES, imbalance_key
 from ncbench.metrics.minority import ClassGroupStats, group_accuracies, minority_cosine
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.trained_backbone import TrajectoryTask
@@ -159,11 +159,7 @@ class MinorityCollapse(TrajectoryTask):
         head, loss = VARIANTS[variant]
         base = self.trajectory_config()
         o = self.options
-        imbalance = None
-        if not (float(ratio) == 1.0 and o["n"] is None):
-            imbalance = [("profile", o["profile"]), ("ratio", float(ratio))]
-            imbalance += [(k, o[k]) for k in ("n_majority", "n") if o[k] is not None]
-            imbalance = tuple(imbalance)
+        imbalance = imbalance_key(o["profile"], ratio, o["n_majority"], o["n"])
         return replace(base, head=head, recipe=replace(base.recipe, loss=loss), imbalance=imbalance)
 
     def trajectories(self) -> list[TrajectoryConfig]:

@@ -16,6 +16,11 @@ metric engine's streaming state (`CollapseStats`, then `NearestCentrePass` aroun
 pooled train features are kept for pass two when they fit `FEATURE_CACHE_BYTES` (else the forward
 runs again). The test split needs one pass: its own means only enter `cdnv`/`nc1`.
 
+Imbalance (`options.imbalance_ratio` R, `imbalance_profile`, `n_majority`, `n`): the training runs on
+`ncbench.data.imbalance.imbalanced_view` of the train split, the very run a `minority_collapse`
+task with the same recipe trains for its learnable classifier (review §5 asks how imbalance changes
+the minimal depth; `tasks/ncc_depth_imbalance_mnist5k.yaml` sweeps R).
+
 Sources (`options.source`): `trajectory` (default) measures the shared `train_collapse` run through a
 per-epoch probe, so the depth curve over training costs no retraining; `pretrained` measures the
 backbone as built (timm pretrained weights, `checkpoint:`, or the random init) without training; its
@@ -31,6 +36,7 @@ import pandas as pd
 import torch
 
 from ncbench.data.dataset import ImageDataset
+from ncbench.data.imbalance import PROFILES, imbalance_key
 from ncbench.metrics import CollapseStats
 from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS, LayerFeatures
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
@@ -158,7 +164,9 @@ class NCCDepth(TrajectoryTask):
     """Per-layer NCC accuracy, NC4, CDNV, NC1 and the minimal NCC-depth, per evaluated epoch."""
 
     default_options: ClassVar[dict] = {"epsilon": 0.01, "granularity": "blocks", "token_pool": "auto",
-                             "source": "trajectory", "model_kwargs": {}, "batch_size": 512}
+                             "source": "trajectory", "model_kwargs": {}, "batch_size": 512,
+                             # train on an imbalanced view (review §5: how imbalance changes the depth)
+                             "imbalance_ratio": 1.0, "imbalance_profile": "step", "n_majority": None, "n": None}
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -172,6 +180,12 @@ class NCCDepth(TrajectoryTask):
         if o["source"] not in ("trajectory", "pretrained"):
             raise ValueError(f"task '{spec.name}': options.source must be 'trajectory' (the shared "
                              f"training run) or 'pretrained' (the backbone as built), got {o['source']!r}")
+        r = o["imbalance_ratio"]
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 1:
+            raise ValueError(f"task '{spec.name}': options.imbalance_ratio must be a finite number >= 1, got {r!r}")
+        if o["imbalance_profile"] not in PROFILES:
+            raise ValueError(f"task '{spec.name}': options.imbalance_profile must be one of {list(PROFILES)}, "
+                             f"got {o['imbalance_profile']!r}")
         if not 0 <= float(o["epsilon"]) < 1:
             raise ValueError(f"task '{spec.name}': options.epsilon must lie in [0, 1), got {o['epsilon']!r}")
 
@@ -180,8 +194,10 @@ class NCCDepth(TrajectoryTask):
         return f"ncc_depth/{self.options['granularity']}/{self.options['token_pool']}"
 
     def trajectory_config(self, **changes):
-        kwargs = tuple(sorted(dict(self.options["model_kwargs"]).items()))
-        return super().trajectory_config(**({"model_kwargs": kwargs} | changes))
+        o = self.options
+        kwargs = tuple(sorted(dict(o["model_kwargs"]).items()))
+        imbalance = imbalance_key(o["imbalance_profile"], o["imbalance_ratio"], o["n_majority"], o["n"])
+        return super().trajectory_config(**({"model_kwargs": kwargs, "imbalance": imbalance} | changes))
 
     def trajectories(self) -> list:
         return [] if self.options["source"] == "pretrained" else [self.trajectory_config()]
