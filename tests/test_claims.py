@@ -258,6 +258,18 @@ def test_every_catalog_claim_reproduced_on_a_run_built_to_satisfy_it(tmp_path):
     assert detail.set_index("claim_id").loc["lpm_threshold_grows_with_eh", "reason"].startswith("one seed")
 
 
+def test_a_groups_member_folders_are_not_read_twice(tmp_path):
+    """A group's results.csv holds its members' rows; the copies under `_members/` (and the shared
+    `_trajectories`) must not count again (the first real claims run read every row twice)."""
+    run = write_run(tmp_path / "run", catalog_rows())
+    for task in ("train_collapse_mnist5k", "fewshot_mnist5k"):
+        member = run / task / "_members" / "seed=0"
+        member.mkdir(parents=True)
+        (member / "results.csv").write_bytes((run / task / "results.csv").read_bytes())
+    card = pd.read_csv(write_scorecard(run)[0])
+    assert (card.verdict == "reproduced").all(), card.verdict.tolist()
+
+
 def test_catalog_verdicts_follow_the_data_one_seed_and_an_empty_folder(tmp_path):
     rows = catalog_rows()
     for r in rows["minority_collapse_mnist5k"]:       # ETF now hurts the minority classes

@@ -32,14 +32,15 @@ def catalog_table(claims=None) -> pd.DataFrame:
 
 
 def read_run_rows(run_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """Every readable `results.csv` under `run_dir` (not the shared `_trajectories`), and the problems of
-    the others (a file with another header, or non-numbers, is skipped and named)."""
+    """Every readable `results.csv` under `run_dir` (not under `_trajectories`, `_jobs` or a group's
+    `_members`, whose rows the group's own file holds), and the problems of the others (a file with
+    another header, or non-numbers, is skipped and named)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder '{run_dir}' not found")
     frames, problems = [], []
     for f in sorted(run_dir.rglob("results.csv")):
-        if "_trajectories" in f.relative_to(run_dir).parts:
+        if any(part.startswith("_") for part in f.relative_to(run_dir).parts[:-1]):
             continue
         try:
             frames.append(typed_results(read_long_csv(f), str(f)))
