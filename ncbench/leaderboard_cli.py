@@ -231,7 +231,9 @@ def _leaderboard(args) -> int:
     if args.task:
         path = lb_dir / f"{args.task}.csv"
         if not path.is_file():
-            have = sorted(p.stem for p in lb_dir.glob("*.csv"))
+            from ncbench.leaderboard.store import board_files
+
+            have = sorted(p.stem for p in board_files(lb_dir))
             raise FileNotFoundError(f"no leaderboard for '{args.task}' in {lb_dir} (have: {have or 'none yet'})")
         print(terminal_table(args.task, read_table(path, args.task)))
         return 0

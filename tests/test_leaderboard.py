@@ -786,3 +786,12 @@ def test_the_readme_embeds_the_claims_scorecard_when_one_is_committed(tmp_path, 
     assert "[claims.csv](claims.csv)" in text
     (tmp_leaderboards / "claims.md").unlink()
     assert "## Claims scorecard" not in write_readme(tmp_leaderboards).read_text()
+
+
+def test_the_committed_scorecard_beside_the_boards_is_not_read_as_a_board(tmp_path, tmp_leaderboards):
+    from ncbench.leaderboard.store import board_files, read_tables
+
+    tmp_leaderboards.mkdir(parents=True, exist_ok=True)
+    (tmp_leaderboards / "claims.csv").write_text("claim_id,claim,source,statistic,value,ci_low,ci_high,n_seeds,verdict\n")
+    (tmp_leaderboards / "claims_detail.csv").write_text("claim_id,verdict,reason\n")
+    assert board_files(tmp_leaderboards) == [] and read_tables(tmp_leaderboards) == {}

@@ -56,7 +56,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fewshot_error_grows_with_cdnv",
           "Few-shot error grows with the CDNV of the target classes: Spearman ρ across 5-shot episodes "
           "between episode CDNV and episode error is positive",
-          "Galanti, György, Hutter 2022 (Prop. 5)",
+          "Galanti, György, Hutter 2022 (few-shot NCC error and target CDNV)",
           "mean", Measure(FEWSHOT, "spearman_cdnv_error_5shot", "source_classes=5"), ">", 0.0),
     Claim("cdnv_bound_holds",
           "The population-CDNV bound holds: it is at or above the measured test CDNV for at least 95% "

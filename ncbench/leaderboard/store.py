@@ -82,7 +82,7 @@ def read_table(path: Path, task: str | None = None) -> pd.DataFrame:
 
 def read_tables(lb_dir: Path) -> dict[str, pd.DataFrame]:
     """Every `<task>.csv` of a leaderboards folder, validated."""
-    return {p.stem: read_table(p) for p in sorted(Path(lb_dir).glob("*.csv"))}
+    return {p.stem: read_table(p) for p in board_files(lb_dir)}
 
 
 def table_text(df: pd.DataFrame) -> str:
@@ -193,6 +193,15 @@ def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | N
     return result
 
 
+NOT_BOARDS = ("claims.csv", "claims_detail.csv")
+"""CSVs beside the boards that are not boards: the committed claims scorecard (`ncbench.claims`)."""
+
+
+def board_files(lb_dir: str | Path) -> list[Path]:
+    """The task boards of a leaderboards folder (`<task>.csv`), the scorecard files aside."""
+    return [p for p in sorted(Path(lb_dir).glob("*.csv")) if p.name not in NOT_BOARDS]
+
+
 CLAIMS_MARKDOWN = "claims.md"
 """The rendered claims scorecard beside the boards; README.md embeds it as its first section."""
 
@@ -223,7 +232,7 @@ def board_path(task: str, leaderboards: str | Path | None = None) -> Path:
     lb_dir = leaderboards_dir(leaderboards)
     path = lb_dir / f"{task}.csv"
     if not path.is_file():
-        have = sorted(p.stem for p in lb_dir.glob("*.csv"))
+        have = sorted(p.stem for p in board_files(lb_dir))
         raise FileNotFoundError(f"no leaderboard for task '{task}' in {lb_dir} (leaderboards: {have or 'none yet'})")
     return path
 
