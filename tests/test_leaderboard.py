@@ -441,7 +441,9 @@ def test_empty_leaderboards_render_and_the_repo_readme_is_current():
     assert "No submissions yet." in lb.render_readme({})
     repo = ROOT / "leaderboards"
     assert (repo / "README.md").is_file()
-    assert (repo / "README.md").read_text() == lb.render_readme(lb.read_tables(repo)), \
+    from ncbench.leaderboard.store import claims_markdown
+
+    assert (repo / "README.md").read_text() == lb.render_readme(lb.read_tables(repo), claims_markdown(repo)), \
         "leaderboards/README.md is stale: run `ncbench leaderboard --render`"
 
 
@@ -675,9 +677,10 @@ def test_readme_escapes_markdown_and_html_of_any_cell(tmp_path, tmp_leaderboards
 
 
 def test_committed_leaderboards_are_within_the_declared_ranges():
+    from ncbench.leaderboard.store import board_files
     from ncbench.metrics.vocabulary import declaration
 
-    for path in sorted((ROOT / "leaderboards").glob("*.csv")):
+    for path in board_files(ROOT / "leaderboards"):
         df = lb.typed_table(lb.read_table(path))
         for m in lb.metric_columns(df.columns):
             d = declaration(m)
