@@ -46,6 +46,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
+            self._load()   # the registry's own items first: a later duplicate is always the error
             if name in self._items:
                 raise ValueError(f"{self.kind} '{name}' is already registered ({self._items[name]!r})")
             self._items[name] = obj

@@ -33,7 +33,7 @@ from ncbench.results.writer import (
     write_long_csv,
     write_table_csv,
 )
-from ncbench.specs.groups import axis_name, derived_of, is_group, member_label, members
+from ncbench.specs.groups import derived_of, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import RunContext, Task, TaskOutput, TaskSpec
 from ncbench.training.distributed import is_main
@@ -330,7 +330,7 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
                         epoch=pd.to_numeric(rows.epoch.mask(rows.epoch == "")),
                         seed=pd.to_numeric(rows.seed).astype(int))
     summary = typed[typed.split == "summary"]
-    derived = derived_rows(summary, derived_of(spec), [axis_name(k) for k in spec.sweep])
+    derived = derived_rows(summary, derived_of(spec))
     context = _context(spec, run_id, provenance(spec.device), summary.precision.iloc[0] if len(summary) else "fp32",
                        status)
     context.pop("seed"), context.pop("status"), context.pop("status_reason")

@@ -103,14 +103,14 @@ def test_paired_differences_and_spearman_trends_by_hand():
     g = spec(sweep={"S": [2, 3, 5], "w": ["a", "b"]},
              aggregate=[{"name": "gain", "of": "acc", "difference": {"S": [5, 2]}},
                         {"name": "trend", "of": "acc", "spearman": "S"}])
-    out = pd.DataFrame(derived_rows(_summary(rows), derived_of(g), ["S", "w"]))
+    out = pd.DataFrame(derived_rows(_summary(rows), derived_of(g)))
     gain = out[out.metric == "gain"]
     assert sorted(zip(gain.variant, gain.seed)) == [("w=a", 0), ("w=a", 1), ("w=b", 0), ("w=b", 1)]
     np.testing.assert_allclose(gain.value, 0.3, atol=1e-12)              # (0.5 − 0.2), every seed and w
     assert (out[out.metric == "trend"].value == 1.0).all() and set(out.epoch) == {3.0}
     two = spec(sweep={"S": [2, 5]}, aggregate=[{"name": "trend", "of": "acc", "spearman": "S"}])
     assert math.isnan(derived_rows(_summary([("S=2", 0, "acc", 1.0), ("S=5", 0, "acc", 2.0)]),
-                                   derived_of(two), ["S"])[0]["value"])   # two points: no rank trend
+                                   derived_of(two))[0]["value"])   # two points: no rank trend
 
 
 def test_over_seeds_is_the_student_t_interval_and_leaves_out_runs_not_ok():
@@ -187,3 +187,16 @@ def test_submit_takes_seeds_only_with_a_model_and_the_board_suite_runs_three(cap
     assert {tuple(s.seeds) for s in specs} == {(0, 1, 2)}            # every board entry: three seeds
     _, one = load_suite("leaderboard", seeds=[4])
     assert {tuple(s.seeds) for s in one} == {(4,)}
+
+
+def test_a_comparison_never_mixes_a_networks_rows_with_its_baselines():
+    """The sweep's rows and their `baseline=…` sub-variants are compared apart (the first real
+    default-suite run after the baselines gave sweep_spearman 0.27 instead of 1.0 from the mix)."""
+    rows = []
+    for s, acc in ((2, 0.4), (3, 0.5), (5, 0.7)):
+        rows += [(f"source_classes={s}", 0, "acc", acc), (f"source_classes={s},baseline=raw_pixels", 0, "acc", 0.9)]
+    g = spec(sweep={"source_classes": [2, 3, 5]}, aggregate=[{"name": "trend", "of": "acc", "spearman": "source_classes"},
+                                                              {"name": "gain", "of": "acc", "difference": {"source_classes": [5, 2]}}])
+    out = pd.DataFrame(derived_rows(_summary(rows), derived_of(g))).set_index(["metric", "variant"])
+    assert out.loc[("trend", ""), "value"] == 1.0 and math.isnan(out.loc[("trend", "baseline=raw_pixels"), "value"])
+    assert out.loc[("gain", ""), "value"] == pytest.approx(0.3) and out.loc[("gain", "baseline=raw_pixels"), "value"] == 0.0

@@ -32,7 +32,7 @@ def _statuses(rows: pd.DataFrame) -> RunStatus:
     return worst(RunStatus(s or "ok", r or "") for s, r in zip(rows.status, rows.status_reason))
 
 
-def derived_rows(summary: pd.DataFrame, derived: list[Derived], axes: list[str]) -> list[dict]:
+def derived_rows(summary: pd.DataFrame, derived: list[Derived]) -> list[dict]:
     """Rows of the declared comparisons from the members' summary rows (columns `variant`, `seed`,
     `metric`, `value`, `epoch`, `status`, `status_reason`)."""
     out: list[dict] = []
@@ -41,8 +41,9 @@ def derived_rows(summary: pd.DataFrame, derived: list[Derived], axes: list[str])
     points = summary.assign(_point=[parse_variant(v) for v in summary.variant])
     for d in derived:
         rows = points[points.metric == d.of]
-        others = [a for a in axes if a != d.axis]
-        keys = [tuple((a, p.get(a, "")) for a in others) for p in rows._point]
+        # every other part of the variant: the other sweep axes and a row's own sub-variant (e.g.
+        # `baseline=raw_pixels`), so a comparison never mixes a network's rows with its baselines'
+        keys = [tuple((a, v) for a, v in p.items() if a != d.axis) for p in rows._point]
         rows = rows.assign(_others=keys, _level=[p.get(d.axis, "") for p in rows._point])
         for (seed, other), g in rows.groupby(["seed", "_others"], sort=False):
             value = _compare(d, g)
