@@ -2,7 +2,8 @@
 every summary metric over seeds with its Student-t 95% interval (`ncbench.metrics.confidence`).
 
 - `derived_rows`: the group's declared comparisons, one summary row per seed and per value of the
-  other sweep axes: a paired difference `value(a) − value(b)` or Spearman's ρ along the axis;
+  rest of the variant (the other sweep axes, and a row's own sub-variant such as `baseline=…`): a
+  paired difference `value(a) − value(b)` or Spearman's ρ along the axis;
 - `over_seeds`: per (split, variant, metric) of the summary rows, the mean over the seeds whose run
   is `ok`, its sample std, `mean ± t_{0.975, n−1}·s/√n`, and how many seeds were left out as not ok.
   A comparison's rows are per-seed differences, so their interval is the paired one.
