@@ -33,7 +33,7 @@ from ncbench.results.writer import (
     write_long_csv,
     write_table_csv,
 )
-from ncbench.specs.groups import derived_of, is_group, member_label, members
+from ncbench.specs.groups import derived_of, group_hash, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import RunContext, Task, TaskOutput, TaskSpec
 from ncbench.training.distributed import is_main
@@ -264,12 +264,6 @@ def _plot(task: Task, out: TaskOutput, out_dir: Path, log) -> list[str]:
         return []
 
 
-def group_hash(spec: TaskSpec, member_specs: list[TaskSpec]) -> str:
-    """A group's configuration: its own spec and every member's."""
-    text = spec.config_hash() + "".join(m.config_hash() for m in member_specs)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
 def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: str, force: bool, main: bool,
                log, lock_timeout: float | None) -> TaskRun:
     """After its members ran: the group's results.csv (every member's rows, then the declared
@@ -298,7 +292,8 @@ def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: s
         written, out = write_group(spec, member_runs, run_id, status, gdir)
         plots = _plot(task, out, gdir, log)
         write_json(gdir / "config.json", {
-            "spec": spec.to_dict(), "config_hash": ghash, "provenance": provenance(spec.device),
+            "spec": spec.to_dict(), "sweep_order": list(spec.sweep),   # config.json sorts keys; the sweep's order names its runs
+            "config_hash": ghash, "provenance": provenance(spec.device),
             "seconds": seconds, "plots": plots, "status": status.status, "status_reason": status.reason,
             "members": [{"folder": str(r.dir.relative_to(gdir)), "variant": r.spec.variant, "seed": r.spec.seed,
                          "config_hash": r.spec.config_hash(), "status": r.run_status} for r in member_runs],

@@ -147,11 +147,16 @@ def _read_run(task_dir: Path):
         raise ValueError(f"{name}: schema: {e}") from None
     if raw.empty:
         raise ValueError(f"{name}: incomplete, results.csv has no rows")
-    for col in ("run_id", "task", "task_version", "model", "pretrained", "dataset", "seed", "config_hash"):
+    group = "members" in cfg     # a group (seeds / sweep): its members' rows, each with its seed and hash
+    same = ("run_id", "task", "task_version", "model", "pretrained", "dataset") + (() if group else ("seed", "config_hash"))
+    for col in same:
         values = list(raw[col].unique())
         if len(values) != 1:
             raise ValueError(f"{name}: results.csv mixes several {col} values {values[:4]}: one folder must "
                              f"hold one run of one configuration")
+    if group:
+        _check_group(name, ran, cfg, raw)
+        return ran, raw, typed
     if raw["config_hash"].iloc[0] != cfg_hash:
         raise ValueError(f"{name}: results.csv (config {raw['config_hash'].iloc[0]}) and config.json (config "
                          f"{cfg_hash}) disagree: the folder mixes two runs, rerun the task")
@@ -163,6 +168,31 @@ def _read_run(task_dir: Path):
         raise ValueError(f"{name}: config.json's config hash {cfg_hash} is not the hash of the spec it records "
                          f"({recomputed}): the folder was edited; rerun the task")
     return ran, raw, typed
+
+
+def _check_group(name: str, ran: dict, cfg: dict, raw) -> None:
+    """A group folder is what its spec expands to: the recorded members are `members(spec)` (same
+    config hashes, in order), the group hash is theirs, and every row comes from a member or the group."""
+    from ncbench.specs import TaskSpec, group_hash, members
+
+    try:
+        ran = dict(ran)
+        order = cfg.get("sweep_order") or list(ran.get("sweep") or {})   # config.json sorted the keys
+        ran["sweep"] = {k: ran["sweep"][k] for k in order}
+        spec = TaskSpec.from_dict(ran, "config.json")
+        expected = members(spec)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: config.json's spec is not a valid group ({e})") from None
+    recorded = [m.get("config_hash") for m in cfg["members"]]
+    if recorded != [m.config_hash() for m in expected]:
+        raise ValueError(f"{name}: config.json's members are not the runs its spec expands to: the folder was "
+                         f"edited or mixes two runs; rerun the task")
+    if cfg["config_hash"] != group_hash(spec, expected):
+        raise ValueError(f"{name}: config.json's group hash {cfg['config_hash']} is not the hash of its spec and "
+                         f"members: the folder was edited; rerun the task")
+    stray = sorted(set(raw["config_hash"]) - set(recorded) - {cfg["config_hash"]})
+    if stray:
+        raise ValueError(f"{name}: results.csv holds rows of runs that are not members ({stray[:3]}): rerun the task")
 
 
 def _check_current(name: str, task: str, first, ran: dict):
@@ -243,18 +273,19 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
     if board is None:
         return None
     summary = typed[(typed["split"] == "summary") & (typed["layer"].astype(str) == "")]
-    points = _summary_by_variant(task, summary)
-    _check_complete(task, board, points)
-    ident = {"task": task, "task_version": str(int(first["task_version"])), "model": first["model"],
-             "pretrained": weights_tag(ran), "dataset": first["dataset"], "seed": str(int(first["seed"]))}
     prov = {c: first[c] for c in PROVENANCE if c in raw.columns}
     prov["date"] = first["started_at"]
     declared = list(board.metrics)
     rows = []
-    for variant, p in points.items():
-        order = [m for m in declared if m in p["values"]] + [m for m in p["values"] if m not in declared]
-        rows.append({**ident, "variant": variant, "status": p["status"], "status_reason": p["reason"],
-                     **{m: format_value(p["values"][m]) for m in order}, **prov})
+    for seed in sorted(int(s) for s in summary["seed"].dropna().unique()):   # a seed group: every seed
+        points = _summary_by_variant(task, summary[summary["seed"] == seed])
+        _check_complete(task, board, points)
+        ident = {"task": task, "task_version": str(int(first["task_version"])), "model": first["model"],
+                 "pretrained": weights_tag(ran), "dataset": first["dataset"], "seed": str(seed)}
+        for variant, p in points.items():
+            order = [m for m in declared if m in p["values"]] + [m for m in p["values"] if m not in declared]
+            rows.append({**ident, "variant": variant, "status": p["status"], "status_reason": p["reason"],
+                         **{m: format_value(p["values"][m]) for m in order}, **prov})
     return Entry(task, rows, task_dir)
 
 

@@ -63,7 +63,18 @@ DECLARATIONS: tuple[tuple[str, MetricDeclaration], ...] = (
     ("*pvalue", MetricDeclaration(0.0, 1.0, atol=0.05, rtol=0.0, note="a p-value")),
     ("*spearman*", COSINE),
     ("*cosine", COSINE),
+    ("*_trend_*", COSINE),                 # Spearman rho of a declared comparison along a sweep
     ("sweep_gain*", GAIN),
+    ("*_minority_gain", GAIN),             # paired difference of two minority accuracies
+    ("*vacuous*", MetricDeclaration(0.0, 1.0, atol=0.0, rtol=0.0, note="a 0/1 flag (the bound is >= 1)")),
+    ("terminal_phase_reached", MetricDeclaration(0.0, 1.0, atol=0.0, rtol=0.0, note="a 0/1 flag")),
+    ("ncc_error_bound_ratio_*", NON_NEGATIVE),
+    ("ncc_error_bound_*", NON_NEGATIVE),   # a bound on an error: above 1 it is vacuous
+    ("ncc_error_*", FRACTION),
+    ("bound_holds_fraction*", FRACTION),
+    ("bound_tightness*", NON_NEGATIVE),
+    ("bound_delta", MetricDeclaration(0.0, 1.0, atol=0.0, rtol=0.0, note="the bound's failure probability: a setting")),
+    ("first_perfect_train_epoch", EXACT_COUNT),
     ("*accuracy", FRACTION),
     ("chance", FRACTION),
     ("*acc", FRACTION),

@@ -26,6 +26,7 @@ Task code never sees a sweep: each member is an ordinary run of its kind with sc
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from dataclasses import dataclass, replace
@@ -111,6 +112,12 @@ def _at_point(spec: TaskSpec, point: dict) -> TaskSpec:
         else:
             options[key] = value
     return replace(spec, options=options, recipe=recipe, **fields)
+
+
+def group_hash(spec: TaskSpec, member_specs: list[TaskSpec]) -> str:
+    """A group's configuration hash: its own spec's and every member's, in order."""
+    text = spec.config_hash() + "".join(m.config_hash() for m in member_specs)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def member_label(member: TaskSpec, group: TaskSpec) -> str:
