@@ -239,3 +239,32 @@ def test_reading_and_rendering_boards_does_not_import_torch():
             "sys.exit(3 if 'torch' in sys.modules else (0 if len(b.entries) else 4))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+
+
+# --------------------------------------------------------------------------- a seed group, submitted
+def test_a_seed_group_folder_submits_every_seed_and_refuses_an_edited_member_list(tmp_path, monkeypatch):
+    """A real group run (the layer-peeled sweep over E_H, seeds 0 and 1: seconds of CPU) submits one
+    board row per (seed, variant); a config.json whose members are not what its spec expands to is
+    refused."""
+    import json
+
+    from ncbench.specs import load_task
+    from ncbench.suite import run_tasks
+
+    boards = tmp_path / "boards"
+    monkeypatch.setenv("NCBENCH_LEADERBOARDS", str(boards))
+    spec = load_task("lpm_minority_curve", seeds=[0, 1])
+    run_dir, runs = run_tasks("s", [spec], tmp_path / "results", progress=False, log=lambda m: None)
+    assert runs[0].status == "done", runs[0].error
+    lb.submit([run_dir], boards)
+    board = pd.read_csv(boards / "lpm_minority_curve.csv", keep_default_na=False)
+    assert sorted(set(board.seed)) == [0, 1]
+    assert {v for v in board.variant if v.startswith("E_H=")} == {"E_H=1", "E_H=2", "E_H=5", "E_H=10"}
+    entries = lb.load_leaderboard("lpm_minority_curve", boards).entries
+    assert set(entries[entries.metric == "threshold_ratio"].n_seeds) == {2}
+    cfg_path = run_dir / "lpm_minority_curve" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["members"] = cfg["members"][::-1]
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(lb.SubmissionRefused, match="members are not the runs its spec expands to"):
+        lb.submit([run_dir], boards, replace=True)
