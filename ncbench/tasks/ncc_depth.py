@@ -164,7 +164,7 @@ class NCCDepth(TrajectoryTask):
     """Per-layer NCC accuracy, NC4, CDNV, NC1 and the minimal NCC-depth, per evaluated epoch."""
 
     default_options: ClassVar[dict] = {"epsilon": 0.01, "granularity": "blocks", "token_pool": "auto",
-                             "source": "trajectory", "model_kwargs": {}, "batch_size": 512,
+                             "source": "trajectory", "batch_size": 512,
                              # train on an imbalanced view (review §5: how imbalance changes the depth)
                              "imbalance_ratio": 1.0, "imbalance_profile": "step", "n_majority": None, "n": None}
 
@@ -195,9 +195,8 @@ class NCCDepth(TrajectoryTask):
 
     def trajectory_config(self, **changes):
         o = self.options
-        kwargs = tuple(sorted(dict(o["model_kwargs"]).items()))
         imbalance = imbalance_key(o["imbalance_profile"], o["imbalance_ratio"], o["n_majority"], o["n"])
-        return super().trajectory_config(**({"model_kwargs": kwargs, "imbalance": imbalance} | changes))
+        return super().trajectory_config(**({"imbalance": imbalance} | changes))
 
     def trajectories(self) -> list:
         return [] if self.options["source"] == "pretrained" else [self.trajectory_config()]

@@ -10,6 +10,7 @@ initialisation, `ncbench.baselines.measure`, as summary rows with variant `basel
 """
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 from ncbench.tasks.base import Task
@@ -47,22 +48,16 @@ class TrajectoryTask(Task):
         fields.update(changes)
         return TrajectoryConfig(**fields)
     def baseline_rows(self, cfg: TrajectoryConfig | None = None) -> list[dict]:
-        """Summary rows of `ncbench.baselines.measure` on this run's splits (none with `baselines: false`)."""
+        """Summary rows of `ncbench.baselines.measure` on this run's splits (none with `baselines: false`).
+        Computed once per training configuration and process: the tasks that share a run share them."""
         if not self.options["baselines"]:
             return []
-        from ncbench.baselines.measure import BASELINES, baseline_features, collapse_baseline
         from ncbench.tasks.base import rows_from
-        from ncbench.training.trajectory import load_splits
 
         cfg = cfg or self.trajectory_config()
-        train, test = load_splits(cfg)
-        K = train.num_classes
-        rows = []
-        for name in BASELINES:
-            tr, te = (baseline_features(name, d, cfg.model, cfg.seed, K, dict(cfg.model_kwargs)) for d in (train, test))
-            rows += rows_from(collapse_baseline(tr, te, K), split="summary", n_samples=len(tr[1]),
-                              variant=f"baseline={name}")
-        return rows
+        n_train, per_baseline = _baselines(cfg)
+        return [row for name, values in per_baseline.items()
+                for row in rows_from(values, split="summary", n_samples=n_train, variant=f"baseline={name}")]
 
     def trajectories(self) -> list[TrajectoryConfig]:
         return [self.trajectory_config()]
@@ -71,3 +66,18 @@ class TrajectoryTask(Task):
         rec, self._trajectory = ctx.trajectory(self.trajectory_config(), self.probes())
         return rec
 
+
+@functools.lru_cache(maxsize=8)
+def _baselines(cfg: TrajectoryConfig) -> tuple[int, dict[str, dict[str, float]]]:
+    """(train split size, {baseline: metrics}) on the splits of `cfg` (the data, class subset,
+    imbalance and labels of its training run; `ncbench.baselines.measure`)."""
+    from ncbench.baselines.measure import BASELINES, baseline_features, collapse_baseline
+    from ncbench.training.trajectory import load_splits
+
+    train, test = load_splits(cfg)
+    K = train.num_classes
+    out = {}
+    for name in BASELINES:
+        tr, te = (baseline_features(name, d, cfg.model, cfg.seed, K, dict(cfg.model_kwargs)) for d in (train, test))
+        out[name] = collapse_baseline(tr, te, K)
+    return len(train), out
