@@ -121,11 +121,16 @@ def test_sampler_errors():
 
 
 # ------------------------------------------------------------------ NCC
-def test_ncc_is_perfect_on_exact_well_separated_centres():
+#: Both NCC backends: the fused numba kernel (the CPU default) and the batched torch path (CUDA).
+BACKENDS = pytest.mark.parametrize("backend", ["kernel", "torch"])
+
+
+@BACKENDS
+def test_ncc_is_perfect_on_exact_well_separated_centres(backend):
     labels = uneven_labels()
     centres = 10.0 * torch.eye(8, 32)
     ep = sample_episodes(labels, 5, 1, 15, episodes=200, seed=0)
-    acc = ncc_accuracy(centres[labels], ep)
+    acc = ncc_accuracy(centres[labels], ep, backend=backend)
     assert acc.shape == (200,) and bool((acc == 1).all())
 
 
@@ -136,10 +141,11 @@ def test_ncc_is_chance_on_pure_noise():
     assert abs(mean - 0.2) <= 1.5 * ci  # about 3 standard errors
 
 
-def test_ncc_matches_a_per_episode_numpy_reference():
+@BACKENDS
+def test_ncc_matches_a_per_episode_numpy_reference(backend):
     x, labels = blobs(classes=10, per_class=25, d=8, sep=0.7, seed=4)
     ep = sample_episodes(labels, 4, 3, 5, episodes=40, seed=2)
-    acc = ncc_accuracy(x.double(), ep)
+    acc = ncc_accuracy(x.double(), ep, backend=backend)
     X = x.double().numpy()
     for e in range(40):  # the independent reference may loop
         protos = X[ep.support[e].numpy()].mean(axis=1)                   # (n, d)
@@ -149,15 +155,17 @@ def test_ncc_matches_a_per_episode_numpy_reference():
         assert acc[e].item() == pytest.approx((d2.argmin(1) == truth).mean(), abs=1e-12)
 
 
-def test_ncc_float32_chunks_match_the_float64_reference_at_d512(monkeypatch):
-    """The float32 evaluator (score `⟨h, S_c⟩ − ‖S_c‖²/2k`, one GEMM per chunk of episodes, the
-    argmax once over all of them) predicts what a float64 per-episode distance loop predicts."""
+@BACKENDS
+def test_ncc_float32_chunks_match_the_float64_reference_at_d512(monkeypatch, backend):
+    """The float32 evaluators (margins `⟨h, S_c − S_0⟩ − (‖S_c‖² − ‖S_0‖²)/2k`: the fused kernel,
+    and the batched path with one GEMM per chunk of episodes, the decision once over all of them)
+    predict what a float64 per-episode distance loop predicts."""
     import ncbench.fewshot.evaluate as ev
 
     x, labels = blobs(classes=12, per_class=30, d=512, sep=0.2, seed=5)
     ep = sample_episodes(labels, 5, 5, 15, episodes=60, seed=1)
     monkeypatch.setattr(ev, "FEATURE_BUDGET", 7 * 5 * 15 * 512)   # 7 episodes a chunk, ragged end
-    acc = ncc_accuracy(x.float(), ep)
+    acc = ncc_accuracy(x.float(), ep, backend=backend)
     X = x.double().numpy()
     truth = np.repeat(np.arange(5), 15)
     ref = []
@@ -169,12 +177,74 @@ def test_ncc_float32_chunks_match_the_float64_reference_at_d512(monkeypatch):
     assert acc.tolist() == ref
 
 
-def test_ncc_ties_go_to_the_lower_episode_class():
+@BACKENDS
+def test_ncc_ties_go_to_the_lower_episode_class(backend):
     x = torch.zeros(6, 4)                   # classes 0 and 1 identical: every query is a tie
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
     ep = sample_episodes(labels, 2, 1, 2, episodes=20, seed=0)
-    acc = ncc_accuracy(x, ep)               # class 0's queries right, class 1's wrong: 1/2
+    acc = ncc_accuracy(x, ep, backend=backend)   # class 0's queries right, class 1's wrong: 1/2
     assert acc.tolist() == [0.5] * 20
+    # three identical classes and a fourth far away: ties among classes 1 and 2 go to class 1 too
+    x = torch.cat([torch.zeros(9, 3), torch.full((3, 3), 5.0)])
+    labels = torch.arange(4).repeat_interleave(3)
+    ep = Episodes(torch.tensor([[[0], [3], [6], [9]]]), torch.tensor([[[1, 2], [4, 5], [7, 8],
+                                                                      [10, 11]]]),
+                  torch.tensor([[0, 1, 2, 3]]))
+    assert ncc_accuracy(x, ep, backend=backend).tolist() == [0.5]  # classes 0 and 3 right
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n, k, q", [(2, 1, 1), (5, 1, 15), (5, 5, 15), (10, 3, 4)])
+def test_ncc_kernel_and_batched_path_predict_alike(n, k, q, dtype):
+    """The fused kernel against the batched torch path and a float64 distance loop, over shapes
+    (2-way 1-query to 10-way) and both dtypes; unevenly sized, shuffled classes."""
+    labels = uneven_labels(counts=(25, 40, 31, 22, 60, 28, 35, 23, 26, 30, 33), seed=3)
+    g = torch.Generator().manual_seed(n * 100 + k)
+    x = (0.6 * torch.randn(11, 24, generator=g)[labels]
+         + torch.randn(len(labels), 24, generator=g)).to(dtype)
+    ep = sample_episodes(labels, n, k, q, episodes=50, seed=k)
+    kern = ncc_accuracy(x, ep, backend="kernel")
+    assert torch.equal(kern, ncc_accuracy(x, ep, backend="torch"))
+    assert torch.equal(kern, ncc_accuracy(x, ep))           # auto = the kernel on CPU
+    X = x.double().numpy()
+    truth = np.repeat(np.arange(n), q)
+    for e in range(50):
+        protos = X[ep.support[e].numpy()].mean(axis=1)
+        qry = X[ep.query[e].numpy()].reshape(-1, X.shape[1])
+        want = (((qry[:, None, :] - protos[None]) ** 2).sum(-1).argmin(1) == truth).mean()
+        assert kern[e].item() == pytest.approx(want, abs=1e-12)
+
+
+@BACKENDS
+def test_ncc_non_finite_features_predict_class_zero_not_garbage(backend):
+    """A NaN margin makes the prediction episode class 0 in both backends (never an index past
+    the episode's classes); an inf feature likewise gives a defined answer."""
+    x, labels = blobs(classes=6, per_class=10, d=8, sep=3.0, seed=2)
+    ep = sample_episodes(labels, 3, 2, 4, episodes=30, seed=0)
+    clean = ncc_accuracy(x, ep, backend=backend)
+    bad = x.clone()
+    row = int(ep.query[0, 1, 0])                 # a class-1 query of episode 0: now NaN
+    bad[row] = math.nan
+    acc = ncc_accuracy(bad, ep, backend=backend)
+    assert acc.shape == clean.shape and bool(torch.isfinite(acc).all())
+    others = torch.ones(30, dtype=torch.bool)
+    held = (ep.all_indices() == row).flatten(1).any(1)
+    others[held] = False
+    assert torch.equal(acc[others], clean[others])  # only the episodes that hold the row change
+    supports = (ep.support == row).flatten(1).any(1)
+    assert 0 < int(supports.sum()) < 30
+    assert bool((acc[supports] == 1 / 3).all())     # a NaN prototype: every query says class 0
+    assert torch.equal(acc, ncc_accuracy(bad, ep, backend="torch" if backend == "kernel"
+                                         else "kernel"))
+
+
+def test_ncc_backend_is_checked():
+    x, labels = blobs(classes=4, per_class=6, d=4)
+    ep = sample_episodes(labels, 2, 1, 2, episodes=3)
+    with pytest.raises(ValueError, match="backend must be one of auto, kernel, torch"):
+        ncc_accuracy(x, ep, backend="numba")
+    with pytest.raises(ValueError, match="CPU float32/float64 .* use backend='torch'"):
+        ncc_accuracy(x, ep, dtype=torch.float16, backend="kernel")
 
 
 def test_mean_ci95_against_numpy():

@@ -10,9 +10,10 @@
 - `spearman_cdnv_error`: Spearman ρ across episodes between episode CDNV and episode error
   (Galanti et al.: few-shot error grows with the CDNV of the new classes).
 
-Episodes are processed in chunks that keep the gathered `(chunk, n, k+q, d)` block under
-`FEATURE_BUDGET` elements (cache-sized on CPU: the gather, not the arithmetic, is the cost);
-features may live on CPU or GPU, the episodes' index tensors are moved to them.
+NCC accuracy on CPU runs the fused kernel of `ncc_kernel` (numba); elsewhere, and for the other
+measures, episodes are processed in chunks that keep the gathered `(chunk, n, k+q, d)` block under
+`FEATURE_BUDGET` elements (cache-sized on CPU); features may live on CPU or GPU, the episodes'
+index tensors are moved to them.
 """
 from __future__ import annotations
 
@@ -65,41 +66,73 @@ def _work_dtype(features: torch.Tensor, dtype: torch.dtype | None) -> torch.dtyp
     return torch.float64 if features.dtype == torch.float64 else torch.float32
 
 
-def ncc_accuracy(features: torch.Tensor, episodes: Episodes, dtype: torch.dtype | None = None
-                 ) -> torch.Tensor:
+#: `ncc_accuracy` backends: the fused CPU kernel (`ncc_kernel`), the batched torch ops, or the first
+#: that applies (the kernel for CPU float32/float64 features when numba imports).
+NCC_BACKENDS = ("auto", "kernel", "torch")
+
+
+def ncc_accuracy(features: torch.Tensor, episodes: Episodes, dtype: torch.dtype | None = None,
+                 backend: str = "auto") -> torch.Tensor:
     """Per-episode nearest-class-centre accuracy `(E,)` (float64, on the features' device).
 
-    With support sums `S_c = k·p_c` the score `⟨h, S_c⟩ − ‖S_c‖²/(2k) = −(k/2)(‖h − p_c‖² − ‖h‖²)`
-    has its argmax at the argmin of `‖h − p_c‖`; ties go to the lower episode class. Computed in
-    `dtype` (default float32, float64 for float64 features). The support sums come from one
-    `embedding_bag` over all episodes (no gathered copy of the supports), their norms from one
-    `vecdot`; the queries are gathered a cache-sized chunk of episodes at a time into one reused
-    buffer and scored by one batched GEMM per chunk into a single `(E, n·q, n)` score tensor; the
-    norm subtraction and the argmax then run once over all episodes. The GEMM `(n·q × d)·(d × n)`
-    per episode is the floor (≈ 60% of the CPU time); the per-chunk ops of the earlier version
-    (norms, `baddbmm`'s broadcast copy, argmin per chunk) cost about a quarter on top of it.
+    With support sums `S_c = k·p_c`, `‖h − p_c‖² < ‖h − p_0‖²` iff the margin
+    `⟨h, S_c − S_0⟩ − (‖S_c‖² − ‖S_0‖²)/(2k) > 0`, so the rule is: class 0 unless some margin
+    `c = 1..n−1` is positive, then the largest; ties go to the lower episode class (as argmin over
+    the `n` distances does); a NaN margin gives class 0. Computed in `dtype` (default float32,
+    float64 for float64 features). On CPU the fused kernel of `ncc_kernel` does it all per episode
+    (no gathered copy of the queries); `backend="torch"` (and any CUDA device) runs the batched
+    path below. Both give the same predictions up to float reassociation (the tests compare them).
     """
+    if backend not in NCC_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(NCC_BACKENDS)}, got {backend!r}")
     _check(features, episodes)
     dt = _work_dtype(features, dtype)
     x = features.to(dt)
+    n, q = episodes.n_way, episodes.n_query
+    use_kernel = (x.device.type == "cpu" and dt in (torch.float32, torch.float64))
+    if backend == "kernel" and not use_kernel:
+        raise ValueError(f"the fused NCC kernel runs on CPU float32/float64 features, got {dt} on "
+                         f"{x.device}: use backend='torch'")
+    if backend == "auto":
+        from ncbench.fewshot import ncc_kernel
+
+        use_kernel = use_kernel and ncc_kernel.available()
+    if backend != "torch" and use_kernel:
+        from ncbench.fewshot.ncc_kernel import ncc_predictions
+
+        pred = ncc_predictions(x, episodes.support, episodes.query)
+    else:
+        pred = _ncc_predictions_batched(x, episodes)
+    truth = torch.arange(n, device=x.device).repeat_interleave(q)
+    return (pred == truth).to(torch.float64).mean(dim=1)
+
+
+def _ncc_predictions_batched(x: torch.Tensor, episodes: Episodes) -> torch.Tensor:
+    """`ncc_accuracy`'s predictions `(E, n·q)` as batched torch ops (any device).
+
+    The support sums come from one `embedding_bag` over all episodes; the queries are gathered a
+    cache-sized chunk of episodes at a time into one reused buffer and scored by one batched GEMM
+    `(n·q × d)·(d × (n−1))` per chunk (margins against class 0: `n − 1` columns instead of `n`, a
+    fifth less time for 5-way); the offsets and the decision then run once over all episodes.
+    """
     E, n, k, q, d = (episodes.num_episodes, episodes.n_way, episodes.k_shot, episodes.n_query,
                      x.shape[1])
     dev = x.device
     S = torch.nn.functional.embedding_bag(episodes.support.to(dev).reshape(E * n, k), x,
                                           mode="sum").view(E, n, d)       # support sums
-    half_norm = torch.linalg.vecdot(S, S).div_(2 * k).view(E, 1, n)
+    half_norm = torch.linalg.vecdot(S, S).div_(2 * k)                     # (E, n)
+    offset = (half_norm[:, 1:] - half_norm[:, :1]).view(E, 1, n - 1)
+    Dt = (S[:, 1:] - S[:, :1]).transpose(1, 2)                            # (E, d, n−1)
     q_idx = episodes.query.to(dev).reshape(E * n * q)
     step = max(1, min(E, FEATURE_BUDGET // (n * q * d)))
     q_buf = x.new_empty(step * n * q, d)
-    score = x.new_empty(E, n * q, n)
-    St = S.transpose(1, 2)
+    margin = x.new_empty(E, n * q, n - 1)
     for a in range(0, E, step):  # chunks of episodes, not one at a time
         m = min(step, E - a)
         h = torch.index_select(x, 0, q_idx[a * n * q:(a + m) * n * q], out=q_buf[:m * n * q])
-        torch.bmm(h.view(m, n * q, d), St[a:a + m], out=score[a:a + m])   # ⟨h, S_c⟩
-    pred = score.sub_(half_norm).argmax(dim=-1)
-    truth = torch.arange(n, device=dev).repeat_interleave(q)
-    return (pred == truth).to(torch.float64).mean(dim=1)
+        torch.bmm(h.view(m, n * q, d), Dt[a:a + m], out=margin[a:a + m])  # ⟨h, S_c − S_0⟩
+    best, arg = margin.sub_(offset).max(dim=-1)
+    return torch.where(best > 0, arg + 1, 0)
 
 
 def logistic_probe_accuracy(features: torch.Tensor, episodes: Episodes, *, l2: float = 1e-3,
