@@ -233,6 +233,8 @@ def catalog_rows(seeds=(0, 1, 2)) -> dict[str, list[dict]]:
             add("minority_collapse_mnist5k", "minority_feature_cosine", -1 / 9 + n(), s, v + ",classifier=etf")
             add("minority_collapse_mnist5k", "minority_accuracy", 0.3 + n(), s, v + ",classifier=etf")
             add("minority_collapse_mnist5k", "minority_accuracy", 0.1 + n(), s, v + ",classifier=learnable")
+            add("minority_collapse_exp_mnist5k", "minority_classifier_cosine", cos_learn / 2 + n(), s,
+                v + ",classifier=learnable")
     for e_h, t in ((1, 2.0), (2, 4.0), (5, 11.0), (10, 30.0)):
         add("lpm_minority_curve", "threshold_ratio", t, 0, f"E_H={e_h}")
     return out
@@ -251,7 +253,7 @@ def test_every_catalog_claim_reproduced_on_a_run_built_to_satisfy_it(tmp_path):
     detail = pd.read_csv(detail_path, keep_default_na=False)
     assert tuple(card.columns) == SCORECARD_COLUMNS and tuple(detail.columns) == DETAIL_COLUMNS
     assert card["value"].dtype == float and card["n_seeds"].dtype == int
-    assert list(card.claim_id) == [c.claim_id for c in CLAIMS] and len(CLAIMS) == 15
+    assert list(card.claim_id) == [c.claim_id for c in CLAIMS] and len(CLAIMS) == 16
     not_ok = card[card.verdict != "reproduced"]
     assert not_ok.empty, detail.set_index("claim_id").loc[not_ok.claim_id, "reason"].to_dict()
     assert (card.loc[card.claim_id != "lpm_threshold_grows_with_eh", "n_seeds"] == 3).all()
@@ -279,7 +281,7 @@ def test_catalog_verdicts_follow_the_data_one_seed_and_an_empty_folder(tmp_path)
     card = pd.read_csv(write_scorecard(write_run(tmp_path / "a", rows))[0]).set_index("claim_id")
     assert card.loc["etf_improves_minority_accuracy", "verdict"] == "not reproduced"
     assert card.loc["lpm_threshold_grows_with_eh", "verdict"] == "inconclusive"
-    assert (card.verdict == "reproduced").sum() == 13
+    assert (card.verdict == "reproduced").sum() == 14
 
     single = write_run(tmp_path / "b", catalog_rows(seeds=(0,)))
     card = pd.read_csv(write_scorecard(single)[0]).set_index("claim_id")
@@ -316,7 +318,7 @@ def test_module_command_line(tmp_path):
     md = tmp_path / "card.md"
     cmd = [sys.executable, "-m", "ncbench.claims", str(run), "--markdown", str(md)]
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert p.returncode == 0 and "15 reproduced, 0 not reproduced, 0 inconclusive" in p.stdout, p.stderr
+    assert p.returncode == 0 and "16 reproduced, 0 not reproduced, 0 inconclusive" in p.stdout, p.stderr
     assert md.read_text().startswith("| claim |")
     p = subprocess.run([sys.executable, "-m", "ncbench.claims", str(tmp_path / "nope")], capture_output=True,
                        text=True, check=False)

@@ -288,6 +288,32 @@ def test_frozen_task_numbers_match_an_independent_forward(tmp_path, one_thread):
     assert cfg["meta"]["data_config"]["input_size"] == [1, 16, 16]
 
 
+def test_the_seed_of_a_frozen_run_is_the_measurement_seed(tmp_path, one_thread):
+    """Seeds of one checkpoint differ in the kept images and the episodes (so a seed group has a
+    spread), and `seed: s` is exactly `subset_seed` and `fewshot.seed` shifted by s."""
+    import pandas as pd
+
+    from ncbench.suite import run_tasks
+    from ncbench.tasks.frozen_transfer import FrozenTransfer
+
+    torch.manual_seed(0)
+    model, _ = FrozenTransfer(small_spec()).build_model(3)
+    ckpt = tmp_path / "body.pth"
+    torch.save(model.body.state_dict(), ckpt)
+    few = {**SMALL, "max_train_per_class": 20}          # 20 of the ~36 train images per class
+    shifted = {**few, "subset_seed": 1, "fewshot": {**SMALL["fewshot"], "seed": 1}}
+    specs = [small_spec(checkpoint=str(ckpt), options=few, seed=0, name="s0"),
+             small_spec(checkpoint=str(ckpt), options=few, seed=1, name="s1"),
+             small_spec(checkpoint=str(ckpt), options=shifted, seed=0, name="shifted")]
+    _, runs = run_tasks("t", specs, tmp_path / "out", progress=False)
+    assert all(r.status == "done" for r in runs), [r.error for r in runs]
+    summ = [pd.read_csv(r.csv).query("split == 'summary'").set_index("metric").value for r in runs]
+    for m in ("probe_acc", "knn_loo_acc", "fewshot_ncc_acc_1shot", "fewshot_ncc_acc_5shot"):
+        assert summ[1][m] == summ[2][m], m                # seed 1 = both option seeds + 1
+    assert summ[0]["fewshot_ncc_acc_1shot"] != summ[1]["fewshot_ncc_acc_1shot"]
+    assert summ[0]["knn_loo_acc"] != summ[1]["knn_loo_acc"]   # other kept train images
+
+
 def _ncc(ht, yt, h, y):
     means = np.stack([h[y == k].mean(0) for k in range(3)])
     pred = ((ht[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from ncbench.data.dataset import ImageDataset
-from ncbench.data.imbalance import class_counts, class_subset, count_groups, imbalanced_view
+from ncbench.data.imbalance import (
+    class_counts,
+    class_subset,
+    count_groups,
+    imbalance_key,
+    imbalanced_view,
+)
 from ncbench.metrics.minority import imbalance_accuracies, minority_cosine
 from ncbench.models.etf_head import FixedETFHead, simplex_etf
 from ncbench.training.losses import dot_regression_loss
@@ -210,6 +216,18 @@ def test_imbalanced_view_deterministic_and_nested():
     assert rows(imbalanced_view(ds, "exp", 6, seed=5)) < rows(a)   # larger R: a strict subset
     assert a.class_counts().tolist() == class_counts("exp", 12, 4, 3)
     assert a.info["many_classes"] == [0, 1] and a.info["few_classes"] == [3]
+
+
+def test_at_ratio_one_both_profiles_are_one_view_and_one_training_key():
+    """R = 1 keeps the same n images of every class under step and exp, so the balanced run of a
+    step sweep and of an exp sweep is one training (one `imbalance_key`); R > 1 keeps them apart."""
+    ds = toy_dataset()
+    step, exp = (imbalanced_view(ds, p, 1, n_majority=2, n=10, seed=3) for p in ("step", "exp"))
+    assert torch.equal(step.images, exp.images) and torch.equal(step.targets, exp.targets)
+    assert imbalance_key("exp", 1, 2, 10) == imbalance_key("step", 1, 2, 10)
+    assert dict(imbalance_key("exp", 1, 2, 10))["profile"] == "step"
+    assert imbalance_key("exp", 10, 2, 10) != imbalance_key("step", 10, 2, 10)
+    assert imbalance_key("exp", 1) is None
 
 
 def test_imbalanced_view_minority_classes_and_n():

@@ -256,7 +256,9 @@ def test_a_seed_group_folder_submits_every_seed_and_refuses_an_edited_member_lis
     spec = load_task("lpm_minority_curve", seeds=[0, 1])
     run_dir, runs = run_tasks("s", [spec], tmp_path / "results", progress=False, log=lambda m: None)
     assert runs[0].status == "done", runs[0].error
-    lb.submit([run_dir], boards)
+    result = lb.submit([run_dir], boards)
+    assert len(result.added) == 1
+    assert result.added[0].describe().endswith(", seeds 0, 1")   # the message names every seed
     board = pd.read_csv(boards / "lpm_minority_curve.csv", keep_default_na=False)
     assert sorted(set(board.seed)) == [0, 1]
     assert {v for v in board.variant if v.startswith("E_H=")} == {"E_H=1", "E_H=2", "E_H=5", "E_H=10"}

@@ -151,9 +151,13 @@ def imbalanced_view(dataset: ImageDataset, profile: str, ratio: float, n_majorit
 def imbalance_key(profile: str, ratio: float, n_majority: int | None = None,
                   n: int | None = None) -> tuple[tuple[str, object], ...] | None:
     """The `TrajectoryConfig.imbalance` of an `imbalanced_view`: None for R = 1 without `n` (the train
-    split as it is, so the run is shared with every task training the same recipe on that split)."""
+    split as it is, so the run is shared with every task training the same recipe on that split).
+    At R = 1 both profiles keep `n` images of every class (the same images), so the key names `step`
+    for either: the balanced run is trained once for a step and an exp sweep."""
     if float(ratio) == 1.0 and n is None:
         return None
+    if float(ratio) == 1.0:
+        profile = "step"
     key = [("profile", profile), ("ratio", float(ratio))]
     key += [(k, v) for k, v in (("n_majority", n_majority), ("n", n)) if v is not None]
     return tuple(key)

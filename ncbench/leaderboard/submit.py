@@ -58,7 +58,9 @@ class Entry:
         r = self.rows[0]
         weights = r["pretrained"] or "scratch"
         flag = "" if self.status == "ok" else f" [{self.status}: not ranked]"
-        return f"{self.task} v{r['task_version']}: {r['model']} ({weights}) on {r['dataset']}, seed {r['seed']}{flag}"
+        seeds = sorted({int(row["seed"]) for row in self.rows})
+        which = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+        return f"{self.task} v{r['task_version']}: {r['model']} ({weights}) on {r['dataset']}, {which}{flag}"
 
 
 @dataclass

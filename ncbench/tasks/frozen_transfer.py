@@ -14,6 +14,11 @@ frozen_pass`) gives, on the target classes:
   (`ncti_seli`, `ncti_ncc`, `ncti_vc`; the index itself needs a model set: `transfer_ranking`),
   and n-way k-shot episodes on the test split (`ncbench.fewshot`: NCC accuracy with 95% CI).
 
+The spec's `seed` is the measurement's: it offsets `subset_seed` (which images are kept) and the
+few-shot episodes' seed (seed 0 keeps the options' own seeds), and seeds a random init; so the
+seeds of a frozen entry measure how much its numbers move with the sampled target images and
+episodes (a deterministic measurement, e.g. a probe on every kept image, has zero spread).
+
 Estimators that a ranking uses see the target **train** split only (`logme`, `ncti_*`,
 `knn_loo_acc`, `ncc_acc`, `nc1`, `cdnv`); the ground truth `probe_acc` is measured on **test**.
 """
@@ -123,7 +128,8 @@ class FrozenTransfer(Task):
         K = len(train.classes)
         m = measure_frozen(model, train, test, batch_size=int(o["batch_size"]), granularity=o["granularity"],
                            token_pool=o["token_pool"], keep_per_class=o["max_train_per_class"],
-                           keep_test_per_class=o["max_test_per_class"], seed=int(o["subset_seed"]),
+                           keep_test_per_class=o["max_test_per_class"],
+                           seed=int(o["subset_seed"]) + int(self.spec.seed),
                            device=self.spec.device)
         st = m.layers
         rows: list[dict] = []
@@ -177,7 +183,7 @@ class FrozenTransfer(Task):
             key = f"fewshot_ncc_acc_{int(shot)}shot"
             try:
                 ep = sample_episodes(yte, n_way, int(shot), int(fs.get("queries", 15)), int(fs.get("episodes", 600)),
-                                     int(fs.get("seed", 0)))
+                                     int(fs.get("seed", 0)) + int(self.spec.seed))
             except ValueError:                       # a class too small for k + q samples
                 out[key] = out[key + "_ci95"] = math.nan
                 continue
