@@ -354,6 +354,11 @@ def test_chunking_does_not_change_results(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
     with pytest.raises(ValueError, match="features have 10 rows"):
         ncc_accuracy(x[:10], ep)
+    bad = Episodes(ep.support.clone(), ep.query, ep.classes)
+    bad.support[3, 1, 0] = -1                  # the kernel would read another row silently
+    for backend in ("kernel", "torch"):
+        with pytest.raises(ValueError, match="index sample -1: indices must be >= 0"):
+            ncc_accuracy(x, bad, backend=backend)
 
 
 @pytest.mark.gpu

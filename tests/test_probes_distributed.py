@@ -44,7 +44,9 @@ def _worker(rank: int, world: int, init: str, path: str):
     dist.destroy_process_group()
 
 
-def test_layer_statistics_and_minority_probe_reduce_across_two_processes(tmp_path):
+def test_layer_statistics_and_minority_probe_reduce_across_two_processes(tmp_path, one_thread):
+    """Two gloo processes (one thread each) against one process, which also runs on one thread: the
+    one-process side must not inherit a thread count an earlier test left behind (random order)."""
     import torch.multiprocessing as mp
 
     want = _numbers()

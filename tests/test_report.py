@@ -311,9 +311,11 @@ def test_scorecard_in_the_overview(run, capsys):
     html_text = page.read_text()
     check(page)
     overview = html_text[html_text.index('id="scorecard"'):html_text.index('id="headlines"')]
-    assert overview.count("<tr class=\"verdict-") == len(card) == 15
+    from ncbench.claims.catalog import CLAIMS
+
+    assert overview.count("<tr class=\"verdict-") == len(card) == len(CLAIMS) == 16
     assert 'verdict-reproduced' in overview and "lpm_threshold_grows_with_eh" in overview
-    assert "1 reproduced, 0 not reproduced, 14 inconclusive" in overview
+    assert "1 reproduced, 0 not reproduced, 15 inconclusive" in overview
     assert "Rule: reproduced if the 95% Student-t CI" in overview
     assert "no results of task" in overview, "the reason of an inconclusive claim is shown"
 

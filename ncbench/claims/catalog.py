@@ -2,9 +2,9 @@
 
 Task names are the embedded-tier instances of the `claims` suite (`tasks/claims.yaml`: the
 `*_mnist5k` tasks (`minority_collapse_exp_mnist5k`: the exp profile), `lpm_minority_curve`, and
-the controls `random_labels_*`, `weight_decay_mnist5k`, `fewshot_losses_mnist5k`); metric names are the fixed per-kind vocabulary and sweep points live in
-`variant` (`ratio=100,classifier=learnable`, `source_classes=5`, `labels=random`, `loss=mse`, `E_H=5`,
-`weight_decay=0.005`). A claims suite that names its tasks otherwise passes its own list to
+the controls `random_labels_*`, `weight_decay_mnist5k`, `fewshot_losses_mnist5k`); metric names are
+the fixed per-kind vocabulary and sweep points live in `variant` (`ratio=100,classifier=learnable`,
+`source_classes=5`, `labels=random`, `loss=mse`, `E_H=5`, `weight_decay=0.005`). A claims suite that names its tasks otherwise passes its own list to
 `evaluate_claims`. Compound claims of the issue are split in parts (`…_learnable` / `…_etf`,
 `…_train` / `…_test`); `weight_decay_deepens_collapse` is the weight-decay sweep of item 7.
 """
@@ -26,7 +26,6 @@ WEIGHT_DECAY = "weight_decay_mnist5k"
 LOSSES = "fewshot_losses_mnist5k"
 K_MINORITY = 10
 """Classes of the minority-collapse task (MNIST-5k): the simplex-ETF cosine is −1/(K−1)."""
-
 
 
 def _minority_cosine_rise(claim_id: str, task: str, claim: str, source: str) -> Claim:

@@ -37,6 +37,10 @@ def _check(features: torch.Tensor, episodes: Episodes) -> None:
     if top >= features.shape[0]:
         raise ValueError(f"episodes index sample {top} but features have {features.shape[0]} rows: "
                          "draw the episodes from the labels of these features")
+    low = int(min(episodes.support.min(), episodes.query.min()))
+    if low < 0:
+        raise ValueError(f"episodes index sample {low}: indices must be >= 0 (draw the episodes with "
+                         "sample_episodes)")
 
 
 def _chunks(features: torch.Tensor, episodes: Episodes):

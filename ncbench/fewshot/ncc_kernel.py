@@ -90,8 +90,8 @@ def ncc_predictions(features: torch.Tensor, support: torch.Tensor, query: torch.
     if _kernel is None:
         _kernel = _compile()
     X = features.detach().contiguous().numpy()
-    s = support.to(torch.int64).contiguous().numpy()
-    qi = query.to(torch.int64).contiguous().numpy()
+    s = support.to("cpu", torch.int64).contiguous().numpy()
+    qi = query.to("cpu", torch.int64).contiguous().numpy()
     out = np.empty((qi.shape[0], qi.shape[1] * qi.shape[2]), np.int64)
     _kernel(X, s, qi, out, X.dtype.type(0))
     return torch.from_numpy(out)

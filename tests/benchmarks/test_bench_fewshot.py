@@ -2,7 +2,8 @@
 
 600 five-way five-shot 15-query episodes on cached features (20 classes × 100 samples × 512-d),
 one torch thread for both sides:
-- ncbench: `sample_episodes` + `ncc_accuracy` (all episodes as batched tensor ops);
+- ncbench: `sample_episodes` + `ncc_accuracy` (on CPU the fused numba kernel of
+  `ncbench.fewshot.ncc_kernel`; its batched torch path, the CUDA one, is timed beside it);
 - learn2learn: `ncc_accuracy_learn2learn`, a loop over `Taskset` tasks (NWays, KShots(k+q),
   LoadData, RemapLabels), NCC on each task's features — the same work, episode by episode.
 Both sides are first run on the *same* learn2learn episodes and must give the same per-episode
@@ -72,19 +73,25 @@ def test_bench_fewshot_vectorised_vs_learn2learn(benchmark, cached_features, one
     ratio_cpu = sorted(cpu_rounds)[len(cpu_rounds) // 2][0]
     ep = sample_episodes(labels, N_WAY, K_SHOT, N_QUERY, EPISODES, seed=0)
     t_eval = _best_of(lambda: ncc_accuracy(x, ep), 10)
+    assert torch.equal(ncc_accuracy(x, ep, backend="torch"), ncc_accuracy(x, ep))
+    t_torch = _best_of(lambda: ncc_accuracy(x, ep, backend="torch"), 10)
     t_sample = _best_of(lambda: sample_episodes(labels, N_WAY, K_SHOT, N_QUERY, EPISODES), 10)
     t_vec = t_l2l / ratio
     benchmark.extra_info.update(learn2learn_s=t_l2l, vectorised_s=t_vec, evaluate_only_s=t_eval,
-                                sample_only_s=t_sample, speed_ratio=ratio,
+                                sample_only_s=t_sample, evaluate_torch_path_s=t_torch,
+                                speed_ratio=ratio,
                                 speed_ratio_rounds=[r for r, _ in rounds],
                                 speed_ratio_cpu_time=ratio_cpu,
                                 acc_vectorised=float(acc.mean()),
                                 acc_learn2learn=float(acc_l2l.mean()))
     ratio_table.add(benchmark, "learn2learn Taskset loop, 600 episodes", "vectorised sample + NCC", ratio, ">= 20")
     ratio_table.add(benchmark, "same, on process CPU time", "vectorised sample + NCC", ratio_cpu, ">= 20")
+    ratio_table.add(benchmark, "batched torch NCC (the CUDA path), evaluate only", "fused CPU kernel",
+                    t_torch / t_eval, "")
     print(f"\n{EPISODES} episodes {N_WAY}-way {K_SHOT}-shot {N_QUERY}-query, 2000×512 features: "
           f"learn2learn loop {t_l2l * 1e3:.0f} ms, ncbench {t_vec * 1e3:.1f} ms "
-          f"(sample {t_sample * 1e3:.1f} + evaluate {t_eval * 1e3:.1f}); speed ratio x{ratio:.1f} "
+          f"(sample {t_sample * 1e3:.1f} + evaluate {t_eval * 1e3:.1f}; torch path "
+          f"{t_torch * 1e3:.1f}); speed ratio x{ratio:.1f} "
           f"(rounds: {', '.join(f'{r:.1f}' for r, _ in rounds)}; on CPU time x{ratio_cpu:.1f}); "
           f"accuracy "
           f"{float(acc.mean()):.4f} vs {float(acc_l2l.mean()):.4f}")
