@@ -118,3 +118,28 @@ def test_missing_zoo_weights_fail_fast_with_one_fetch_command(tmp_path, monkeypa
     with pytest.raises(WeightsNotCachedError) as e:
         TASK_KINDS.get("transfer_ranking")(ranking_spec(tiny_target, zoo=zoo))
     assert "[timm.create_model(m, pretrained=True) for m in ('resnet18.a1_in1k', 'resnet50.a1_in1k',)]" in str(e.value)
+
+
+def test_the_figure_of_a_seed_group_shows_every_zoo(tmp_path):
+    """A seed group's stacked scores (a `seed` column) and its summary rows, one per seed and metric,
+    plot one scatter colour per seed under the mean τ (the first group run failed in the title's
+    format: one τ per seed is a Series, not a number)."""
+    from ncbench.plots.transfer_ranking import _title, plot
+    from ncbench.tasks.base import TaskOutput
+
+    taus = {0: 0.5, 1: 0.2, 2: 0.8}
+    rows = [{"split": "summary", "metric": f"{k}_tau_{est}", "value": t + (k == "weighted") * 0.1,
+             "seed": s, "variant": ""}
+            for s, t in taus.items() for est in ("ncti", "nc1") for k in ("kendall", "weighted")]
+    scores = pd.DataFrame([{"variant": "", "seed": s, "model": f"m{i}", "estimator": est,
+                            "value": float(i + s), "score": float(i), "probe_acc": 0.8 + 0.01 * i}
+                           for s in taus for est in ("ncti", "nc1") for i in range(4)])
+    out = TaskOutput(rows, {"scores": scores}, {"ground_truth": "probe_acc", "target": "t"})
+    spec = TaskSpec.from_dict({"name": "ranking_group", "kind": "transfer_ranking", "version": 1,
+                               "dataset": "mnist5k", "model": "test_resnet"})
+    (path,) = plot(out, spec, tmp_path)
+    assert path.is_file() and path.stat().st_size > 10_000
+    summ = pd.DataFrame(rows)
+    assert _title(summ, "ncti", 3) == "ncti: τ = 0.50, τ_w = 0.60 (mean; τ per seed 0.50, 0.20, 0.80)"
+    one = summ[summ.seed == 1]
+    assert _title(one, "nc1", 1) == "nc1: τ = 0.20, τ_w = 0.30"
