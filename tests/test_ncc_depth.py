@@ -329,3 +329,42 @@ def test_the_imbalance_sweep_reads_the_minority_tasks_learnable_runs():
     assert depth[0].imbalance is not None and dict(depth[2].imbalance)["ratio"] == 100.0
     with pytest.raises(ValueError, match="imbalance_ratio must be a finite number >= 1"):
         TASK_KINDS.get("ncc_depth")(_spec(options={"imbalance_ratio": 0.5}))
+
+
+def test_the_figure_of_a_seed_group_averages_its_seeds(tmp_path, monkeypatch):
+    """A seed group's rows (every member's, plus baseline rows) plot as one figure: the final depth is
+    the mean over seeds (the first group run failed: `float()` of a Series of three depths)."""
+    from matplotlib.figure import Figure
+
+    import ncbench.plots.ncc_depth as fig_module
+    from ncbench.tasks.base import TaskOutput
+
+    rows = []
+    for seed, depth in ((0, 1.0), (1, 2.0), (2, 2.0)):
+        def add(split, metric, value, epoch=3, layer=None, variant="", seed=seed):
+            rows.append({"split": split, "metric": metric, "value": value, "epoch": epoch, "layer": layer,
+                         "variant": variant, "seed": seed})
+        for layer in range(3):
+            for split in ("train", "test"):
+                add(split, "ncc_acc", 0.8 + 0.1 * layer, layer=layer)
+                add(split, "cdnv", 1.0 / (layer + 1), layer=layer)
+        for epoch, d in ((1, 2.0), (3, depth)):
+            add("train", "ncc_depth", d, epoch=epoch)
+            add("test", "ncc_depth", math.nan, epoch=epoch)
+        add("summary", "ncc_depth", depth)
+        add("summary", "epsilon", 0.01)
+        add("summary", "ncc_depth", 0.0, variant="baseline=raw_pixels")   # never the plotted depth
+    layers = pd.DataFrame([{"seed": s, "name": n} for s in (0, 1, 2) for n in ("stem", "block", "head")])
+    labels = []
+    original = fig_module.save_figure
+
+    def capture(fig: Figure, path, title=None):
+        labels.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+        return original(fig, path, title)
+
+    spec = TaskSpec.from_dict({"name": "depth_group", "kind": "ncc_depth", "version": 1, "dataset": "mnist5k",
+                               "model": "test_resnet"})
+    monkeypatch.setattr(fig_module, "save_figure", capture)
+    (path,) = fig_module.plot(TaskOutput(rows, {"layers": layers}, {}), spec, tmp_path)
+    assert path.is_file()
+    assert "minimal NCC-depth = 1.67, mean of 3 seeds (head)" in labels   # layer names of one seed

@@ -12,16 +12,24 @@ from ncbench.plots.figures import save_figure, subplots
 
 
 def plot(out, spec, out_dir: Path) -> list[Path]:
+    """One run, or a seed group averaged over its seeds (per-layer values, the depth along training
+    and the final depth are means over the seeds; a depth curve has a gap where any seed has none)."""
     rows = pd.DataFrame(out.rows)
-    summ = rows[rows.split == "summary"].set_index("metric").value
+    if "variant" in rows:                     # the network's own rows, not its baselines
+        rows = rows[rows.variant.fillna("").astype(str).eq("")]
+    n_seeds = rows.seed.nunique() if "seed" in rows else 1
+    summ = rows[rows.split == "summary"].groupby("metric", sort=False).value.mean()
     final_epoch = rows[rows.split == "summary"].epoch.iloc[0]
     per_layer = rows[(rows.epoch == final_epoch) & rows.layer.notna() & rows.split.isin(["train", "test"])]
     tab = per_layer.pivot_table(index="layer", columns=["split", "metric"], values="value", dropna=False)
     x = tab.index.to_numpy(dtype=float)
     layers = out.tables.get("layers")
+    if layers is not None and "seed" in layers:   # a group's stacked tables: one seed's layer names
+        layers = layers[layers.seed == layers.seed.iloc[0]]
     names = layers.name.tolist() if layers is not None and len(layers) == len(x) else [str(int(i)) for i in x]
     eps, depth = float(summ.get("epsilon", 0.01)), summ.get("ncc_depth", math.nan)
-    curve = rows[(rows.metric == "ncc_depth") & rows.split.isin(["train", "test"])]
+    curve = (rows[(rows.metric == "ncc_depth") & rows.split.isin(["train", "test"])]
+             .groupby(["split", "epoch"], as_index=False).value.agg(lambda v: v.mean(skipna=False)))
     with_curve = curve.epoch.nunique() > 1
     fig, axes = subplots(1, 3 if with_curve else 2, figsize=(16 if with_curve else 11, 4.8))
     ax = axes[0]
@@ -42,7 +50,9 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
     ax.set_title("class-distance normalised variance per layer")
     for ax in axes[:2]:
         if not math.isnan(depth):
-            ax.axvline(depth, color="red", ls="--", label=f"minimal NCC-depth = {int(depth)} ({names[int(depth)]})")
+            which = f"{int(depth)}" if float(depth).is_integer() else f"{depth:.2f}, mean of {n_seeds} seeds"
+            ax.axvline(depth, color="red", ls="--",
+                       label=f"minimal NCC-depth = {which} ({names[int(np.rint(depth))]})")
         else:
             ax.plot([], [], " ", label=f"no layer reaches NCC error ≤ {eps:g}")
         ax.set_xticks(x)
@@ -63,4 +73,6 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
         ax.set_title(f"minimal NCC-depth during training (ε = {eps:g})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    return [save_figure(fig, out_dir / "ncc_depth.png", f"{spec.name}: {spec.model} on {spec.dataset}, epoch {int(final_epoch)}")]
+    seeds = f", mean over {n_seeds} seeds" if n_seeds > 1 else ""
+    return [save_figure(fig, out_dir / "ncc_depth.png",
+                        f"{spec.name}: {spec.model} on {spec.dataset}, epoch {int(final_epoch)}{seeds}")]
