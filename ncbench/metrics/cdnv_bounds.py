@@ -130,9 +130,10 @@ def cdnv_population_bound(sample: ClassMoments, delta: float = 0.05,
     eps = torch.sqrt(var_upper / ms) + R * math.sqrt(2.0 * log) / torch.sqrt(ms)
     K = sample.num_classes
     iu, ju = torch.triu_indices(K, K, 1, device=var.device)
-    d2 = class_mean_sq_distances(sample.mean)[iu, ju]
+    d2_all = class_mean_sq_distances(sample.mean)
+    d2 = d2_all[iu, ju]
     dist = torch.sqrt(d2)
-    empirical = cdnv_pairs(var, class_mean_sq_distances(sample.mean))[iu, ju]
+    empirical = cdnv_pairs(var, d2_all)[iu, ju]
     slack = dist - eps[iu] - eps[ju]
     B = (var_upper[iu] + var_upper[ju] - var[iu] - var[ju]) / (2.0 * d2)
     A = torch.where(slack > 0, (eps[iu] + eps[ju]) / slack, math.inf)
