@@ -63,3 +63,19 @@ def test_hogs_run_in_their_own_session_and_are_stopped_by_pid_on_error():
     with le.hogs(1, own_session=False) as pids:
         assert os.getsid(pids[0]) == os.getsid(0)
     assert not _alive(pids[0])
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_zero():
+    """`make gpu-check` (scripts/gpu_check.py) on a machine without CUDA: one line naming what was
+    skipped and how to run it, exit status 0 (issue 17's done-when)."""
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the script would run the GPU checks")
+    p = subprocess.run([sys.executable, str(SCRIPTS / "gpu_check.py")], check=False, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout + p.stderr
+    assert "gpu-check: no CUDA device" in out and "skipped the GPU tests" in out
