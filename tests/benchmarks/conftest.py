@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-_ROWS: list[tuple[str, str, str, float, str]] = []
+_ROWS: list[tuple[str, str, str, float, str, int]] = []
 _LOAD: list[float] = []
 _THREADS: list[int] = []
 _START: list[float] = []
@@ -27,8 +27,10 @@ TABLE_FILE = Path(__file__).resolve().parents[2] / ".benchmarks" / "ratio-table.
 class RatioTable:
     def add(self, benchmark, what: str, against: str, ratio: float, target: str = "") -> None:
         """Record `ratio` of `what` against `against` (e.g. engine time / floor time)."""
+        import torch
+
         name = benchmark.name if benchmark is not None else "-"
-        _ROWS.append((name, what, against, float(ratio), target))
+        _ROWS.append((name, what, against, float(ratio), target, torch.get_num_threads()))
         if benchmark is not None:
             benchmark.extra_info.setdefault("ratios", {})[f"{what} / {against}"] = float(ratio)
 
@@ -36,6 +38,24 @@ class RatioTable:
 @pytest.fixture(scope="session")
 def ratio_table() -> RatioTable:
     return RatioTable()
+
+
+def _thread_counts() -> list[int]:
+    from ncbench.threads import available_cpus
+
+    return sorted({1, available_cpus()})
+
+
+@pytest.fixture(params=_thread_counts(), ids=lambda n: f"{n}thr")
+def threads(request):
+    """Run the benchmark at one thread, then at every CPU this process may use (issue 25: a ratio
+    measured at one thread only hides a slow-down at more). Engine and floor run at the same count."""
+    from ncbench.threads import match_blas_threads, torch_threads
+
+    with torch_threads(request.param):
+        match_blas_threads()
+        yield request.param
+    match_blas_threads()
 
 
 def load_average() -> float:
@@ -59,10 +79,12 @@ def format_table(rows, load_start: float, load_end: float, threads: int | None =
     """The ratio table as Markdown (what `make benchmark` prints)."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     took = "" if seconds is None else f", the run took {int(seconds // 60)} min {int(seconds % 60)} s"
-    lines = [(f"ratio table, {when}, {os.cpu_count()} CPUs, {threads} torch threads, load average "
-              f"{load_start:.1f} at the start, {load_end:.1f} at the end{took}"),
-             "", "| benchmark | measured | against | ratio | target |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {w} | {a} | {r:.3g} | {t} |" for n, w, a, r, t in rows]
+    lines = [(f"ratio table, {when}, {os.cpu_count()} CPUs, {threads} torch threads by default (each "
+              f"row says its own), load average {load_start:.1f} at the start, {load_end:.1f} at the "
+              f"end{took}"),
+             "", "| benchmark | measured | against | threads | ratio | target |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {w} | {a} | {th} | {r:.3g} | {t} |" for n, w, a, r, t, th in rows]
     return "\n".join(lines)
 
 
