@@ -108,7 +108,7 @@ def check_spec(spec) -> None:
     from ncbench.data.registry import check_dataset_name
     from ncbench.models.backbone import check_model_name
 
-    check_dataset_name(spec.dataset)     # a registered name or imagefolder:PATH
+    check_dataset_name(spec.dataset, spec.download)     # registered, imagefolder:PATH, or hf: that opens
     check_model_name(spec.model)
     if spec.checkpoint:
         check_checkpoint(spec.checkpoint)

@@ -66,12 +66,21 @@ def _offline(on: bool):
         cfg.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE = saved
 
 
-def _load_local(ds, name: str, ref: HFName) -> dict:
+def check_hf(name: str) -> HFName:
+    """Fail fast, before any work: a malformed name, `datasets` not installed, a local path that is
+    not there."""
+    ref = parse_hf(name)
+    require_datasets(name)
     path = Path(ref.path).expanduser()
-    if not path.exists():
+    if ref.local and not path.exists():
         raise DatasetNotFoundError(f"{name}: no such file or folder {path}. Give a folder written by "
                                    "save_to_disk, a folder of parquet/arrow files, a .parquet/.arrow file, "
                                    "or a hub name such as hf:uoft-cs/cifar10")
+    return ref
+
+
+def _load_local(ds, name: str, ref: HFName) -> dict:
+    path = Path(ref.path).expanduser()
     if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
         loaded = ds.load_from_disk(str(path))
     elif path.is_file():
@@ -108,8 +117,8 @@ def _load_hub(ds, name: str, ref: HFName, download: bool) -> dict:
 @functools.lru_cache(maxsize=8)
 def _open(name: str, download: bool) -> tuple[dict, HFName]:
     """Every split of the data set, by its own split names (memory-mapped `datasets.Dataset`s)."""
+    ref = check_hf(name)
     ds = require_datasets(name)
-    ref = parse_hf(name)
     if ref.local:
         with _offline(True):
             splits = _load_local(ds, name, ref)

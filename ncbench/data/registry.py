@@ -85,15 +85,15 @@ def dataset_info(name: str, download: bool = False) -> dict:
     return {}
 
 
-def check_dataset_name(name: str) -> None:
-    """Raise (with the close names) unless `name` is registered, an `imagefolder:PATH`, or a well-formed
-    `hf:` name with the `datasets` package installed."""
+def check_dataset_name(name: str, download: bool = False) -> None:
+    """Raise (with the close names) unless `name` is registered, an `imagefolder:PATH`, or an `hf:` name
+    that opens (`datasets` installed, the data there, its columns and splits found: the data set's
+    metadata and labels are read, not its images)."""
     if name.startswith(HF_PREFIX):
-        from ncbench.data.huggingface import require_datasets
-        from ncbench.specs.dataset_names import parse_hf
+        from ncbench.data.huggingface import check_hf, hf_info
 
-        parse_hf(name)
-        require_datasets(name)
+        check_hf(name)
+        hf_info(name, download)
     elif not name.startswith(FOLDER_PREFIX):
         DATASETS.get(name)
 
