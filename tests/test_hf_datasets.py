@@ -309,3 +309,27 @@ def test_frozen_transfer_on_a_parquet_file_records_its_seeded_split(parquet, tmp
     cfg = json.loads((next((tmp_path / "out").rglob("results.csv")).parent / "config.json").read_text())
     assert cfg["meta"]["data"]["test_split"].startswith("seeded 80/20 per-class split of 'train'")
     assert cfg["meta"]["data"]["label_column"] == "label"
+
+
+def test_the_examples_of_docs_data_md_write_sets_that_every_command_there_reads(tmp_path, monkeypatch):
+    """The doc's Python block runs, and every `--dataset` of its commands opens: its own 75/25 split
+    for the saved folder, the 80/20 per-class rule for the others."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from ncbench.data import load_dataset
+    from ncbench.data.registry import check_dataset_name
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    commands = re.search(r"```bash\n(.*?)```", doc, re.S).group(1).strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/data.md", "exec"), {})
+    names = [shlex.split(c)[shlex.split(c).index("--dataset") + 1] for c in commands]
+    assert len(names) == 4 and {n.split(":")[0] for n in names} == {"imagefolder", "hf"}
+    for name in names:
+        check_dataset_name(name)
+        train, test = load_dataset(name, "train"), load_dataset(name, "test")
+        expected = (45, 15) if name == "hf:pets_hf" else (48, 12)
+        assert (len(train), len(test)) == expected and train.classes == list(CLASSES), name
