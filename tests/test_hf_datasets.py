@@ -314,18 +314,24 @@ def test_frozen_transfer_on_a_parquet_file_records_its_seeded_split(parquet, tmp
 def test_the_examples_of_docs_data_md_write_sets_that_every_command_there_reads(tmp_path, monkeypatch):
     """The doc's Python block runs, and every `--dataset` of its commands opens: its own 75/25 split
     for the saved folder, the 80/20 per-class rule for the others."""
+    import os
     import re
     import shlex
+    import subprocess
+    import sys
     from pathlib import Path
 
     from ncbench.data import load_dataset
     from ncbench.data.registry import check_dataset_name
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
-    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
-    commands = re.search(r"```bash\n(.*?)```", doc, re.S).group(1).strip().splitlines()
+    code = re.search(r"```python\n(.*?)```", doc, re.DOTALL).group(1)
+    commands = re.search(r"```bash\n(.*?)```", doc, re.DOTALL).group(1).strip().splitlines()
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "docs/data.md", "exec"), {})
+    env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
     names = [shlex.split(c)[shlex.split(c).index("--dataset") + 1] for c in commands]
     assert len(names) == 4 and {n.split(":")[0] for n in names} == {"imagefolder", "hf"}
     for name in names:
