@@ -202,6 +202,33 @@ def test_a_hub_name_without_download_never_touches_the_network(monkeypatch, tmp_
         load_dataset("hf:nobody-here/no-such-set", "train")
 
 
+def test_a_hub_name_in_the_cache_is_read_offline(monkeypatch, tmp_path, saved):
+    """A hub data set cached by an earlier `--download` (here: a cache entry laid out as datasets
+    lays out `nobody/pets`) is read without the network and without --download."""
+    import shutil
+
+    from ncbench.data import load_dataset
+
+    datasets.Dataset.from_file(str(next((tmp_path / "saved" / "train").glob("*.arrow")))).to_parquet(
+        str(tmp_path / "t.parquet"))
+    datasets.load_dataset("parquet", data_files={"train": str(tmp_path / "t.parquet")})
+    cache = tmp_path / "hf-cache"
+    built = next(p for p in (cache / "parquet").glob("*/*/*") if p.is_dir() and any(p.glob("*.arrow")))
+    entry = cache / "nobody___pets" / "default" / "0.0.0" / built.name
+    shutil.copytree(built, entry)
+    for f in entry.glob("parquet-*.arrow"):
+        f.rename(entry / f.name.replace("parquet-", "pets-"))
+
+    def no_network(*a, **k):
+        raise AssertionError("network used without --download")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    train = load_dataset("hf:nobody/pets", "train")
+    assert torch.bincount(train.targets).tolist() == [8, 8, 8] and train.classes == list(CLASSES)
+    assert train.info["test_split"].startswith("seeded 80/20")
+
+
 def test_cli_errors_are_one_line(saved, capsys, tmp_path):
     capsys.readouterr()
     for dataset, needle in [(f"hf:{tmp_path / 'nowhere'}", "no such file or folder"),

@@ -110,7 +110,7 @@ def _load_hub(ds, name: str, ref: HFName, download: bool) -> dict:
             raise DatasetNotFoundError(
                 f"{name}: '{ref.path}' is not in the Hugging Face cache ({ds.config.HF_DATASETS_CACHE}) and "
                 "is no local file or folder: pass --download to fetch it from the hub, or set "
-                "HF_DATASETS_CACHE (or HF_HOME) to the cache that holds it") from None
+                f"HF_DATASETS_CACHE (or HF_HOME) to the cache that holds it ({first})") from None
     return {"train": loaded} if isinstance(loaded, ds.Dataset) else dict(loaded)
 
 
