@@ -18,9 +18,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/install-learn2learn.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,hf]'
 	$(BIN)/python -c 'import importlib.metadata as m; print("\n".join(p + "==" + m.version(p) for p in ("torch", "torchvision")))' > $(TORCH_PINS)
-	$(BIN)/python -m pip install --quiet -c $(TORCH_PINS) -e '.[dev,lightning]'
+	$(BIN)/python -m pip install --quiet -c $(TORCH_PINS) -e '.[dev,hf,lightning]'
 	bash scripts/install-learn2learn.sh $(VENV)
 	@touch $(STAMP)
 

@@ -25,7 +25,8 @@ rerunning skips finished tasks (same config hash) unless --force; an interrupted
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="timm model name (e.g. resnet18, vit_small_patch16_224); overrides the spec")
-    p.add_argument("--dataset", help="data set name (see `ncbench list datasets`); overrides the spec")
+    p.add_argument("--dataset", help="data set name (see `ncbench list datasets`), imagefolder:PATH or "
+                   "hf:NAME_OR_PATH[:CONFIG][?image=COL&label=COL] (docs/data.md); overrides the spec")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the spec's recipe)")
     p.add_argument("--seed", type=int, help="random seed in [0, 2**32 - 1] (overrides the spec)")
     p.add_argument("--seeds", type=parse_seeds, metavar="S1,S2,...",

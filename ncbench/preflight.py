@@ -108,7 +108,7 @@ def check_spec(spec) -> None:
     from ncbench.data.registry import check_dataset_name
     from ncbench.models.backbone import check_model_name
 
-    check_dataset_name(spec.dataset)     # a registered name or imagefolder:PATH
+    check_dataset_name(spec.dataset, spec.download)     # registered, imagefolder:PATH, or hf: that opens
     check_model_name(spec.model)
     if spec.checkpoint:
         check_checkpoint(spec.checkpoint)
@@ -135,14 +135,10 @@ def run_identity(spec, base: dict) -> str:
 
 
 def _name_token(dataset: str) -> str:
-    """A data set as a folder-name token: `imagefolder:/a/b/pets` → `imagefolder-pets-<8 hex of the path>`."""
-    if not dataset.startswith("imagefolder:"):
-        return dataset
-    import hashlib
+    """A data set as a folder-name token (`ncbench.specs.dataset_names.name_token`)."""
+    from ncbench.specs.dataset_names import name_token
 
-    path = dataset.split(":", 1)[1]
-    stem = re.sub(r"[^A-Za-z0-9_.+-]", "-", Path(path).name or "root")[:40].strip(".-") or "root"
-    return f"imagefolder-{stem}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+    return name_token(dataset)
 
 
 def weights_identity(checkpoint: str | None, pretrained: bool | str) -> str:

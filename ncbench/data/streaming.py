@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -131,13 +130,6 @@ class StreamedSplit:
             shuffle=False, num_workers=self.workers, pin_memory=pin,
             persistent_workers=False, prefetch_factor=2 if self.workers else None)
         yield from loader
-
-
-def folder_root(name: str) -> Path | None:
-    """`PATH` of a data set named `imagefolder:PATH` (None for other names)."""
-    if not name.startswith("imagefolder:"):
-        return None
-    return Path(name.split(":", 1)[1]).expanduser()
 
 
 class _RawImages(torch.utils.data.Dataset):

@@ -96,10 +96,9 @@ class FrozenTransfer(Task):
 
     def splits(self, body, in_chans: int):
         """The target's streamed train and test splits with the model's preprocessing."""
-        from ncbench.data import load_dataset
-        from ncbench.data.imagefolder import folder_source
         from ncbench.data.preprocessing import data_config, eval_transform, image_mode
-        from ncbench.data.streaming import StreamedSplit, TensorImages, class_subset, folder_root
+        from ncbench.data.registry import image_source
+        from ncbench.data.streaming import StreamedSplit, class_subset
 
         o, s = self.options, self.spec
         cfg = data_config(body, o["preprocess"])
@@ -107,11 +106,9 @@ class FrozenTransfer(Task):
             raise ValueError(f"task '{s.name}': the model takes {in_chans} input channels but the preprocessing "
                              f"input_size is {cfg['input_size']}: set options.preprocess.input_size, mean and std")
         transform, mode = eval_transform(cfg), image_mode(cfg)
-        root = folder_root(s.dataset)
         out = []
         for split in (o["train_split"], o["test_split"]):
-            src = (folder_source(root, split) if root is not None else
-                   TensorImages(load_dataset(s.dataset, split, s.data_dir, s.download)))
+            src = image_source(s.dataset, split, s.data_dir, s.download)
             if o["classes"] is not None:
                 src = class_subset(src, [int(c) for c in o["classes"]])
             out.append(StreamedSplit(src, transform, mode, int(o["workers"]), o["pin_memory"]))
@@ -119,6 +116,7 @@ class FrozenTransfer(Task):
 
     # -- measuring -------------------------------------------------------------------------
     def measure(self) -> tuple[list[dict], dict]:
+        from ncbench.data.registry import dataset_info
         from ncbench.tasks.ncc_depth import LAYER_METRICS, depths
         from ncbench.transfer.frozen_pass import measure_frozen
 
@@ -153,7 +151,8 @@ class FrozenTransfer(Task):
         rows += rows_from(summary, split="summary", n_samples=st["n"]["train"])
         meta = {"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                 "layers": st["layers"], "granularity": st["granularity"], "num_classes": K,
-                "classes": list(train.classes), "weights": str(model.pretrained or "random init")}
+                "classes": list(train.classes), "weights": str(model.pretrained or "random init"),
+                "data": dataset_info(self.spec.dataset, self.spec.download)}
         return rows, meta
 
     def estimates(self, m, K: int) -> dict[str, float]:
