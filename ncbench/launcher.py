@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -75,46 +75,81 @@ OnDone = Callable[[int, Outcome], None]
 
 
 def run_pool(fn: Callable, items: Sequence, slots: JobSlots, on_done: OnDone | None = None) -> list[Outcome]:
-    """`fn(item)` for every item in `slots.jobs` worker processes; one Outcome per item, in order.
-    `on_done(index, outcome)` is called in this process as each job finishes (progress, logs)."""
-    results: list[Outcome | None] = [None] * len(items)
-    suspects = _pool_round(fn, items, range(len(items)), slots, results, on_done)
-    for i in suspects:   # a worker died: each job it may have held runs alone, so only its own job fails
-        _pool_round(fn, items, [i], replace(slots, jobs=1), results, on_done)
-    return results  # type: ignore[return-value]
+    """`fn(item)` for every item in `slots.jobs` worker processes (`WorkerPool`, closed after)."""
+    with WorkerPool(slots) as pool:
+        return pool.run(fn, items, on_done)
 
 
-def _pool_round(fn, items, indices, slots: JobSlots, results: list, on_done: OnDone | None) -> list[int]:
-    """Run `indices` in one pool; the indices a dying worker broke (empty when alone: it failed)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
+class WorkerPool:
+    """`slots.jobs` worker processes (`concurrent.futures`, spawn), kept across several `run`s (the
+    suite's trainings, then its tasks), so each worker starts (imports torch) once."""
 
-    indices = list(indices)
-    ctx = multiprocessing.get_context("spawn")   # a fresh interpreter: no torch state, no forked threads
-    pool = ProcessPoolExecutor(max(1, min(slots.jobs, len(indices))), mp_context=ctx,
-                               initializer=_init_worker, initargs=(slots, ctx.Value("i", 0)))
-    broken = []
-    try:
-        futures = {pool.submit(call, fn, items[i]): i for i in indices}
-        for f in as_completed(futures):
-            i = futures[f]
-            try:
-                results[i] = f.result()
-            except BrokenProcessPool:
-                if len(indices) > 1:
-                    broken.append(i)
-                    continue
-                results[i] = Outcome(error=DIED)
-            except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be sent back
-                results[i] = Outcome(error=one_line(e))
-            if on_done is not None:
-                on_done(i, results[i])
-    except BaseException:            # Ctrl-C (or a failing callback): no worker outlives us
-        stop_pool(pool)
-        raise
-    pool.shutdown(wait=True)
-    return sorted(broken)
+    def __init__(self, slots: JobSlots):
+        self.slots = slots
+        self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def run(self, fn: Callable, items: Sequence, on_done: OnDone | None = None) -> list[Outcome]:
+        """`fn(item)` for every item; one Outcome per item, in order. `on_done(index, outcome)` is
+        called in this process as each job finishes (progress, logs)."""
+        results: list[Outcome | None] = [None] * len(items)
+        suspects = self._round(fn, items, range(len(items)), results, on_done)
+        for i in suspects:   # a worker died: each job it may have held runs alone, so only its own job fails
+            self._round(fn, items, [i], results, on_done)
+        return results  # type: ignore[return-value]
+
+    def _executor(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("spawn")   # a fresh interpreter: no torch state, no forked threads
+            self._pool = ProcessPoolExecutor(self.slots.jobs, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(self.slots, ctx.Value("i", 0)))
+        return self._pool
+
+    def _round(self, fn, items, indices, results: list, on_done: OnDone | None) -> list[int]:
+        """Run `indices` at once; the indices a dying worker broke (none when alone: it failed)."""
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        indices = list(indices)
+        broken = []
+        try:
+            pool = self._executor()
+            futures = {pool.submit(call, fn, items[i]): i for i in indices}
+            for f in as_completed(futures):
+                i = futures[f]
+                try:
+                    results[i] = f.result()
+                except BrokenProcessPool:
+                    if self._pool is pool:     # the next round starts fresh workers
+                        pool.shutdown(wait=False)
+                        self._pool = None
+                    if len(indices) > 1:
+                        broken.append(i)
+                        continue
+                    results[i] = Outcome(error=DIED)
+                except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be sent back
+                    results[i] = Outcome(error=one_line(e))
+                if on_done is not None:
+                    on_done(i, results[i])
+        except BaseException:            # Ctrl-C (or a failing callback): no worker outlives us
+            if self._pool is not None:
+                stop_pool(self._pool)
+                self._pool = None
+            raise
+        return sorted(broken)
 
 
 def stop_pool(pool) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ncbench.jobs import JobSlots
-from ncbench.launcher import Outcome, run_pool, run_slurm, slurm_executor
+from ncbench.launcher import Outcome, WorkerPool, run_slurm, slurm_executor
 from ncbench.specs.groups import is_group
 from ncbench.suite import (
     RunPlan,
@@ -112,16 +112,18 @@ def run_suite(suite: str, specs: list[TaskSpec], out_root: Path, slots: JobSlots
         return run_tasks(suite, specs, out_root, force=force, progress=progress, run_id=plan.run_id, log=log,
                          lock_timeout=lock_timeout)
     bar = _Progress(len(trainings) + len(measurements), progress, plan.log)
+    pool = WorkerPool(slots)     # its workers start on the first job, then serve both phases
 
     def launch(fn, items, on_done):
         if launcher == "slurm":
             return run_slurm(executor, fn, items, threads=slurm_threads, on_done=on_done)
-        return run_pool(fn, items, slots, on_done=on_done)
+        return pool.run(fn, items, on_done)
 
     try:
         failed = _train_all(trainings, launch, bar)
         runs = _measure_all(plan, measurements, failed, launch, bar)
     finally:
+        pool.close()
         bar.close()
     return plan.run_dir, _with_groups(plan, runs, force, lock_timeout)
 

@@ -219,3 +219,21 @@ def test_slurm_launcher_with_submitits_local_executor(sequential, tmp_path):
         pd.testing.assert_frame_equal(values(sequential, task), values(run_dir, task))
     assert cli(suite_file(tmp_path, tasks), tmp_path / "out", "--launcher", "slurm",
                "--slurm", "cluster=local", "--slurm", "no_such_key=1") == 2
+
+
+def test_an_interrupted_training_resumes_in_a_job(tmp_path, interrupt_after, capfd):
+    """Ctrl-C after epoch 1 of 2 (--jobs 1, this process); the --jobs 2 rerun's training job resumes
+    from that checkpoint, and its two tasks read the finished run."""
+    tasks = [{**t, "recipe": {**RECIPE, "epochs": 2}} for t in TASKS[:2]]
+    suite = suite_file(tmp_path, tasks)
+    interrupt_after(1)
+    assert cli(suite, tmp_path / "out", "--jobs", "1") == 130
+    interrupt_after(None)
+    capfd.readouterr()
+    assert cli(suite, tmp_path / "out", "--jobs", "2") == 0
+    out = capfd.readouterr().out
+    assert "resuming test_resnet on digits from epoch 1" in out and "trained:" in out
+    run_dir = run_dir_of(tmp_path / "out")
+    for task in ("tc", "te"):
+        cfg = json.loads((run_dir / task / "config.json").read_text())
+        assert cfg["status"] != "" and sorted(set(values(run_dir, task).epoch) - {""}) == ["1", "2"]
