@@ -142,12 +142,15 @@ def _apply_model_kwargs(specs, text: str | None):
     return specs
 
 
-def _validate(specs) -> None:
-    """Fail fast, before any data or model is loaded: names, device, seed, checkpoint, weights."""
+def _validate(specs, remote: bool = False) -> None:
+    """Fail fast, before any data or model is loaded: names, device, seed, checkpoint, weights.
+    `remote` (--launcher slurm): the device is the compute nodes', not this machine's (unchecked)."""
+    from dataclasses import replace
+
     from ncbench.preflight import check_spec
 
     for s in specs:
-        check_spec(s)
+        check_spec(replace(s, device="cpu") if remote else s)
 
 
 def _run(suite: str, specs, args, scorecard: bool = False) -> int:
@@ -160,7 +163,7 @@ def _run(suite: str, specs, args, scorecard: bool = False) -> int:
     from ncbench.threads import available_cpus, configure_threads
 
     threads = configure_threads(args.threads)
-    _validate(specs)
+    _validate(specs, remote=args.launcher == "slurm")
     from ncbench.training.distributed import init_from_env, is_main, world_size
     init_from_env(specs[0].device)  # under torchrun: one DDP process group for the whole run
     if is_main() and not args.no_progress:

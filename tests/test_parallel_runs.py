@@ -221,6 +221,20 @@ def test_slurm_launcher_with_submitits_local_executor(sequential, tmp_path):
                "--slurm", "cluster=local", "--slurm", "no_such_key=1") == 2
 
 
+def test_slurm_errors_before_any_work_and_the_device_is_the_nodes(tmp_path, capsys, monkeypatch):
+    """A login node without a GPU submits --device cuda jobs; an unknown --slurm key is one line."""
+    pytest.importorskip("submitit")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = main(["run", "train_collapse_mnist5k", "--device", "cuda", "--out", str(tmp_path), "--launcher", "slurm",
+                 "--slurm", "cluster=local", "--slurm", "no_such_key=1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("ncbench: error: --slurm") and "no_such_key" in err
+    assert err.count("\n") == 1 and "CUDA" not in err
+    assert not list(tmp_path.rglob("results.csv"))
+
+
 def test_an_interrupted_training_resumes_in_a_job(tmp_path, interrupt_after, capfd):
     """Ctrl-C after epoch 1 of 2 (--jobs 1, this process); the --jobs 2 rerun's training job resumes
     from that checkpoint, and its two tasks read the finished run."""
