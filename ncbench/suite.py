@@ -104,32 +104,6 @@ def _task_lock(task_dir: Path, name: str, timeout: float | None, log):
     return lock
 
 
-def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool = False,
-              progress: bool = True, run_id: str | None = None, log=print,
-              lock_timeout: float | None = None) -> tuple[Path, list[TaskRun]]:
-    """Run `specs` into `out_root/<run_id>/<task>/`; returns the run folder and one TaskRun per spec.
-
-    A group spec (`seeds:` / `sweep:`, `ncbench.specs.groups`) runs each member into
-    `<task>/_members/<variant,seed>/` and then writes the group's own files (`write_group`).
-    Bad names (a task or suite named `../x`) and an `out_root` that cannot be written are errors
-    before any work. `lock_timeout`: seconds to wait for another process holding a task's lock
-    (None: wait as long as it runs); after it, that task fails and the suite goes on.
-    (`ncbench.suite_jobs` runs the same plan in parallel processes: `--jobs`, `--launcher`.)
-    """
-    plan = prepare_run(suite, specs, out_root, force=force, progress=progress, run_id=run_id, log=log)
-    run_dir, run_id, ctx, main, log = plan.run_dir, plan.run_id, plan.ctx, plan.main, plan.log
-    runs = []
-    for spec, tasks in plan.grouped:
-        if not is_group(spec):
-            runs.append(_guarded(tasks[0], ctx, run_dir / spec.name, run_id, force, main, log, lock_timeout))
-            continue
-        gdir = run_dir / spec.name
-        member_runs = [_guarded(t, ctx, gdir / MEMBERS_FOLDER / member_label(t.spec, spec), run_id, force, main, log,
-                                lock_timeout, plot=False) for t in tasks]
-        runs.append(_run_group(spec, tasks[0], member_runs, run_id, force, main, log, lock_timeout))
-    return run_dir, runs
-
-
 @dataclass
 class RunPlan:
     """A validated run before any work: its folder and id, the shared context (trajectory cache, the
@@ -176,6 +150,32 @@ def prepare_run(suite: str, specs: list[TaskSpec], out_root: Path, *, force: boo
     else:   # the run folder must be writable before any work (a regular file, read-only: one clear error)
         write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]})
     return RunPlan(run_dir, run_id, ctx, grouped, main, log)
+
+
+def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool = False,
+              progress: bool = True, run_id: str | None = None, log=print,
+              lock_timeout: float | None = None) -> tuple[Path, list[TaskRun]]:
+    """Run `specs` into `out_root/<run_id>/<task>/`; returns the run folder and one TaskRun per spec.
+
+    A group spec (`seeds:` / `sweep:`, `ncbench.specs.groups`) runs each member into
+    `<task>/_members/<variant,seed>/` and then writes the group's own files (`write_group`).
+    Bad names (a task or suite named `../x`) and an `out_root` that cannot be written are errors
+    before any work. `lock_timeout`: seconds to wait for another process holding a task's lock
+    (None: wait as long as it runs); after it, that task fails and the suite goes on.
+    (`ncbench.suite_jobs` runs the same plan in parallel processes: `--jobs`, `--launcher`.)
+    """
+    plan = prepare_run(suite, specs, out_root, force=force, progress=progress, run_id=run_id, log=log)
+    run_dir, run_id, ctx, main, log = plan.run_dir, plan.run_id, plan.ctx, plan.main, plan.log
+    runs = []
+    for spec, tasks in plan.grouped:
+        if not is_group(spec):
+            runs.append(_guarded(tasks[0], ctx, run_dir / spec.name, run_id, force, main, log, lock_timeout))
+            continue
+        gdir = run_dir / spec.name
+        member_runs = [_guarded(t, ctx, gdir / MEMBERS_FOLDER / member_label(t.spec, spec), run_id, force, main, log,
+                                lock_timeout, plot=False) for t in tasks]
+        runs.append(_run_group(spec, tasks[0], member_runs, run_id, force, main, log, lock_timeout))
+    return run_dir, runs
 
 
 def run_member(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, log,
