@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml scripts/install-learn2learn.sh
 	@touch $(STAMP)
 
 bench: $(STAMP)
-	$(BIN)/ncbench suite default
+	$(BIN)/ncbench suite default --jobs auto
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

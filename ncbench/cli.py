@@ -14,6 +14,8 @@ examples:
   ncbench run train_collapse_mnist5k       one task on the embedded MNIST-5k, CPU, minutes
   ncbench run train_collapse_cifar10 --data-dir ~/data --device cuda
   ncbench suite default                    the default suite (what `make bench` runs)
+  ncbench suite claims --jobs 4            independent trainings and tasks in 4 processes at once
+  ncbench suite claims --launcher slurm --slurm slurm_partition=gpu --slurm gpus_per_node=1 --device cuda
   torchrun --nproc_per_node 4 -m ncbench run train_collapse_cifar10 --device cuda
 
 Network access only with --download (data sets and --pretrained weights); otherwise local files and caches.
@@ -49,6 +51,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else half the "
                                      "CPUs this process may use, at least 1; recorded in each config.json)")
+    _add_job_options(p)
+
+
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    """--jobs, --launcher, --slurm (ncbench.suite_jobs; docs/parallel.md)."""
+    p.add_argument("--jobs", metavar="N|auto",
+                   help="independent trainings and tasks run in N processes at once, each with --threads "
+                        "threads (values identical to --jobs 1); auto (default, or $NCBENCH_JOBS): CPUs / "
+                        "threads, or one job per visible GPU with --device cuda")
+    p.add_argument("--launcher", default="local", choices=["local", "slurm"],
+                   help="local: --jobs worker processes here (default); slurm: every training and task "
+                        "as a Slurm job through submitit (pip install 'ncbench[slurm]')")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a submitit parameter for --launcher slurm, repeatable: slurm_partition=gpu, "
+                        "timeout_min=120, gpus_per_node=1, cpus_per_task=8, cluster=local (a local test)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,29 +143,44 @@ def _apply_model_kwargs(specs, text: str | None):
     return specs
 
 
-def _validate(specs) -> None:
-    """Fail fast, before any data or model is loaded: names, device, seed, checkpoint, weights."""
+def _validate(specs, remote: bool = False) -> None:
+    """Fail fast, before any data or model is loaded: names, device, seed, checkpoint, weights.
+    `remote` (--launcher slurm): the device is the compute nodes', not this machine's (unchecked)."""
+    from dataclasses import replace
+
     from ncbench.preflight import check_spec
 
     for s in specs:
-        check_spec(s)
+        check_spec(replace(s, device="cpu") if remote else s)
 
 
 def _run(suite: str, specs, args, scorecard: bool = False) -> int:
     import pandas as pd
 
-    from ncbench.suite import run_tasks, summary_table
+    from ncbench.jobs import resolve_jobs
+    from ncbench.launcher import parse_slurm
+    from ncbench.suite import summary_table
+    from ncbench.suite_jobs import run_suite
     from ncbench.threads import available_cpus, configure_threads
 
     threads = configure_threads(args.threads)
-    _validate(specs)
-    from ncbench.training.distributed import init_from_env, is_main
+    _validate(specs, remote=args.launcher == "slurm")
+    from ncbench.training.distributed import init_from_env, is_main, world_size
     init_from_env(specs[0].device)  # under torchrun: one DDP process group for the whole run
     if is_main() and not args.no_progress:
         import os
         print(f"threads: {threads} of {available_cpus()} CPUs (1-minute load {os.getloadavg()[0]:.1f}; "
               "--threads to change)")
-    run_dir, runs = run_tasks(suite, specs, Path(args.out), force=args.force, progress=not args.no_progress)
+    slots = resolve_jobs(args.jobs, specs[0].device, threads, world_size=world_size())
+    slurm = parse_slurm(args.slurm, args.launcher)
+    if args.launcher == "slurm" and args.jobs not in (None, "auto"):   # at most N Slurm jobs at once
+        slurm.setdefault("slurm_array_parallelism", slots.jobs)
+    if is_main() and not args.no_progress and (slots.jobs > 1 or args.launcher != "local"):
+        print(f"jobs: {slots.describe() if args.launcher == 'local' else 'one Slurm job per training and task'} "
+              "(--jobs, --launcher to change)")
+    run_dir, runs = run_suite(suite, specs, Path(args.out), slots, launcher=args.launcher, slurm=slurm,
+                              slurm_threads=threads if args.threads is not None else None, force=args.force,
+                              progress=not args.no_progress)
     if not is_main():
         return 1 if any(r.status == "failed" for r in runs) else 0
     table = summary_table(runs)

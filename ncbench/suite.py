@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -103,17 +104,29 @@ def _task_lock(task_dir: Path, name: str, timeout: float | None, log):
     return lock
 
 
-def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool = False,
-              progress: bool = True, run_id: str | None = None, log=print,
-              lock_timeout: float | None = None) -> tuple[Path, list[TaskRun]]:
-    """Run `specs` into `out_root/<run_id>/<task>/`; returns the run folder and one TaskRun per spec.
+@dataclass
+class RunPlan:
+    """A validated run before any work: its folder and id, the shared context (trajectory cache, the
+    probes of every trajectory), each spec with its tasks (one per group member), the log to use."""
 
-    A group spec (`seeds:` / `sweep:`, `ncbench.specs.groups`) runs each member into
-    `<task>/_members/<variant,seed>/` and then writes the group's own files (`write_group`).
-    Bad names (a task or suite named `../x`) and an `out_root` that cannot be written are errors
-    before any work. `lock_timeout`: seconds to wait for another process holding a task's lock
-    (None: wait as long as it runs); after it, that task fails and the suite goes on.
-    """
+    run_dir: Path
+    run_id: str
+    ctx: RunContext
+    grouped: list[tuple[TaskSpec, list[Task]]]
+    main: bool
+    log: Callable[[str], None]
+
+    def task_dir(self, spec: TaskSpec, task: Task) -> Path:
+        """Where `task` (the spec itself, or one member of a group spec) writes."""
+        if not is_group(spec):
+            return self.run_dir / spec.name
+        return self.run_dir / spec.name / MEMBERS_FOLDER / member_label(task.spec, spec)
+
+
+def prepare_run(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool = False,
+                progress: bool = True, run_id: str | None = None, log=print) -> RunPlan:
+    """Validate names, kinds and options, collect every trajectory's probes (so each run trains once)
+    and write suite.json (the run folder must be writable before any work)."""
     check_name("suite name", suite)
     for s in specs:
         check_name("task name", s.name)
@@ -136,8 +149,25 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
         log = lambda message: None
     else:   # the run folder must be writable before any work (a regular file, read-only: one clear error)
         write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]})
+    return RunPlan(run_dir, run_id, ctx, grouped, main, log)
+
+
+def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool = False,
+              progress: bool = True, run_id: str | None = None, log=print,
+              lock_timeout: float | None = None) -> tuple[Path, list[TaskRun]]:
+    """Run `specs` into `out_root/<run_id>/<task>/`; returns the run folder and one TaskRun per spec.
+
+    A group spec (`seeds:` / `sweep:`, `ncbench.specs.groups`) runs each member into
+    `<task>/_members/<variant,seed>/` and then writes the group's own files (`write_group`).
+    Bad names (a task or suite named `../x`) and an `out_root` that cannot be written are errors
+    before any work. `lock_timeout`: seconds to wait for another process holding a task's lock
+    (None: wait as long as it runs); after it, that task fails and the suite goes on.
+    (`ncbench.suite_jobs` runs the same plan in parallel processes: `--jobs`, `--launcher`.)
+    """
+    plan = prepare_run(suite, specs, out_root, force=force, progress=progress, run_id=run_id, log=log)
+    run_dir, run_id, ctx, main, log = plan.run_dir, plan.run_id, plan.ctx, plan.main, plan.log
     runs = []
-    for spec, tasks in grouped:
+    for spec, tasks in plan.grouped:
         if not is_group(spec):
             runs.append(_guarded(tasks[0], ctx, run_dir / spec.name, run_id, force, main, log, lock_timeout))
             continue
@@ -146,6 +176,19 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
                                 lock_timeout, plot=False) for t in tasks]
         runs.append(_run_group(spec, tasks[0], member_runs, run_id, force, main, log, lock_timeout))
     return run_dir, runs
+
+
+def run_member(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, log,
+               lock_timeout: float | None = None, plot: bool = True) -> TaskRun:
+    """One task, or one member of a group, into `task_dir` (lock, skip when done, write; a failure is
+    recorded): what a parallel job runs (`ncbench.suite_jobs`)."""
+    return _guarded(task, ctx, task_dir, run_id, force, True, log, lock_timeout, plot)
+
+
+def finish_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: str, force: bool, log,
+                 lock_timeout: float | None = None) -> TaskRun:
+    """A group's own files once its members ran (`_run_group`)."""
+    return _run_group(spec, task, member_runs, run_id, force, True, log, lock_timeout)
 
 
 def _task(member: TaskSpec, group: TaskSpec) -> Task:

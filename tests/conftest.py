@@ -4,6 +4,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see ncbench/threads.py
+# CLI runs stay in this process (monkeypatches, kinds registered by tests); tests/test_parallel_runs.py
+# asks for --jobs itself.
+os.environ.setdefault("NCBENCH_JOBS", "1")
 
 TESTS = Path(__file__).resolve().parent
 for path in (TESTS.parent, TESTS):

@@ -3,7 +3,7 @@
 Every zoo entry (a timm model with `pretrained` weights, a `checkpoint`, or a `train:` block that
 trains it here first, shared and cached like any training run) is measured frozen on one target
 (`options.target`, a `frozen_transfer` task: its data, classes, preprocessing and measurements),
-one job per model (`ncbench.transfer.launcher`: inline, local subprocesses or SLURM). Per
+one job per model (`ncbench.launcher`: inline, local worker processes or SLURM). Per
 estimator, the Kendall τ-b and Vigna's weighted τ_w (`ncbench.transfer.rank_correlation`)
 between the models' scores and their ground-truth accuracy (`options.ground_truth`, default the
 linear-probe accuracy on the target's test split) are the headline numbers: the table that
@@ -42,7 +42,7 @@ class TransferRanking(Task):
 
     def __init__(self, spec):
         super().__init__(spec)
-        from ncbench.transfer.launcher import LAUNCHERS
+        from ncbench.launcher import LAUNCHERS
 
         o = self.options
         if len(o["zoo"]) < 2:
@@ -124,7 +124,7 @@ class TransferRanking(Task):
         return {"pretrained": False, "checkpoint": str(path)}
 
     def jobs(self, ctx) -> list:
-        from ncbench.transfer.launcher import Job
+        from ncbench.launcher import Job
 
         out = []
         for entry in self.options["zoo"]:
@@ -140,7 +140,7 @@ class TransferRanking(Task):
 
     # -- measuring -----------------------------------------------------------------------------
     def run(self, ctx) -> TaskOutput:
-        from ncbench.transfer.launcher import run_jobs
+        from ncbench.launcher import run_jobs
         from ncbench.transfer.ncti import ncti_total
         from ncbench.transfer.rank_correlation import kendall_tau, weighted_tau
 

@@ -7,5 +7,6 @@
 - `rank_correlation`: Kendall τ-b and Vigna's weighted τ_w between scores and accuracies.
 - `frozen_pass`: one streamed forward per split measuring every layer and keeping the features
   the estimators need.
-- `launcher`: one job per (model, target), inline, as local subprocesses or on SLURM (submitit).
+
+`transfer_ranking`'s jobs (one per model) run through the runner's launcher, `ncbench.launcher`.
 """
