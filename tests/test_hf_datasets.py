@@ -157,11 +157,16 @@ def test_an_unlabelled_test_split_is_refused_with_the_option_to_use(tmp_path):
         load_dataset(f"hf:{tmp_path / 'u'}", "test")
 
 
-def test_streamed_batches_equal_in_memory_batches(saved):
+def test_streamed_batches_equal_in_memory_batches(saved, monkeypatch):
+    from ncbench.data import load_dataset
     from ncbench.data.huggingface import load_hf
     from ncbench.data.streaming import StreamedImageDataset
 
     name = saved[0]
+    monkeypatch.setenv("NCBENCH_STREAM_BYTES", str(30 * 16 * 16 * 3 - 1))     # one byte short of the set
+    assert isinstance(load_dataset(name, "train"), StreamedImageDataset)
+    monkeypatch.setenv("NCBENCH_STREAM_BYTES", str(30 * 16 * 16 * 3))
+    assert not isinstance(load_dataset(name, "train"), StreamedImageDataset)
     mem = load_hf(name, "train", stream=False)
     st = load_hf(name, "train", stream=True, workers=1)
     assert isinstance(st, StreamedImageDataset) and st.info["streamed"]
