@@ -58,7 +58,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("verify", help="rerun a leaderboard row and check agreement", formatter_class=fmt,
                        description="Rerun the configuration of a submitted run with the current ncbench and "
                                    "report, per headline (metric, variant), whether |rerun - submitted| <= "
-                                   "max(atol + rtol*|submitted|, the entry's 95% t half-width over its seeds), "
+                                   "max(atol + rtol*|submitted|, the 95% t half-width over the entry's other seeds), "
                                    "with the tolerances each metric declares (ncbench.metrics.vocabulary) "
                                    "unless --rtol/--atol are given. Exit 0 when every metric agrees, 1 otherwise.",
                        epilog="ROW is TASK:N (N from `ncbench leaderboard TASK`), TASK:RUN_ID or a RUN_ID "
@@ -194,7 +194,8 @@ def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | P
                      for _, r in mine[mine["variant"] == c.variant].iterrows()}
         rerun = {Column(m, r["variant"]): v for r in entry.rows for m, v in r.items()}
         group = rows_like(table, row)
-        spread = {c: ((x := cell(group, c)).half_width, x.n) for c in columns}
+        others = group[group["seed"].astype(str) != str(row["seed"])]     # leave-one-out: never the row checked
+        spread = {c: ((x := cell(others, c)).half_width, x.n) for c in columns}
         results.append((task, i, agreement.compare(submitted, rerun, columns, rtol, atol, spread)))
     return results
 
@@ -254,7 +255,7 @@ def _verify(args) -> int:
     for task, i, cmp in results:
         agree = bool(cmp["agrees"].all())
         ok &= agree
-        tol = ("each metric's declared tolerance or the entry's seed spread" if args.rtol is None and args.atol is None else
+        tol = ("each metric's declared tolerance or the spread of the entry's other seeds" if args.rtol is None and args.atol is None else
                f"rtol {'declared' if args.rtol is None else format(args.rtol, 'g')}, "
                f"atol {'declared' if args.atol is None else format(args.atol, 'g')}")
         print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} ({tol})")

@@ -233,6 +233,10 @@ def _summary_by_variant(task: str, summary) -> dict[str, dict]:
         worst = max(statuses, key=lambda s: SEVERITY.get(s, 3))
         if worst not in SEVERITY:
             raise ValueError(f"{task}: status {worst!r} at variant {variant!r} is not one of {list(SEVERITY)}")
+        if worst == "ok":   # a ranked value is a finite number (a run that did not finish says so in its status)
+            problems += [f"{m}{f' ({variant})' if variant else ''} = {v!r} is not finite in a run whose status is "
+                         f"ok (board values are finite numbers, or NaN when not measured)"
+                         for m, v in values.items() if math.isinf(v)]
         reasons = [r for r in dict.fromkeys(g["status_reason"].astype(str)) if r]
         out[variant] = {"values": values, "status": worst, "reason": "; ".join(reasons)}
     if problems:
