@@ -59,3 +59,45 @@ def test_a_forged_seed_cannot_widen_its_own_tolerance(tmp_path, tmp_leaderboards
     with_itself = stats.t.ppf(0.975, 2) * stats.sem([*accs, 0.5])
     assert abs(0.982 - 0.5) < with_itself        # the old rule (all seeds) would have agreed
     assert not got.agrees
+
+
+# --------------------------------------------------------------------------- #23.18: results.csv against config.json
+
+def _relabel(csv, old: str, new: str) -> None:
+    csv.write_text(csv.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("digits_as_mnist5k", "task 'train_collapse_mnist5k' where config.json's spec says "
+                          "'train_collapse_mnist5k@dataset=digits'; dataset 'mnist5k' where config.json's spec "
+                          "says 'digits'"),
+    ("seed", "seed 5 for config"),
+    ("weights", "pretrained 'a1_in1k' where config.json's spec says ''"),
+])
+def test_results_rows_that_contradict_config_json_are_refused(case, needle, tmp_path, tmp_leaderboards):
+    from ncbench.specs import load_task
+
+    run = make_run(tmp_path, "forged")
+    task_dir = run / TASK
+    csv, cfg_path = task_dir / "results.csv", task_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if case == "digits_as_mnist5k":
+        # a `--dataset digits` run whose results.csv was relabelled task=TASK, dataset=mnist5k, the sha fixed
+        # and suite.json deleted: config.json (and its hash) still say what really ran
+        digits = load_task(TASK, dataset="digits")
+        _relabel(csv, cfg["config_hash"], digits.config_hash())
+        write_json(cfg_path, {**cfg, "spec": digits.to_dict(), "config_hash": digits.config_hash()})
+        (run / "suite.json").unlink()
+    elif case == "seed":
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        df["seed"] = "5"
+        csv.write_text(df.to_csv(index=False, lineterminator="\n"))
+    else:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        df["pretrained"] = "a1_in1k"
+        csv.write_text(df.to_csv(index=False, lineterminator="\n"))
+    reseal(task_dir)
+    with pytest.raises(lb.SubmissionRefused) as e:
+        lb.submit(run)
+    assert needle in str(e.value) and "results.csv and config.json disagree" in str(e.value)
+    assert not list(tmp_leaderboards.glob("*.csv"))

@@ -25,6 +25,7 @@ from ncbench import leaderboard_cli
 from ncbench.cli import main
 from ncbench.leaderboard import load_leaderboard, store
 from ncbench.leaderboard.schema import BoardSpec
+from ncbench.preflight import weights_identity
 from ncbench.results import load_results
 from ncbench.results.integrity import record_files
 from ncbench.results.schema import COLUMNS
@@ -76,7 +77,7 @@ def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, v
              for m, v in values.items() if m not in drop for variant in points.get(m, [""])]
     prov = {**PROV, **({"started_at": started_at} if started_at else {})}
     context = {"run_id": run_dir.name, "task": task, "task_version": spec.version, "model": spec.model,
-               "pretrained": spec.checkpoint or spec.pretrained or "", "dataset": spec.dataset, "seed": spec.seed,
+               "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset, "seed": spec.seed,
                "precision": "fp32", "config_hash": spec.config_hash(), **prov}
     task_dir = run_dir / task
     write_long_csv(task_dir / "results.csv", rows, context)
@@ -217,10 +218,16 @@ def test_refusals_name_the_reason_and_write_nothing(case, needle, tmp_path, tmp_
         write_json(run / TASK / "config.json", {**cfg, "config_hash": "000000000000"})
     elif case == "not_a_run":
         (run / "empty").mkdir(parents=True)
-    elif case == "unknown_task":
+    elif case == "unknown_task":                     # a consistent folder (rows, spec and hashes) of an unknown task
+        from ncbench.specs import TaskSpec
+
         make_run(tmp_path, "run")
-        csv = run / TASK / "results.csv"
-        csv.write_text(csv.read_text().replace(f",{TASK},", ",no_such_task,"))
+        csv, cfg_path = run / TASK / "results.csv", run / TASK / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        spec = TaskSpec.from_dict({**cfg["spec"], "name": "no_such_task"}, "config.json")
+        csv.write_text(csv.read_text().replace(f",{TASK},", ",no_such_task,").replace(cfg["config_hash"],
+                                                                                       spec.config_hash()))
+        write_json(cfg_path, {**cfg, "spec": spec.to_dict(), "config_hash": spec.config_hash()})
         reseal(run / TASK)
     with pytest.raises(lb.SubmissionRefused) as e:
         lb.submit(run)

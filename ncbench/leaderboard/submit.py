@@ -157,7 +157,8 @@ def _read_run(task_dir: Path):
             raise ValueError(f"{name}: results.csv mixes several {col} values {values[:4]}: one folder must "
                              f"hold one run of one configuration")
     if group:
-        _check_group(name, ran, cfg, raw)
+        seeds = _check_group(name, ran, cfg, raw)
+        _check_rows_match_spec(name, raw, ran, seeds)
         return ran, raw, typed
     if raw["config_hash"].iloc[0] != cfg_hash:
         raise ValueError(f"{name}: results.csv (config {raw['config_hash'].iloc[0]}) and config.json (config "
@@ -169,12 +170,31 @@ def _read_run(task_dir: Path):
     if recomputed != cfg_hash:
         raise ValueError(f"{name}: config.json's config hash {cfg_hash} is not the hash of the spec it records "
                          f"({recomputed}): the folder was edited; rerun the task")
+    _check_rows_match_spec(name, raw, ran, {cfg_hash: ran.get("seed")})
     return ran, raw, typed
 
 
-def _check_group(name: str, ran: dict, cfg: dict, raw) -> None:
+def _check_rows_match_spec(name: str, raw, ran: dict, seeds: dict[str, object]) -> None:
+    """Every results.csv row says what config.json's spec ran: task name, version, data set, model,
+    weights, and, per config hash, the seed of that run (the recipe and options are in the config
+    hash, which `_read_run` recomputes from the spec). A relabelled results.csv is refused."""
+    wanted = {"task": ran.get("name"), "task_version": ran.get("version"), "dataset": ran.get("dataset"),
+              "model": ran.get("model"), "pretrained": weights_tag(ran)}
+    problems = [f"{col} {got!r} where config.json's spec says {want!r}" for col, want in wanted.items()
+                if (got := str(raw[col].iloc[0])) != str(want)]
+    for h, seed in seeds.items():
+        got = sorted(set(raw.loc[raw["config_hash"] == h, "seed"].astype(str)))
+        if got and got != [str(seed)]:
+            problems.append(f"seed {', '.join(got)} for config {h} where config.json's spec says {seed!r}")
+    if problems:
+        raise ValueError(f"{name}: results.csv and config.json disagree ({'; '.join(problems)}): the folder was "
+                         f"edited or mixes two runs; rerun the task")
+
+
+def _check_group(name: str, ran: dict, cfg: dict, raw) -> dict[str, int]:
     """A group folder is what its spec expands to: the recorded members are `members(spec)` (same
-    config hashes, in order), the group hash is theirs, and every row comes from a member or the group."""
+    config hashes, in order), the group hash is theirs, and every row comes from a member or the group.
+    Returns {member config hash: its seed}."""
     from ncbench.specs import TaskSpec, group_hash, members
 
     try:
@@ -195,6 +215,7 @@ def _check_group(name: str, ran: dict, cfg: dict, raw) -> None:
     stray = sorted(set(raw["config_hash"]) - set(recorded) - {cfg["config_hash"]})
     if stray:
         raise ValueError(f"{name}: results.csv holds rows of runs that are not members ({stray[:3]}): rerun the task")
+    return {m.config_hash(): m.seed for m in expected}
 
 
 def _check_current(name: str, task: str, first, ran: dict):
