@@ -101,3 +101,59 @@ def test_results_rows_that_contradict_config_json_are_refused(case, needle, tmp_
         lb.submit(run)
     assert needle in str(e.value) and "results.csv and config.json disagree" in str(e.value)
     assert not list(tmp_leaderboards.glob("*.csv"))
+
+
+# --------------------------------------------------------------------------- #23.19: Markdown and formulas in cells
+
+def _hand_edit(board, **cells) -> None:
+    df = pd.read_csv(board, dtype=str, keep_default_na=False)
+    for c, v in cells.items():
+        df.loc[0, c] = v
+    board.write_text(df.to_csv(index=False, lineterminator="\n"))
+
+
+def test_readme_cells_cannot_emphasise_strike_or_link(tmp_path, tmp_leaderboards):
+    markdown_it = pytest.importorskip("markdown_it")
+    lb.submit(make_run(tmp_path, "ok"))
+    _hand_edit(tmp_leaderboards / f"{TASK}.csv", model="_em_ __init__ test_resnet",
+               device="~~s~~ http://evil.example www.evil.example me@evil.example")
+    readme = lb.render_readme(lb.read_tables(tmp_leaderboards))
+    row = next(line for line in readme.splitlines() if "evil" in line)
+    lines = readme.splitlines()
+    table = "\n".join(lines[lines.index(row) - 2:lines.index(row) + 1])         # header, rule, the row
+    html = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(table)
+    assert "<td>" in html
+    assert "<em>" not in html and "<s>" not in html and "<strong>" not in html
+    assert "_em_ __init__ test_resnet" in html                    # shown literally, intraword `_` untouched
+    for autolink in ("http://", "www.", "me@"):                    # GitHub's autolinks start from these
+        assert autolink not in row
+    assert "http\\://evil.example www\\.evil.example me\\@evil.example" in row
+
+
+def test_committed_readme_text_is_unchanged_by_the_escaping():
+    from test_leaderboard import ROOT
+
+    lb_dir = ROOT / "leaderboards"
+    assert lb.render_readme(lb.read_tables(lb_dir), lb.store.claims_markdown(lb_dir)) == \
+        (lb_dir / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("text, formula", [
+    ("=cmd|' /C calc'!A0", True), ("@SUM(A1:A9)", True), ('+HYPERLINK("http://x")', True), ("-2+3", True),
+    ("\t=1", True), ("-0.25", False), ("+1e-3", False), ("-inf", False), ("test_resnet", False), ("", False)])
+def test_formula_like_text_is_recognised(text, formula):
+    from ncbench.leaderboard.formulas import is_formula
+
+    assert is_formula(text) is formula
+
+
+def test_submit_refuses_formula_cells_and_a_hand_edited_board_with_one_is_not_read(tmp_path, tmp_leaderboards):
+    run = make_run(tmp_path, "f", pretrained='+HYPERLINK("http://evil")')   # a consistent folder: spec, rows, hash
+    with pytest.raises(lb.SubmissionRefused, match="would run as formulas .*pretrained = '\\+HYPERLINK"):
+        lb.submit(run)
+    assert not list(tmp_leaderboards.glob("*.csv"))
+    lb.submit(make_run(tmp_path, "ok"))
+    board = tmp_leaderboards / f"{TASK}.csv"
+    _hand_edit(board, status_reason="=cmd|' /C calc'!A0")
+    with pytest.raises(lb.LeaderboardError, match="line 2: column 'status_reason' holds .* as a formula"):
+        lb.read_table(board)

@@ -73,14 +73,19 @@ def standings(task: str, table: pd.DataFrame) -> Standings:
     return Standings(ranked_df, unranked_df, cols, notes)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*~\[\]|@]|:(?=//))")
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")   # intraword `_` never emphasises
+_WWW = re.compile(r"(?i)(www)\.")
 
 
 def markdown_cell(value) -> str:
-    """One table cell as literal text: Markdown specials backslash-escaped, HTML (& < >) as entities,
-    line breaks as spaces (a submitted name can neither break the table nor inject markup)."""
+    """One table cell as literal text: Markdown specials (`` \\ ` * ~ [ ] | ``, and `_` unless inside a
+    word) backslash-escaped, the characters GitHub's autolinks start from (`:` of `http://`, `@` of
+    an e-mail, the `.` of `www.`) escaped too, HTML (& < >) as entities, line breaks as spaces: a submitted name can neither break
+    the table, nor emphasise, strike through or link anything."""
     text = " ".join(str(value).splitlines())
-    return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", text), quote=False)
+    text = _EDGE_UNDERSCORE.sub(r"\\_", _MARKDOWN_SPECIAL.sub(r"\\\1", text))
+    return html.escape(_WWW.sub(r"\1\\.", text), quote=False)
 
 
 def markdown_table(df: pd.DataFrame, right: set[str] = frozenset()) -> str:

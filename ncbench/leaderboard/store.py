@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncbench.leaderboard.formulas import is_formula
 from ncbench.leaderboard.schema import (
     ENTRY,
     FIXED,
@@ -67,6 +68,11 @@ def read_table(path: Path, task: str | None = None) -> pd.DataFrame:
     if len(bad):
         raise LeaderboardError(path, f"{line(bad[0])}: status {df['status'].iloc[bad[0]]!r} is not one of "
                                      f"{list(STATUSES)}")
+    for c in (c for c in df.columns if c not in metric_columns(df.columns)):
+        bad = df.index[df[c].map(is_formula)]
+        if len(bad):
+            raise LeaderboardError(path, f"{line(bad[0])}: column '{c}' holds {df[c].iloc[bad[0]]!r}, which a "
+                                         f"spreadsheet would run as a formula (text starting with = + - @)")
     for c in metric_columns(df.columns):
         num = pd.to_numeric(df[c].mask(df[c] == ""), errors="coerce")
         bad = df.index[num.isna() & (df[c] != "") & (df[c].str.lower() != "nan")]

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbench.leaderboard.formulas import formula_cells
 from ncbench.leaderboard.schema import PROVENANCE, RUN, BoardSpec, current_spec
 from ncbench.results.integrity import integrity_problems
 from ncbench.results.load import read_long_csv, typed_results
@@ -358,6 +359,11 @@ def collect_entries(run_dirs: list[Path]) -> tuple[list[Entry], list[str]]:
                 continue
             if e is None:
                 notes.append(f"{d.name}: no leaderboard declared in its spec, not submitted")
+                continue
+            formulas = sorted({f for r in e.rows for f in formula_cells(r)})
+            if formulas:
+                reasons.append(f"{d.name}: cells a spreadsheet would run as formulas ({'; '.join(formulas)}): "
+                               f"boards refuse text starting with = + - @; rename it and rerun")
             else:
                 entries.append(e)
     seen: dict[tuple, Entry] = {}
