@@ -68,9 +68,9 @@ def _relabel(csv, old: str, new: str) -> None:
 
 
 @pytest.mark.parametrize("case, needle", [
-    ("digits_as_mnist5k", "task 'train_collapse_mnist5k' where config.json's spec says "
-                          "'train_collapse_mnist5k@dataset=digits'; dataset 'mnist5k' where config.json's spec "
-                          "says 'digits'"),
+    ("digits_as_mnist5k", ("task 'train_collapse_mnist5k' where config.json's spec says "
+                           "'train_collapse_mnist5k@dataset=digits'; dataset 'mnist5k' where config.json's spec "
+                           "says 'digits'")),
     ("seed", "seed 5 for config"),
     ("weights", "pretrained 'a1_in1k' where config.json's spec says ''"),
 ])

@@ -677,7 +677,7 @@ def test_readme_escapes_markdown_and_html_of_any_cell(tmp_path, tmp_leaderboards
     path.write_text(df.to_csv(index=False, lineterminator="\n"))
     readme = lb.render_readme(lb.read_tables(tmp_leaderboards))
     assert "<script>" not in readme and "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in readme
-    assert "\\[click\\](http://evil) \\`code\\` \\*bold\\*" in readme
+    assert "\\[click\\](http\\://evil) \\`code\\` \\*bold\\*" in readme
     row = next(line for line in readme.splitlines() if "alert" in line)
     assert row.count(" | ") == readme.splitlines()[readme.splitlines().index(row) - 2].count(" | "), \
         "a cell broke the table"
