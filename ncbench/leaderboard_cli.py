@@ -228,6 +228,7 @@ def _leaderboard(args) -> int:
     if args.render:
         print(f"wrote {write_readme(args.leaderboards)}")
         return 0
+    _refresh_readme(args.leaderboards)
     lb_dir = leaderboards_dir(args.leaderboards)
     if args.task:
         path = lb_dir / f"{args.task}.csv"
@@ -244,6 +245,23 @@ def _leaderboard(args) -> int:
     for task, table in tables.items():
         print("\n" + standings_text(task, table))
     return 0
+
+
+def _refresh_readme(leaderboards) -> None:
+    """Rebuild a stale README.md (#23 item 20), with one line on stderr; a read-only folder only warns."""
+    import sys
+
+    from ncbench.leaderboard.store import refresh_readme
+    from ncbench.results.writer import ResultsWriteError
+
+    try:
+        rebuilt = refresh_readme(leaderboards)
+    except ResultsWriteError as e:
+        print(f"ncbench: warning: README.md does not match the board CSVs and could not be rebuilt: {e}",
+              file=sys.stderr)
+        return
+    if rebuilt:
+        print(f"ncbench: note: {rebuilt} did not match the board CSVs: rebuilt it", file=sys.stderr)
 
 
 def _verify(args) -> int:

@@ -157,3 +157,55 @@ def test_submit_refuses_formula_cells_and_a_hand_edited_board_with_one_is_not_re
     _hand_edit(board, status_reason="=cmd|' /C calc'!A0")
     with pytest.raises(lb.LeaderboardError, match="line 2: column 'status_reason' holds .* as a formula"):
         lb.read_table(board)
+
+
+# --------------------------------------------------------------------------- #23.20: a stale README is rebuilt
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing after it runs (not even `except Exception`)."""
+
+
+def _kill_before_readme(monkeypatch):
+    real = lb.store.atomic_write_text
+
+    def write(path, text):
+        if path.name == "README.md":
+            raise Killed
+        return real(path, text)
+
+    monkeypatch.setattr(lb.store, "atomic_write_text", write)
+
+
+def _current(lb_dir) -> bool:
+    return (lb_dir / "README.md").read_text() == lb.store.readme_text(lb_dir, lb.read_tables(lb_dir))
+
+
+def test_a_kill_between_csv_and_readme_is_repaired_by_the_next_submit(tmp_path, tmp_leaderboards, monkeypatch):
+    lb.submit(make_run(tmp_path, "a", seed=0))
+    second = make_run(tmp_path, "b", seed=1)
+    with monkeypatch.context() as m:
+        _kill_before_readme(m)
+        with pytest.raises(Killed):
+            lb.submit(second)
+    assert len(lb.read_table(tmp_leaderboards / f"{TASK}.csv")) == 2 and not _current(tmp_leaderboards)
+    with pytest.raises(lb.SubmissionRefused, match="already on the leaderboard"):   # the CSV has it
+        lb.submit(second)
+    assert _current(tmp_leaderboards)                                          # ... and the README now too
+    result = lb.submit(make_run(tmp_path, "c", seed=2))
+    assert not any("did not match" in n for n in result.notes)
+
+
+def test_ncbench_leaderboard_rebuilds_a_stale_readme_and_says_so(tmp_path, tmp_leaderboards, monkeypatch, capsys):
+    from ncbench.cli import main
+
+    lb.submit(make_run(tmp_path, "a", seed=0))
+    with monkeypatch.context() as m:
+        _kill_before_readme(m)
+        with pytest.raises(Killed):
+            lb.submit(make_run(tmp_path, "b", seed=1))
+    assert not _current(tmp_leaderboards)
+    assert main(["leaderboard", TASK]) == 0
+    assert "did not match the board CSVs: rebuilt it" in capsys.readouterr().err
+    assert _current(tmp_leaderboards)
+    assert main(["leaderboard"]) == 0
+    assert "rebuilt" not in capsys.readouterr().err
