@@ -42,6 +42,9 @@ def add_commands(sub) -> None:
     p.add_argument("--data-dir", help="with --model: where real data sets live")
     p.add_argument("--out", default="results", help="with --model: results root folder (default: ./results)")
     p.add_argument("--no-progress", action="store_true", help="with --model: no progress bars")
+    p.add_argument("--dataset-name", metavar="NAME",
+                   help="the public name of a run's local data set (imagefolder:PATH, a local hf: folder): boards "
+                        "never hold paths, so such a run needs one")
     p.add_argument("--replace", action="store_true", help="overwrite entries that are already on the leaderboard")
     p.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
     p.add_argument("--leaderboards", help=LB_HELP)
@@ -207,8 +210,12 @@ def _submit(args) -> int:
         raise ValueError("submit takes RUN_DIR(s) or --model NAME (one of the two)")
     if not args.model and (args.pretrained or args.checkpoint or args.seed is not None or args.seeds):
         raise ValueError("--pretrained, --checkpoint, --seed and --seeds go with --model; a run folder already says them")
+    if args.dataset_name is not None:
+        from ncbench.leaderboard.public_names import check_public_name
+
+        check_public_name(args.dataset_name)            # before a --model run starts
     run_dirs = args.run_dirs or [_run_leaderboard_suite(args)]
-    res = submit(run_dirs, args.leaderboards, replace=args.replace, dry_run=args.dry_run)
+    res = submit(run_dirs, args.leaderboards, replace=args.replace, dry_run=args.dry_run, dataset_name=args.dataset_name)
     for n in res.notes:
         print(f"note: {n}")
     verb = "would " if args.dry_run else ""

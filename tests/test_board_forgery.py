@@ -209,3 +209,82 @@ def test_ncbench_leaderboard_rebuilds_a_stale_readme_and_says_so(tmp_path, tmp_l
     assert _current(tmp_leaderboards)
     assert main(["leaderboard"]) == 0
     assert "rebuilt" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- #27.4: public names only
+
+FROZEN = "frozen_transfer"      # the frozen tier: another data set keeps the name
+
+
+@pytest.mark.parametrize("dataset, local", [
+    ("imagefolder:/home/me/pets", True), ("hf:/data/pets", True), ("hf:./pets:default", True), ("hf:~/pets", True),
+    ("hf:pets.parquet", True), ("/home/me/pets", True), ("hf:timm/oxford-iiit-pet", False),
+    ("hf:timm/oxford-iiit-pet:default", False), ("mnist5k", False), ("cifar10", False)])
+def test_local_data_sets_are_told_from_public_names(dataset, local):
+    from ncbench.leaderboard.public_names import is_local_dataset
+
+    assert is_local_dataset(dataset) is local
+
+
+def test_hf_name_of_a_folder_that_exists_here_is_local(tmp_path, monkeypatch):
+    from ncbench.leaderboard.public_names import is_local_dataset
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "owner" / "pets").mkdir(parents=True)
+    assert is_local_dataset("hf:owner/pets") and not is_local_dataset("hf:owner/cats")
+
+
+def test_a_run_on_a_local_folder_needs_a_public_name(tmp_path, tmp_leaderboards, capsys):
+    from ncbench.cli import main
+
+    path = str(tmp_path / "home" / "me" / "pets")
+    run = make_run(tmp_path, "local", tasks=(FROZEN,), dataset=f"imagefolder:{path}")
+    assert main(["submit", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"data set imagefolder:{path} is a path on this machine" in err and "--dataset-name NAME" in err
+    assert not list(tmp_leaderboards.glob("*.csv"))
+    assert main(["submit", str(run), "--dataset-name", "/home/me/pets"]) == 2
+    assert "is not a public data set name" in capsys.readouterr().err
+    assert main(["submit", str(run), "--dataset-name", "oxford_pets"]) == 0
+    board = lb.read_table(tmp_leaderboards / f"{FROZEN}.csv")
+    assert set(board.dataset) == {"oxford_pets"}
+    assert path not in (tmp_leaderboards / f"{FROZEN}.csv").read_text() + (tmp_leaderboards / "README.md").read_text()
+
+
+def test_a_public_name_for_a_public_run_is_refused(tmp_path, tmp_leaderboards):
+    with pytest.raises(lb.SubmissionRefused, match="--dataset-name names local data"):
+        lb.submit(make_run(tmp_path, "pub"), dataset_name="mnist5k_copy")
+
+
+def test_a_run_on_another_data_set_is_told_which_board_this_is(tmp_path, tmp_leaderboards, capsys):
+    from ncbench.cli import main
+
+    run = make_run(tmp_path, "digits", dataset="digits")
+    assert (run / f"{TASK}@dataset=digits").is_dir()
+    assert main(["submit", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "this board is for mnist5k: the run measured digits" in err
+    assert "copy tasks/train_collapse_mnist5k.yaml to tasks/train_collapse_digits.yaml" in err
+    assert "did you mean" not in err.lower() and "not in the registry" not in err
+
+
+def test_the_documented_run_names_are_what_runs_are_stored_as():
+    """docs/leaderboards.md's table of command -> folder, through the CLI's parser and the runner's naming."""
+    import re
+    import shlex
+
+    from test_leaderboard import ROOT
+
+    from ncbench.cli import _overrides, build_parser
+    from ncbench.specs import load_task
+    from ncbench.suite import run_id_for
+
+    doc = (ROOT / "docs" / "leaderboards.md").read_text()
+    rows = re.findall(r"^\| `(ncbench run [^`]+)` \| `([^`]+)` \|$", doc, re.MULTILINE)
+    assert len(rows) >= 5
+    for command, stored in rows:
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        spec = load_task(args.task, **_overrides(args))
+        run_id = run_id_for(spec.name, [spec])
+        assert re.fullmatch(re.escape(stored).replace(re.escape("<8 hex>"), "[0-9a-f]{8}"),
+                            f"results/{run_id}/{spec.name}/"), (command, stored, run_id, spec.name)

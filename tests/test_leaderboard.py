@@ -58,9 +58,10 @@ def declared_points(spec) -> dict[str, list[str]]:
 
 
 def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, values=None, version=None,
-              recipe=None, drop=(), pretrained=None, checkpoint=None, started_at=None, status=None) -> Path:
+              recipe=None, drop=(), pretrained=None, checkpoint=None, started_at=None, status=None,
+              dataset=None) -> Path:
     """One finished task folder as `run_tasks` writes it: results.csv (SPEC §9) + config.json."""
-    overrides = {"model": model, "seed": seed, "pretrained": pretrained, "checkpoint": checkpoint}
+    overrides = {"model": model, "seed": seed, "pretrained": pretrained, "checkpoint": checkpoint, "dataset": dataset}
     spec = load_task(task, **{k: v for k, v in overrides.items() if v is not None})
     if version is not None:
         spec.version = version
@@ -76,10 +77,10 @@ def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, v
               "status_reason": status.get(variant, ("ok", ""))[1]}
              for m, v in values.items() if m not in drop for variant in points.get(m, [""])]
     prov = {**PROV, **({"started_at": started_at} if started_at else {})}
-    context = {"run_id": run_dir.name, "task": task, "task_version": spec.version, "model": spec.model,
+    context = {"run_id": run_dir.name, "task": spec.name, "task_version": spec.version, "model": spec.model,
                "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset, "seed": spec.seed,
                "precision": "fp32", "config_hash": spec.config_hash(), **prov}
-    task_dir = run_dir / task
+    task_dir = run_dir / spec.name
     write_long_csv(task_dir / "results.csv", rows, context)
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": 1.0, "plots": [], "meta": {},

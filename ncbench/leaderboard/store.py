@@ -158,11 +158,13 @@ def _write_all(lb_dir: Path, tables: dict[str, pd.DataFrame], changed: list[str]
 
 
 def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | None = None, *,
-           replace: bool = False, dry_run: bool = False, lock_timeout: float = 120.0) -> SubmitResult:
-    """Validate the runs' task rows and merge them into the leaderboards (all or nothing)."""
+           replace: bool = False, dry_run: bool = False, lock_timeout: float = 120.0,
+           dataset_name: str | None = None) -> SubmitResult:
+    """Validate the runs' task rows and merge them into the leaderboards (all or nothing); a run on
+    local data goes on a board only under `dataset_name` (`public_names`)."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
-    entries, notes = collect_entries([Path(r) for r in run_dirs])
+    entries, notes = collect_entries([Path(r) for r in run_dirs], dataset_name)
     lb_dir = ensure_dir(leaderboards_dir(leaderboards))
     result = SubmitResult(notes=notes)
     from filelock import Timeout

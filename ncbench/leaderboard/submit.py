@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ncbench.leaderboard.formulas import formula_cells
+from ncbench.leaderboard.public_names import check_public_name, is_local_dataset, other_dataset_refusal
 from ncbench.leaderboard.schema import PROVENANCE, RUN, BoardSpec, current_spec
 from ncbench.results.integrity import integrity_problems
 from ncbench.results.load import read_long_csv, typed_results
@@ -221,6 +222,9 @@ def _check_group(name: str, ran: dict, cfg: dict, raw) -> dict[str, int]:
 
 def _check_current(name: str, task: str, first, ran: dict):
     """The registry's spec, after checking the run's model, version and protocol against it."""
+    other = other_dataset_refusal(task, first["dataset"])
+    if other:
+        raise ValueError(f"{name}: {other}")
     spec = current_spec(task)
     check_model(name, first["model"], ran, spec.model)
     version = int(first["task_version"])
@@ -341,9 +345,24 @@ def task_dirs_of_run(run_dir: Path) -> tuple[list[Path], list[str]]:
     return dirs, lacking
 
 
-def collect_entries(run_dirs: list[Path]) -> tuple[list[Entry], list[str]]:
-    """Rows of every task of the runs; SubmissionRefused listing every failed check."""
-    entries, reasons, notes = [], [], []
+def public_entry(e: Entry, dataset_name: str | None) -> Entry:
+    """`e` with its data set under a public name: a local data set (`public_names.is_local_dataset`)
+    takes `dataset_name`, and without one is refused (ValueError, one line)."""
+    dataset = e.row["dataset"]
+    if not is_local_dataset(dataset):
+        return e
+    if not dataset_name:
+        raise ValueError(f"{e.source.name}: its data set {dataset} is a path on this machine, and boards hold public "
+                         f"names only: pass --dataset-name NAME (the name others know this data set by)")
+    return Entry(e.task, [{**r, "dataset": dataset_name} for r in e.rows], e.source)
+
+
+def collect_entries(run_dirs: list[Path], dataset_name: str | None = None) -> tuple[list[Entry], list[str]]:
+    """Rows of every task of the runs (local data sets under `dataset_name`); SubmissionRefused listing
+    every failed check."""
+    if dataset_name is not None:
+        check_public_name(dataset_name)
+    entries, reasons, notes, local = [], [], [], 0
     for run_dir in run_dirs:
         try:
             dirs, lacking = task_dirs_of_run(Path(run_dir))
@@ -360,6 +379,12 @@ def collect_entries(run_dirs: list[Path]) -> tuple[list[Entry], list[str]]:
             if e is None:
                 notes.append(f"{d.name}: no leaderboard declared in its spec, not submitted")
                 continue
+            local += is_local_dataset(e.row["dataset"])
+            try:
+                e = public_entry(e, dataset_name)
+            except ValueError as err:
+                reasons.append(str(err))
+                continue
             formulas = sorted({f for r in e.rows for f in formula_cells(r)})
             if formulas:
                 reasons.append(f"{d.name}: cells a spreadsheet would run as formulas ({'; '.join(formulas)}): "
@@ -373,6 +398,9 @@ def collect_entries(run_dirs: list[Path]) -> tuple[list[Entry], list[str]]:
         seen[e.key] = e
     if not entries and not reasons:
         reasons.append("nothing to submit: no task of these runs declares a leaderboard")
+    if dataset_name and entries and not reasons and not local:
+        reasons.append(f"--dataset-name names local data, but these runs measured public data sets "
+                       f"({', '.join(sorted({e.row['dataset'] for e in entries}))}): leave it out")
     if reasons:
         raise SubmissionRefused(reasons)
     return entries, notes
