@@ -21,7 +21,7 @@ def is_local_dataset(dataset: str) -> bool:
     dataset = str(dataset)
     if dataset.startswith("imagefolder:"):
         return True
-    target = dataset[3:] if dataset.startswith("hf:") else dataset
+    target = dataset.removeprefix("hf:")
     if not dataset.startswith("hf:") and not target.startswith(("/", "~", ".", "\\")):
         return bool(_WINDOWS_DRIVE.match(target))
     target = target if _WINDOWS_DRIVE.match(target) else target.split(":", 1)[0]   # hf:NAME_OR_PATH[:CONFIG]

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ncbench.leaderboard.formulas import formula_cells
-from ncbench.leaderboard.public_names import check_public_name, is_local_dataset, other_dataset_refusal
+from ncbench.leaderboard.public_names import (
+    check_public_name,
+    is_local_dataset,
+    other_dataset_refusal,
+)
 from ncbench.leaderboard.schema import PROVENANCE, RUN, BoardSpec, current_spec
 from ncbench.results.integrity import integrity_problems
 from ncbench.results.load import read_long_csv, typed_results
