@@ -51,9 +51,16 @@ def add_commands(sub) -> None:
     p.set_defaults(handler=_submit)
 
     p = sub.add_parser("leaderboard", help="print the leaderboards (or one task's rows)",
-                       description="Without TASK: every task's standings as in leaderboards/README.md. "
-                                   "With TASK: each row with its row number (for `ncbench verify TASK:ROW`).")
+                       description="Without TASK: the claims tally, then every task's standings as in "
+                                   "leaderboards/README.md. With TASK: each row with its row number (for "
+                                   "`ncbench verify TASK:ROW`). Text fits the terminal width (COLUMNS); see "
+                                   "docs/leaderboards.md.")
     p.add_argument("task", nargs="?", help="task name (see `ncbench list tasks`)")
+    p.add_argument("--columns", metavar="A,B,...",
+                   help="the columns to show besides the identity ones (a header, a metric name or a prefix)")
+    p.add_argument("--wide", action="store_true", help="every column and every character, whatever the terminal width")
+    p.add_argument("--format", choices=["text", "csv", "json", "markdown"], default="text",
+                   help="text (default, fits the terminal), or csv / json / markdown for scripts")
     p.add_argument("--render", action="store_true", help="re-render README.md from the CSVs")
     p.add_argument("--leaderboards", help=LB_HELP)
     p.set_defaults(handler=_leaderboard)
@@ -230,13 +237,16 @@ def _submit(args) -> int:
 
 def _leaderboard(args) -> int:
     from ncbench.leaderboard import leaderboards_dir, read_table, read_tables, write_readme
-    from ncbench.leaderboard.render import standings_text, terminal_table
+    from ncbench.leaderboard import terminal as term
 
     if args.render:
         print(f"wrote {write_readme(args.leaderboards)}")
         return 0
     _refresh_readme(args.leaderboards)
     lb_dir = leaderboards_dir(args.leaderboards)
+    wanted = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    width = term.terminal_width()
+    tally = term.claims_tally(lb_dir)
     if args.task:
         path = lb_dir / f"{args.task}.csv"
         if not path.is_file():
@@ -244,13 +254,22 @@ def _leaderboard(args) -> int:
 
             have = sorted(p.stem for p in board_files(lb_dir))
             raise FileNotFoundError(f"no leaderboard for '{args.task}' in {lb_dir} (have: {have or 'none yet'})")
-        print(terminal_table(args.task, read_table(path, args.task)))
+        table = read_table(path, args.task)
+        if args.format != "text":
+            print(term.export({args.task: table}, args.format, tally, args.task, wanted))
+        else:
+            print("\n".join(term.rows_lines(args.task, table, width, wanted, args.wide)))
         return 0
     tables = read_tables(lb_dir)
+    if args.format != "text":
+        print(term.export(tables, args.format, tally, None, wanted))
+        return 0
+    if tally:
+        print(term.clip(term.tally_line(tally), width))
     if not tables:
         print(f"no leaderboards yet in {lb_dir}: submit a run with `ncbench submit results/<run_id>`")
     for task, table in tables.items():
-        print("\n" + standings_text(task, table))
+        print("\n" + "\n".join(term.standings_lines(task, table, width, wanted, args.wide)))
     return 0
 
 

@@ -177,8 +177,9 @@ def render_readme(tables: dict[str, pd.DataFrame], claims_markdown: str | None =
     return "\n".join(parts)
 
 
-def terminal_table(task: str, table: pd.DataFrame) -> str:
-    """Every CSV row of one task with its row number (for `ncbench verify TASK:ROW`), in file order."""
+def rows_view(task: str, table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """(title, every CSV row of one task with its row number for `ncbench verify TASK:ROW`, in file
+    order: identity, status, the board's metrics to 4 significant digits, date, run id)."""
     tb = task_board(task)
     cols = board_columns(table, tb.spec)
     metrics = list(dict.fromkeys(c.metric for c in cols))
@@ -191,6 +192,12 @@ def terminal_table(task: str, table: pd.DataFrame) -> str:
     view["date"], view["run_id"] = table["date"].str[:10], table["run_id"]
     primary = tb.spec.primary.header() if tb.spec else None
     title = f"{task}  (tier {TIERS.get(tb.tier, tb.tier or '?')}, current version {tb.version}, ranked by {primary})"
+    return title, view
+
+
+def terminal_table(task: str, table: pd.DataFrame) -> str:
+    """Every CSV row of one task with its row number (for `ncbench verify TASK:ROW`), in file order."""
+    title, view = rows_view(task, table)
     return title + "\n" + (view.to_string(index=False) if len(view) else "(no rows)")
 
 
