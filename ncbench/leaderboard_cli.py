@@ -42,15 +42,25 @@ def add_commands(sub) -> None:
     p.add_argument("--data-dir", help="with --model: where real data sets live")
     p.add_argument("--out", default="results", help="with --model: results root folder (default: ./results)")
     p.add_argument("--no-progress", action="store_true", help="with --model: no progress bars")
+    p.add_argument("--dataset-name", metavar="NAME",
+                   help="the public name of a run's local data set (imagefolder:PATH, a local hf: folder): boards "
+                        "never hold paths, so such a run needs one")
     p.add_argument("--replace", action="store_true", help="overwrite entries that are already on the leaderboard")
     p.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
     p.add_argument("--leaderboards", help=LB_HELP)
     p.set_defaults(handler=_submit)
 
     p = sub.add_parser("leaderboard", help="print the leaderboards (or one task's rows)",
-                       description="Without TASK: every task's standings as in leaderboards/README.md. "
-                                   "With TASK: each row with its row number (for `ncbench verify TASK:ROW`).")
+                       description="Without TASK: the claims tally, then every task's standings as in "
+                                   "leaderboards/README.md. With TASK: each row with its row number (for "
+                                   "`ncbench verify TASK:ROW`). Text fits the terminal width (COLUMNS); see "
+                                   "docs/leaderboards.md.")
     p.add_argument("task", nargs="?", help="task name (see `ncbench list tasks`)")
+    p.add_argument("--columns", metavar="A,B,...",
+                   help="the columns to show besides the identity ones (a header, a metric name or a prefix)")
+    p.add_argument("--wide", action="store_true", help="every column and every character, whatever the terminal width")
+    p.add_argument("--format", choices=["text", "csv", "json", "markdown"], default="text",
+                   help="text (default, fits the terminal), or csv / json / markdown for scripts")
     p.add_argument("--render", action="store_true", help="re-render README.md from the CSVs")
     p.add_argument("--leaderboards", help=LB_HELP)
     p.set_defaults(handler=_leaderboard)
@@ -58,7 +68,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("verify", help="rerun a leaderboard row and check agreement", formatter_class=fmt,
                        description="Rerun the configuration of a submitted run with the current ncbench and "
                                    "report, per headline (metric, variant), whether |rerun - submitted| <= "
-                                   "max(atol + rtol*|submitted|, the entry's 95% t half-width over its seeds), "
+                                   "max(atol + rtol*|submitted|, the 95% t half-width over the entry's other seeds), "
                                    "with the tolerances each metric declares (ncbench.metrics.vocabulary) "
                                    "unless --rtol/--atol are given. Exit 0 when every metric agrees, 1 otherwise.",
                        epilog="ROW is TASK:N (N from `ncbench leaderboard TASK`), TASK:RUN_ID or a RUN_ID "
@@ -194,7 +204,8 @@ def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | P
                      for _, r in mine[mine["variant"] == c.variant].iterrows()}
         rerun = {Column(m, r["variant"]): v for r in entry.rows for m, v in r.items()}
         group = rows_like(table, row)
-        spread = {c: ((x := cell(group, c)).half_width, x.n) for c in columns}
+        others = group[group["seed"].astype(str) != str(row["seed"])]     # leave-one-out: never the row checked
+        spread = {c: ((x := cell(others, c)).half_width, x.n) for c in columns}
         results.append((task, i, agreement.compare(submitted, rerun, columns, rtol, atol, spread)))
     return results
 
@@ -206,8 +217,12 @@ def _submit(args) -> int:
         raise ValueError("submit takes RUN_DIR(s) or --model NAME (one of the two)")
     if not args.model and (args.pretrained or args.checkpoint or args.seed is not None or args.seeds):
         raise ValueError("--pretrained, --checkpoint, --seed and --seeds go with --model; a run folder already says them")
+    if args.dataset_name is not None:
+        from ncbench.leaderboard.public_names import check_public_name
+
+        check_public_name(args.dataset_name)            # before a --model run starts
     run_dirs = args.run_dirs or [_run_leaderboard_suite(args)]
-    res = submit(run_dirs, args.leaderboards, replace=args.replace, dry_run=args.dry_run)
+    res = submit(run_dirs, args.leaderboards, replace=args.replace, dry_run=args.dry_run, dataset_name=args.dataset_name)
     for n in res.notes:
         print(f"note: {n}")
     verb = "would " if args.dry_run else ""
@@ -222,12 +237,16 @@ def _submit(args) -> int:
 
 def _leaderboard(args) -> int:
     from ncbench.leaderboard import leaderboards_dir, read_table, read_tables, write_readme
-    from ncbench.leaderboard.render import standings_text, terminal_table
+    from ncbench.leaderboard import terminal as term
 
     if args.render:
         print(f"wrote {write_readme(args.leaderboards)}")
         return 0
+    _refresh_readme(args.leaderboards)
     lb_dir = leaderboards_dir(args.leaderboards)
+    wanted = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    width = term.terminal_width()
+    tally = term.claims_tally(lb_dir)
     if args.task:
         path = lb_dir / f"{args.task}.csv"
         if not path.is_file():
@@ -235,14 +254,40 @@ def _leaderboard(args) -> int:
 
             have = sorted(p.stem for p in board_files(lb_dir))
             raise FileNotFoundError(f"no leaderboard for '{args.task}' in {lb_dir} (have: {have or 'none yet'})")
-        print(terminal_table(args.task, read_table(path, args.task)))
+        table = read_table(path, args.task)
+        if args.format != "text":
+            print(term.export({args.task: table}, args.format, tally, args.task, wanted))
+        else:
+            print("\n".join(term.rows_lines(args.task, table, width, wanted, args.wide)))
         return 0
     tables = read_tables(lb_dir)
+    if args.format != "text":
+        print(term.export(tables, args.format, tally, None, wanted))
+        return 0
+    if tally:
+        print(term.clip(term.tally_line(tally), width))
     if not tables:
         print(f"no leaderboards yet in {lb_dir}: submit a run with `ncbench submit results/<run_id>`")
     for task, table in tables.items():
-        print("\n" + standings_text(task, table))
+        print("\n" + "\n".join(term.standings_lines(task, table, width, wanted, args.wide)))
     return 0
+
+
+def _refresh_readme(leaderboards) -> None:
+    """Rebuild a stale README.md (#23 item 20), with one line on stderr; a read-only folder only warns."""
+    import sys
+
+    from ncbench.leaderboard.store import refresh_readme
+    from ncbench.results.writer import ResultsWriteError
+
+    try:
+        rebuilt = refresh_readme(leaderboards)
+    except ResultsWriteError as e:
+        print(f"ncbench: warning: README.md does not match the board CSVs and could not be rebuilt: {e}",
+              file=sys.stderr)
+        return
+    if rebuilt:
+        print(f"ncbench: note: {rebuilt} did not match the board CSVs: rebuilt it", file=sys.stderr)
 
 
 def _verify(args) -> int:
@@ -254,7 +299,7 @@ def _verify(args) -> int:
     for task, i, cmp in results:
         agree = bool(cmp["agrees"].all())
         ok &= agree
-        tol = ("each metric's declared tolerance or the entry's seed spread" if args.rtol is None and args.atol is None else
+        tol = ("each metric's declared tolerance or the spread of the entry's other seeds" if args.rtol is None and args.atol is None else
                f"rtol {'declared' if args.rtol is None else format(args.rtol, 'g')}, "
                f"atol {'declared' if args.atol is None else format(args.atol, 'g')}")
         print(f"\n{task} row {i}: {'AGREES' if agree else 'DISAGREES'} ({tol})")

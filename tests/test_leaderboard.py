@@ -25,6 +25,7 @@ from ncbench import leaderboard_cli
 from ncbench.cli import main
 from ncbench.leaderboard import load_leaderboard, store
 from ncbench.leaderboard.schema import BoardSpec
+from ncbench.preflight import weights_identity
 from ncbench.results import load_results
 from ncbench.results.integrity import record_files
 from ncbench.results.schema import COLUMNS
@@ -57,9 +58,10 @@ def declared_points(spec) -> dict[str, list[str]]:
 
 
 def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, values=None, version=None,
-              recipe=None, drop=(), pretrained=None, checkpoint=None, started_at=None, status=None) -> Path:
+              recipe=None, drop=(), pretrained=None, checkpoint=None, started_at=None, status=None,
+              dataset=None) -> Path:
     """One finished task folder as `run_tasks` writes it: results.csv (SPEC §9) + config.json."""
-    overrides = {"model": model, "seed": seed, "pretrained": pretrained, "checkpoint": checkpoint}
+    overrides = {"model": model, "seed": seed, "pretrained": pretrained, "checkpoint": checkpoint, "dataset": dataset}
     spec = load_task(task, **{k: v for k, v in overrides.items() if v is not None})
     if version is not None:
         spec.version = version
@@ -75,10 +77,10 @@ def make_task(run_dir: Path, task: str = TASK, *, model="test_resnet", seed=0, v
               "status_reason": status.get(variant, ("ok", ""))[1]}
              for m, v in values.items() if m not in drop for variant in points.get(m, [""])]
     prov = {**PROV, **({"started_at": started_at} if started_at else {})}
-    context = {"run_id": run_dir.name, "task": task, "task_version": spec.version, "model": spec.model,
-               "pretrained": spec.checkpoint or spec.pretrained or "", "dataset": spec.dataset, "seed": spec.seed,
+    context = {"run_id": run_dir.name, "task": spec.name, "task_version": spec.version, "model": spec.model,
+               "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset, "seed": spec.seed,
                "precision": "fp32", "config_hash": spec.config_hash(), **prov}
-    task_dir = run_dir / task
+    task_dir = run_dir / spec.name
     write_long_csv(task_dir / "results.csv", rows, context)
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": 1.0, "plots": [], "meta": {},
@@ -217,10 +219,16 @@ def test_refusals_name_the_reason_and_write_nothing(case, needle, tmp_path, tmp_
         write_json(run / TASK / "config.json", {**cfg, "config_hash": "000000000000"})
     elif case == "not_a_run":
         (run / "empty").mkdir(parents=True)
-    elif case == "unknown_task":
+    elif case == "unknown_task":                     # a consistent folder (rows, spec and hashes) of an unknown task
+        from ncbench.specs import TaskSpec
+
         make_run(tmp_path, "run")
-        csv = run / TASK / "results.csv"
-        csv.write_text(csv.read_text().replace(f",{TASK},", ",no_such_task,"))
+        csv, cfg_path = run / TASK / "results.csv", run / TASK / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        spec = TaskSpec.from_dict({**cfg["spec"], "name": "no_such_task"}, "config.json")
+        csv.write_text(csv.read_text().replace(f",{TASK},", ",no_such_task,").replace(cfg["config_hash"],
+                                                                                       spec.config_hash()))
+        write_json(cfg_path, {**cfg, "spec": spec.to_dict(), "config_hash": spec.config_hash()})
         reseal(run / TASK)
     with pytest.raises(lb.SubmissionRefused) as e:
         lb.submit(run)
@@ -529,7 +537,7 @@ def test_cli_submit_leaderboard_and_errors(tmp_path, tmp_leaderboards, capsys):
     assert main(["leaderboard"]) == 0
     out = capsys.readouterr().out
     assert TASK in out and "nc1 ↓" in out and "0.25" in out
-    assert main(["leaderboard", TASK]) == 0
+    assert main(["leaderboard", TASK, "--wide"]) == 0         # the run_id column, the last, shows with --wide
     out = capsys.readouterr().out
     assert "row" in out.splitlines()[1] and "cli" in out
     assert main(["leaderboard", "cdnv_bound_mnist5k"]) == 2
@@ -670,7 +678,7 @@ def test_readme_escapes_markdown_and_html_of_any_cell(tmp_path, tmp_leaderboards
     path.write_text(df.to_csv(index=False, lineterminator="\n"))
     readme = lb.render_readme(lb.read_tables(tmp_leaderboards))
     assert "<script>" not in readme and "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in readme
-    assert "\\[click\\](http://evil) \\`code\\` \\*bold\\*" in readme
+    assert "\\[click\\](http\\://evil) \\`code\\` \\*bold\\*" in readme
     row = next(line for line in readme.splitlines() if "alert" in line)
     assert row.count(" | ") == readme.splitlines()[readme.splitlines().index(row) - 2].count(" | "), \
         "a cell broke the table"

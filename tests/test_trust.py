@@ -312,6 +312,6 @@ def test_submit_refuses_a_run_on_another_dataset(tmp_path, one_thread):
     s.recipe = {"protocol": "cpu-mnist5k", "epochs": 1}
     run_dir, runs = quiet("t", [s], tmp_path / "out")
     assert runs[0].dir.name == "train_collapse_mnist5k@dataset=digits" and runs[0].status == "done"
-    with pytest.raises(lb.SubmissionRefused, match="not in the registry"):
+    with pytest.raises(lb.SubmissionRefused, match="this board is for mnist5k: the run measured digits"):
         lb.submit(run_dir, tmp_path / "boards")
     assert not (tmp_path / "boards").exists() or not list((tmp_path / "boards").glob("*.csv"))

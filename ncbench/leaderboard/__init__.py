@@ -5,7 +5,9 @@
 - `store`: folders, the file lock, merge and atomic writes;
 - `aggregate`: seeds to mean ± 95% t interval per entry, status per entry and cell;
 - `render`: standings as Markdown (leaderboards/README.md) and terminal tables;
-- `agreement`: the tolerance a rerun must meet (`ncbench verify`, which reruns tasks, is CLI).
+- `agreement`: the tolerance a rerun must meet (`ncbench verify`, which reruns tasks, is CLI);
+- `formulas`: text cells a spreadsheet would run (refused); `public_names`: no local paths on a board;
+- `terminal`: what `ncbench leaderboard` prints (fits the terminal width; csv / json / markdown).
 
 `load_leaderboard(task)` returns a `Leaderboard`: `.runs`, the per-seed rows as in the CSV (one per
 run × variant, metrics float64), and `.entries`, the aggregate (one row per entry × (metric, variant):

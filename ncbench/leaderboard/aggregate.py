@@ -80,9 +80,29 @@ class Cell:
             return self.status
         if self.n == 0 or math.isnan(self.mean):
             return "—"
-        s = f"{self.mean:.4g}" if self.n < 2 or math.isnan(self.half_width) else \
-            f"{self.mean:.4g} ± {self.half_width:.2g}"
+        s = f"{self.mean:.4g}" if self.n < 2 or math.isnan(self.half_width) else interval_text(self.mean, self.half_width)
         return s if self.n == n_entry else f"{s} (n={self.n})"
+
+
+SIGNIFICANT = 4
+"""Significant digits of a shown mean; its interval is rounded to the same decimal place."""
+
+
+def interval_text(mean: float, half_width: float) -> str:
+    """`mean ± half_width` rounded to the mean's precision: the mean to 4 significant digits, the
+    half-width to 2, never finer than the mean's last digit (`0.7166 ± 3.4e-16` reads `0.7166 ± 0`:
+    seeds that agree to rounding error have a zero-width interval; a non-zero half-width below the
+    last digit reads `± <0.0001`)."""
+    shown = f"{mean:.{SIGNIFICANT}g}"
+    if not math.isfinite(mean) or not math.isfinite(half_width):
+        return f"{shown} ± {half_width:.2g}"
+    if half_width <= 1e-12 * abs(mean) or half_width == 0:
+        return f"{shown} ± 0"
+    last = math.floor(math.log10(abs(mean))) - (SIGNIFICANT - 1) if mean else math.floor(math.log10(half_width)) - 1
+    rounded = round(float(f"{half_width:.2g}"), -last)
+    if rounded == 0:
+        return f"{shown} ± <{10.0 ** last:g}"
+    return f"{shown} ± {rounded:.2g}"
 
 
 def cell(rows: pd.DataFrame, col: Column) -> Cell:

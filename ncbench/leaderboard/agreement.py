@@ -3,9 +3,12 @@
     tolerance = max(atol + rtol·|submitted|,  t_{0.975, n−1}·s/√n)
 
 the metric's declared tolerance (`ncbench.metrics.vocabulary`, or `--atol/--rtol`), or, when larger,
-the half-width of the entry's 95% interval over its n ≥ 2 `ok` seeds (s: their sample std). A rerun
-that moves by less than the entry's own seed-to-seed uncertainty cannot change any conclusion drawn
-from the board; one seed has no spread and keeps the declared tolerance.
+the half-width of the 95% interval over the entry's **other** `ok` seeds (leave-one-out: n ≥ 2 seeds
+besides the one checked, s their sample std). A rerun that moves by less than the entry's
+seed-to-seed uncertainty cannot change any conclusion drawn from the board; the row checked never
+widens its own tolerance (a forged seed cannot make `verify` agree with it), and an entry with fewer
+than two other seeds keeps the declared tolerance. A submitted or rerun value that is infinite, or a
+tolerance that is not finite, never agrees.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | N
             atol: float | None = None, spread: dict | None = None) -> pd.DataFrame:
     """Per column: submitted, rerun, |difference|, tolerance (see the module docstring), agrees
     (NaN = NaN). `submitted` / `rerun` map a Column (or a bare metric name, variant "") to a value;
-    `spread` maps a Column to (half_width, n_seeds) of the entry."""
+    `spread` maps a Column to (half_width, n_seeds) of the entry's other seeds (leave-one-out)."""
     from ncbench.metrics.vocabulary import MetricDeclaration, declaration
 
     rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
@@ -53,11 +56,14 @@ def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | N
         decl = declaration(c.metric) or MetricDeclaration()
         m_atol = decl.atol if atol is None else atol
         m_rtol = decl.rtol if rtol is None else rtol
-        half, n = spread.get(c, (math.nan, 1))
+        half, n = spread.get(c, (math.nan, 0))
         tol = m_atol + m_rtol * abs(a)
         if n >= 2 and math.isfinite(half):
             tol = max(tol, half)
-        ok = (math.isnan(a) and math.isnan(b)) or a == b or abs(a - b) <= tol
+        if math.isnan(a) or math.isnan(b):
+            ok = math.isnan(a) and math.isnan(b)           # not measured on both sides
+        else:
+            ok = math.isfinite(a) and math.isfinite(b) and math.isfinite(tol) and abs(a - b) <= tol
         recs.append({"metric": c.metric, "variant": c.variant, "submitted": a, "rerun": b, "abs_diff": abs(a - b),
                      "atol": m_atol, "rtol": m_rtol, "seed_half_width": half, "n_seeds": n, "tolerance": tol,
                      "agrees": bool(ok)})

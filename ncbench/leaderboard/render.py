@@ -73,14 +73,19 @@ def standings(task: str, table: pd.DataFrame) -> Standings:
     return Standings(ranked_df, unranked_df, cols, notes)
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*~\[\]|@]|:(?=//))")
+_EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")   # intraword `_` never emphasises
+_WWW = re.compile(r"(?i)(www)\.")
 
 
 def markdown_cell(value) -> str:
-    """One table cell as literal text: Markdown specials backslash-escaped, HTML (& < >) as entities,
-    line breaks as spaces (a submitted name can neither break the table nor inject markup)."""
+    """One table cell as literal text: Markdown specials (`` \\ ` * ~ [ ] | ``, and `_` unless inside a
+    word) backslash-escaped, the characters GitHub's autolinks start from (`:` of `http://`, `@` of
+    an e-mail, the `.` of `www.`) escaped too, HTML (& < >) as entities, line breaks as spaces: a submitted name can neither break
+    the table, nor emphasise, strike through or link anything."""
     text = " ".join(str(value).splitlines())
-    return html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", text), quote=False)
+    text = _EDGE_UNDERSCORE.sub(r"\\_", _MARKDOWN_SPECIAL.sub(r"\\\1", text))
+    return html.escape(_WWW.sub(r"\1\\.", text), quote=False)
 
 
 def markdown_table(df: pd.DataFrame, right: set[str] = frozenset()) -> str:
@@ -172,8 +177,9 @@ def render_readme(tables: dict[str, pd.DataFrame], claims_markdown: str | None =
     return "\n".join(parts)
 
 
-def terminal_table(task: str, table: pd.DataFrame) -> str:
-    """Every CSV row of one task with its row number (for `ncbench verify TASK:ROW`), in file order."""
+def rows_view(task: str, table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """(title, every CSV row of one task with its row number for `ncbench verify TASK:ROW`, in file
+    order: identity, status, the board's metrics to 4 significant digits, date, run id)."""
     tb = task_board(task)
     cols = board_columns(table, tb.spec)
     metrics = list(dict.fromkeys(c.metric for c in cols))
@@ -186,6 +192,12 @@ def terminal_table(task: str, table: pd.DataFrame) -> str:
     view["date"], view["run_id"] = table["date"].str[:10], table["run_id"]
     primary = tb.spec.primary.header() if tb.spec else None
     title = f"{task}  (tier {TIERS.get(tb.tier, tb.tier or '?')}, current version {tb.version}, ranked by {primary})"
+    return title, view
+
+
+def terminal_table(task: str, table: pd.DataFrame) -> str:
+    """Every CSV row of one task with its row number (for `ncbench verify TASK:ROW`), in file order."""
+    title, view = rows_view(task, table)
     return title + "\n" + (view.to_string(index=False) if len(view) else "(no rows)")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncbench.leaderboard.formulas import is_formula
 from ncbench.leaderboard.schema import (
     ENTRY,
     FIXED,
@@ -67,6 +68,11 @@ def read_table(path: Path, task: str | None = None) -> pd.DataFrame:
     if len(bad):
         raise LeaderboardError(path, f"{line(bad[0])}: status {df['status'].iloc[bad[0]]!r} is not one of "
                                      f"{list(STATUSES)}")
+    for c in (c for c in df.columns if c not in metric_columns(df.columns)):
+        bad = df.index[df[c].map(is_formula)]
+        if len(bad):
+            raise LeaderboardError(path, f"{line(bad[0])}: column '{c}' holds {df[c].iloc[bad[0]]!r}, which a "
+                                         f"spreadsheet would run as a formula (text starting with = + - @)")
     for c in metric_columns(df.columns):
         num = pd.to_numeric(df[c].mask(df[c] == ""), errors="coerce")
         bad = df.index[num.isna() & (df[c] != "") & (df[c].str.lower() != "nan")]
@@ -141,10 +147,8 @@ def _lock(lb_dir: Path, timeout: float):
 
 
 def _write_all(lb_dir: Path, tables: dict[str, pd.DataFrame], changed: list[str]) -> list[Path]:
-    from ncbench.leaderboard.render import render_readme
-
     texts = {t: table_text(tables[t]) for t in changed}
-    readme = render_readme(tables, claims_markdown(lb_dir))           # rendered before anything is written
+    readme = readme_text(lb_dir, tables)                               # rendered before anything is written
     written = []
     for t, text in texts.items():
         atomic_write_text(lb_dir / f"{t}.csv", text)
@@ -154,11 +158,13 @@ def _write_all(lb_dir: Path, tables: dict[str, pd.DataFrame], changed: list[str]
 
 
 def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | None = None, *,
-           replace: bool = False, dry_run: bool = False, lock_timeout: float = 120.0) -> SubmitResult:
-    """Validate the runs' task rows and merge them into the leaderboards (all or nothing)."""
+           replace: bool = False, dry_run: bool = False, lock_timeout: float = 120.0,
+           dataset_name: str | None = None) -> SubmitResult:
+    """Validate the runs' task rows and merge them into the leaderboards (all or nothing); a run on
+    local data goes on a board only under `dataset_name` (`public_names`)."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
-    entries, notes = collect_entries([Path(r) for r in run_dirs])
+    entries, notes = collect_entries([Path(r) for r in run_dirs], dataset_name)
     lb_dir = ensure_dir(leaderboards_dir(leaderboards))
     result = SubmitResult(notes=notes)
     from filelock import Timeout
@@ -166,6 +172,11 @@ def submit(run_dirs: list[str | Path] | str | Path, leaderboards: str | Path | N
     try:
         with _lock(lb_dir, lock_timeout):
             tables = read_tables(lb_dir)
+            if stale_readme(lb_dir, tables):
+                if not dry_run:
+                    atomic_write_text(lb_dir / README, readme_text(lb_dir, tables))
+                result.notes.append(f"{lb_dir / README} did not match the board CSVs (a submission stopped between "
+                                    f"the two writes, or a hand edit): {'would rebuild' if dry_run else 'rebuilt'} it")
             reasons = []
             for e in entries:
                 try:
@@ -209,6 +220,47 @@ CLAIMS_MARKDOWN = "claims.md"
 def claims_markdown(lb_dir: Path) -> str | None:
     path = Path(lb_dir) / CLAIMS_MARKDOWN
     return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def readme_text(lb_dir: Path, tables: dict[str, pd.DataFrame]) -> str:
+    """What README.md must hold for these boards (and the claims scorecard beside them)."""
+    from ncbench.leaderboard.render import render_readme
+
+    return render_readme(tables, claims_markdown(lb_dir))
+
+
+def stale_readme(lb_dir: Path, tables: dict[str, pd.DataFrame]) -> bool:
+    """README.md disagrees with the board CSVs (it is written after them, so a kill in between, or a
+    hand edit, leaves it behind); False for an empty folder without one."""
+    path = Path(lb_dir) / README
+    if not path.is_file():
+        return bool(tables)
+    try:
+        return path.read_text(encoding="utf-8") != readme_text(lb_dir, tables)
+    except UnicodeDecodeError:
+        return True
+
+
+def refresh_readme(leaderboards: str | Path | None = None, lock_timeout: float = 120.0) -> Path | None:
+    """Rebuild README.md when it is stale (`stale_readme`); the path when rebuilt, else None."""
+    lb_dir = leaderboards_dir(leaderboards)
+    if not lb_dir.is_dir() or not stale_readme(lb_dir, read_tables(lb_dir)):
+        return None
+    from filelock import Timeout
+
+    try:
+        with _lock(lb_dir, lock_timeout):
+            tables = read_tables(lb_dir)
+            if not stale_readme(lb_dir, tables):
+                return None
+            atomic_write_text(lb_dir / README, readme_text(lb_dir, tables))
+    except Timeout:
+        raise ValueError(f"{lb_dir / LOCK_NAME} stayed locked for {lock_timeout:.0f} s by a submission; retry") from None
+    except ResultsWriteError:
+        raise
+    except OSError as e:
+        raise ResultsWriteError(lb_dir / LOCK_NAME, e) from None
+    return lb_dir / README
 
 
 def write_readme(leaderboards: str | Path | None = None) -> Path:

@@ -13,6 +13,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbench.leaderboard.formulas import formula_cells
+from ncbench.leaderboard.public_names import (
+    check_public_name,
+    is_local_dataset,
+    other_dataset_refusal,
+)
 from ncbench.leaderboard.schema import PROVENANCE, RUN, BoardSpec, current_spec
 from ncbench.results.integrity import integrity_problems
 from ncbench.results.load import read_long_csv, typed_results
@@ -157,7 +163,8 @@ def _read_run(task_dir: Path):
             raise ValueError(f"{name}: results.csv mixes several {col} values {values[:4]}: one folder must "
                              f"hold one run of one configuration")
     if group:
-        _check_group(name, ran, cfg, raw)
+        seeds = _check_group(name, ran, cfg, raw)
+        _check_rows_match_spec(name, raw, ran, seeds)
         return ran, raw, typed
     if raw["config_hash"].iloc[0] != cfg_hash:
         raise ValueError(f"{name}: results.csv (config {raw['config_hash'].iloc[0]}) and config.json (config "
@@ -169,12 +176,31 @@ def _read_run(task_dir: Path):
     if recomputed != cfg_hash:
         raise ValueError(f"{name}: config.json's config hash {cfg_hash} is not the hash of the spec it records "
                          f"({recomputed}): the folder was edited; rerun the task")
+    _check_rows_match_spec(name, raw, ran, {cfg_hash: ran.get("seed")})
     return ran, raw, typed
 
 
-def _check_group(name: str, ran: dict, cfg: dict, raw) -> None:
+def _check_rows_match_spec(name: str, raw, ran: dict, seeds: dict[str, object]) -> None:
+    """Every results.csv row says what config.json's spec ran: task name, version, data set, model,
+    weights, and, per config hash, the seed of that run (the recipe and options are in the config
+    hash, which `_read_run` recomputes from the spec). A relabelled results.csv is refused."""
+    wanted = {"task": ran.get("name"), "task_version": ran.get("version"), "dataset": ran.get("dataset"),
+              "model": ran.get("model"), "pretrained": weights_tag(ran)}
+    problems = [f"{col} {got!r} where config.json's spec says {want!r}" for col, want in wanted.items()
+                if (got := str(raw[col].iloc[0])) != str(want)]
+    for h, seed in seeds.items():
+        got = sorted(set(raw.loc[raw["config_hash"] == h, "seed"].astype(str)))
+        if got and got != [str(seed)]:
+            problems.append(f"seed {', '.join(got)} for config {h} where config.json's spec says {seed!r}")
+    if problems:
+        raise ValueError(f"{name}: results.csv and config.json disagree ({'; '.join(problems)}): the folder was "
+                         f"edited or mixes two runs; rerun the task")
+
+
+def _check_group(name: str, ran: dict, cfg: dict, raw) -> dict[str, int]:
     """A group folder is what its spec expands to: the recorded members are `members(spec)` (same
-    config hashes, in order), the group hash is theirs, and every row comes from a member or the group."""
+    config hashes, in order), the group hash is theirs, and every row comes from a member or the group.
+    Returns {member config hash: its seed}."""
     from ncbench.specs import TaskSpec, group_hash, members
 
     try:
@@ -195,10 +221,14 @@ def _check_group(name: str, ran: dict, cfg: dict, raw) -> None:
     stray = sorted(set(raw["config_hash"]) - set(recorded) - {cfg["config_hash"]})
     if stray:
         raise ValueError(f"{name}: results.csv holds rows of runs that are not members ({stray[:3]}): rerun the task")
+    return {m.config_hash(): m.seed for m in expected}
 
 
 def _check_current(name: str, task: str, first, ran: dict):
     """The registry's spec, after checking the run's model, version and protocol against it."""
+    other = other_dataset_refusal(task, first["dataset"])
+    if other:
+        raise ValueError(f"{name}: {other}")
     spec = current_spec(task)
     check_model(name, first["model"], ran, spec.model)
     version = int(first["task_version"])
@@ -233,6 +263,10 @@ def _summary_by_variant(task: str, summary) -> dict[str, dict]:
         worst = max(statuses, key=lambda s: SEVERITY.get(s, 3))
         if worst not in SEVERITY:
             raise ValueError(f"{task}: status {worst!r} at variant {variant!r} is not one of {list(SEVERITY)}")
+        if worst == "ok":   # a ranked value is a finite number (a run that did not finish says so in its status)
+            problems += [f"{m}{f' ({variant})' if variant else ''} = {v!r} is not finite in a run whose status is "
+                         f"ok (board values are finite numbers, or NaN when not measured)"
+                         for m, v in values.items() if math.isinf(v)]
         reasons = [r for r in dict.fromkeys(g["status_reason"].astype(str)) if r]
         out[variant] = {"values": values, "status": worst, "reason": "; ".join(reasons)}
     if problems:
@@ -315,9 +349,24 @@ def task_dirs_of_run(run_dir: Path) -> tuple[list[Path], list[str]]:
     return dirs, lacking
 
 
-def collect_entries(run_dirs: list[Path]) -> tuple[list[Entry], list[str]]:
-    """Rows of every task of the runs; SubmissionRefused listing every failed check."""
-    entries, reasons, notes = [], [], []
+def public_entry(e: Entry, dataset_name: str | None) -> Entry:
+    """`e` with its data set under a public name: a local data set (`public_names.is_local_dataset`)
+    takes `dataset_name`, and without one is refused (ValueError, one line)."""
+    dataset = e.row["dataset"]
+    if not is_local_dataset(dataset):
+        return e
+    if not dataset_name:
+        raise ValueError(f"{e.source.name}: its data set {dataset} is a path on this machine, and boards hold public "
+                         f"names only: pass --dataset-name NAME (the name others know this data set by)")
+    return Entry(e.task, [{**r, "dataset": dataset_name} for r in e.rows], e.source)
+
+
+def collect_entries(run_dirs: list[Path], dataset_name: str | None = None) -> tuple[list[Entry], list[str]]:
+    """Rows of every task of the runs (local data sets under `dataset_name`); SubmissionRefused listing
+    every failed check."""
+    if dataset_name is not None:
+        check_public_name(dataset_name)
+    entries, reasons, notes, local = [], [], [], 0
     for run_dir in run_dirs:
         try:
             dirs, lacking = task_dirs_of_run(Path(run_dir))
@@ -333,6 +382,17 @@ def collect_entries(run_dirs: list[Path]) -> tuple[list[Entry], list[str]]:
                 continue
             if e is None:
                 notes.append(f"{d.name}: no leaderboard declared in its spec, not submitted")
+                continue
+            local += is_local_dataset(e.row["dataset"])
+            try:
+                e = public_entry(e, dataset_name)
+            except ValueError as err:
+                reasons.append(str(err))
+                continue
+            formulas = sorted({f for r in e.rows for f in formula_cells(r)})
+            if formulas:
+                reasons.append(f"{d.name}: cells a spreadsheet would run as formulas ({'; '.join(formulas)}): "
+                               f"boards refuse text starting with = + - @; rename it and rerun")
             else:
                 entries.append(e)
     seen: dict[tuple, Entry] = {}
@@ -342,6 +402,9 @@ def collect_entries(run_dirs: list[Path]) -> tuple[list[Entry], list[str]]:
         seen[e.key] = e
     if not entries and not reasons:
         reasons.append("nothing to submit: no task of these runs declares a leaderboard")
+    if dataset_name and entries and not reasons and not local:
+        reasons.append(f"--dataset-name names local data, but these runs measured public data sets "
+                       f"({', '.join(sorted({e.row['dataset'] for e in entries}))}): leave it out")
     if reasons:
         raise SubmissionRefused(reasons)
     return entries, notes
