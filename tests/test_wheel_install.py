@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 def _run(cmd, cwd, env=None, check=True, timeout=900):
     done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          check=False, timeout=timeout)
     if check and done.returncode != 0:
         raise AssertionError(f"{cmd} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
@@ -78,8 +78,8 @@ def test_the_installed_wheel_runs_a_task_outside_the_checkout(wheel, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
 
-    where = _run([py, "-c", "import ncbench, ncbench.integrations as i; i.NeuralCollapseCallback; "
-                  "print(ncbench.__file__)"], cwd=work, env=env).stdout.strip()
+    code = "import ncbench, ncbench.integrations as i; i.NeuralCollapseCallback; print(ncbench.__file__)"
+    where = _run([py, "-c", code], cwd=work, env=env).stdout.strip()
     assert where.startswith(str(tmp_path / "venv")), f"imported {where}, not the installed wheel"
     no_l2l = _run([py, "-c", "import learn2learn"], cwd=work, env=env, check=False)
     assert no_l2l.returncode != 0 and "No module named 'learn2learn'" in no_l2l.stderr
@@ -88,8 +88,7 @@ def test_the_installed_wheel_runs_a_task_outside_the_checkout(wheel, tmp_path):
           "--no-progress"], cwd=work, env=env)
     (csv,) = work.glob("results/*/train_collapse_mnist5k@dataset=digits/results.csv")
     assert "nc1" in csv.read_text()
-    site_dir = Path(where).parent.parent
-    assert not list(site_dir.glob("results")) and not list(site_dir.glob("ncbench/results/*/"))
+    assert not list((tmp_path / "venv").rglob("results.csv")), "a run wrote into the installed venv"
 
     # few-shot transfer without learn2learn (ncbench's own episode sampler)
     _run([bin_dir / "ncbench", "run", "fewshot_mnist5k", "--dataset", "digits", "--epochs", "1",
