@@ -87,3 +87,10 @@ def is_subset(part, whole) -> bool:
     if isinstance(part, list) and part and all(isinstance(x, dict) for x in part):
         return isinstance(whole, list) and all(any(is_subset(x, w) for w in whole) for x in part)
     return part == whole
+
+
+def anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown text's headings: lower case, punctuation dropped, spaces to `-`."""
+    heads = re.findall(r"^#{1,6}\s+(.+?)\s*$", re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE),
+                       flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}

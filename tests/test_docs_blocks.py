@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from markdown_blocks import Block, blocks, documents, is_subset, table_breaks
+from markdown_blocks import Block, anchors, blocks, documents, is_subset, table_breaks
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = documents(ROOT)
@@ -139,9 +139,18 @@ def test_tables_render_and_links_resolve(doc: Path):
     assert not table_breaks(text), f"{doc.name}: a blank line splits the table at line(s) {table_breaks(text)}"
     outside_code = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
     for target in re.findall(r"\]\(([^)\s]+)\)", outside_code):
-        if re.match(r"[a-z]+://|#|mailto:", target):
+        if re.match(r"[a-z]+://|mailto:", target):
             continue
-        assert (doc.parent / target.split("#")[0]).exists(), f"{doc.name}: broken link {target}"
+        file, _, anchor = target.partition("#")
+        path = doc.parent / file if file else doc
+        assert path.exists(), f"{doc.name}: broken link {target}"
+        if anchor and path.suffix == ".md":
+            assert anchor in anchors(path.read_text(encoding="utf-8")), f"{doc.name}: no heading for {target}"
+
+
+def test_anchors_follow_githubs_rule():
+    assert anchors("# Seeds and sweeps (groups)\n```text\n# not a heading\n```\n## Don't `x`, y\n") == \
+        {"seeds-and-sweeps-groups", "dont-x-y"}
 
 
 def test_the_table_check_finds_a_blank_line_inside_a_table():
