@@ -39,7 +39,7 @@ test-gpu: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-only -m "" -p no:randomly
 
-# `make benchmark`, then its ratio table (.benchmarks/ratio-table.md) into the README's Performance section.
+# `make benchmark`, then its ratio table (.benchmarks/ratio-table.md) into docs/performance.md.
 performance-table: benchmark
 	$(BIN)/python scripts/performance_table.py
 

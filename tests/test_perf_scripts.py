@@ -1,4 +1,4 @@
-"""The performance scripts' own logic: the README table splice and the CPU hogs of
+"""The performance scripts' own logic: the docs/performance.md table splice and the CPU hogs of
 `scripts/loaded_epoch.py` (started in their own session, stopped by PID even when the block raises)."""
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def test_the_performance_table_replaces_only_the_marked_block(tmp_path):
                                   f"|---|---|\n{pt.END}\nafter\n")
     assert pt.main(["--table", str(table), "--readme", str(readme)]) == 0      # idempotent
     assert readme.read_text().count("ratio table") == 1
+
+
+def test_the_default_target_is_the_performance_page_with_its_markers():
+    pt = _script("performance_table")
+    assert pt.DOC == SCRIPTS.parent / "docs" / "performance.md"
+    text = pt.DOC.read_text()
+    assert pt.splice(text, "| a |\n|---|\n").count("| a |") == 1
 
 
 def test_the_performance_table_refuses_missing_inputs_in_one_line(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""The README's "Analysing results with pandas" block runs as printed on results in the real schema
+"""The "Analysing results with pandas" block of docs/results.md runs as printed on results in the real schema
 (written by the real writer: the sweep point in `variant`, the run's `seed` and `status`)."""
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import numpy as np
 
 from ncbench.results.writer import write_long_csv
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 SECTION = "## Analysing results with pandas"
 
 
 def block() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = DOC.read_text(encoding="utf-8")
     start = text.index(SECTION)
     end = text.find("\n## ", start + len(SECTION))
-    (code,) = re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
+    (code,) = re.findall(r"```python[^\n]*\n(.*?)```", text[start:end], flags=re.DOTALL)
     return code
 
 
@@ -51,7 +51,7 @@ def test_the_pandas_block_runs_as_printed(tmp_path, monkeypatch, capsys):
     _write_results(tmp_path / "results")
     monkeypatch.chdir(tmp_path)
     scope: dict = {"__name__": "readme_pandas"}
-    exec(compile(block(), "README.md pandas block", "exec"), scope)  # noqa: S102
+    exec(compile(block(), "docs/results.md pandas block", "exec"), scope)  # noqa: S102
     printed = capsys.readouterr().out
     assert re.fullmatch(r"Spearman\(train NC1, accuracy\) = -1\.00 over 6 runs\n", printed)  # acc = … − nc1
     mc = scope["mc"]

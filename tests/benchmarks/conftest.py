@@ -6,7 +6,7 @@ that the implementations it compares give the same numbers; the row also goes to
 and the end) it was measured under: ratios, unlike times, are comparable across loads, but only
 roughly on a shared machine. The same table goes to `$NCBENCH_RATIO_TABLE` (default
 `.benchmarks/ratio-table.md`), from which `scripts/performance_table.py` (`make performance-table`)
-rewrites the README's "Performance" table.
+rewrites the table of docs/performance.md.
 """
 from __future__ import annotations
 
