@@ -198,10 +198,11 @@ def ensure_dir(path: str | Path, root: str | Path | None = None) -> Path:
     probe = path
     while not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent
-    inside(probe, root, "write into")
+    top = None if root is None else Path(os.path.abspath(root))
+    if top is not None and Path(os.path.abspath(probe)) not in (top, *top.parents):
+        inside(probe, root, "write into")      # the deepest existing part below the run folder
     if os.path.lexists(path) and not path.is_dir():
-        if path.exists() or path.is_symlink():
-            raise _refuse(path, os.lstat(path).st_mode, "write into", "a folder")
+        raise _refuse(path, os.lstat(path).st_mode, "write into", "a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
