@@ -142,7 +142,7 @@ def read_text(path: str | Path, root: str | Path | None = None, limit: int | Non
         raise ReadError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 

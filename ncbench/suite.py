@@ -30,7 +30,15 @@ from ncbench.results.writer import (
     write_long_csv,
     write_table_csv,
 )
-from ncbench.run_files import ReadError, UnsafePathError, ensure_dir, open_text, read_json, remove, remove_stale_temporaries
+from ncbench.run_files import (
+    ReadError,
+    UnsafePathError,
+    ensure_dir,
+    open_text,
+    read_json,
+    remove,
+    remove_stale_temporaries,
+)
 from ncbench.specs.groups import derived_of, group_hash, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import RunContext, Task, TaskOutput, TaskSpec

@@ -5,6 +5,7 @@ or a folder from an ncbench that did not record them, is never taken as finished
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from ncbench.digests import file_sha256
@@ -45,7 +46,7 @@ def integrity_problems(task_dir: Path, cfg: dict | None = None, root: Path | Non
         path = task_dir / name
         if not (isinstance(name, str) and NAME.fullmatch(name)) or not isinstance(rec, dict):
             problems.append(f"config.json lists an invalid results file entry {name!r}")
-        elif not path.is_file():
+        elif not os.path.lexists(path):
             problems.append(f"{name} is missing")
         else:
             try:

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ncbench.run_files import ReadError, UnsafePathError, load_torch, save_torch
 from ncbench.data.dataset import ImageDataset
+from ncbench.run_files import ReadError, UnsafePathError, load_torch, save_torch
 from ncbench.training.feature_pass import feature_pass
 
 PENULTIMATE = "penultimate"

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import torch
 
-from ncbench.run_files import ReadError, UnsafePathError, load_torch, read_bytes, read_json, replace_bytes
+from ncbench.run_files import (
+    ReadError,
+    UnsafePathError,
+    load_torch,
+    read_bytes,
+    read_json,
+    replace_bytes,
+)
 
 RECORD_SCHEMA = 1
 """Bumped when the stored form of a record changes; another schema is recomputed, not read."""

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ncbench.run_files import save_torch
 from ncbench.data.dataset import ImageDataset
 from ncbench.metrics.statistic import Totals
 from ncbench.models.backbone import Backbone
+from ncbench.run_files import save_torch
 from ncbench.training import distributed as dist
 from ncbench.training.recipe import Recipe
 from ncbench.training.seeding import epoch_generator

@@ -17,10 +17,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ncbench.run_files import ReadError, UnsafePathError, ensure_dir, load_torch, remove_stale_temporaries, \
-    remove_tree, save_torch
 from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import Backbone, build_backbone
+from ncbench.run_files import (
+    ReadError,
+    UnsafePathError,
+    ensure_dir,
+    load_torch,
+    remove_stale_temporaries,
+    remove_tree,
+    save_torch,
+)
 from ncbench.training import distributed as dist
 from ncbench.training.cache_key import code_fingerprint, file_sha256
 from ncbench.training.evaluation import evaluate

@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ncbench.run_files import read_json, read_text, replace_text
+
 LAUNCHERS = ("inline", "local", "slurm")
 
 
@@ -36,9 +38,9 @@ class Job:
         err = self.task_dir / "error.json"
         if err.is_file():
             try:
-                return "failed", json.loads(err.read_text())["error"]
-            except (ValueError, KeyError):
-                return "failed", "unreadable error.json"
+                return "failed", read_json(err, self.task_dir)["error"]
+            except (ValueError, KeyError, TypeError) as e:
+                return "failed", f"unreadable error.json ({e})"
         return "missing", ""
 
 
@@ -54,8 +56,7 @@ def run_job(job: Job) -> tuple[str, str]:
 
 def _job_file(job: Job) -> Path:
     p = Path(job.out_root) / f"{job.run_id}.job.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(asdict(job), default=str))
+    replace_text(p, json.dumps(asdict(job), default=str), job.out_root)
     return p
 
 
@@ -79,7 +80,7 @@ def _checked(job: Job) -> tuple[str, str]:
     status = job.status()
     if status[0] == "missing":
         log = Path(job.out_root) / f"{job.run_id}.log"
-        tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
+        tail = read_text(log, job.out_root).strip().splitlines()[-1:] if log.is_file() else []
         return "failed", "the job wrote no results" + (f" ({tail[0][:200]})" if tail else "")
     return status
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m ncbench.transfer.launcher JOB.json", file=sys.stderr)
         return 2
-    job = Job(**json.loads(Path(args[0]).read_text()))
+    job = Job(**read_json(args[0]))
     status, why = run_job(job)
     if status != "done":
         print(f"job {job.run_id}: {status}: {why}", file=sys.stderr)
