@@ -272,7 +272,7 @@ def test_a_fifo_in_a_task_folder_never_hangs_run_or_report(tmp_path, name):
         runs[0].csv.unlink()                            # a failed task: the report reads its error.json
     with deadline(60):
         page = write_report(run_dir).read_text()
-        _, again, lines = run([probe()], tmp_path / "out")
+        _, again, _lines = run([probe()], tmp_path / "out")
     assert "FIFO" in page
     if name in ("config.json", "error.json"):         # refused in one line, never read nor deleted
         assert again[0].status == "failed" and "FIFO" in again[0].error and str(fifo) in again[0].error
@@ -322,7 +322,7 @@ def test_deeply_nested_json_is_one_line_in_run_report_and_submit(tmp_path, name)
 def test_submit_names_a_deep_config_in_one_line(tmp_path):
     from ncbench.leaderboard.submit import _read_run
 
-    run_dir, runs, _ = run([probe()], tmp_path / "out")
+    _run_dir, runs, _ = run([probe()], tmp_path / "out")
     (runs[0].dir / "config.json").write_text(DEEP)
     with pytest.raises(ValueError, match="deeper than") as e:
         _read_run(runs[0].dir)
@@ -394,7 +394,7 @@ def copy_run(finished: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_a_damaged_record_json_is_recomputed_by_the_next_run(finished, tmp_path, capsys, one_thread):
-    run_dir, traj_dir = copy_run(finished, tmp_path)
+    _run_dir, traj_dir = copy_run(finished, tmp_path)
     doc = json.loads((traj_dir / "record.json").read_text())
     (traj_dir / "record.json").write_text(json.dumps(corrupt(doc, "epochs []")))
     _, runs, _ = run([trained("t2")], tmp_path / "out")      # a new task on the same training
@@ -432,7 +432,7 @@ def test_damaged_final_weights_are_reported_and_trained_again(finished, tmp_path
 
 
 def test_stale_checkpoint_temporaries_are_removed_on_the_next_run(finished, tmp_path, one_thread):
-    run_dir, traj_dir = copy_run(finished, tmp_path)
+    _run_dir, traj_dir = copy_run(finished, tmp_path)
     dead = dead_pid()
     stale = [traj_dir / f".checkpoint.pt.tmp{dead}", traj_dir / f".model_final.pt.tmp{dead}-123"]
     live = traj_dir / ".checkpoint.pt.tmp1-5"          # pid 1 is alive: not ours to delete
@@ -487,8 +487,8 @@ def chattr_works(folder: Path) -> bool:
         return False
     probe_dir = folder / "chattr_probe"
     probe_dir.mkdir()
-    ok = subprocess.run(["chattr", "+i", str(probe_dir)], capture_output=True).returncode == 0
-    subprocess.run(["chattr", "-i", str(probe_dir)], capture_output=True)
+    ok = subprocess.run(["chattr", "+i", str(probe_dir)], check=False, capture_output=True).returncode == 0
+    subprocess.run(["chattr", "-i", str(probe_dir)], check=False, capture_output=True)
     probe_dir.rmdir()
     return ok
 
@@ -498,7 +498,7 @@ def test_an_immutable_trajectories_folder_is_one_line(finished, tmp_path, one_th
     """`chattr +i` (needs root and a file system with attributes; skipped otherwise)."""
     if not chattr_works(tmp_path):
         pytest.skip("needs root and chattr (+i) on this file system")
-    run_dir, traj_dir = copy_run(finished, tmp_path)
+    _run_dir, traj_dir = copy_run(finished, tmp_path)
     for f in ("record.json", "model_final.pt"):
         (traj_dir / f).unlink()                          # the run must write them again
     subprocess.run(["chattr", "+i", str(traj_dir)], check=True)
