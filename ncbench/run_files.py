@@ -60,6 +60,7 @@ class WriteError(OSError):
         errno.ENOTDIR: "a part of the path is a regular file, not a folder: choose another folder",
         errno.EEXIST: "a part of the path is a regular file, not a folder: choose another folder",
         errno.EISDIR: "the path is a folder, not a file: choose a file name",
+        errno.EFBIG: "the file exceeds the size this process may write (ulimit -f) or the file system allows",
     }
 
     def __init__(self, path: Path, error: OSError):

@@ -281,7 +281,7 @@ def test_a_fifo_in_a_task_folder_never_hangs_run_or_report(tmp_path, name):
         assert again[0].status in ("done", "skipped")
 
 
-def test_a_fifo_in_place_of_a_cached_record_is_reported_and_recomputed(tmp_path):
+def test_a_fifo_in_place_of_a_cached_record_is_refused_not_read(tmp_path):
     from ncbench.training.record_store import RecordError, load_record
 
     os.mkfifo(tmp_path / "record.json")
