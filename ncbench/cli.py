@@ -203,9 +203,11 @@ def _run(suite: str, specs, args, scorecard: bool = False) -> int:
             print(f"  {r.run_status:8s} {r.spec.name}: {r.run_reason}")
     if scorecard:   # a claims suite: every claim's verdict from these runs (ncbench.claims)
         from ncbench.claims import write_scorecard
+        from ncbench.run_files import open_text
 
         card, _ = write_scorecard(run_dir)
-        verdicts = pd.read_csv(card).verdict.value_counts()
+        with open_text(card, run_dir) as f:
+            verdicts = pd.read_csv(f).verdict.value_counts()
         print(f"\nclaims scorecard: {card} (" + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in
                                                      ("reproduced", "not reproduced", "inconclusive")) + ")")
     failed = [r for r in runs if r.status == "failed"]

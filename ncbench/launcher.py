@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ncbench.jobs import JobSlots
+from ncbench.run_files import read_json
 
 LAUNCHERS = ("inline", "local", "slurm")
 
@@ -262,9 +263,9 @@ class Job:
         err = self.task_dir / "error.json"
         if err.is_file():
             try:
-                return "failed", json.loads(err.read_text())["error"]
-            except (ValueError, KeyError):
-                return "failed", "unreadable error.json"
+                return "failed", read_json(err, self.task_dir)["error"]
+            except (ValueError, KeyError, TypeError) as e:
+                return "failed", f"unreadable error.json ({e})"
         return "missing", ""
 
 

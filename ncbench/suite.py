@@ -10,7 +10,6 @@ file's row count and sha256 (`ncbench.results.integrity`); a task counts as done
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import traceback
 from collections.abc import Callable
@@ -28,11 +27,18 @@ from ncbench.results.variants import join_variants
 from ncbench.results.writer import (
     ResultsWriteError,
     atomic_write_text,
-    ensure_dir,
-    remove_stale_temporaries,
     write_json,
     write_long_csv,
     write_table_csv,
+)
+from ncbench.run_files import (
+    ReadError,
+    UnsafePathError,
+    ensure_dir,
+    open_text,
+    read_json,
+    remove,
+    remove_stale_temporaries,
 )
 from ncbench.specs.groups import derived_of, group_hash, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
@@ -65,18 +71,23 @@ LOCK_NAME = ".lock"
 """The lock file of a task folder (held while the task runs and writes)."""
 
 
-def is_done(spec: TaskSpec, task_dir: Path, log=None) -> bool:
-    """Finished with this config hash, and its results files are the ones the run wrote."""
+def is_done(spec: TaskSpec, task_dir: Path, log=None, root: Path | None = None) -> bool:
+    """Finished with this config hash, and its results files are the ones the run wrote (files that
+    are links out of `root`, the run folder, FIFOs or malformed JSON: not done, said in one line)."""
     cfg_path = task_dir / "config.json"
     if not (cfg_path.exists() and (task_dir / "results.csv").exists()):
         return False
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg = read_json(cfg_path, root or task_dir)
         if cfg["config_hash"] != spec.config_hash():
             return False
+    except (UnsafePathError, ReadError) as e:
+        if log:
+            log(f"[{spec.name}] {e}: recomputing")
+        return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    problems = integrity_problems(task_dir, cfg)
+    problems = integrity_problems(task_dir, cfg, root or task_dir)
     if problems and log:
         log(f"[{spec.name}] the results in {task_dir} are not intact ({'; '.join(problems)}): recomputing")
     return not problems
@@ -148,7 +159,8 @@ def prepare_run(suite: str, specs: list[TaskSpec], out_root: Path, *, force: boo
     if not main:
         log = lambda message: None
     else:   # the run folder must be writable before any work (a regular file, read-only: one clear error)
-        write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]})
+        write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]},
+                   run_dir)
     return RunPlan(run_dir, run_id, ctx, grouped, main, log)
 
 
@@ -223,10 +235,10 @@ def _run_one(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     spec = task.spec
     if not main:   # under torchrun only rank 0 writes, so only rank 0 locks (the others would deadlock)
         return _measure(task, ctx, task_dir, run_id, force, main, log, plot)
-    ensure_dir(task_dir)
+    ensure_dir(task_dir, ctx.root)
     lock = _task_lock(task_dir, _label(spec, task_dir), lock_timeout, log)
     try:
-        remove_stale_temporaries(task_dir)
+        remove_stale_temporaries(task_dir, ctx.root)
         return _measure(task, ctx, task_dir, run_id, force, main, log, plot)
     finally:
         lock.release()
@@ -237,9 +249,10 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     """Run one task (or skip it when done) and write its files; OS errors of the writes fail the task."""
     spec = task.spec
     label = _label(spec, task_dir)
-    if not force and is_done(spec, task_dir, log if main else None):
+    root = ctx.root
+    if not force and is_done(spec, task_dir, log if main else None, root):
         log(f"[{label}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
-        cfg = json.loads((task_dir / "config.json").read_text(encoding="utf-8"))
+        cfg = read_json(task_dir / "config.json", root)
         return TaskRun(spec, "skipped", task_dir, run_status=cfg.get("status", "ok"),
                        run_reason=cfg.get("status_reason", ""))
     log(f"[{label}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
@@ -257,8 +270,8 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
         log(f"[{label}] FAILED: {type(e).__name__}: {e}")
         if main:
             try:
-                write_json(task_dir / "error.json", {"error": str(e), "traceback": traceback.format_exc()})
-            except ResultsWriteError as w:
+                write_json(task_dir / "error.json", {"error": str(e), "traceback": traceback.format_exc()}, root)
+            except (ResultsWriteError, UnsafePathError) as w:
                 log(f"[{label}] and its error.json could not be written either: {w}")
         return run
     if not main:
@@ -269,20 +282,20 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
             f"leaderboards do not rank it)")
     context = _context(spec, run_id, prov, out.meta.get("precision", "fp32"), status)
     rows = [{**r, "variant": join_variants(spec.variant, r.get("variant") or "")} for r in out.rows]
-    (task_dir / "config.json").unlink(missing_ok=True)   # the folder is "done" again only once all is written
+    remove(task_dir / "config.json", root)   # the folder is "done" again only once all is written
     written = []
     for name, df in out.tables.items():
         check_name(f"table of task {spec.name}", name)
-        written.append(write_table_csv(task_dir / f"{name}.csv", df).name)
-    written.insert(0, write_long_csv(task_dir / "results.csv", rows, context).name)
+        written.append(write_table_csv(task_dir / f"{name}.csv", df, root).name)
+    written.insert(0, write_long_csv(task_dir / "results.csv", rows, context, root).name)
     plots = _plot(task, TaskOutput(rows, out.tables, out.meta), task_dir, log) if plot else []
     seconds = time.perf_counter() - t0
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": seconds, "plots": plots,
                                           "meta": out.meta, "training": _unique(ctx.trained),
                                           "status": status.status, "status_reason": status.reason,
-                                          "files": record_files(task_dir, written)})
-    (task_dir / "error.json").unlink(missing_ok=True)
+                                          "files": record_files(task_dir, written)}, root)
+    remove(task_dir / "error.json", root)
     log(f"[{label}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
     return TaskRun(spec, "done", task_dir, seconds, run_status=status.status, run_reason=status.reason)
 
@@ -325,13 +338,14 @@ def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: s
                    checkpoint=ident.checkpoint, device=ident.device)
     ghash = group_hash(spec, [r.spec for r in member_runs])
     seconds = sum(r.seconds for r in member_runs)
-    lock = _task_lock(ensure_dir(gdir), spec.name, lock_timeout, log)
+    root = gdir.parent       # the run folder
+    lock = _task_lock(ensure_dir(gdir, root), spec.name, lock_timeout, log)
     try:
         if not force and all(r.status == "skipped" for r in member_runs) and _group_done(gdir, ghash):
             log(f"[{spec.name}] already done ({len(member_runs)} runs): {gdir / 'results.csv'}")
             return TaskRun(spec, "skipped", gdir, run_status=status.status, run_reason=status.reason)
-        remove_stale_temporaries(gdir)
-        (gdir / "config.json").unlink(missing_ok=True)
+        remove_stale_temporaries(gdir, root)
+        remove(gdir / "config.json", root)
         written, out = write_group(spec, member_runs, run_id, status, gdir)
         plots = _plot(task, out, gdir, log)
         write_json(gdir / "config.json", {
@@ -340,7 +354,7 @@ def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: s
             "seconds": seconds, "plots": plots, "status": status.status, "status_reason": status.reason,
             "members": [{"folder": str(r.dir.relative_to(gdir)), "variant": r.spec.variant, "seed": r.spec.seed,
                          "config_hash": r.spec.config_hash(), "status": r.run_status} for r in member_runs],
-            "files": record_files(gdir, written)})
+            "files": record_files(gdir, written)}, root)
     finally:
         lock.release()
     log(f"[{spec.name}] done: {len(member_runs)} runs in {gdir / 'results.csv'}")
@@ -349,8 +363,8 @@ def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: s
 
 def _group_done(gdir: Path, ghash: str) -> bool:
     try:
-        cfg = json.loads((gdir / "config.json").read_text(encoding="utf-8"))
-        return cfg["config_hash"] == ghash and not integrity_problems(gdir, cfg)
+        cfg = read_json(gdir / "config.json", gdir)
+        return cfg["config_hash"] == ghash and not integrity_problems(gdir, cfg, gdir)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -362,7 +376,10 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
     from ncbench.results.aggregation import derived_rows, over_seeds
     from ncbench.results.writer import long_csv_text
 
-    frames = [pd.read_csv(r.csv, dtype=str, keep_default_na=False) for r in member_runs]
+    frames = []
+    for r in member_runs:
+        with open_text(r.csv, gdir) as f:
+            frames.append(pd.read_csv(f, dtype=str, keep_default_na=False))
     rows = pd.concat(frames, ignore_index=True)
     typed = rows.assign(value=pd.to_numeric(rows.value.mask(rows.value == "")),
                         epoch=pd.to_numeric(rows.epoch.mask(rows.epoch == "")),
@@ -375,10 +392,10 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
     context["config_hash"] = group_hash(spec, [r.spec for r in member_runs])
     extra = long_csv_text(derived, context).split("\n", 1)[1]
     text = rows.to_csv(index=False, lineterminator="\n") + extra
-    atomic_write_text(gdir / "results.csv", text)
+    atomic_write_text(gdir / "results.csv", text, gdir)
     written = ["results.csv"]
     all_summary = pd.concat([summary, pd.DataFrame(derived)], ignore_index=True) if derived else summary
-    write_table_csv(gdir / "aggregate.csv", over_seeds(all_summary, spec.name))
+    write_table_csv(gdir / "aggregate.csv", over_seeds(all_summary, spec.name), gdir)
     written.append("aggregate.csv")
     tables: dict[str, pd.DataFrame] = {}
     for name in _member_tables(member_runs):
@@ -386,14 +403,16 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
         for r in member_runs:
             path = r.dir / f"{name}.csv"
             if path.exists():
-                t = pd.read_csv(path)
+                with open_text(path, gdir) as f:
+                    t = pd.read_csv(f)
                 t.insert(0, "seed", r.spec.seed)
                 t.insert(0, "variant", r.spec.variant)
                 parts.append(t)
         tables[name] = pd.concat(parts, ignore_index=True)
-        written.append(write_table_csv(gdir / f"{name}.csv", tables[name]).name)
-    metas = [json.loads((r.dir / "config.json").read_text(encoding="utf-8")).get("meta", {}) for r in member_runs]
-    written_rows = pd.read_csv(gdir / "results.csv")
+        written.append(write_table_csv(gdir / f"{name}.csv", tables[name], gdir).name)
+    metas = [read_json(r.dir / "config.json", gdir).get("meta", {}) for r in member_runs]
+    with open_text(gdir / "results.csv", gdir) as f:
+        written_rows = pd.read_csv(f)
     for c in ("variant", "status", "status_reason"):
         written_rows[c] = ["" if pd.isna(v) else v for v in written_rows[c]]
     records = written_rows.to_dict("records")
@@ -404,7 +423,7 @@ def _member_tables(member_runs: list[TaskRun]) -> list[str]:
     """Names of the extra tables the members wrote (results.csv aside), in first-seen order."""
     names: dict[str, None] = {}
     for r in member_runs:
-        cfg = json.loads((r.dir / "config.json").read_text(encoding="utf-8"))
+        cfg = read_json(r.dir / "config.json", r.dir.parent.parent)
         for f in cfg.get("files", {}):
             if f != "results.csv":
                 names.setdefault(f.removesuffix(".csv"))
@@ -427,7 +446,8 @@ def summary_table(runs: list[TaskRun]) -> pd.DataFrame:
     frames = []
     for r in runs:
         if r.status in ("done", "skipped") and r.csv.exists():
-            df = pd.read_csv(r.csv, dtype={"variant": str}, keep_default_na=False, na_values={"value": [""]})
+            with open_text(r.csv, r.dir) as f:
+                df = pd.read_csv(f, dtype={"variant": str}, keep_default_na=False, na_values={"value": [""]})
             df = df[df["split"] == "summary"]
             frames.append(df.groupby(["task", "variant", "metric"], sort=False, as_index=False)["value"].mean())
     if not frames:

@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from ncbench.atomic_files import replacing, temporary_path, torch_save
+from ncbench.run_files import replacing, save_torch, temporary_path
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -25,7 +25,7 @@ def test_threads_get_their_own_temporaries_and_the_file_is_always_whole(tmp_path
     def write(i):
         names.add(temporary_path(target).name)
         for _ in range(20):
-            torch_save({"x": torch.full((256,), float(i))}, target)
+            save_torch({"x": torch.full((256,), float(i))}, target)
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
     for t in threads:

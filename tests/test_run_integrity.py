@@ -16,6 +16,7 @@ from typing import ClassVar
 import pytest
 import yaml
 
+from ncbench import run_files
 from ncbench.cli import main
 from ncbench.results import writer
 from ncbench.results.integrity import csv_rows, file_sha256, integrity_problems
@@ -110,36 +111,19 @@ def test_out_on_a_regular_file_is_one_line(tmp_path, capsys):
 
 
 def fail_writes(monkeypatch, code: int, when):
-    """Make the writer's fsync fail with `code` for paths `when(path)` accepts, after the temporary file exists
-    (the way a full disk fails a write)."""
-    real_open = open
+    """Make the writes of `ncbench.run_files` fail with `code` for paths `when(path)` accepts, after half of
+    the temporary file reached the disk (the way a full disk fails a write)."""
+    real_write = run_files.write_new_file
     failing = []
 
-    class Failing:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            self.f.close()
-
-        def write(self, text):
-            self.f.write(text[: len(text) // 2])                   # half a file reaches the disk
-            raise OSError(code, __import__("os").strerror(code))
-
-        def __getattr__(self, k):
-            return getattr(self.f, k)
-
-    def fake_open(path, *a, **kw):
-        f = real_open(path, *a, **kw)
+    def fake_write(path, data):
         if when(Path(path)):
             failing.append(Path(path))
-            return Failing(f)
-        return f
+            real_write(path, data[: len(data) // 2])                   # half a file reaches the disk
+            raise OSError(code, __import__("os").strerror(code))
+        return real_write(path, data)
 
-    monkeypatch.setattr(writer, "open", fake_open, raising=False)
+    monkeypatch.setattr(run_files, "write_new_file", fake_write)
     return failing
 
 

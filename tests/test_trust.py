@@ -101,9 +101,9 @@ def test_poisoned_run_folder_files_never_execute(tmp_path, one_thread):
     traj = trajectory_module.Trajectory(trajectory_module.TrajectoryConfig("digits", "test_resnet",
                                                                            Recipe.from_dict(COSINE)), tmp_path)
     traj.dir = traj_dir
-    with pytest.raises(pickle.UnpicklingError):
-        traj.load_final_model()
+    traj.load_final_model()            # refused in one line, trained again (issue 23 item 6), never unpickled
     assert not marker.exists()
+    assert isinstance(torch.load(traj_dir / "model_final.pt", weights_only=True), dict)
 
 
 def test_record_round_trips_with_nan_inf_and_tensors(tmp_path):

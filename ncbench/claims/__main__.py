@@ -9,6 +9,7 @@ import pandas as pd
 
 from ncbench.claims.scorecard import catalog_table, scorecard_markdown, write_scorecard
 from ncbench.results.writer import atomic_write_text
+from ncbench.run_files import open_text
 
 
 def main(argv=None) -> int:
@@ -29,7 +30,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    card, detail = pd.read_csv(card_path), pd.read_csv(detail_path, keep_default_na=False)
+    with open_text(card_path) as f, open_text(detail_path) as g:   # just written by write_scorecard
+        card, detail = pd.read_csv(f), pd.read_csv(g, keep_default_na=False)
     if a.markdown:
         atomic_write_text(Path(a.markdown), scorecard_markdown(card, detail))
     counts = card["verdict"].value_counts()

@@ -43,7 +43,7 @@ def read_run_rows(run_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
         if any(part.startswith("_") for part in f.relative_to(run_dir).parts[:-1]):
             continue
         try:
-            frames.append(typed_results(read_long_csv(f), str(f)))
+            frames.append(typed_results(read_long_csv(f, run_dir), str(f)))
         except (OSError, ValueError) as e:
             problems.append(f"{f.relative_to(run_dir)} skipped: {e}")
     if not frames:

@@ -28,6 +28,7 @@ from ncbench.leaderboard.schema import (
 from ncbench.leaderboard.submit import Entry, SubmissionRefused, SubmitResult, collect_entries
 from ncbench.results.names import check_name
 from ncbench.results.writer import ResultsWriteError, atomic_write_text, ensure_dir
+from ncbench.run_files import ReadError, UnsafePathError, read_text
 
 _INT = re.compile(r"^-?\d+$")
 MIGRATE_HINT = "migrate it with `python scripts/migrate_leaderboards.py DIR`"
@@ -38,10 +39,10 @@ def read_table(path: Path, task: str | None = None) -> pd.DataFrame:
     path = Path(path)
     task = task or path.stem
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         header = next(csv.reader(io.StringIO(text)))
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (UnicodeDecodeError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, StopIteration) as e:
+    except (ReadError, UnsafePathError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, StopIteration) as e:
         raise LeaderboardError(path, f"not a readable CSV ({type(e).__name__}: {str(e).strip()[:200]})") from None
     dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
@@ -219,7 +220,7 @@ CLAIMS_MARKDOWN = "claims.md"
 
 def claims_markdown(lb_dir: Path) -> str | None:
     path = Path(lb_dir) / CLAIMS_MARKDOWN
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    return read_text(path) if path.is_file() else None
 
 
 def readme_text(lb_dir: Path, tables: dict[str, pd.DataFrame]) -> str:

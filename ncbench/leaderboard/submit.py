@@ -8,7 +8,6 @@ After RobustBench's submission checks and lm-evaluation-harness's versioned task
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from ncbench.leaderboard.schema import PROVENANCE, RUN, BoardSpec, current_spec
 from ncbench.results.integrity import integrity_problems
 from ncbench.results.load import read_long_csv, typed_results
 from ncbench.results.writer import format_value
+from ncbench.run_files import read_json
 
 PROTOCOL_FIELDS = ("kind", "recipe", "options", "tier")
 """Spec fields a leaderboard run must share with the registry's spec (model, weights, data set,
@@ -141,7 +141,7 @@ def _read_run(task_dir: Path):
     if not cfg_path.is_file():
         raise ValueError(f"{name}: incomplete, no config.json beside results.csv")
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg = read_json(cfg_path, task_dir)
         ran, cfg_hash = cfg["spec"], cfg["config_hash"]
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{name}: config.json is unreadable ({type(e).__name__}: {e})") from None
@@ -149,7 +149,7 @@ def _read_run(task_dir: Path):
     if problems:
         raise ValueError(f"{name}: integrity: {'; '.join(problems)}")
     try:
-        raw = read_long_csv(results)
+        raw = read_long_csv(results, task_dir)
         typed = typed_results(raw, str(results))
     except ValueError as e:
         raise ValueError(f"{name}: schema: {e}") from None
@@ -339,7 +339,7 @@ def task_dirs_of_run(run_dir: Path) -> tuple[list[Path], list[str]]:
     suite = run_dir / "suite.json"
     if suite.is_file():
         try:
-            listed = [t["name"] for t in json.loads(suite.read_text(encoding="utf-8"))["tasks"]]
+            listed = [t["name"] for t in read_json(suite, run_dir)["tasks"]]
         except (ValueError, KeyError, TypeError):
             listed = []
         lacking = [n for n in listed if not (run_dir / n).is_dir()]

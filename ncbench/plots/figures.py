@@ -14,15 +14,21 @@ def subplots(*args, **kwargs):
 
 
 def save_figure(fig, path: Path, title: str | None = None, dpi: int = 110) -> Path:
-    """Title, tight layout, write the PNG, free the figure."""
+    """Title, tight layout, write the PNG (atomically, `ncbench.run_files`: a link named like it is
+    replaced, never written through), free the figure."""
+    import io
+
     import matplotlib.pyplot as plt
+
+    from ncbench.run_files import replace_bytes
 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
-    return Path(path)
+    return replace_bytes(path, buf.getvalue())
 
 
 def log_axis_plot(ax, x, ys: dict, title: str, ylabel: str, xlabel: str = "epoch") -> None:

@@ -42,7 +42,6 @@ def plot_minority_collapse(curve: pd.DataFrame, num_classes: int, path: str | Pa
     ax.set_ylabel("mean cosine of minority classifiers")
     ax.set_title(f"Layer-peeled model, K = {num_classes}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from ncbench.plots.figures import save_figure
+
+    return save_figure(fig, path, dpi=120)

@@ -5,16 +5,18 @@ or a folder from an ncbench that did not record them, is never taken as finished
 from __future__ import annotations
 
 import csv
-import json
+import os
 from pathlib import Path
 
 from ncbench.digests import file_sha256
 from ncbench.results.names import NAME
+from ncbench.run_files import UnsafePathError, open_text, read_json
 
 
-def csv_rows(path: Path) -> int:
-    """Data rows of a CSV (records after the header, as csv.reader counts them)."""
-    with open(path, newline="", encoding="utf-8") as f:
+def csv_rows(path: Path, root: Path | None = None) -> int:
+    """Data rows of a CSV (records after the header, as csv.reader counts them); the file must be a
+    regular file inside `root` (`ncbench.run_files`)."""
+    with open_text(path, root) as f:
         return max(sum(1 for _ in csv.reader(f)) - 1, 0)
 
 
@@ -23,12 +25,14 @@ def record_files(task_dir: Path, names: list[str]) -> dict[str, dict]:
     return {n: {"rows": csv_rows(Path(task_dir) / n), "sha256": file_sha256(Path(task_dir) / n)} for n in names}
 
 
-def integrity_problems(task_dir: Path, cfg: dict | None = None) -> list[str]:
-    """What is wrong with the results files of `task_dir` against its config.json (empty: all intact)."""
+def integrity_problems(task_dir: Path, cfg: dict | None = None, root: Path | None = None) -> list[str]:
+    """What is wrong with the results files of `task_dir` against its config.json (empty: all intact);
+    a file that is a link out of `root` (default `task_dir`), a FIFO or a device is a problem."""
     task_dir = Path(task_dir)
+    root = task_dir if root is None else root
     if cfg is None:
         try:
-            cfg = json.loads((task_dir / "config.json").read_text(encoding="utf-8"))
+            cfg = read_json(task_dir / "config.json", root)
         except FileNotFoundError:
             return ["no config.json"]
         except (OSError, ValueError) as e:
@@ -42,12 +46,15 @@ def integrity_problems(task_dir: Path, cfg: dict | None = None) -> list[str]:
         path = task_dir / name
         if not (isinstance(name, str) and NAME.fullmatch(name)) or not isinstance(rec, dict):
             problems.append(f"config.json lists an invalid results file entry {name!r}")
-        elif not path.is_file():
+        elif not os.path.lexists(path):
             problems.append(f"{name} is missing")
         else:
             try:
-                rows, sha = csv_rows(path), file_sha256(path)
-            except (OSError, UnicodeDecodeError, csv.Error) as e:
+                rows, sha = csv_rows(path, root), file_sha256(path, root)
+            except UnsafePathError as e:     # a link out of the run folder, a FIFO, a device
+                problems.append(str(e))
+                continue
+            except (OSError, ValueError, csv.Error) as e:
                 problems.append(f"{name} is unreadable ({type(e).__name__}: {e})")
                 continue
             if rows != rec.get("rows"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ncbench.results.schema import COLUMNS, MEMBERS_FOLDER
+from ncbench.run_files import open_text
 
 INTEGER_COLUMNS = ("task_version", "epoch", "seed", "n_samples")
 """Nullable integers (`Int64`): empty in the CSV is <NA>."""
@@ -53,10 +54,12 @@ def _expand(paths_or_globs) -> list[Path]:
     return unique
 
 
-def read_long_csv(path: str | Path) -> pd.DataFrame:
-    """One results CSV as strings, after checking its header is exactly the SPEC §9 schema."""
+def read_long_csv(path: str | Path, root: str | Path | None = None) -> pd.DataFrame:
+    """One results CSV as strings, after checking its header is exactly the SPEC §9 schema; a regular
+    file (inside `root`, the run folder, if given), never a FIFO or a link out (`ncbench.run_files`)."""
     path = Path(path)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    with open_text(path, root) as f:
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
     if list(df.columns) != list(COLUMNS):
         missing = [c for c in COLUMNS if c not in df.columns]
         extra = [c for c in df.columns if c not in COLUMNS]

@@ -27,6 +27,7 @@ from ncbench.metrics.confidence import mean_ci
 from ncbench.results.integrity import integrity_problems
 from ncbench.results.pair_heatmap import pair_columns, pair_heatmaps
 from ncbench.results.writer import atomic_write_text
+from ncbench.run_files import open_text, read_json
 
 MAX_TABLE_ROWS = 60
 """Longer extra tables are cut here (the CSV beside the page has them all)."""
@@ -92,6 +93,7 @@ class TaskView:
     df: pd.DataFrame | None = None
     failure: str = ""          # why nothing of the task is shown
     unverified: str = ""
+    root: Path | None = None   # the run folder its files must lie in
 
     @property
     def spec(self) -> dict:
@@ -105,14 +107,16 @@ class TaskView:
         return bad[["variant", "seed", "status", "status_reason"]].drop_duplicates().reset_index(drop=True)
 
     def plots(self) -> list[Path]:
-        d = self.dir.resolve()   # plots are listed by file name, found beside the CSVs
+        d = self.dir.resolve()   # plots are listed by file name, found beside the CSVs (never links)
         listed = {d / Path(p).name for p in self.cfg.get("plots", []) if isinstance(p, str)}
-        return [p for p in sorted(listed | set(d.glob("*.png")), key=lambda p: p.name) if p.is_file()]
+        return [p for p in sorted(listed | set(d.glob("*.png")), key=lambda p: p.name)
+                if p.is_file() and not p.is_symlink()]
 
 
-def read_results(path: Path) -> pd.DataFrame:
+def read_results(path: Path, root: Path | None = None) -> pd.DataFrame:
     """A results CSV with text columns as strings ('' for missing) and numbers as floats."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    with open_text(path, root) as f:
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
     for c in df.columns:
         if c in ("value", "epoch", "seed", "n_samples"):
             df[c] = pd.to_numeric(df[c].replace("", None), errors="coerce").astype("float64")
@@ -122,29 +126,32 @@ def read_results(path: Path) -> pd.DataFrame:
     return df
 
 
-def load_view(task_dir: Path, name: str, anchor: str) -> TaskView:
+def load_view(task_dir: Path, name: str, anchor: str, root: Path | None = None) -> TaskView:
+    """One task folder as the report shows it; files that are links out of `root` (the run folder,
+    default `task_dir`), FIFOs or devices are refused (`ncbench.run_files`), never read."""
+    root = task_dir if root is None else root
     err, cfg_path = task_dir / "error.json", task_dir / "config.json"
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+        cfg = read_json(cfg_path, root) if cfg_path.exists() else {}
     except (OSError, ValueError) as e:
         return TaskView(name, anchor, task_dir, {}, failure=f"config.json is unreadable ({type(e).__name__}: {e}): "
                                                            "nothing of this task is shown")
     cfg = cfg if isinstance(cfg, dict) else {}
-    v = TaskView(name, anchor, task_dir, cfg)
+    v = TaskView(name, anchor, task_dir, cfg, root=root)
     if not (task_dir / "results.csv").is_file():
         try:
-            msg = json.loads(err.read_text(encoding="utf-8")).get("error", "") if err.is_file() else "no results.csv"
-        except (OSError, ValueError, AttributeError):
-            msg = "error.json is unreadable"
+            msg = read_json(err, root).get("error", "") if err.exists() else "no results.csv"
+        except (OSError, ValueError, AttributeError) as e:
+            msg = f"error.json is unreadable ({e})"
         v.failure = f"Failed: {msg}"
         return v
-    problems = integrity_problems(task_dir, cfg)
+    problems = integrity_problems(task_dir, cfg, root)
     if problems and isinstance(cfg.get("files"), dict):     # a truncated or edited file: numbers not shown
         v.failure = f"Damaged results, not shown: {'; '.join(problems)}. Rerun the task (--force)."
         return v
     v.unverified = problems[0] if problems else ""
     try:
-        v.df = read_results(task_dir / "results.csv")
+        v.df = read_results(task_dir / "results.csv", root)
     except (OSError, ValueError) as e:
         v.failure = f"results.csv is unreadable ({type(e).__name__}: {e})"
     return v
@@ -182,9 +189,10 @@ def _wide_per_epoch(rows: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _extra_table(extra: Path, page: Path, recorded) -> str:
+def _extra_table(extra: Path, page: Path, recorded, root: Path | None = None) -> str:
     try:
-        t = pd.read_csv(extra)
+        with open_text(extra, root) as f:
+            t = pd.read_csv(f)
     except (OSError, ValueError) as e:
         return f'<p class="failed">{_e(extra.name)} is unreadable ({_e(type(e).__name__)}: {_e(e)})</p>'
     out = []
@@ -225,9 +233,9 @@ def _task_section(v: TaskView, page: Path) -> str:
         out.append(f'<figure><img src="{_e(_rel(p, page))}" alt="{_e(v.name)}: {_e(p.stem)}">'
                    f"<figcaption>{_e(p.name)}</figcaption></figure>")
     recorded = cfg.get("files") if isinstance(cfg.get("files"), dict) else None
-    for extra in sorted(v.dir.resolve().glob("*.csv")):
+    for extra in sorted(v.dir.glob("*.csv")):
         if extra.name not in ("results.csv",):
-            out.append(_extra_table(extra, page, recorded))
+            out.append(_extra_table(extra, page, recorded, v.root))
     timed = df[df["epoch"].notna() & (df["split"] != "summary")]
     if len(timed):
         wide = _wide_per_epoch(timed)
@@ -268,9 +276,12 @@ def _scorecard(run_dir: Path) -> str:
                 "(<code>ncbench report --claims</code> or <code>python -m ncbench.claims RUN_DIR</code> "
                 "writes one).</p>")
     try:
-        card = pd.read_csv(card_path, keep_default_na=False)
-        detail = (pd.read_csv(detail_path, keep_default_na=False).set_index("claim_id")
-                  if detail_path.is_file() else None)
+        with open_text(card_path, run_dir) as f:
+            card = pd.read_csv(f, keep_default_na=False)
+        detail = None
+        if detail_path.is_file():
+            with open_text(detail_path, run_dir) as f:
+                detail = pd.read_csv(f, keep_default_na=False).set_index("claim_id")
     except (OSError, ValueError) as e:
         return f'<p class="failed">claims.csv is unreadable ({_e(type(e).__name__)}: {_e(e)})</p>'
     counts = card["verdict"].value_counts() if "verdict" in card.columns else {}
@@ -384,10 +395,10 @@ def render_report(run_dir: str | Path, page: str | Path) -> str:
     views = []
     for d in task_dirs:
         name = d.name if d == run_dir else d.relative_to(run_dir).as_posix()
-        views.append(load_view(d, name, _anchor(name, taken)))
+        views.append(load_view(d, name, _anchor(name, taken), run_dir))
     suite_json = run_dir / "suite.json"
     try:
-        suite = json.loads(suite_json.read_text(encoding="utf-8")) if suite_json.is_file() else {}
+        suite = read_json(suite_json, run_dir) if suite_json.exists() else {}
     except (OSError, ValueError):
         suite = {}
     suite = suite if isinstance(suite, dict) else {}

@@ -119,6 +119,11 @@ class RunContext:
     statuses: list = field(default_factory=list)               # RunStatus of each run the current task read
     min_train_accuracy: float | None = None                    # the current task's recipe minimum
     _records: dict[str, Any] = field(default_factory=dict)
+    root: Path | None = None       # the run folder nothing may leave (ncbench.run_files); default out_dir
+
+    def __post_init__(self):
+        if self.root is None:
+            self.root = Path(self.out_dir)
 
     def trajectory(self, cfg, probes: dict | None = None):
         """Run (or reuse) the training trajectory `cfg`; returns (record, Trajectory)."""
@@ -126,7 +131,7 @@ class RunContext:
 
         key = cfg.key()
         wanted = {**self.probes.get(key, {}), **(probes or {})}
-        traj = Trajectory(cfg, self.cache_dir, self.progress)
+        traj = Trajectory(cfg, self.cache_dir, self.progress, root=self.root)
         rec = self._records.get(key)
         if rec is None or any(p not in rec.final().probes for p in wanted):
             # under --force each trajectory is trained again once per invocation, then shared

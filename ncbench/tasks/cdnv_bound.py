@@ -50,7 +50,7 @@ class CDNVBound(TrajectoryTask):
         from ncbench.training.feature_cache import FeatureCache
 
         traj = self._trajectory
-        cache = FeatureCache(Path(ctx.cache_dir) / "features")
+        cache = FeatureCache(Path(ctx.cache_dir) / "features", ctx.root)
         model = traj.load_final_model()
         moments = []
         for split, data in zip((traj.cfg.train_split, traj.cfg.test_split), traj.data()):

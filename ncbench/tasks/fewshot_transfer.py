@@ -294,7 +294,7 @@ class FewShotTransfer(TrajectoryTask):
             rows += rows_from({"accuracy": f.test.accuracy}, split="source_test", epoch=f.epoch, n_samples=f.test.n)
             summ["source_test_accuracy"] = f.test.accuracy
         model = traj.build_model(n_src, self._load(self.target_splits[0]).in_chans)
-        model.load_state_dict(torch.load(traj.final_weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(traj.final_state_dict())
         yield n_src, f.epoch, model.to(self.spec.device).eval(), rows, summ
 
     def _pretrained(self, cache):
@@ -323,7 +323,7 @@ class FewShotTransfer(TrajectoryTask):
     def run(self, ctx) -> TaskOutput:
         from ncbench.training.feature_cache import FeatureCache
 
-        cache = FeatureCache(Path(ctx.cache_dir) / "features")
+        cache = FeatureCache(Path(ctx.cache_dir) / "features", ctx.root)
         parts, target_classes = self.target_data()
         labels = torch.cat([p.targets for p in parts])
         episodes = self.episodes(labels)

@@ -18,10 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
 
+from ncbench.run_files import open_text
 from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
 from ncbench.transfer.rank_correlation import LOWER_IS_BETTER
 
@@ -113,14 +116,14 @@ class TransferRanking(Task):
         cached) and its backbone saved as a timm state_dict checkpoint beside its training run."""
         if not entry.get("train"):
             return {"pretrained": entry.get("pretrained", False), "checkpoint": entry.get("checkpoint")}
-        import torch
+        from ncbench.run_files import save_torch
 
         cfg = self._train_config(entry)
         _, traj = ctx.trajectory(cfg)
-        path = (traj.dir / "backbone.pth").resolve()      # absolute: jobs may run elsewhere (SLURM)
+        path = Path(os.path.abspath(traj.dir / "backbone.pth"))   # absolute: jobs may run elsewhere (SLURM)
         if not path.is_file():
             model = traj.load_final_model().cpu()
-            torch.save(model.body.state_dict(), path)
+            save_torch(model.body.state_dict(), path, traj.root)
         return {"pretrained": False, "checkpoint": str(path)}
 
     def jobs(self, ctx) -> list:
@@ -153,7 +156,8 @@ class TransferRanking(Task):
             if status != "done":
                 failed.append(f"{label}: {why}")
                 continue
-            df = pd.read_csv(job.task_dir / "results.csv")
+            with open_text(job.task_dir / "results.csv", job.task_dir) as f:
+                df = pd.read_csv(f)
             summ = df[df.split == "summary"].set_index("metric").value.astype(float).to_dict()
             records.append({"model": label, "arch": job.spec["model"], "job": job.run_id,
                             "weights": job.spec.get("checkpoint") or job.spec.get("pretrained") or "", **summ})

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ncbench.atomic_files import torch_save
 from ncbench.data.dataset import ImageDataset
+from ncbench.run_files import ReadError, UnsafePathError, load_torch, save_torch
 from ncbench.training.feature_pass import feature_pass
 
 PENULTIMATE = "penultimate"
@@ -88,8 +88,10 @@ def extract_features(model: nn.Module, data: ImageDataset, device: str | torch.d
 class FeatureCache:
     """Features on disk under `root`, one file per `FeatureKey`; `hits`/`misses` count the requests."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, within: str | Path | None = None):
+        """Entries in `root`, which must lie inside `within` (the run folder; default `root`)."""
         self.root = Path(root)
+        self.within = self.root if within is None else Path(within)
         self.hits = 0
         self.misses = 0
 
@@ -102,12 +104,11 @@ class FeatureCache:
         if not p.is_file():
             return None
         try:
-            d = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - a torn or foreign file is recomputed, never fatal
-            warnings.warn(f"feature cache entry {p} is unreadable ({type(e).__name__}); recomputing",
-                          stacklevel=2)
+            d = load_torch(p, self.within)
+        except (ReadError, UnsafePathError) as e:  # a torn, foreign or linked-out file is recomputed, never fatal
+            warnings.warn(f"feature cache entry {p} is unreadable ({e}); recomputing", stacklevel=2)
             return None
-        if d.get("key") != asdict(key):
+        if not isinstance(d, dict) or d.get("key") != asdict(key):
             return None
         return CachedFeatures(d["features"], d["labels"], d["classes"], key)
 
@@ -126,8 +127,8 @@ class FeatureCache:
         if features.ndim != 2 or len(features) != len(labels):
             raise ValueError(f"features must be (N, d) with one label per row, got {tuple(features.shape)} "
                              f"and {len(labels)} labels")
-        torch_save({"key": asdict(key), "features": features, "labels": labels,
-                      "classes": list(classes)}, self.path(key))
+        save_torch({"key": asdict(key), "features": features, "labels": labels,
+                    "classes": list(classes)}, self.path(key), self.within)
         return CachedFeatures(features, labels, list(classes), key)
 
     def features(self, model: nn.Module, data: ImageDataset, *, model_name: str, dataset: str, split: str,

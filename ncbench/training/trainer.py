@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ncbench.atomic_files import torch_save
 from ncbench.data.dataset import ImageDataset
 from ncbench.metrics.statistic import Totals
 from ncbench.models.backbone import Backbone
+from ncbench.run_files import save_torch
 from ncbench.training import distributed as dist
 from ncbench.training.recipe import Recipe
 from ncbench.training.seeding import epoch_generator
@@ -142,7 +142,7 @@ class Trainer:
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         """Atomic checkpoint (write to a temporary file, then rename)."""
-        torch_save({**self.state_dict(), **(extra or {})}, path)
+        save_torch({**self.state_dict(), **(extra or {})}, path)
 
     # -- training ----------------------------------------------------------------------------
     def _step(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, global_size: int) -> tuple[float, int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,9 +17,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ncbench.atomic_files import torch_save
 from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import Backbone, build_backbone
+from ncbench.run_files import (
+    ReadError,
+    UnsafePathError,
+    ensure_dir,
+    load_torch,
+    remove_stale_temporaries,
+    remove_tree,
+    save_torch,
+)
 from ncbench.training import distributed as dist
 from ncbench.training.cache_key import code_fingerprint, file_sha256
 from ncbench.training.evaluation import evaluate
@@ -105,9 +112,12 @@ class Trajectory:
     """Train `cfg` once (resuming from `cache_dir/<key>/checkpoint.pt`), evaluating every
     `recipe.eval_every` epochs and at the end."""
 
-    def __init__(self, cfg: TrajectoryConfig, cache_dir: Path, progress: bool = True):
+    def __init__(self, cfg: TrajectoryConfig, cache_dir: Path, progress: bool = True, root: Path | None = None):
+        """`root`: the run folder nothing of this trajectory may leave (default `cache_dir`)."""
         self.cfg, self.progress = cfg, progress
         self.dir = Path(cache_dir) / cfg.key()
+        self.root = Path(cache_dir) if root is None else Path(root)
+        self._probes: dict[str, Probe] = {}
         self.model: Backbone | None = None
         self.train_data: ImageDataset | None = None
         self.test_data: ImageDataset | None = None
@@ -124,7 +134,7 @@ class Trajectory:
         """The stored record, if there is a readable one with every probe; an unreadable one is
         reported and recomputed."""
         try:
-            rec = load_record(self.dir)
+            rec = load_record(self.dir, self.root)
         except RecordError as e:
             _report(f"{e}: training again")
             return None
@@ -133,9 +143,10 @@ class Trajectory:
         return rec
 
     def clear(self) -> None:
-        """Forget the cached run (record, final weights, checkpoint): `--force` trains again."""
-        if self.dir.exists() and dist.is_main():
-            shutil.rmtree(self.dir)
+        """Forget the cached run (record, final weights, checkpoint): `--force` trains again. The
+        folder must be a folder inside the run folder (a link out of it is refused, never followed)."""
+        if dist.is_main():
+            remove_tree(self.dir, self.root)
 
     def build_model(self, num_classes: int, in_chans: int) -> Backbone:
         c = self.cfg
@@ -143,11 +154,25 @@ class Trajectory:
                               checkpoint=c.checkpoint, head=c.head, head_seed=c.seed,
                               **dict(c.model_kwargs))
 
+    def final_state_dict(self) -> dict:
+        """The trained weights (`model_final.pt`); a file that fails to load (a pickle, truncated, not a
+        state dict) is reported in one line and the run is trained again, never trusted."""
+        try:
+            state = load_torch(self.final_weights, self.root)
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise ReadError(f"{self.final_weights} is not a state dict of tensors")
+            return state
+        except (ReadError, UnsafePathError, FileNotFoundError) as e:
+            _report(f"{e}: training again")
+        self.clear()
+        self.run(self._probes)
+        return load_torch(self.final_weights, self.root)
+
     def load_final_model(self) -> Backbone:
         """The trained backbone (for tasks that read it after the run, e.g. `ncc_depth`)."""
         train, _ = self.data()
         model = self.build_model(train.num_classes, train.in_chans)
-        model.load_state_dict(torch.load(self.final_weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(self.final_state_dict())
         return model.to(self.cfg.device).eval()
 
     def data(self) -> tuple[ImageDataset, ImageDataset]:
@@ -159,8 +184,11 @@ class Trajectory:
         """The record of this training: from the cache, else trained (resuming from the checkpoint);
         `force` discards the cache and the checkpoint and trains from epoch 0."""
         probes = probes or {}
+        self._probes = probes
         if force:
             self.clear()
+        elif dist.is_main():       # temporaries of a writer killed mid-save (ours only, dead processes only)
+            remove_stale_temporaries(self.dir, self.root)
         rec = self.cached(probes)
         if rec is not None:
             return rec
@@ -176,7 +204,7 @@ class Trajectory:
         state = None
         if ckpt.exists():
             try:
-                state = load_checkpoint(ckpt, c.device)
+                state = load_checkpoint(ckpt, c.device, self.root)
                 stored = epochs_from_plain(state["records"])
             except RecordError as e:
                 _report(f"{e}: training again from epoch 0")
@@ -208,6 +236,8 @@ class Trajectory:
             pace.start()
 
         pace.start()
+        if dist.is_main():
+            ensure_dir(self.dir, self.root)
         trainer.fit(train, on_epoch_end, ckpt,
                     lambda: {"records": record_to_plain(epochs), "seconds": time.perf_counter() - start,
                              "trained_by": trained_by})
@@ -217,9 +247,8 @@ class Trajectory:
                                time.perf_counter() - start, trained_by)
         self.model = trainer.model
         if dist.is_main():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            torch_save(trainer.model.state_dict(), self.final_weights)
-            save_record(rec, self.dir)
+            save_torch(trainer.model.state_dict(), self.final_weights, self.root)
+            save_record(rec, self.dir, self.root)
         return rec
 
 
