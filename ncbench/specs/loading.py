@@ -8,10 +8,10 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from ncbench.registry import suggest
+from ncbench.specs.schema import show
 from ncbench.specs.task_spec import TaskSpec
+from ncbench.specs.yaml_limits import read_yaml
 
 
 def spec_dir() -> Path:
@@ -20,10 +20,7 @@ def spec_dir() -> Path:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    data = read_yaml(path)   # size, depth and alias-expansion limits
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a spec must be a YAML mapping")  # noqa: TRY004 - a user input error: exit 2
     return data
@@ -102,7 +99,12 @@ def load_suite(name_or_path: str, **overrides) -> tuple[str, list[TaskSpec]]:
     settings = suite_settings(str(path))
     defaults = {"seeds": settings["seeds"]} if "seeds" in settings else {}
     specs = []
-    for entry in data.get("tasks", []):
+    entries = data.get("tasks", [])
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: tasks must be a list of task names or mappings, got {show(entries)}")  # noqa: TRY004
+    for i, entry in enumerate(entries, 1):
+        if not isinstance(entry, (str, dict)):
+            raise ValueError(f"{path}: tasks entry {i} must be a task name or a mapping, got {show(entry)}")  # noqa: TRY004 - a user input error: exit 2
         if isinstance(entry, str):
             specs.append(load_task(entry, **{**defaults, **overrides}))
         elif isinstance(entry, dict) and "name" in entry and "kind" not in entry:
