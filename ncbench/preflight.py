@@ -102,6 +102,13 @@ def check_spec(spec) -> None:
     kind = TASK_KINDS.get(spec.kind)
     for seed in [spec.seed, *(spec.seeds or [])]:
         check_seed(seed)
+    if spec.recipe:   # every recipe key's type and range, before any work, naming the spec's file
+        from ncbench.training.recipe import Recipe
+
+        try:
+            Recipe.from_dict(spec.recipe)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"task spec {spec.source or spec.name}: {e}") from None
     if kind.MODEL_FREE is not None:   # no data, no backbone, CPU whatever the command line says
         return
     check_device(spec.device)
