@@ -42,9 +42,10 @@ class TaskSpec:
     aggregate: list = field(default_factory=list)  # per-seed comparisons across the sweep's points
     variant: str = ""              # a group member: its sweep point (`ratio=10,classifier=etf`)
     source: str = ""
+    overrides: dict = field(default_factory=dict)  # what the command line changed (`--recipe`, `--set`), recorded
 
     RUNTIME: ClassVar[tuple[str, ...]] = ("description", "leaderboard", "data_dir", "download", "source",
-                                          "variant")
+                                          "variant", "overrides")
 
     def __post_init__(self) -> None:
         """Every field against its annotation (`ncbench.specs.schema`), one line naming the file; a

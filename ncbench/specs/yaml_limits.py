@@ -71,12 +71,19 @@ def read_yaml(path: Path):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    loader = _LimitedLoader(text, str(path))
+    return read_yaml_text(text, str(path))
+
+
+def read_yaml_text(text: str, where: str):
+    """The YAML document `text` within the limits above; ValueError naming `where` (a file, a flag) else."""
+    if len(text) > MAX_BYTES:
+        raise ValueError(f"{where}: larger than {MAX_BYTES // 1024} KiB of YAML")
+    loader = _LimitedLoader(text, where)
     try:
         return loader.get_single_data()
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+        raise ValueError(f"{where}: not valid YAML ({' '.join(str(e).split())})") from None
     except RecursionError:
-        raise ValueError(f"{path}: nested too deep to read; a spec is a flat mapping of a few levels") from None
+        raise ValueError(f"{where}: nested too deep to read; a spec is a flat mapping of a few levels") from None
     finally:
         loader.dispose()
