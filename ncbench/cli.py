@@ -17,7 +17,8 @@ examples:
   torchrun --nproc_per_node 4 -m ncbench run train_collapse_cifar10 --device cuda
 
 Network access only with --download (data sets and --pretrained weights); otherwise local files and caches.
-A run on another --dataset, other weights or under torchrun is stored as <task>@dataset=...,world=N.
+A run on another --dataset or under torchrun is stored as <task>@dataset=...,world=N; with --recipe / --set
+as <task>@recipe=NAME,recipe.lr=... (docs/recipes.md).
 Results go to results/<run_id>/<task>/results.csv (tidy long format, one row per metric value);
 rerunning skips finished tasks (same config hash) unless --force; an interrupted run resumes.
 """

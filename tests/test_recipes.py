@@ -71,3 +71,12 @@ def test_no_warmup_keeps_the_schedules_of_before():
     assert isinstance(r.scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2), 2),
                       torch.optim.lr_scheduler.MultiStepLR)
     assert _lrs(r, 2) == pytest.approx([0.2] * 4 + [0.02] * 4)
+
+
+def test_list_recipes_shows_every_named_recipe(capsys):
+    from ncbench.cli import main
+
+    assert main(["list", "recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == sorted(PROTOCOLS)
+    assert any(ln.startswith("vit-adamw") and "adamw lr 0.001" in ln and "5 warm-up" in ln for ln in lines)

@@ -119,3 +119,14 @@ def test_shipped_specs_keep_their_config_hashes():
     assert [s.config_hash() for s in specs] == [
         "310d2a880c9e", "acafb0d1b227", "275d10a38d00", "fb1a2e8f130a", "3be60684703f", "2a085d5a6c57",
         "6b07df69436d", "8941d7b1a79e", "9724f332d028"]
+
+
+def test_a_path_in_a_text_field_is_its_text_and_keeps_the_hash(tmp_path):
+    from pathlib import Path
+
+    from ncbench.specs import TaskSpec
+
+    as_text = TaskSpec(name="t", kind="train_collapse", version=1, data_dir=str(tmp_path), checkpoint="w.pth")
+    as_path = TaskSpec(name="t", kind="train_collapse", version=1, data_dir=tmp_path, checkpoint=Path("w.pth"))
+    assert as_path.data_dir == str(tmp_path) and as_path.checkpoint == "w.pth"
+    assert as_path.config_hash() == as_text.config_hash()

@@ -9,6 +9,7 @@ is taken as the number it spells (`as_number`).
 from __future__ import annotations
 
 import math
+import os
 import re
 import types
 import typing
@@ -78,6 +79,8 @@ def coerce(value, tp):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return value if ok else _MISSING
     if tp is str:
+        if isinstance(value, os.PathLike):   # a pathlib.Path for a file field: its text, as the hash wrote it
+            return os.fspath(value)
         return value if isinstance(value, str) else _MISSING
     if (origin or tp) is dict:
         return value if isinstance(value, dict) else _MISSING

@@ -137,7 +137,7 @@ class Recipe:
         return factor
 
 
-RECIPES_DIR = Path(str(resources.files("ncbench") / "recipes"))
+RECIPES_DIR = Path(str(resources.files("ncbench.recipes")))
 """The named recipes shipped with ncbench: `<name>.yaml`, each a flat mapping of `Recipe` fields."""
 
 
