@@ -19,7 +19,8 @@ examples:
   torchrun --nproc_per_node 4 -m ncbench run train_collapse_cifar10 --device cuda
 
 Network access only with --download (data sets and --pretrained weights); otherwise local files and caches.
-A run on another --dataset, other weights or under torchrun is stored as <task>@dataset=...,world=N.
+A run on another --dataset or under torchrun is stored as <task>@dataset=...,world=N; with --recipe / --set
+as <task>@recipe=NAME,recipe.lr=... (docs/recipes.md).
 Results go to results/<run_id>/<task>/results.csv (tidy long format, one row per metric value);
 rerunning skips finished tasks (same config hash) unless --force; an interrupted run resumes.
 """
@@ -42,6 +43,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-kwargs", metavar="K=V,...",
                    help="keyword arguments for timm.create_model, as key=value pairs (img_size=28,patch_size=4) "
                         "or a JSON object; set as each task's options.model_kwargs")
+    p.add_argument("--recipe", metavar="NAME",
+                   help="train with the named recipe (ncbench/recipes/NAME.yaml: papyan2020, cpu-mnist5k, vit-adamw, "
+                        "...) instead of the spec's; the run is stored as <task>@recipe=NAME")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="set any spec key, dotted (repeatable): recipe.lr=1e-3, recipe.optimizer=adamw, "
+                        "options.baselines=false, model_kwargs.img_size=28; checked before any work, recorded "
+                        "in config.json, and part of the run's name (<task>@recipe.lr=0.001)")
     p.add_argument("--data-dir", help="where real data sets live (default $NCBENCH_DATA or ~/.cache/ncbench/data)")
     p.add_argument("--download", action="store_true",
                    help="allow network access: fetch a missing data set or --pretrained weights (without it "
@@ -78,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ncbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list tasks, suites, task kinds, data sets or timm models",
+    p = sub.add_parser("list", help="list tasks, suites, task kinds, data sets, recipes or timm models",
                        description="List what ncbench knows. PATTERN is a shell wildcard, e.g. 'resnet*'.")
-    p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "suites", "kinds", "datasets", "models"])
+    p.add_argument("what", nargs="?", default="tasks",
+                   choices=["tasks", "suites", "kinds", "datasets", "models", "recipes"])
     p.add_argument("pattern", nargs="?", help="wildcard filter")
     p.add_argument("--pretrained", action="store_true", help="models: only those with pretrained weights")
 
@@ -113,6 +122,13 @@ def _overrides(args) -> dict:
     if args.download:
         o["download"] = True
     return {k: v for k, v in o.items() if v is not None}
+
+
+def _recipe_changes(args) -> dict:
+    """`--recipe` and `--set` as `load_task` / `load_suite` take them (each `--set` parsed and checked)."""
+    from ncbench.specs.overrides import parse_set
+
+    return {"recipe": args.recipe, "sets": [parse_set(t) for t in args.sets]}
 
 
 def _apply_epochs(specs, epochs: int | None):
@@ -230,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args)
         if args.command == "run":
             from ncbench.specs import load_task
-            spec = load_task(args.task, **_overrides(args))
+            spec = load_task(args.task, **_recipe_changes(args), **_overrides(args))
             specs = _apply_model_kwargs(_apply_epochs([spec], args.epochs), args.model_kwargs)
             return _run(spec.name, specs, args)
         if args.command == "suite":
             from ncbench.specs import load_suite
-            name, specs = load_suite(args.suite, **_overrides(args))
+            name, specs = load_suite(args.suite, **_recipe_changes(args), **_overrides(args))
             from ncbench.specs import suite_settings
             scorecard = suite_settings(args.suite).get("scorecard") == "claims"
             return _run(name, _apply_model_kwargs(_apply_epochs(specs, args.epochs), args.model_kwargs), args,
@@ -263,6 +279,13 @@ def _list(args) -> int:
     if args.what == "datasets":
         from ncbench.data import list_datasets
         print("\n".join(list_datasets(args.pattern)))
+        return 0
+    if args.what == "recipes":   # ncbench/recipes/<name>.yaml (`--recipe NAME`)
+        from ncbench.training.recipe import PROTOCOLS
+        for n, r in PROTOCOLS.items():
+            if not args.pattern or fnmatch.fnmatch(n, args.pattern):
+                print(f"{n:14s} {r.optimizer} lr {r.lr:g}, wd {r.weight_decay:g}, {r.schedule}, {r.epochs} epochs"
+                      + (f", {r.warmup_epochs} warm-up" if r.warmup_epochs else ""))
         return 0
     if args.what == "kinds":
         from ncbench.tasks import TASK_KINDS

@@ -45,6 +45,8 @@ def add_commands(sub) -> None:
     p.add_argument("--dataset-name", metavar="NAME",
                    help="the public name of a run's local data set (imagefolder:PATH, a local hf: folder): boards "
                         "never hold paths, so such a run needs one")
+    p.add_argument("--threads", help="with --model: CPU threads for torch, as for `ncbench run` (recorded in each "
+                                     "config.json)")
     p.add_argument("--replace", action="store_true", help="overwrite entries that are already on the leaderboard")
     p.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
     p.add_argument("--leaderboards", help=LB_HELP)
@@ -83,6 +85,8 @@ def add_commands(sub) -> None:
     p.add_argument("--atol", type=float, default=None,
                    help="absolute tolerance for every metric (default: each metric's declared atol)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", help="CPU threads for the rerun (default: the count the row's run recorded in "
+                                     "OUT/<run_id>/<task>/config.json, else as for `ncbench run`)")
     p.add_argument("--leaderboards", help=LB_HELP)
     p.set_defaults(handler=_verify)
 
@@ -103,6 +107,9 @@ def _run_leaderboard_suite(args) -> Path:
     from ncbench.preflight import check_spec
     from ncbench.specs import load_suite
     from ncbench.suite import run_tasks
+    from ncbench.threads import configure_threads
+
+    configure_threads(args.threads)   # the same thread policy as `ncbench run` (float reduction order)
 
     overrides = {"model": args.model, "seed": args.seed, "data_dir": args.data_dir, "device": resolve_device(args.device),
                  "seeds": args.seeds}
@@ -141,8 +148,45 @@ def rerun_overrides(row: dict, device: str, checkpoint: str | None) -> dict:
     return o
 
 
-def _rerun(hits, device: str, checkpoint: str | None, out, progress: bool, log) -> dict:
-    """Rerun the runs of `hits` (those sharing a configuration together); {(task, row): task folder}."""
+def recorded_threads(out, task: str, row: dict) -> int | None:
+    """The torch thread count the row's run recorded (`provenance.torch_threads` of its config.json in
+    `out/<run_id>/<task>/`, when that folder is here and holds the row's configuration), else None."""
+    import json
+
+    try:
+        cfg = json.loads((Path(out) / str(row["run_id"]) / task / "config.json").read_text(encoding="utf-8"))
+        if cfg.get("config_hash") != row.get("config_hash"):
+            return None
+        return int(cfg["provenance"]["torch_threads"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
+def _rerun_threads(threads: str | None, out, members: list, log) -> None:
+    """Set the rerun's thread count: `--threads`, else the one the rows' run recorded, else the
+    default of `ncbench run` (said, since the rerun may then reduce floats in another order)."""
+    from ncbench.threads import available_cpus, configure_threads
+
+    if threads is not None:
+        log(f"rerunning with {configure_threads(threads)} torch thread(s) (--threads)")
+        return
+    counts = {recorded_threads(out, t, r) for t, _, r in members}
+    if None in counts or len(counts) != 1:
+        n = configure_threads(None)
+        log(f"the row's run folder (with its thread count) is not under {out}: rerunning with {n} torch thread(s) "
+            f"(--threads N to match the original run)")
+        return
+    (n,), cpus = counts, available_cpus()
+    if n > cpus:
+        raise ValueError(f"the row's run used {n} torch threads, this process may run on {cpus} CPU(s): rerun with "
+                         f"--threads 1..{cpus} (the last bits may then differ)")
+    configure_threads(n)
+    log(f"rerunning with {n} torch thread(s), as the row's run recorded")
+
+
+def _rerun(hits, device: str, checkpoint: str | None, out, progress: bool, log, threads: str | None = None) -> dict:
+    """Rerun the runs of `hits` (those sharing a configuration together) with the thread count of
+    their run (`_rerun_threads`); {(task, row): task folder}."""
     from ncbench.leaderboard.schema import RUN
     from ncbench.specs import load_task
     from ncbench.suite import run_tasks
@@ -153,6 +197,7 @@ def _rerun(hits, device: str, checkpoint: str | None, out, progress: bool, log) 
     dirs = {}
     for members in groups.values():
         specs = [load_task(t, **rerun_overrides(r, device, checkpoint)) for t, _, r in members]
+        _rerun_threads(threads, out, members, log)
         rd, runs = run_tasks("verify", specs, Path(out), progress=progress, log=log)
         failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]
         if failed:
@@ -163,7 +208,8 @@ def _rerun(hits, device: str, checkpoint: str | None, out, progress: bool, log) 
 
 def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | Path | None = None,
            out: str | Path = "results", device: str = "cpu", checkpoint: str | None = None,
-           rtol: float | None = None, atol: float | None = None, progress: bool = True, log=print):
+           rtol: float | None = None, atol: float | None = None, progress: bool = True, log=print,
+           threads: str | None = None):
     """Rerun the configuration of the board run(s) `ref` (or read an existing rerun in `run_dir`) and
     compare each headline (metric, variant) of the run (`ncbench.leaderboard.agreement`).
     Returns [(task, row, comparison)], one per run."""
@@ -182,7 +228,7 @@ def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | P
             raise ValueError(f"{task} row {i} is for version {row['task_version']}, the registry has version "
                              f"{spec.version}: it cannot be rerun with this ncbench")
     if run_dir is None:
-        dirs = _rerun(hits, device, checkpoint, out, progress, log)
+        dirs = _rerun(hits, device, checkpoint, out, progress, log, threads)
     else:
         base = Path(run_dir)
         dirs = {(t, i): (base if (base / "results.csv").is_file() else base / t) for t, i, _ in hits}
@@ -294,7 +340,8 @@ def _verify(args) -> int:
     import pandas as pd
 
     results = verify(args.row, args.leaderboards, run_dir=args.run_dir, out=args.out, device=resolve_device(args.device),
-                     checkpoint=args.checkpoint, rtol=args.rtol, atol=args.atol, progress=not args.no_progress)
+                     checkpoint=args.checkpoint, rtol=args.rtol, atol=args.atol, progress=not args.no_progress,
+                     threads=args.threads)
     ok = True
     for task, i, cmp in results:
         agree = bool(cmp["agrees"].all())

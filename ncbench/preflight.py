@@ -102,6 +102,13 @@ def check_spec(spec) -> None:
     kind = TASK_KINDS.get(spec.kind)
     for seed in [spec.seed, *(spec.seeds or [])]:
         check_seed(seed)
+    if spec.recipe:   # every recipe key's type and range, before any work, naming the spec's file
+        from ncbench.training.recipe import Recipe
+
+        try:
+            Recipe.from_dict(spec.recipe)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"task spec {spec.source or spec.name}: {e}") from None
     if kind.MODEL_FREE is not None:   # no data, no backbone, CPU whatever the command line says
         return
     check_device(spec.device)
@@ -119,18 +126,27 @@ def check_spec(spec) -> None:
         resolve_weights(spec.model, spec.pretrained, spec.download, overlay)   # e.g. {"file": PATH}
 
 
-def run_identity(spec, base: dict) -> str:
+def run_identity(spec, base: dict, changed: list[str] | tuple = ()) -> str:
     """The name a run is stored under: the spec's name, plus `@key=value,...` for each way it differs
     from its YAML (`base`) in what the task measures: another data set, several DDP processes
     (BatchNorm statistics change). The frozen tier measures any data set by design (`dataset` is an
     identity column of its board), so there another data set keeps the name. Model and weights (`--model`, `--pretrained`, `--checkpoint`) keep
     the name: they are what a board compares, and they are its identity columns (`model`,
-    `pretrained`, with a checkpoint named by its SHA-256) and part of the config hash."""
+    `pretrained`, with a checkpoint named by its SHA-256) and part of the config hash. `changed`: the
+    tokens of `--recipe` / `--set` (`recipe=vit-adamw`, `recipe.lr=0.001`; `ncbench.specs.overrides`),
+    replaced by one hash when the name would pass 128 characters."""
     parts = []
     if spec.dataset != base.get("dataset", spec.dataset) and spec.tier != "frozen":
         parts.append(f"dataset={_name_token(spec.dataset)}")
     if spec.world_size != 1:
         parts.append(f"world={spec.world_size}")
+    if changed:
+        import hashlib
+
+        text = ",".join(changed)
+        if len(spec.name) + len(",".join(parts)) + len(text) + 2 > 128:
+            text = "set=h" + hashlib.sha1(text.encode()).hexdigest()[:8]
+        parts.append(text)
     return spec.name + ("@" + ",".join(parts) if parts else "")
 
 

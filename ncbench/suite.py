@@ -253,6 +253,7 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     if not force and is_done(spec, task_dir, log if main else None, root):
         log(f"[{label}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
         cfg = read_json(task_dir / "config.json", root)
+        _say_other_threads(cfg, label, log)
         return TaskRun(spec, "skipped", task_dir, run_status=cfg.get("status", "ok"),
                        run_reason=cfg.get("status_reason", ""))
     log(f"[{label}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
@@ -298,6 +299,18 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
     remove(task_dir / "error.json", root)
     log(f"[{label}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
     return TaskRun(spec, "done", task_dir, seconds, run_status=status.status, run_reason=status.reason)
+
+
+def _say_other_threads(cfg: dict, label: str, log) -> None:
+    """A finished task skipped under another thread count than it was measured with: say which
+    count its results hold (they stay as measured; `--force` measures again with this one)."""
+    from ncbench.threads import thread_provenance
+
+    was = str((cfg.get("provenance") or {}).get("torch_threads", ""))
+    now = thread_provenance()["torch_threads"]
+    if was and was != now:
+        log(f"[{label}] its results were measured with {was} torch thread(s), this command has {now}: they are "
+            f"kept as measured with {was} (config.json); --force measures again with {now}")
 
 
 def _context(spec: TaskSpec, run_id: str, prov: dict, precision: str, status: RunStatus) -> dict:

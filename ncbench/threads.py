@@ -51,13 +51,18 @@ def default_threads() -> int:
 
 
 def parse_threads(value: str | int, what: str = "--threads") -> int:
-    """A positive thread count from text, or ValueError saying what was wrong."""
+    """A thread count from text, between 1 and `available_cpus()` (more threads than CPUs only wait
+    for each other, and a huge count exhausts memory creating them), or ValueError saying what was wrong."""
     try:
         n = int(value)
     except (TypeError, ValueError):
         n = 0
     if n < 1:
         raise ValueError(f"{what} must be a positive integer number of CPU threads, got {value!r}")
+    cpus = available_cpus()
+    if n > cpus:
+        raise ValueError(f"{what} {value}: this process may run on {cpus} CPU(s) (its affinity mask and cgroup "
+                         f"quota); use 1 to {cpus}")
     return n
 
 

@@ -154,3 +154,46 @@ def test_heldout_update_checks_logits_shape():
     train = CollapseStats(4).update(H, y)
     with pytest.raises(ValueError, match=r"logits must be \(N, num_classes\) = \(40, 4\), got \(40, 3\)"):
         HeldoutStats(train, "prediction").update(H, y, logits=torch.randn(40, 3))
+
+
+# -- issue 23 item 11: extreme magnitudes, NaN tolerance, complex features, d = 0 ------------------
+def _blobs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(90) % 3
+    h = torch.randn(90, 6, generator=g, dtype=torch.float64) + 3 * torch.eye(6, dtype=torch.float64)[y]
+    W = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    return h, y, W, torch.randn(3, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("scale", [1e200, 2.0 ** 700, 1e-200, 2.0 ** -900])
+def test_finite_features_of_extreme_magnitude_give_the_metrics_of_unit_ones(scale):
+    """Every SPEC §2 metric is invariant under h -> s·h (bias scaled alike): the reference is the same
+    features at magnitude ~1, where float64 neither overflows nor underflows."""
+    h, y, W, b = _blobs()
+    ref = collapse_metrics(h, y, W, b)
+    got = collapse_metrics(h * scale, y, W, b * scale)
+    assert all(math.isfinite(ref[k]) for k in ("nc1", "cdnv", "nc1_quotient", "nc3", "etf_error_h"))
+    assert got.keys() == ref.keys()
+    for k in ref:
+        assert got[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-12), k
+    assert not any("non-finite" in r for r in got.reasons)
+
+
+@pytest.mark.parametrize("tol", [float("nan"), float("inf"), -1e-3, 1.0, "1e-10", True])
+def test_pinv_tol_outside_0_1_is_a_value_error(tol):
+    h, y, _, _ = _blobs()
+    with pytest.raises(ValueError, match="pinv_tol must be a number in"):
+        collapse_metrics(h, y, pinv_tol=tol)
+
+
+def test_complex_features_or_weights_are_refused_not_cast():
+    h, y, W, _ = _blobs()
+    with pytest.raises(ValueError, match="features are complex"):
+        collapse_metrics(h.to(torch.complex128), y)
+    with pytest.raises(ValueError, match="weight is complex"):
+        collapse_metrics(h, y, W.to(torch.complex128))
+
+
+def test_features_without_a_dimension_are_refused():
+    with pytest.raises(ValueError, match=r"features have no dimension \(shape \(90, 0\)\)"):
+        collapse_metrics(torch.zeros(90, 0, dtype=torch.float64), torch.arange(90) % 3)

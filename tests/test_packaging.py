@@ -24,7 +24,9 @@ def test_non_editable_install_finds_the_specs(tmp_path):
                     "--target", str(target), str(ROOT)], check=True, cwd=tmp_path,
                    env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     assert (target / "ncbench" / "task_specs" / "default.yaml").is_file()
+    assert (target / "ncbench" / "recipes" / "papyan2020.yaml").is_file()   # named recipes ship as data
     code = ("import ncbench, ncbench.specs as s; print(ncbench.__file__); "
+            "from ncbench.training.recipe import protocol; protocol('vit-adamw'); "
             "print(s.load_suite('default')[0]); print(len(s.task_names()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(target)}, check=True).stdout.split()

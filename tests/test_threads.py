@@ -18,6 +18,7 @@ def test_default_threads_are_half_the_cpus_this_process_may_use(monkeypatch, cpu
 
 
 def test_the_environment_fixes_the_thread_count(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
     monkeypatch.setenv(threads.THREADS_ENV, "3")
     assert threads.default_threads() == 3
     monkeypatch.setenv(threads.THREADS_ENV, "many")
@@ -35,6 +36,22 @@ def test_available_cpus_is_the_affinity_mask():
 def test_bad_thread_counts_are_refused(bad):
     with pytest.raises(ValueError, match="--threads must be a positive integer"):
         threads.parse_threads(bad)
+
+
+def test_more_threads_than_cpus_are_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    assert threads.parse_threads("2") == 2
+    with pytest.raises(ValueError, match=r"--threads 3: this process may run on 2 CPU\(s\).*use 1 to 2"):
+        threads.parse_threads("3")
+    monkeypatch.setenv(threads.THREADS_ENV, "1000000")
+    with pytest.raises(ValueError, match="NCBENCH_THREADS 1000000: this process may run on 2"):
+        threads.default_threads()
+    monkeypatch.delenv(threads.THREADS_ENV)
+    before = torch.get_num_threads()
+    assert main(["run", "ufm_ce_balanced", "--threads", "1000000", "--out", str(tmp_path)]) == 2
+    assert torch.get_num_threads() == before             # refused before torch was touched
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--threads 1000000: this process may run on 2 CPU(s)" in err
 
 
 def test_configure_threads_sets_torch_and_the_blas_pool():

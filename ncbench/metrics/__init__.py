@@ -1,6 +1,8 @@
 """The neural-collapse metric engine (SPEC §2–§3): one streaming implementation for every task."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ncbench.metrics.collapse import (
@@ -44,6 +46,41 @@ def _num_classes(labels: torch.Tensor, weight, logits, num_classes: int | None) 
     return int(labels.max()) + 1
 
 
+def _check_values(features: torch.Tensor, weight, pinv_tol) -> None:
+    """Inputs that no metric can mean anything for: complex numbers, no feature dimension, a pinv
+    tolerance that is not a finite number in [0, 1)."""
+    for name, t in (("features", features), ("weight", weight)):
+        if t is not None and t.is_complex():
+            raise ValueError(f"{name} {'are' if name == 'features' else 'is'} complex ({t.dtype}): collapse metrics are defined on real features; "
+                             f"pass .real, .abs() or a real embedding of them")
+    if features.dim() == 2 and features.shape[1] == 0:
+        raise ValueError(f"features have no dimension (shape {tuple(features.shape)}): need d >= 1 feature columns")
+    if isinstance(pinv_tol, bool) or not isinstance(pinv_tol, (int, float)) or not 0.0 <= pinv_tol < 1.0:
+        raise ValueError(f"pinv_tol must be a number in [0, 1) (eigenvalues of Σ_B above tol·λ_max are kept), "
+                         f"got {pinv_tol!r}")
+
+
+#: Largest (and smallest) feature magnitude used as is: beyond 2^±400 (~1e±120) the squared norms of a
+#: batch overflow (underflow) float64.
+SAFE_MAGNITUDE = 2.0 ** 400
+
+
+def _rescaled(features: torch.Tensor, bias):
+    """Features of magnitude beyond `SAFE_MAGNITUDE` (or below its inverse) times the power of two
+    2^-e that brings the largest to [0.5, 1): exact in floating point, and every SPEC §2 metric is
+    invariant under h -> s·h (ratios of traces, cosines, normalised Gram matrices, nearest centres; the
+    bias scaled alike keeps argmax(W h + b)). Other inputs unchanged (no copy)."""
+    if not features.is_floating_point() or features.numel() == 0:
+        return features, bias
+    finite = features[torch.isfinite(features)]
+    top = float(finite.abs().max()) if finite.numel() else 0.0
+    if top == 0.0 or 1.0 / SAFE_MAGNITUDE <= top <= SAFE_MAGNITUDE:
+        return features, bias
+    scale = 2.0 ** -math.frexp(top)[1]
+    features = features.to(torch.float64) * scale
+    return features, None if bias is None else bias.to(torch.float64) * scale
+
+
 def collapse_metrics(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
                      bias: torch.Tensor | None = None, num_classes: int | None = None, *,
                      global_mean: str = "class", pinv_tol: float = 1e-10, logits: torch.Tensor | None = None,
@@ -65,8 +102,10 @@ def collapse_metrics(features: torch.Tensor, labels: torch.Tensor, weight: torch
         raise ValueError("bias given without weight: the prediction argmax(W h + b) needs weight=")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    _check_values(features, weight, pinv_tol)
     num_classes = _num_classes(labels, weight, logits, num_classes)
     check_batch(features, labels, num_classes, None, logits)   # whole input: rows, label range, logits
+    features, bias = _rescaled(features, bias)
     if weight is not None and weight.shape[1] != features.shape[1]:
         raise ValueError(f"weight must be (num_classes, d) = ({num_classes}, {features.shape[1]}): features "
                          f"{tuple(features.shape)}, weight {tuple(weight.shape)}")

@@ -8,10 +8,12 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from ncbench.registry import suggest
+from ncbench.specs.overrides import apply as apply_overrides
+from ncbench.specs.overrides import name_tokens
+from ncbench.specs.schema import show
 from ncbench.specs.task_spec import TaskSpec
+from ncbench.specs.yaml_limits import read_yaml
 
 
 def spec_dir() -> Path:
@@ -20,10 +22,7 @@ def spec_dir() -> Path:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    data = read_yaml(path)   # size, depth and alias-expansion limits
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a spec must be a YAML mapping")  # noqa: TRY004 - a user input error: exit 2
     return data
@@ -61,17 +60,20 @@ def resolve(name_or_path: str) -> Path:
     raise suggest("task", name_or_path, list(specs))
 
 
-def load_task(name_or_path: str, **overrides) -> TaskSpec:
+def load_task(name_or_path: str, *, recipe: str | None = None, sets: list | tuple = (), **overrides) -> TaskSpec:
+    """The spec `name_or_path` with field `overrides` (the flags), then the named `recipe` and the
+    `sets` (`(key, value)` pairs of `--set`, `ncbench.specs.overrides`) applied, named after them."""
     path = resolve(name_or_path)
     data = _read_yaml(path)
     if "suite" in data:
         raise ValueError(f"'{name_or_path}' is a suite: run it with `ncbench suite {name_or_path}`")
     base = dict(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    spec = TaskSpec.from_dict(data, str(path))
+    spec = TaskSpec.from_dict(apply_overrides(data, recipe, list(sets)), str(path))
     from ncbench.preflight import run_identity
 
-    spec.name = run_identity(spec, base)   # another data set, weights or world size: another name
+    # another data set, weights, world size, recipe or --set: another name
+    spec.name = run_identity(spec, base, name_tokens(recipe, list(sets), base))
     return spec
 
 
@@ -93,23 +95,33 @@ def suite_settings(name_or_path: str) -> dict:
     return {k: data[k] for k in ("seeds", "scorecard") if k in data}
 
 
-def load_suite(name_or_path: str, **overrides) -> tuple[str, list[TaskSpec]]:
-    """A suite file lists task names (or inline task mappings); `overrides` apply to every task."""
+def load_suite(name_or_path: str, *, recipe: str | None = None, sets: list | tuple = (),
+               **overrides) -> tuple[str, list[TaskSpec]]:
+    """A suite file lists task names (or inline task mappings); `overrides`, `recipe` and `sets` (see
+    `load_task`) apply to every task."""
     path = resolve(name_or_path)
     data = _read_yaml(path)
     if "suite" not in data:
-        return data["name"], [load_task(str(path), **overrides)]
+        return data["name"], [load_task(str(path), recipe=recipe, sets=sets, **overrides)]
     settings = suite_settings(str(path))
     defaults = {"seeds": settings["seeds"]} if "seeds" in settings else {}
     specs = []
-    for entry in data.get("tasks", []):
+    entries = data.get("tasks", [])
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: tasks must be a list of task names or mappings, got {show(entries)}")  # noqa: TRY004
+    for i, entry in enumerate(entries, 1):
+        if not isinstance(entry, (str, dict)):
+            raise ValueError(f"{path}: tasks entry {i} must be a task name or a mapping, got {show(entry)}")  # noqa: TRY004 - a user input error: exit 2
         if isinstance(entry, str):
-            specs.append(load_task(entry, **{**defaults, **overrides}))
+            specs.append(load_task(entry, recipe=recipe, sets=sets, **{**defaults, **overrides}))
         elif isinstance(entry, dict) and "name" in entry and "kind" not in entry:
             base = entry["name"]
-            specs.append(load_task(base, **{**defaults, **{k: v for k, v in entry.items() if k != "name"},
-                                            **overrides}))
+            specs.append(load_task(base, recipe=recipe, sets=sets,
+                                   **{**defaults, **{k: v for k, v in entry.items() if k != "name"}, **overrides}))
         else:
-            specs.append(TaskSpec.from_dict({**entry, **{k: v for k, v in overrides.items() if v is not None}},
-                                            str(path)))
+            inline = {**entry, **{k: v for k, v in overrides.items() if v is not None}}
+            spec = TaskSpec.from_dict(apply_overrides(inline, recipe, list(sets)), str(path))
+            tokens = name_tokens(recipe, list(sets), entry)
+            spec.name += "@" + ",".join(tokens) if tokens else ""
+            specs.append(spec)
     return data["suite"], specs

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
+from ncbench.specs.schema import as_number, check_fields
+
 
 @dataclass
 class TaskSpec:
@@ -40,9 +42,17 @@ class TaskSpec:
     aggregate: list = field(default_factory=list)  # per-seed comparisons across the sweep's points
     variant: str = ""              # a group member: its sweep point (`ratio=10,classifier=etf`)
     source: str = ""
+    overrides: dict = field(default_factory=dict)  # what the command line changed (`--recipe`, `--set`), recorded
 
     RUNTIME: ClassVar[tuple[str, ...]] = ("description", "leaderboard", "data_dir", "download", "source",
-                                          "variant")
+                                          "variant", "overrides")
+
+    def __post_init__(self) -> None:
+        """Every field against its annotation (`ncbench.specs.schema`), one line naming the file; a
+        recipe value that YAML read as text but spells a number (`lr: 1.0e12`) becomes that number."""
+        check_fields(self, f"task spec {self.source or self.name}")
+        if isinstance(self.recipe, dict) and any(as_number(v) is not v for v in self.recipe.values()):
+            self.recipe = {k: as_number(v) for k, v in self.recipe.items()}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "") -> TaskSpec:

@@ -1,9 +1,17 @@
-"""Training recipes as data: optimiser, loss, schedule, budget; the paper protocols of SPEC §10 by name."""
+"""Training recipes as data: optimiser, loss, schedule, budget; named recipes (the paper protocols of
+SPEC §10, the CPU default, a ViT recipe) are the YAML files `ncbench/recipes/<name>.yaml`, each a flat
+mapping of `Recipe` field names (`--recipe NAME`, `recipe: {protocol: NAME}` in a spec)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
+from importlib import resources
+from pathlib import Path
 
 import torch
+
+from ncbench.specs.schema import check_fields
+from ncbench.specs.yaml_limits import read_yaml
 
 OPTIMIZERS = ("sgd", "adamw")
 LOSSES = ("ce", "mse", "squentropy", "dot_regression")
@@ -14,7 +22,8 @@ class Recipe:
     """An optimiser (`sgd`: SGD with momentum and coupled L2 weight decay; `adamw`: AdamW, Loshchilov &
     Hutter 2019, decoupled weight decay, `betas`), a loss (`ce` with optional `label_smoothing`
     (Szegedy et al. 2016), `mse`, `squentropy`, `dot_regression`; `ncbench.training.losses`) and a
-    step/cosine/constant LR schedule."""
+    step/cosine/constant LR schedule, after `warmup_epochs` of linear warm-up (Goyal et al. 2017: the lr
+    rises as `lr·(s+1)/W` over the first W steps, then the schedule runs over the remaining steps)."""
 
     epochs: int = 30
     batch_size: int = 128
@@ -33,8 +42,16 @@ class Recipe:
     eval_every: int = 1
     checkpoint_every: int = 1              # epochs between checkpoints (resume loses at most this many)
     mixup_alpha: float = 0.0
+    warmup_epochs: int = 0                 # linear warm-up epochs before the schedule (0: none)
 
     def __post_init__(self) -> None:
+        check_fields(self, prefix="recipe.")   # types first (`ncbench.specs.schema`), then ranges
+        if self.lr <= 0 or self.weight_decay < 0 or self.gamma <= 0 or self.mixup_alpha < 0 or self.momentum < 0:
+            raise ValueError(f"recipe.lr and gamma must be positive, weight_decay, momentum and mixup_alpha "
+                             f"non-negative; got lr={self.lr!r}, gamma={self.gamma!r}, weight_decay="
+                             f"{self.weight_decay!r}, momentum={self.momentum!r}, mixup_alpha={self.mixup_alpha!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"recipe.warmup_epochs must be 0 or more, got {self.warmup_epochs!r}")
         if self.schedule not in ("step", "cosine", "constant"):
             raise ValueError(f"recipe.schedule must be step, cosine or constant, not {self.schedule!r}")
         if self.precision not in ("fp32", "bf16", "fp16"):
@@ -61,11 +78,13 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict | str | None) -> Recipe:
-        """A dict (keys = fields; `protocol: NAME` starts from a named protocol) or a protocol name."""
+        """A dict (keys = fields; `protocol: NAME` starts from a named recipe) or a recipe name."""
         if d is None:
             return cls()
         if isinstance(d, str):
             return protocol(d)
+        if not isinstance(d, dict):
+            raise ValueError(f"recipe must be a recipe name or a mapping of recipe keys, got {d!r}")  # noqa: TRY004
         d = dict(d)
         base = protocol(d.pop("protocol")) if "protocol" in d else cls()
         known = {f.name for f in fields(cls)}
@@ -86,6 +105,8 @@ class Recipe:
 
     def scheduler(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
         total = self.epochs * steps_per_epoch
+        if self.warmup_epochs:
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor(steps_per_epoch))
         if self.schedule == "constant":
             return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
         if self.schedule == "cosine":
@@ -95,25 +116,52 @@ class Recipe:
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, bounds, self.gamma)
 
 
-PROTOCOLS: dict[str, Recipe] = {
-    # Papyan, Han, Donoho 2020: 350 epochs, lr ÷10 at 1/3 and 2/3, wd 5e-4, batch 128, no augmentation
-    "papyan2020": Recipe(epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, eval_every=10),
-    # Fang et al. 2021: minority collapse, lr 0.1, wd 5e-4, batch 128, 350 epochs
-    "fang2021": Recipe(epochs=350, batch_size=128, lr=0.1, weight_decay=5e-4, eval_every=10),
-    # Yang et al. 2022: CIFAR-LT, 200 epochs, lr 0.1, wd 2e-4, batch 128, mixup α = 1
-    "yang2022": Recipe(epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4, schedule="cosine",
-                       augment=True, mixup_alpha=1.0, eval_every=10),
-    # the embedded default (MNIST-5k, CPU, ~2 min for test_resnet): strong weight decay and a long
-    # cosine tail, so the run enters the terminal phase (100% train accuracy by about epoch 24) and
-    # NC1 keeps falling by more than 10x after it
-    "cpu-mnist5k": Recipe(epochs=60, batch_size=128, lr=0.05, schedule="cosine", weight_decay=5e-3,
-                          eval_every=2),
-}
+    def lr_factor(self, steps_per_epoch: int):
+        """The lr multiplier at optimiser step `s` with warm-up: `(s+1)/W` for the first `W` steps
+        (`warmup_epochs`, at most `epochs`), then the schedule over the `total − W` steps left."""
+        total = self.epochs * steps_per_epoch
+        warm = min(self.warmup_epochs, self.epochs) * steps_per_epoch
+        rest = max(1, total - warm)
+        bounds = [round(m * self.epochs) * steps_per_epoch - warm for m in self.milestones]
+
+        def factor(s: int) -> float:
+            if s < warm:
+                return (s + 1) / warm
+            t = s - warm
+            if self.schedule == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * t / rest))
+            if self.schedule == "step":
+                return self.gamma ** sum(t >= b for b in bounds)
+            return 1.0
+
+        return factor
+
+
+RECIPES_DIR = Path(str(resources.files("ncbench.recipes")))
+"""The named recipes shipped with ncbench: `<name>.yaml`, each a flat mapping of `Recipe` fields."""
+
+
+def load_recipe_file(path: Path) -> Recipe:
+    """A recipe YAML file (a flat mapping of `Recipe` fields over the defaults), checked."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of recipe keys (lr: 0.1, ...)")  # noqa: TRY004
+    if "protocol" in data:
+        raise ValueError(f"{path}: a named recipe gives its values itself (no `protocol:` key)")
+    try:
+        return Recipe.from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+PROTOCOLS: dict[str, Recipe] = {p.stem: load_recipe_file(p) for p in sorted(RECIPES_DIR.glob("*.yaml"))}
+"""Name → recipe of every file in `RECIPES_DIR` (`ncbench list recipes`)."""
 
 
 def protocol(name: str) -> Recipe:
-    if name not in PROTOCOLS:
+    """The named recipe `name` (`ncbench/recipes/<name>.yaml`); did-you-mean when unknown."""
+    if not isinstance(name, str) or name not in PROTOCOLS:
         from ncbench.registry import suggest
-        raise suggest("protocol", name, list(PROTOCOLS))
+        raise suggest("recipe", str(name), list(PROTOCOLS))
     return PROTOCOLS[name]
 

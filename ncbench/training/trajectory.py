@@ -213,7 +213,7 @@ class Trajectory:
             if all(name in r.probes for r in stored for name in probes):
                 trainer.load_state_dict(state)
                 epochs, elapsed = stored, float(state.get("seconds", 0.0))
-                trained_by = state.get("trained_by") or trained_by
+                trained_by = resumed_provenance(state.get("trained_by") or trained_by, trainer.epoch, ckpt)
                 _report(f"resuming {c.model} on {c.dataset} from epoch {trainer.epoch} ({ckpt})")
             else:  # its per-epoch records lack a probe a task now needs
                 _report(f"{ckpt} lacks the probes {sorted(probes)}: training again from epoch 0")
@@ -264,6 +264,22 @@ def training_provenance(cfg: TrajectoryConfig) -> dict:
     plain = {k: str(v) for k, v in provenance(cfg.device).items()}  # torch's version is a str subclass
     return {**plain, "code_fingerprint": code_fingerprint(), "world_size": cfg.world_size,
             "torch_threads": torch.get_num_threads(), "key": cfg.key()}
+
+
+def resumed_provenance(trained_by: dict, epoch: int, ckpt: Path) -> dict:
+    """`trained_by` of a checkpoint resumed at `epoch`: when this process has another torch thread
+    count than the one that trained so far, say so (float reductions change order: the run is no
+    longer bit-identical to an uninterrupted one) and record it, `threads_changed: [{epoch,
+    torch_threads}]`, which config.json's `training` then shows."""
+    now = torch.get_num_threads()
+    history = list(trained_by.get("threads_changed") or [])
+    before = history[-1]["torch_threads"] if history else trained_by.get("torch_threads")
+    if before is None or int(before) == now:
+        return trained_by
+    _report(f"{ckpt} was trained with {before} torch thread(s) up to epoch {epoch}; this run has {now}: the "
+            f"resumed run is not bit-identical to an uninterrupted one (rerun with --threads {before} to keep "
+            f"it); recorded as threads_changed in config.json")
+    return {**trained_by, "threads_changed": [*history, {"epoch": epoch, "torch_threads": now}]}
 
 
 def _report(message: str) -> None:

@@ -1,0 +1,82 @@
+"""Named recipes as data (`ncbench/recipes/*.yaml`, issue 26 item 3) and the linear warm-up."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ncbench.registry import UnknownNameError
+from ncbench.training.recipe import PROTOCOLS, RECIPES_DIR, Recipe, load_recipe_file, protocol
+
+
+def test_the_named_recipes_are_the_yaml_files():
+    assert {p.stem for p in RECIPES_DIR.glob("*.yaml")} == set(PROTOCOLS)
+    assert {"papyan2020", "cpu-mnist5k", "vit-adamw"} <= set(PROTOCOLS)
+
+
+def test_papyan_recipe_is_spec_section_10():
+    r = protocol("papyan2020")   # SGD momentum 0.9, wd 5e-4, batch 128, 350 epochs, ÷10 at 1/3 and 2/3
+    assert (r.optimizer, r.momentum, r.weight_decay, r.batch_size, r.epochs, r.lr) == ("sgd", 0.9, 5e-4, 128, 350, 0.1)
+    assert r.schedule == "step" and r.gamma == 0.1 and r.milestones == pytest.approx((1 / 3, 2 / 3), abs=0)
+    assert r.augment is False and r.warmup_epochs == 0
+
+
+def test_vit_recipe_is_adamw_with_warmup_and_cosine():
+    r = protocol("vit-adamw")
+    assert (r.optimizer, r.lr, r.weight_decay, r.schedule) == ("adamw", 1e-3, 0.05, "cosine") and r.warmup_epochs > 0
+    assert isinstance(r.build_optimizer([torch.nn.Parameter(torch.zeros(1))]), torch.optim.AdamW)
+
+
+def test_unknown_recipe_name_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean: vit-adamw"):
+        protocol("vit-adam")
+
+
+def test_a_recipe_file_with_a_bad_value_names_the_file(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("lr: fast\n")
+    with pytest.raises(ValueError, match=r"mine.yaml: recipe.lr must be a finite number, got 'fast'"):
+        load_recipe_file(p)
+
+
+def _lrs(recipe: Recipe, steps_per_epoch: int) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = recipe.scheduler(opt, steps_per_epoch)
+    out = []
+    for _ in range(recipe.epochs * steps_per_epoch):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "constant"])
+def test_linear_warmup_then_the_schedule_over_the_remaining_steps(schedule):
+    r = Recipe(epochs=6, lr=0.5, schedule=schedule, warmup_epochs=2, milestones=(0.5,), gamma=0.1)
+    spe, warm = 3, 6
+    lrs = _lrs(r, spe)
+    assert lrs[:warm] == pytest.approx([0.5 * (s + 1) / warm for s in range(warm)])   # lr·(s+1)/W
+    rest = r.epochs * spe - warm
+    for s in range(warm, len(lrs)):
+        t = s - warm
+        want = {"cosine": 0.5 * (1 + math.cos(math.pi * t / rest)),
+                "step": 0.1 if s >= round(0.5 * r.epochs) * spe else 1.0,   # the milestone stays at epoch 3
+                "constant": 1.0}[schedule]
+        assert lrs[s] == pytest.approx(0.5 * want)
+
+
+def test_no_warmup_keeps_the_schedules_of_before():
+    r = Recipe(epochs=4, lr=0.2, schedule="step", milestones=(0.5,))
+    assert isinstance(r.scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2), 2),
+                      torch.optim.lr_scheduler.MultiStepLR)
+    assert _lrs(r, 2) == pytest.approx([0.2] * 4 + [0.02] * 4)
+
+
+def test_list_recipes_shows_every_named_recipe(capsys):
+    from ncbench.cli import main
+
+    assert main(["list", "recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == sorted(PROTOCOLS)
+    assert any(ln.startswith("vit-adamw") and "adamw lr 0.001" in ln and "5 warm-up" in ln for ln in lines)
