@@ -17,7 +17,6 @@ folder, a rerun skips finished jobs (config hash).
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass

@@ -151,10 +151,11 @@ def rerun_overrides(row: dict, device: str, checkpoint: str | None) -> dict:
 def recorded_threads(out, task: str, row: dict) -> int | None:
     """The torch thread count the row's run recorded (`provenance.torch_threads` of its config.json in
     `out/<run_id>/<task>/`, when that folder is here and holds the row's configuration), else None."""
-    import json
+    from ncbench.run_files import read_json
 
+    run_dir = Path(out) / str(row["run_id"])
     try:
-        cfg = json.loads((Path(out) / str(row["run_id"]) / task / "config.json").read_text(encoding="utf-8"))
+        cfg = read_json(run_dir / task / "config.json", run_dir)
         if cfg.get("config_hash") != row.get("config_hash"):
             return None
         return int(cfg["provenance"]["torch_threads"])

@@ -237,8 +237,8 @@ def stale_readme(lb_dir: Path, tables: dict[str, pd.DataFrame]) -> bool:
     if not path.is_file():
         return bool(tables)
     try:
-        return path.read_text(encoding="utf-8") != readme_text(lb_dir, tables)
-    except UnicodeDecodeError:
+        return read_text(path, lb_dir) != readme_text(lb_dir, tables)
+    except (UnicodeDecodeError, ReadError, UnsafePathError):
         return True
 
 

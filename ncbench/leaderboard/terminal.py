@@ -96,12 +96,15 @@ def claims_tally(lb_dir) -> dict[str, int]:
     inconclusive first, then any other verdict it holds); {} without one."""
     from pathlib import Path
 
+    from ncbench.run_files import ReadError, UnsafePathError, open_text
+
     path = Path(lb_dir) / "claims.csv"
     if not path.is_file():
         return {}
     try:
-        verdicts = pd.read_csv(path, dtype=str, keep_default_na=False)["verdict"]
-    except (KeyError, ValueError, UnicodeDecodeError) as e:
+        with open_text(path, lb_dir) as f:
+            verdicts = pd.read_csv(f, dtype=str, keep_default_na=False)["verdict"]
+    except (KeyError, ValueError, UnicodeDecodeError, ReadError, UnsafePathError) as e:
         raise ValueError(f"{path} has no readable 'verdict' column ({type(e).__name__}): restore it with "
                          f"`git checkout -- {path}`") from None
     counts = verdicts.value_counts(sort=False).to_dict()
