@@ -29,7 +29,9 @@ def read_images(src, name: str) -> torch.Tensor:
                          "resized by the model's preprocessing)")
     if not arrays:
         raise ValueError(f"{name}: no images")
-    return torch.from_numpy(np.stack(arrays))
+    # NCHW in memory: numpy >= 2.4 keeps the inputs' (transposed, NHWC) layout in np.stack, and a
+    # conv over another layout rounds differently (the streamed path decodes contiguous NCHW)
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
 
 
 def stream_settings() -> tuple[int, int]:
