@@ -135,7 +135,10 @@ def run_identity(spec, base: dict) -> str:
 
 
 def _name_token(dataset: str) -> str:
-    """A data set as a folder-name token: `imagefolder:/a/b/pets` → `imagefolder-pets-<8 hex of the path>`."""
+    """A data set as a folder-name token: `imagefolder:/a/b/pets` → `imagefolder-pets-<8 hex of the path>`,
+    an in-memory pair `tensors:<hex>` → `tensors-<hex>`."""
+    if dataset.startswith("tensors:"):
+        return dataset.replace(":", "-", 1)
     if not dataset.startswith("imagefolder:"):
         return dataset
     import hashlib

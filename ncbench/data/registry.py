@@ -40,7 +40,12 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
                  download: bool = False) -> ImageDataset:
     """Load split `split` of data set `name`; unknown names raise with the close names.
 
-    `imagefolder:PATH` reads your own folder of images (`ncbench.data.imagefolder`)."""
+    `imagefolder:PATH` reads your own folder of images (`ncbench.data.imagefolder`); a `tensors:` name
+    is a pair of torch Datasets passed to `ncbench.run` (`ncbench.data.in_memory`)."""
+    from ncbench.data import in_memory
+
+    if in_memory.is_in_memory(name):
+        return in_memory.load_pair_split(name, split)
     if name.startswith("imagefolder:"):
         from ncbench.data.imagefolder import load_imagefolder
 
@@ -50,8 +55,12 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 
 
 def check_dataset_name(name: str) -> None:
-    """Raise (with the close names) unless `name` is registered or an `imagefolder:PATH`."""
-    if not name.startswith("imagefolder:"):
+    """Raise (with the close names) unless `name` is registered, an `imagefolder:PATH` or an in-memory pair."""
+    from ncbench.data import in_memory
+
+    if in_memory.is_in_memory(name):
+        in_memory.load_pair_split(name, "train")
+    elif not name.startswith("imagefolder:"):
         DATASETS.get(name)
 
 
