@@ -1,7 +1,7 @@
 """ncbench: a benchmark suite for neural collapse in timm backbones."""
 from ncbench.version import __version__
 
-__all__ = ["__version__", "run", "RunResult"]
+__all__ = ["RunResult", "__version__", "run"]
 
 
 def __getattr__(name: str):

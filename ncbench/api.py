@@ -204,8 +204,8 @@ def _register_module(module, spec) -> str:
     from ncbench.models.in_memory import register_module
 
     if not isinstance(module, torch.nn.Module):
-        raise ValueError(f"model must be a timm name, a checkpoint path or a torch.nn.Module, "
-                         f"not {type(module).__name__}")
+        raise ValueError(  # noqa: TRY004 - a user input error: exit 2
+            f"model must be a timm name, a checkpoint path or a torch.nn.Module, not {type(module).__name__}")
     if getattr(module, "num_classes", 0) and callable(getattr(module, "reset_classifier", None)):
         raise ValueError(f"model: this timm {type(module).__name__} has a {module.num_classes}-class classifier; "
                          "pass the feature extractor (timm.create_model(..., num_classes=0), or call "
