@@ -72,6 +72,8 @@ def build_body(name: str, *, reinitialise: bool = False) -> tuple[nn.Module, int
     body = copy.deepcopy(entry.module)
     if reinitialise:
         reset_weights(body)
+    if not (getattr(body, "head_hidden_size", None) or getattr(body, "num_features", None)):
+        body.num_features = entry.num_features    # what `Backbone.num_features` reads (timm's attribute)
     return body, entry.num_features
 
 
