@@ -20,7 +20,7 @@ def timm_error(**kwargs) -> BaseException:
 def test_both_timm_size_errors_get_the_hint(kwargs):
     hint = input_size_hint(timm_error(**kwargs), "test_vit")
     assert hint is not None and "\n" not in hint
-    assert "--model-kwargs img_size=28,patch_size=4" in hint and "docs/vit.md" in hint
+    assert "--model-kwargs img_size=28,patch_size=7" in hint and "docs/vit.md" in hint
 
 
 def test_the_hinted_kwargs_build_a_model_that_takes_the_images():
@@ -32,10 +32,15 @@ def test_other_errors_get_no_hint():
     assert input_size_hint(RuntimeError("CUDA out of memory"), "test_vit") is None
 
 
+def test_the_suggestions_for_the_embedded_sets_and_imagenet():
+    assert (suggested_patch_size(8), suggested_patch_size(28), suggested_patch_size(224)) == (2, 7, 16)
+
+
 @pytest.mark.parametrize("size", [7, 8, 28, 32, 64, 96, 224])
 def test_the_suggested_patch_divides_the_image_into_a_small_grid(size):
     p = suggested_patch_size(size)
     divisors = [d for d in range(2, size + 1) if size % d == 0]
     assert size % p == 0 and p in divisors
-    assert size // p <= 8 or p == size
-    assert all(size // d > 8 for d in divisors if d < p)          # the finest such grid
+    grid = max(4, size // 16)                                      # 4x4 for small images, 14x14 at 224
+    assert size // p <= grid or p == size
+    assert all(size // d > grid for d in divisors if d < p)       # the finest such grid
