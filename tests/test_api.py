@@ -222,3 +222,12 @@ def test_a_vit_at_the_wrong_image_size_gets_the_model_kwargs_hint(tmp_path, caps
          "--out", str(tmp_path), "--json"])
     [task] = json.loads(capsys.readouterr().out)["tasks"]
     assert task["status"] == "done" and task["results_csv"]     # the hinted command trains and measures
+
+
+def test_seeds_make_a_group_through_the_api_as_through_the_cli(tmp_path, one_thread):
+    assert cli(["run", "ufm_ce_balanced", "--seeds", "0,1", "--out", str(tmp_path / "cli")]) == 0
+    res = ncbench.run("ufm_ce_balanced", seeds=[0, 1], out=tmp_path / "api", device="cpu", progress=False)
+    assert res.ok and set(res.results.seed.dropna()) == {0, 1}
+    [cli_csv] = (tmp_path / "cli").glob("*/ufm_ce_balanced/results.csv")
+    pd.testing.assert_frame_equal(values(res.tasks[0].results_csv), values(cli_csv))
+    assert (res.tasks[0].dir / "aggregate.csv") in res.tasks[0].files
