@@ -59,6 +59,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", help="CPU threads for torch (default: $NCBENCH_THREADS, else half the "
                                      "CPUs this process may use, at least 1; recorded in each config.json)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary and the paths of the result files as one JSON document on stdout "
+                        "(progress and tables go to stderr); see docs/python-api.md")
     _add_job_options(p)
 
 
@@ -199,6 +202,10 @@ def _run(suite: str, specs, args, scorecard: bool = False) -> int:
                               progress=not args.no_progress)
     if not is_main():
         return 1 if any(r.status == "failed" for r in runs) else 0
+    if args.json:   # main() sends everything else to stderr
+        from ncbench.api import RunResult
+
+        print(RunResult.from_runs(run_dir, runs).to_json(), file=args.json_stdout)
     table = summary_table(runs)
     if len(table):
         declared = {r.spec.name: set(r.spec.leaderboard.get("metrics", {})) & set(table.metric[table.task == r.spec.name])
@@ -227,7 +234,7 @@ def _run(suite: str, specs, args, scorecard: bool = False) -> int:
         print(f"\nclaims scorecard: {card} (" + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in
                                                      ("reproduced", "not reproduced", "inconclusive")) + ")")
     failed = [r for r in runs if r.status == "failed"]
-    return 1 if failed else 0
+    return 1 if failed or unranked else 0   # a run left at chance (or diverged) is not a success either
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if getattr(args, "json", False):   # one JSON document on stdout, the human output on stderr
+        import contextlib
+
+        args.json_stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            return _command(args)
+    return _command(args)
+
+
+def _command(args) -> int:
     from ncbench.registry import (
         UnknownNameError,  # (a missing data set is a FileNotFoundError: an OSError)
     )

@@ -267,8 +267,11 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
         log(f"[{label}] interrupted: rerun the same command to resume from the last checkpoint")
         raise
     except Exception as e:  # noqa: BLE001 - one failing task is recorded, the suite goes on
-        run = TaskRun(spec, "failed", task_dir, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
-        log(f"[{label}] FAILED: {type(e).__name__}: {e}")
+        from ncbench.models.input_size import input_size_hint
+
+        reason = input_size_hint(e, spec.model) or f"{type(e).__name__}: {e}"
+        run = TaskRun(spec, "failed", task_dir, time.perf_counter() - t0, reason)
+        log(f"[{label}] FAILED: {reason}")
         if main:
             try:
                 write_json(task_dir / "error.json", {"error": str(e), "traceback": traceback.format_exc()}, root)

@@ -4,7 +4,8 @@ training; its penultimate features `h = body(x)` (eval mode) of a split.
 `random_init_model(name, K, C, seed)` seeds every RNG (`seed_everything(seed)`) and builds the
 backbone as `Trajectory.run` does before its first step, so its weights are the epoch-0 weights of
 the trained run with the same seed and model kwargs: "what training added" is the difference
-between the two.
+between the two. An `nn.Module` passed to `ncbench.run` (a `module:` name) is re-initialised
+(`ncbench.models.in_memory.reset_weights`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def random_init_model(name: str, num_classes: int, in_chans: int, seed: int = 0,
     """The backbone `name` at its initialisation for `seed` (no pretrained weights), eval mode."""
     seed_everything(seed)
     model = build_backbone(name, num_classes, in_chans, pretrained=False, head=head, head_seed=seed,
-                           **model_kwargs)
+                           reinitialise=True, **model_kwargs)
     return model.eval()
 
 

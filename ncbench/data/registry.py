@@ -46,7 +46,12 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     """Load split `split` of data set `name`; unknown names raise with the close names.
 
     `imagefolder:PATH` reads your own folder of images (`ncbench.data.imagefolder`), `hf:NAME_OR_PATH`
-    a Hugging Face data set (`ncbench.data.huggingface`)."""
+    a Hugging Face data set (`ncbench.data.huggingface`); a `tensors:` name is a pair of torch Datasets
+    passed to `ncbench.run` (`ncbench.data.in_memory`)."""
+    from ncbench.data import in_memory
+
+    if in_memory.is_in_memory(name):
+        return in_memory.load_pair_split(name, split)
     if name.startswith(FOLDER_PREFIX):
         from ncbench.data.imagefolder import load_imagefolder
 
@@ -88,8 +93,12 @@ def dataset_info(name: str, download: bool = False) -> dict:
 def check_dataset_name(name: str, download: bool = False) -> None:
     """Raise (with the close names) unless `name` is registered, an `imagefolder:PATH`, or an `hf:` name
     that opens (`datasets` installed, the data there, its columns and splits found: the data set's
-    metadata and labels are read, not its images)."""
-    if name.startswith(HF_PREFIX):
+    metadata and labels are read, not its images), or an in-memory pair (`ncbench.run`)."""
+    from ncbench.data import in_memory
+
+    if in_memory.is_in_memory(name):
+        in_memory.load_pair_split(name, "train")
+    elif name.startswith(HF_PREFIX):
         from ncbench.data.huggingface import check_hf, hf_info
 
         check_hf(name)

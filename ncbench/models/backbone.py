@@ -25,6 +25,11 @@ def list_models(pattern: str | None = None, pretrained: bool = False) -> list[st
 def check_model_name(name: str) -> None:
     import timm
 
+    from ncbench.models import in_memory
+
+    if in_memory.is_in_memory(name):   # an nn.Module passed to ncbench.run
+        in_memory.lookup(name)
+        return
     arch = name.split(".")[0]
     if not timm.is_model(arch):
         raise suggest("model", name, timm.list_models())
@@ -106,20 +111,30 @@ def adapt_small_input(body: nn.Module) -> nn.Module:
 
 def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained: bool | str = False,
                    checkpoint: str | Path | None = None, head: str = "linear", head_seed: int = 0,
-                   small_input: bool = False, download: bool = False, **model_kwargs) -> Backbone:
+                   small_input: bool = False, download: bool = False, reinitialise: bool = False,
+                   **model_kwargs) -> Backbone:
     """Any timm model by name (`resnet18`, `resnet18.a1_in1k` for a pretrained tag).
 
     `pretrained=True` (timm's default tag), a tag (`'a1_in1k'`) or a name with a `.tag` loads timm's
     weights as `arch.tag`, from the local cache unless `download` (see `ncbench.models.pretrained`);
     `checkpoint` a local file read by timm's `load_state_dict` and loaded strictly (the classifier is
     ncbench's own head). `head`: `linear` (learnable, with bias) or `etf` (fixed simplex ETF, SPEC §7).
-    `small_input` swaps in a CIFAR-style ResNet stem.
+    `small_input` swaps in a CIFAR-style ResNet stem. A `module:` name is an `nn.Module` passed to
+    `ncbench.run` (`ncbench.models.in_memory`; `reinitialise`: at a new initialisation instead of its
+    weights, the random-init baseline).
     """
     import timm
 
+    from ncbench.models import in_memory
     from ncbench.models.pretrained import resolve_weights
 
     check_model_name(name)
+    if in_memory.is_in_memory(name):
+        if pretrained or checkpoint is not None or small_input or model_kwargs:
+            raise ValueError(f"model '{name}' is an nn.Module passed in memory: it takes no pretrained weights, "
+                             "checkpoint, small_input or model_kwargs (build the module as you want it)")
+        body, d = in_memory.build_body(name, reinitialise=reinitialise)
+        return Backbone(body, _head(head, d, num_classes, head_seed), name, "")
     overlay = model_kwargs.pop("pretrained_cfg_overlay", None)
     kwargs = dict(num_classes=0, in_chans=in_chans, **model_kwargs)
     weights = None if checkpoint is not None else resolve_weights(name, pretrained, download, overlay)
@@ -136,17 +151,20 @@ def build_backbone(name: str, num_classes: int, in_chans: int = 3, *, pretrained
         load_checkpoint_strict(body, Path(checkpoint))
     if small_input:
         body = adapt_small_input(body)
-    d = feature_dim(body)
-    if head == "linear":
-        head_module: nn.Module = nn.Linear(d, num_classes)
-    elif head in ("etf", "etf_dr"):
-        from ncbench.models.etf_head import FixedETFHead
-
-        head_module = FixedETFHead(d, num_classes, seed=head_seed)
-    else:
-        raise ValueError(f"unknown head '{head}': use 'linear', 'etf' or 'etf_dr'")
+    head_module = _head(head, feature_dim(body), num_classes, head_seed)
     tag = str(checkpoint) if checkpoint else (weights.tag if weights else "")
     return Backbone(body, head_module, name, tag)
+
+
+def _head(head: str, d: int, num_classes: int, head_seed: int) -> nn.Module:
+    """ncbench's last layer on `d` features: `linear` (learnable, bias) or a fixed simplex ETF."""
+    if head == "linear":
+        return nn.Linear(d, num_classes)
+    if head in ("etf", "etf_dr"):
+        from ncbench.models.etf_head import FixedETFHead
+
+        return FixedETFHead(d, num_classes, seed=head_seed)
+    raise ValueError(f"unknown head '{head}': use 'linear', 'etf' or 'etf_dr'")
 
 
 def models_matching(pattern: str) -> list[str]:

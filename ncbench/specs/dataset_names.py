@@ -79,7 +79,10 @@ def is_local_dataset(name: str) -> bool:
 
 def name_token(dataset: str) -> str:
     """A data set as a folder-name token: `imagefolder:/a/b/pets` → `imagefolder-pets-<8 hex of the
-    path>`, `hf:/a/b/pets?label=y` → `hf-pets-<8 hex of the name>`, a registered name as it is."""
+    path>`, `hf:/a/b/pets?label=y` → `hf-pets-<8 hex of the name>`, an in-memory pair of `ncbench.run`
+    `tensors:<hex>` → `tensors-<hex>`, a registered name as it is."""
+    if dataset.startswith("tensors:"):
+        return dataset.replace(":", "-", 1)
     if dataset.startswith(FOLDER_PREFIX):
         path = dataset[len(FOLDER_PREFIX):]
         return f"imagefolder-{_stem(Path(path).name)}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
