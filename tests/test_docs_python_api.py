@@ -10,7 +10,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
 
 def blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return re.findall(r"```python[^\n]*\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 EXPECTED = [r"True .*results\.csv", r"module:ResNet-[0-9a-f]{16}\n",

@@ -344,7 +344,7 @@ def test_frozen_transfer_on_a_parquet_file_records_its_seeded_split(parquet, tmp
 
 
 def test_the_examples_of_docs_data_md_write_sets_that_every_command_there_reads(tmp_path, monkeypatch):
-    """The doc's Python block runs, and every `--dataset` of its commands opens: its own 75/25 split
+    """docs/data.md: the doc's Python block runs, and every `--dataset` of its commands opens: its own 75/25 split
     for the saved folder, the 80/20 per-class rule for the others."""
     import os
     import re
