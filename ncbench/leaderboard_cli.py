@@ -186,6 +186,9 @@ def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | P
         if differ:
             raise ValueError(f"{dirs[(task, i)]} is another configuration than {task} row {i}: "
                              + ", ".join(f"{c} {a!r} vs {b!r}" for c, (a, b) in differ.items()))
+        note = agreement.machine_note(row, entry.row)
+        if note:
+            log(f"{task} row {i}: {note}")
         table, board = tables[task], task_board(task).spec
         mine = rows_like(table, row, RUN)
         variants = set(mine["variant"].astype(str))
