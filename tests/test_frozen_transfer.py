@@ -402,6 +402,12 @@ def test_submit_tier_frozen_runs_the_frozen_suite_without_training(monkeypatch, 
     assert name == "leaderboard_frozen"
     assert [(s.kind, s.model, s.pretrained) for s in specs] == [("frozen_transfer", "resnet50", "a1_in1k")]
     assert not (tmp_path / "boards").exists() or not any((tmp_path / "boards").glob("*.csv"))
+    seen.clear()
+    rc = main(["submit", "--tier", "frozen", "--model", "resnet50", "--random-init", "--device", "cpu",
+               "--out", str(tmp_path), "--leaderboards", str(tmp_path / "boards")])
+    assert rc == 2 and [(s.model, s.pretrained) for s in seen[0][1]] == [("resnet50", "random")]
+    assert main(["submit", "--model", "resnet50", "--random-init", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert len(seen) == 1                         # the trained tier refuses --random-init before any run
 
 
 # -- no surprises: weights asked for, NaN explained, a figure, layer names ---------------------
