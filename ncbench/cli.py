@@ -40,6 +40,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="start from timm pretrained weights: 'true' (timm's default tag) or a tag such as "
                         "a1_in1k; read from the local cache unless --download")
     p.add_argument("--checkpoint", help="start from a local checkpoint file (timm state_dict)")
+    p.add_argument("--random-init", action="store_true",
+                   help="frozen tier: measure the architecture at its seeded random initialisation (without "
+                        "--pretrained or --checkpoint a frozen task refuses to run); rows say pretrained=random")
     p.add_argument("--model-kwargs", metavar="K=V,...",
                    help="keyword arguments for timm.create_model, as key=value pairs (img_size=28,patch_size=4) "
                         "or a JSON object; set as each task's options.model_kwargs")
@@ -122,6 +125,13 @@ def _overrides(args) -> dict:
          "data_dir": args.data_dir, "device": resolve_device(args.device), "world_size": world if world > 1 else None}
     if args.pretrained is not None:
         o["pretrained"] = parse_pretrained(args.pretrained)
+    if args.random_init:
+        from ncbench.models.pretrained import RANDOM_INIT
+
+        if args.pretrained is not None or args.checkpoint:
+            raise ValueError("--random-init measures the seeded random initialisation: drop --pretrained and "
+                             "--checkpoint, or drop --random-init to measure those weights")
+        o["pretrained"] = RANDOM_INIT
     if args.download:
         o["download"] = True
     return {k: v for k, v in o.items() if v is not None}

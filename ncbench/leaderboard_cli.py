@@ -32,6 +32,8 @@ def add_commands(sub) -> None:
     w = p.add_mutually_exclusive_group()
     w.add_argument("--pretrained", help="with --model: timm pretrained tag (or 'true' for timm's default)")
     w.add_argument("--checkpoint", help="with --model: local checkpoint file (its sha256 identifies the row)")
+    w.add_argument("--random-init", action="store_true",
+                   help="with --model --tier frozen: the seeded random initialisation (rows say pretrained=random)")
     p.add_argument("--tier", choices=["trained", "frozen"], default="trained",
                    help="with --model: 'trained' runs tasks/leaderboard.yaml (trains), 'frozen' runs "
                         "tasks/leaderboard_frozen.yaml (the weights measured frozen, no training)")
@@ -119,6 +121,10 @@ def _run_leaderboard_suite(args) -> Path:
         overrides["checkpoint"] = str(Path(args.checkpoint).expanduser().resolve())
     if args.pretrained:
         overrides["pretrained"] = parse_pretrained(args.pretrained)
+    if getattr(args, "random_init", False):
+        from ncbench.models.pretrained import RANDOM_INIT
+
+        overrides["pretrained"] = RANDOM_INIT
     suite = "leaderboard_frozen" if getattr(args, "tier", "trained") == "frozen" else "leaderboard"
     name, specs = load_suite(suite, **{k: v for k, v in overrides.items() if v is not None})
     for s in specs:
@@ -243,6 +249,9 @@ def verify(ref: str, leaderboards: str | Path | None = None, *, run_dir: str | P
         if differ:
             raise ValueError(f"{dirs[(task, i)]} is another configuration than {task} row {i}: "
                              + ", ".join(f"{c} {a!r} vs {b!r}" for c, (a, b) in differ.items()))
+        note = agreement.machine_note(row, entry.row)
+        if note:
+            log(f"{task} row {i}: {note}")
         table, board = tables[task], task_board(task).spec
         mine = rows_like(table, row, RUN)
         variants = set(mine["variant"].astype(str))
@@ -262,8 +271,9 @@ def _submit(args) -> int:
 
     if bool(args.model) == bool(args.run_dirs):
         raise ValueError("submit takes RUN_DIR(s) or --model NAME (one of the two)")
-    if not args.model and (args.pretrained or args.checkpoint or args.seed is not None or args.seeds):
-        raise ValueError("--pretrained, --checkpoint, --seed and --seeds go with --model; a run folder already says them")
+    if not args.model and (args.pretrained or args.checkpoint or args.random_init or args.seed is not None or args.seeds):
+        raise ValueError("--pretrained, --checkpoint, --random-init, --seed and --seeds go with --model; a run folder "
+                         "already says them")
     if args.dataset_name is not None:
         from ncbench.leaderboard.public_names import check_public_name
 

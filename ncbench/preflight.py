@@ -109,6 +109,13 @@ def check_spec(spec) -> None:
             Recipe.from_dict(spec.recipe)
         except (ValueError, KeyError) as e:
             raise ValueError(f"task spec {spec.source or spec.name}: {e}") from None
+    from ncbench.models.pretrained import RANDOM_INIT
+
+    random_init = spec.pretrained == RANDOM_INIT
+    if random_init and not getattr(kind, "MEASURES_RANDOM_INIT", False):
+        raise ValueError(f"--random-init (pretrained: {RANDOM_INIT}) is for the frozen tier (frozen_transfer "
+                         f"tasks); task '{spec.name}' is a {spec.kind}, which trains from a seeded random "
+                         f"initialisation anyway: drop --random-init")
     if kind.MODEL_FREE is not None:   # no data, no backbone, CPU whatever the command line says
         return
     check_device(spec.device)
@@ -119,7 +126,7 @@ def check_spec(spec) -> None:
     check_model_name(spec.model)
     if spec.checkpoint:
         check_checkpoint(spec.checkpoint)
-    elif spec.pretrained or "." in spec.model:
+    elif (spec.pretrained and not random_init) or "." in spec.model:
         from ncbench.models.pretrained import resolve_weights
 
         overlay = dict((spec.options or {}).get("model_kwargs") or {}).get("pretrained_cfg_overlay")

@@ -1,10 +1,12 @@
-"""Where a number came from: package versions, git hash, device, time (after lm-evaluation-harness)."""
+"""Where a number came from: package versions, git hash, device, time (after lm-evaluation-harness),
+threads, and the machine (`ncbench.machine`: CPU, its capability, BLAS/oneDNN, GPU and CUDA)."""
 from __future__ import annotations
 
 import datetime as _dt
 import subprocess
 from pathlib import Path
 
+from ncbench.machine import machine_provenance
 from ncbench.threads import thread_provenance
 from ncbench.version import __version__
 
@@ -32,11 +34,12 @@ def device_name(device: str) -> str:
     return device
 
 
-def provenance(device: str) -> dict[str, str]:
+def provenance(device: str) -> dict:
+    """Strings per key, and the `machine` block (never part of a config hash: descriptive, not identity)."""
     import timm
     import torch
 
     return {"ncbench_version": __version__, "torch_version": torch.__version__,
             "timm_version": timm.__version__, "device": device_name(device), "git_hash": git_hash(),
             "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **thread_provenance()}
+            **thread_provenance(), "machine": machine_provenance(device)}

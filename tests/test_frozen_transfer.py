@@ -237,8 +237,11 @@ SMALL = {"classes": [5, 6, 7], "preprocess": {"input_size": [1, 16, 16], "crop_p
 def small_spec(**changes):
     from ncbench.tasks.base import TaskSpec
 
-    return TaskSpec.from_dict({"name": "frozen_small", "kind": "frozen_transfer", "version": 1, "dataset": "digits",
-                               "model": "test_resnet", "device": "cpu", "options": SMALL, **changes})
+    base = {"name": "frozen_small", "kind": "frozen_transfer", "version": 1, "dataset": "digits",
+            "model": "test_resnet", "device": "cpu", "options": SMALL}
+    if not changes.get("checkpoint") and not changes.get("pretrained"):
+        base["pretrained"] = "random"                 # a deliberate random init (--random-init)
+    return TaskSpec.from_dict({**base, **changes})
 
 
 def test_frozen_task_numbers_match_an_independent_forward(tmp_path, one_thread):
@@ -279,7 +282,8 @@ def test_frozen_task_numbers_match_an_independent_forward(tmp_path, one_thread):
     assert summ["n_test"] == len(yt) and summ["n_train"] == len(y)
     assert summ["test_ncc_acc"] == pytest.approx(_ncc(ht, yt, h, y), abs=1e-12)
     last = df[(df.split == "train") & (df.metric == "ncc_acc") & df.layer.notna()]
-    assert last.sort_values("layer").value.iloc[-1] == pytest.approx(summ["ncc_acc"])
+    assert list(last.layer) == ["layer1.0", "layer2.0", "layer3.0", "layer4.0", "pre_logits"]   # names, network order
+    assert last.value.iloc[-1] == pytest.approx(summ["ncc_acc"])
     for m in ("probe_acc", "knn_acc", "knn_loo_acc", "logme", "ncti_seli", "ncti_ncc", "ncti_vc",
               "fewshot_ncc_acc_1shot", "fewshot_ncc_acc_5shot"):
         assert math.isfinite(summ[m]), m
@@ -325,7 +329,7 @@ def test_frozen_task_on_an_image_folder_through_the_cli(tmp_path, one_thread):
 
     write_pngs(tmp_path / "imgs", per_class=10, size=(20, 20))
     rc = main(["run", "frozen_transfer", "--model", "test_resnet", "--dataset", f"imagefolder:{tmp_path / 'imgs'}",
-               "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress"])
+               "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress", "--random-init"])
     assert rc == 0
     csv = next((tmp_path / "out").rglob("results.csv"))
     import pandas as pd
@@ -347,7 +351,7 @@ def test_a_frozen_run_is_a_leaderboard_row_keyed_by_the_checkpoint_hash(tmp_path
     from ncbench.suite import run_tasks
     from ncbench.tasks.frozen_transfer import FrozenTransfer
 
-    spec = load_task("frozen_digits_unseen", device="cpu")
+    spec = load_task("frozen_digits_unseen", device="cpu", pretrained="random")
     torch.manual_seed(1)
     model, _ = FrozenTransfer(spec).build_model()
     ckpt = tmp_path / "body.pth"
@@ -398,3 +402,107 @@ def test_submit_tier_frozen_runs_the_frozen_suite_without_training(monkeypatch, 
     assert name == "leaderboard_frozen"
     assert [(s.kind, s.model, s.pretrained) for s in specs] == [("frozen_transfer", "resnet50", "a1_in1k")]
     assert not (tmp_path / "boards").exists() or not any((tmp_path / "boards").glob("*.csv"))
+    seen.clear()
+    rc = main(["submit", "--tier", "frozen", "--model", "resnet50", "--random-init", "--device", "cpu",
+               "--out", str(tmp_path), "--leaderboards", str(tmp_path / "boards")])
+    assert rc == 2 and [(s.model, s.pretrained) for s in seen[0][1]] == [("resnet50", "random")]
+    assert main(["submit", "--model", "resnet50", "--random-init", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert len(seen) == 1                         # the trained tier refuses --random-init before any run
+
+
+# -- no surprises: weights asked for, NaN explained, a figure, layer names ---------------------
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "frozen_transfer", "--model", "test_resnet", "--dataset", "digits"], "--random-init to measure the random"),
+    (["run", "frozen_transfer", "--random-init", "--pretrained", "true"], "drop --pretrained and --checkpoint"),
+    (["run", "train_collapse_mnist5k", "--random-init"], "is for the frozen tier"),
+    (["suite", "leaderboard_frozen", "--model", "test_resnet"], "no weights to measure"),
+])
+def test_a_frozen_run_without_weights_is_refused_in_one_line(argv, needle, tmp_path, capsys):
+    from ncbench.cli import main
+
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ncbench: error:") and needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list((tmp_path / "out").rglob("results.csv"))
+
+
+def test_random_init_run_says_random_explains_its_nans_and_draws_its_figure(tmp_path, one_thread):
+    """7 test images per class < 1 shot + 15 queries: the few-shot numbers are NaN with a reason that says
+    what to change; the rows and the board say `random`; one figure per run; `layer` holds names."""
+    import pandas as pd
+
+    from ncbench.cli import main
+    from ncbench.leaderboard import submit
+
+    write_pngs(tmp_path / "imgs" / "train", per_class=10, size=(20, 20))
+    write_pngs(tmp_path / "imgs" / "test", per_class=7, size=(20, 20), seed=1)
+    rc = main(["run", "frozen_transfer", "--model", "test_resnet", "--dataset", f"imagefolder:{tmp_path / 'imgs'}",
+               "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress", "--random-init"])
+    assert rc == 0
+    csv = next((tmp_path / "out").rglob("results.csv"))
+    df = pd.read_csv(csv)
+    df["status_reason"], df["layer"] = df.status_reason.fillna(""), df.layer.fillna("")
+    assert set(df.pretrained) == {"random"} and set(df.status) == {"ok"}
+    summ = df[df.split == "summary"].set_index("metric")
+    nan = summ[summ.value.isna()]
+    assert {"fewshot_ncc_acc_1shot", "fewshot_ncc_acc_5shot"} <= set(nan.index)
+    assert (nan.status_reason != "").all(), nan.status_reason
+    why = nan.loc["fewshot_ncc_acc_1shot", "status_reason"]
+    assert "7 images" in why and "1 shot + 15 queries" in why and "options.fewshot.queries" in why
+    assert (summ[summ.value.notna()].status_reason == "").all()          # reasons only where a value is missing
+    layers = df[(df.split == "train") & (df.metric == "ncc_acc") & (df.layer != "")].layer.tolist()
+    assert layers == ["layer1.0", "layer2.0", "layer3.0", "layer4.0", "pre_logits"]
+    cfg = json.loads((csv.parent / "config.json").read_text())
+    assert cfg["plots"] == ["frozen_transfer.png"] and (csv.parent / "frozen_transfer.png").stat().st_size > 10_000
+    board_task = "frozen_digits_unseen"            # a frozen board, for its `pretrained` column
+    spec_dir = tmp_path / "out2"
+    rc = main(["run", board_task, "--device", "cpu", "--out", str(spec_dir), "--no-progress", "--random-init"])
+    assert rc == 0
+    submit(next(spec_dir.iterdir()), tmp_path / "boards")
+    board = pd.read_csv(tmp_path / "boards" / f"{board_task}.csv", dtype=str, keep_default_na=False)
+    assert board.pretrained.tolist() == ["random"]
+
+
+def test_every_nan_headline_value_has_a_reason():
+    from ncbench.tasks.frozen_transfer import collapse_reasons, fewshot_reason, nan_reason
+
+    labels = torch.tensor([0] * 7 + [1] * 3 + [2] * 9)
+    why = fewshot_reason(labels, 3, 5, 15, "every class needs k_shot + n_query = 20 samples; class (count): 1 (3)")
+    assert "3 images in its smallest class" in why and "5 shot + 15 queries = 20" in why
+    assert "at least 2 classes" in fewshot_reason(torch.tensor([0, 0, 0]), 1, 1, 1, "")
+    reasons = collapse_reasons({"ncc_depth": math.nan, "nc1": math.nan, "cdnv": 0.1}, {"train": 3, "test": 0}, 1, 0.01)
+    assert "epsilon = 0.01" in reasons["ncc_depth"] and "nc1" in reasons["nc1"] and "cdnv" not in reasons
+    assert "at least 2" in nan_reason("probe_acc", reasons)                   # the run-wide reason
+    assert nan_reason("logme", {}) != ""                                       # never empty
+
+
+def test_the_figure_averages_a_seed_group_and_keeps_the_layer_order(tmp_path):
+    import pandas as pd
+    import scipy.stats as st
+
+    from ncbench.plots.frozen_transfer import _accuracies, _per_layer, plot
+    from ncbench.tasks.base import TaskOutput
+
+    names = ["stem", "blocks.0", "blocks.10", "blocks.2", "pre_logits"]          # not alphabetical
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.1), (2, 0.05)):
+        for i, name in enumerate(names):
+            for split in ("train", "test"):
+                rows += [{"split": split, "layer": name, "metric": "ncc_acc", "value": 0.5 + 0.1 * i - shift, "seed": seed,
+                          "variant": ""},
+                         {"split": split, "layer": name, "metric": "cdnv", "value": 2.0 / (i + 1), "seed": seed, "variant": ""}]
+        rows += [{"split": "summary", "layer": None, "metric": m, "value": v, "seed": seed, "variant": "",
+                  "status_reason": r}
+                 for m, v, r in (("probe_acc", 0.8 + shift, ""), ("ncc_depth", 3.0, ""), ("epsilon", 0.01, ""),
+                                 ("fewshot_ncc_acc_1shot", math.nan, "too few test images"))]
+    got_names, tab = _per_layer(pd.DataFrame(rows))
+    assert got_names == names
+    assert tab.loc[("train", "ncc_acc")].tolist() == pytest.approx([0.5 + 0.1 * i - 0.05 for i in range(5)])
+    acc = _accuracies(pd.DataFrame(rows).query("split == 'summary'")).set_index("metric")
+    probe = [0.8, 0.9, 0.85]
+    half = st.t.ppf(0.975, 2) * np.std(probe, ddof=1) / np.sqrt(3)
+    assert acc.loc["probe_acc", "mean"] == pytest.approx(np.mean(probe)) and acc.loc["probe_acc", "error"] == pytest.approx(half)
+    assert math.isnan(acc.loc["fewshot_ncc_acc_1shot", "mean"]) and acc.loc["fewshot_ncc_acc_1shot", "reason"] == "too few test images"
+    spec = small_spec()
+    [path] = plot(TaskOutput(rows, meta={"num_classes": 3}), spec, tmp_path)
+    assert path.name == "frozen_transfer.png" and path.stat().st_size > 10_000

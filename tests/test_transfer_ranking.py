@@ -19,8 +19,8 @@ TARGET = {"name": "frozen_tiny", "kind": "frozen_transfer", "version": 1, "datas
                       "fewshot": {"n_way": 3, "shots": [1], "queries": 5, "episodes": 20, "seed": 0}}}
 ZOO = [{"name": "resnet-e1", "model": "test_resnet",
         "train": {"dataset": "digits", "classes": [3, 4, 5, 6], "recipe": {"epochs": 1, "batch_size": 128, "eval_every": 1}}},
-       {"name": "resnet-random", "model": "test_resnet"},
-       {"name": "byobnet-random", "model": "test_byobnet"}]
+       {"name": "resnet-random", "model": "test_resnet", "pretrained": "random"},
+       {"name": "byobnet-random", "model": "test_byobnet", "pretrained": "random"}]
 
 
 @pytest.fixture
@@ -143,3 +143,11 @@ def test_the_figure_of_a_seed_group_shows_every_zoo(tmp_path):
     assert _title(summ, "ncti", 3) == "ncti: τ = 0.50, τ_w = 0.60 (mean; τ per seed 0.50, 0.20, 0.80)"
     one = summ[summ.seed == 1]
     assert _title(one, "nc1", 1) == "nc1: τ = 0.20, τ_w = 0.30"
+
+
+def test_a_zoo_entry_without_weights_is_refused(tiny_target):
+    from ncbench.tasks import TASK_KINDS
+
+    zoo = [*ZOO[1:], {"name": "bare", "model": "test_resnet"}]
+    with pytest.raises(ValueError, match=r"zoo entry 2 \(bare\) has no weights.*pretrained: random"):
+        TASK_KINDS.get("transfer_ranking")(ranking_spec(tiny_target, zoo=zoo))

@@ -68,3 +68,29 @@ def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | N
                      "atol": m_atol, "rtol": m_rtol, "seed_half_width": half, "n_seeds": n, "tolerance": tol,
                      "agrees": bool(ok)})
     return pd.DataFrame(recs, columns=list(COMPARISON_COLUMNS))
+
+
+WHERE = (("device", "device"), ("cpu_capability", "CPU capability"), ("threads", "thread count"))
+"""Board columns that say where a row was measured (`ncbench.machine`): values are bit-identical only
+when all of them match (docs/reproducibility.md)."""
+
+
+def machine_note(board_row: dict, rerun_row: dict) -> str | None:
+    """One line when the rerun was measured elsewhere than the board row (another device, CPU capability
+    or thread count), or when the board row does not say where; None when both say the same place."""
+    def get(row, c):
+        v = row.get(c)
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+    differ = [(label, get(board_row, c), get(rerun_row, c) or "unrecorded") for c, label in WHERE
+              if get(board_row, c) and get(board_row, c) != get(rerun_row, c)]
+    if differ:
+        return (f"the board row was measured on another {' and '.join(label for label, _, _ in differ)} ("
+                + "; ".join(f"{label} {a} there, {b} here" for label, a, b in differ)
+                + "): expect agreement within the tolerances, not bit-identical values (docs/reproducibility.md)")
+    unknown = [label for c, label in WHERE if not get(board_row, c)]
+    if unknown:
+        return (f"the board row does not record its {' or '.join(unknown)} (submitted before ncbench recorded "
+                f"them): values are bit-identical only on the same device, CPU capability and threads "
+                f"(docs/reproducibility.md)")
+    return None

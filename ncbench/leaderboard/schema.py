@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbench.machine import BOARD_FIELDS
+
 ENTRY = ("task", "task_version", "model", "pretrained", "dataset")
 """An entry: what its seeds share (`pretrained`: tag, `true`, `sha256:<16 hex>` or empty = scratch)."""
 
@@ -30,7 +32,11 @@ PROVENANCE = ("ncbench_version", "torch_version", "timm_version", "device", "pre
               "date", "run_id", "config_hash")
 
 FIXED = ROW + STATUS + PROVENANCE
-"""Every column that is not a metric."""
+"""Every column a board must have that is not a metric."""
+
+MACHINE = BOARD_FIELDS
+"""Optional provenance columns after `PROVENANCE`: the CPU model, ATen's CPU capability and the thread
+count of the run (`ncbench.machine`); empty or absent for rows submitted before they were recorded."""
 
 STATUSES = ("ok", "failed", "diverged")
 ROLES = ("target", "descriptor")
@@ -49,7 +55,7 @@ class LeaderboardError(ValueError):
 
 def metric_columns(columns) -> list[str]:
     """The metric columns of a board CSV, in file order."""
-    return [c for c in columns if c not in FIXED]
+    return [c for c in columns if c not in FIXED and c not in MACHINE]
 
 
 @dataclass(frozen=True)

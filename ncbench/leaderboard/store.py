@@ -15,6 +15,7 @@ from ncbench.leaderboard.schema import (
     ENTRY,
     FIXED,
     LOCK_NAME,
+    MACHINE,
     PROVENANCE,
     README,
     ROW,
@@ -93,7 +94,7 @@ def read_tables(lb_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def table_text(df: pd.DataFrame) -> str:
-    cols = list(ROW + STATUS) + metric_columns(df.columns) + list(PROVENANCE)
+    cols = list(ROW + STATUS) + metric_columns(df.columns) + list(PROVENANCE) + [c for c in MACHINE if c in df]
     return df[cols].fillna("").to_csv(index=False, lineterminator="\n")
 
 
@@ -105,7 +106,7 @@ def typed_table(df: pd.DataFrame) -> pd.DataFrame:
     for c in ("task_version", "seed"):
         out[c] = pd.to_numeric(df[c]).astype("Int64")
     out["date"] = pd.to_datetime(df["date"].mask(df["date"] == ""), utc=True, format="ISO8601")
-    for c in FIXED:
+    for c in FIXED + tuple(c for c in MACHINE if c in df):
         if c not in ("task_version", "seed", "date"):
             out[c] = df[c].astype("category")
     return out

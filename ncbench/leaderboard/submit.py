@@ -311,6 +311,7 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
     summary = typed[(typed["split"] == "summary") & (typed["layer"].astype(str) == "")]
     prov = {c: first[c] for c in PROVENANCE if c in raw.columns}
     prov["date"] = first["started_at"]
+    prov.update({k: v for k, v in recorded_machine(task_dir).items() if v})
     declared = list(board.metrics)
     rows = []
     for seed in sorted(int(s) for s in summary["seed"].dropna().unique()):   # a seed group: every seed
@@ -323,6 +324,17 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
             rows.append({**ident, "variant": variant, "status": p["status"], "status_reason": p["reason"],
                          **{m: format_value(p["values"][m]) for m in order}, **prov})
     return Entry(task, rows, task_dir)
+
+
+def recorded_machine(task_dir: Path) -> dict[str, str]:
+    """The board's machine columns (`MACHINE`) from the folder's config.json provenance ("" when not recorded)."""
+    from ncbench.machine import board_fields
+
+    try:
+        cfg = json.loads((Path(task_dir) / "config.json").read_text(encoding="utf-8"))
+        return board_fields(cfg.get("provenance") or {})
+    except (OSError, ValueError, AttributeError):
+        return board_fields({})
 
 
 def task_dirs_of_run(run_dir: Path) -> tuple[list[Path], list[str]]:

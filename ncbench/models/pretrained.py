@@ -20,6 +20,11 @@ HF_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safet
 """Weight files timm looks for in a hub repository, in its order of preference."""
 
 
+RANDOM_INIT = "random"
+"""The `pretrained` value of a deliberate random initialisation (`--random-init`, frozen tier only): the
+architecture measured at its seeded initial weights; rows and boards say `random`."""
+
+
 class WeightsNotCachedError(ValueError):
     """Pretrained weights that are neither a local file nor in the hub caches (and no `--download`)."""
 

@@ -5,14 +5,20 @@ No training. Preprocessing is timm's own evaluation transform for the model and 
 overridable with `options.preprocess`). One streamed forward per split (`ncbench.transfer.
 frozen_pass`) gives, on the target classes:
 
-- per layer (blocks or stages, pooled; SPEC §5): `ncc_acc` (train means) on train and test,
-  `cdnv`, `nc1`; the minimal NCC-depth at ε (`ncc_depth`, `ncc_depth_test`);
+- per layer (blocks or stages, pooled; SPEC §5), the `layer` column naming it (`layer2.0`,
+  `blocks.3`, `pre_logits`): `ncc_acc` (train means) on train and test, `cdnv`, `nc1`; the minimal
+  NCC-depth at ε (`ncc_depth`, `ncc_depth_test`: the position of that layer, 0 = the first);
 - at the penultimate layer (rows with an empty `layer`): every SPEC §2 collapse metric of each split;
 - on the kept penultimate features (`max_train_per_class`, `max_test_per_class` per class, seeded):
   `probe_acc` (multinomial logistic regression, `ncbench.transfer.linear_probe`), `knn_acc`
   (train → test) and `knn_loo_acc` (leave-one-out on train), LogME, the three NCTI scores
   (`ncti_seli`, `ncti_ncc`, `ncti_vc`; the index itself needs a model set: `transfer_ranking`),
   and n-way k-shot episodes on the test split (`ncbench.fewshot`: NCC accuracy with 95% CI).
+
+Weights are required: `--pretrained`, `--checkpoint`, or `--random-init` (`pretrained: random`) to
+measure the seeded random initialisation on purpose; without any of them the task refuses to start.
+A NaN headline value carries its own `status_reason` saying what to change (e.g. a test class with
+fewer images than shots + queries), and `ncbench.plots.frozen_transfer` draws one figure per run.
 
 The spec's `seed` is the measurement's: it offsets `subset_seed` (which images are kept) and the
 few-shot episodes' seed (seed 0 keeps the options' own seeds), and seeds a random init; so the
@@ -29,13 +35,14 @@ from typing import ClassVar
 
 import torch
 
+from ncbench.models.pretrained import RANDOM_INIT
 from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
 
 ESTIMATORS_ON_TRAIN = ("logme", "ncti_seli", "ncti_ncc", "ncti_vc", "knn_loo_acc", "ncc_acc", "nc1", "cdnv")
 
 
 def weights_of(spec) -> dict:
-    """`{"pretrained": tag or True/False, "checkpoint": path or None}` of a spec."""
+    """`{"pretrained": tag or True/False or RANDOM_INIT, "checkpoint": path or None}` of a spec."""
     pre = spec.pretrained
     if isinstance(pre, str) and pre.lower() in ("true", "1", "yes"):
         pre = True
@@ -47,6 +54,8 @@ def weights_of(spec) -> dict:
 @register_task("frozen_transfer")
 class FrozenTransfer(Task):
     """Collapse, NCC-depth, probe, k-NN, few-shot, LogME and NCTI scores of a frozen model on a target."""
+
+    MEASURES_RANDOM_INIT: ClassVar[bool] = True     # `--random-init` is meaningful here (and required without weights)
 
     default_options: ClassVar[dict] = {
         "classes": None,                 # target class subset (label ids), relabelled 0..n-1
@@ -74,7 +83,12 @@ class FrozenTransfer(Task):
             raise ValueError(f"task '{spec.name}': granularity must be one of {GRANULARITIES} and token_pool "
                              f"one of {TOKEN_POOLS}")
         w = weights_of(spec)
-        if w["pretrained"] and not w["checkpoint"]:         # fail fast, before any data is read
+        if not w["pretrained"] and not w["checkpoint"]:
+            raise ValueError(f"task '{spec.name}': no weights to measure (no --pretrained, no --checkpoint), so "
+                             f"{spec.model} would be measured at its random initialisation: pass --pretrained TAG "
+                             f"(true: timm's default) or --checkpoint FILE, or --random-init to measure the random "
+                             f"initialisation on purpose (its rows then say pretrained={RANDOM_INIT})")
+        if w["pretrained"] and w["pretrained"] != RANDOM_INIT and not w["checkpoint"]:   # fail fast, before any data is read
             from ncbench.models.pretrained import resolve_weights
 
             overlay = dict(o["model_kwargs"]).get("pretrained_cfg_overlay")
@@ -90,7 +104,8 @@ class FrozenTransfer(Task):
         size = (o["preprocess"] or {}).get("input_size")
         in_chans = int(o["in_chans"] or (size[0] if size else 3))
         seed_everything(self.spec.seed)
-        model = build_backbone(self.spec.model, num_classes, in_chans, pretrained=w["pretrained"] or False,
+        pretrained = False if w["pretrained"] == RANDOM_INIT else w["pretrained"] or False
+        model = build_backbone(self.spec.model, num_classes, in_chans, pretrained=pretrained,
                                checkpoint=w["checkpoint"], download=self.spec.download, **dict(o["model_kwargs"]))
         return model.to(self.spec.device).eval(), in_chans
 
@@ -137,10 +152,11 @@ class FrozenTransfer(Task):
             n = st["n"][split]
             for i in range(len(st["layers"])):
                 rows += rows_from({k: st[split][k][i] for k in LAYER_METRICS if k != "nc4"}, split=split,
-                                  layer=i, n_samples=n)
+                                  layer=st["layers"][i], n_samples=n)
             rows += rows_from(st["collapse"][split], split=split, n_samples=n)
         summary = {"probe_acc": math.nan, "knn_acc": math.nan, "knn_loo_acc": math.nan, "logme": math.nan}
-        summary.update(self.estimates(m, K))
+        estimates, why = self.estimates(m, K)
+        summary.update(estimates)
         summary.update({"ncc_acc": st["collapse"]["train"]["ncc_acc"], "test_ncc_acc": st["collapse"]["test"]["ncc_acc"],
                         "nc1": st["collapse"]["train"]["nc1"], "cdnv": st["collapse"]["train"]["cdnv"],
                         "test_nc1": st["collapse"]["test"]["nc1"], "test_cdnv": st["collapse"]["test"]["cdnv"],
@@ -148,15 +164,19 @@ class FrozenTransfer(Task):
                         "n_layers": float(len(st["layers"])), "feature_dim": float(st["dims"][-1]),
                         "n_train": float(st["n"]["train"]), "n_test": float(st["n"]["test"]),
                         "n_train_kept": float(len(m.train_labels)), "n_test_kept": float(len(m.test_labels))})
-        rows += rows_from(summary, split="summary", n_samples=st["n"]["train"])
+        for k, v in collapse_reasons(summary, st["n"], K, eps).items():
+            why.setdefault(k, v)
+        rows += [{**r, "status_reason": nan_reason(r["metric"], why)} if math.isnan(r["value"]) else r
+                 for r in rows_from(summary, split="summary", n_samples=st["n"]["train"])]
         meta = {"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
                 "layers": st["layers"], "granularity": st["granularity"], "num_classes": K,
                 "classes": list(train.classes), "weights": str(model.pretrained or "random init"),
                 "data": dataset_info(self.spec.dataset, self.spec.download)}
         return rows, meta
 
-    def estimates(self, m, K: int) -> dict[str, float]:
-        """Probe, k-NN, LogME, NCTI and few-shot numbers on the kept penultimate features."""
+    def estimates(self, m, K: int) -> tuple[dict[str, float], dict[str, str]]:
+        """Probe, k-NN, LogME, NCTI and few-shot numbers on the kept penultimate features, and why
+        some are NaN ({metric or metric prefix: what to change})."""
         from ncbench.fewshot.episodes import sample_episodes
         from ncbench.fewshot.evaluate import evaluate_episodes
         from ncbench.transfer.knn import knn_accuracy, knn_loo_accuracy
@@ -167,9 +187,12 @@ class FrozenTransfer(Task):
         o = self.options
         htr, ytr, hte, yte = m.train_features, m.train_labels, m.test_features, m.test_labels
         out: dict[str, float] = {}
-        finite = bool(torch.isfinite(htr).all() and torch.isfinite(hte).all())
-        if not finite or len(htr) == 0:
-            return {"probe_acc": math.nan}
+        if len(htr) == 0 or len(hte) == 0:
+            return {}, {"": "no image of the target was kept (an empty train or test split after options.classes): "
+                            "check --dataset and options.classes"}
+        if not bool(torch.isfinite(htr).all() and torch.isfinite(hte).all()):
+            return {}, {"": "the model's penultimate features are not finite (NaN/inf) on some target images: check "
+                            "the weights and options.preprocess (mean, std, input_size)"}
         k = min(int(o["knn_k"]), len(htr) - 1)
         out["probe_acc"] = probe_accuracy(htr.numpy(), ytr.numpy(), hte.numpy(), yte.numpy(), l2=float(o["probe_l2"]))
         out["knn_acc"] = knn_accuracy(htr, ytr, hte, yte, k=k, metric=o["knn_metric"], num_classes=K)
@@ -177,19 +200,58 @@ class FrozenTransfer(Task):
         out["logme"] = logme(htr.numpy(), ytr.numpy(), K)
         out.update(ncti_components(htr.numpy(), ytr.numpy(), K))
         fs = dict(o["fewshot"] or {})
-        n_way = min(int(fs.get("n_way", 5)), K)
+        n_way, queries = min(int(fs.get("n_way", 5)), K), int(fs.get("queries", 15))
+        why = {}
         for shot in fs.get("shots", []):
             key = f"fewshot_ncc_acc_{int(shot)}shot"
             try:
-                ep = sample_episodes(yte, n_way, int(shot), int(fs.get("queries", 15)), int(fs.get("episodes", 600)),
+                ep = sample_episodes(yte, n_way, int(shot), queries, int(fs.get("episodes", 600)),
                                      int(fs.get("seed", 0)) + int(self.spec.seed))
-            except ValueError:                       # a class too small for k + q samples
+            except ValueError as e:                  # a class too small for k + q samples, or K < 2
                 out[key] = out[key + "_ci95"] = math.nan
+                why[key] = why[key + "_ci95"] = fewshot_reason(yte, n_way, int(shot), queries, str(e))
                 continue
             res = evaluate_episodes(hte, ep).summary()
             out[key], out[key + "_ci95"] = res["fewshot_ncc_acc"], res["fewshot_ncc_acc_ci95"]
-        return out
+        return out, why
 
     def run(self, ctx) -> TaskOutput:
         rows, meta = self.measure()
         return TaskOutput(rows, meta=meta)
+
+
+def fewshot_reason(test_labels: torch.Tensor, n_way: int, shot: int, queries: int, error: str) -> str:
+    """Why an n-way k-shot score is NaN, and what to change (SPEC §6: episodes on the test split)."""
+    counts = torch.bincount(test_labels.long()) if len(test_labels) else torch.zeros(0, dtype=torch.long)
+    counts = counts[counts > 0]
+    if n_way < 2 or len(counts) < n_way:
+        return (f"{n_way}-way episodes need at least 2 classes with test images, the target has {len(counts)}: "
+                f"measure a target with more classes")
+    small = int(counts.min())
+    return (f"the test split keeps {small} images in its smallest class, fewer than {shot} shot + {queries} queries "
+            f"= {shot + queries}: lower options.fewshot.queries (or shots), raise options.max_test_per_class, or "
+            f"give the target more test images per class ({error.split(';')[0]})")
+
+
+def collapse_reasons(summary: dict[str, float], n: dict, K: int, eps: float) -> dict[str, str]:
+    """Why the collapse and depth headline numbers are NaN, and what to change."""
+    why = {}
+    if K < 2:
+        why[""] = f"the target has {K} class: collapse, probe and few-shot numbers need at least 2; check options.classes"
+    for depth, split in (("ncc_depth", "train"), ("ncc_depth_test", "test")):
+        why[depth] = (f"no layer reaches {split} NCC error <= epsilon = {eps:g} (SPEC §5: missing, never the last "
+                      f"layer): see the per-layer ncc_acc rows, or raise options.epsilon")
+    for m, split in (("ncc_acc", "train"), ("nc1", "train"), ("cdnv", "train"), ("test_ncc_acc", "test"),
+                     ("test_nc1", "test"), ("test_cdnv", "test")):
+        if math.isnan(summary.get(m, 0.0)):
+            why.setdefault(m, f"{m} is undefined on the {split} split ({n.get(split, 0)} images, {K} classes): it needs "
+                              f"at least 2 classes with images and finite features; check --dataset, options.classes "
+                              f"and the weights")
+    return why
+
+
+def nan_reason(metric: str, why: dict[str, str]) -> str:
+    """The reason recorded for `metric` (its own, else the run-wide one under ""), never empty."""
+    return why.get(metric) or why.get("") or (f"{metric} is NaN: the estimator is undefined on these features "
+                                              f"(e.g. too few kept images per class); raise options.max_train_per_class "
+                                              f"or measure more images")

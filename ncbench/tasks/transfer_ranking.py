@@ -56,6 +56,10 @@ class TransferRanking(Task):
             bad = sorted(set(z) - set(ZOO_KEYS))
             if bad:
                 raise ValueError(f"task '{spec.name}': zoo entry {i} has unknown keys {bad}; known: {list(ZOO_KEYS)}")
+            if not (z.get("pretrained") or z.get("checkpoint") or z.get("train")):
+                raise ValueError(f"task '{spec.name}': zoo entry {i} ({z.get('name') or z['model']}) has no weights: "
+                                 f"give it pretrained: TAG, checkpoint: FILE or train: {{...}}, or pretrained: random "
+                                 f"to rank its random initialisation on purpose")
         if o["launcher"] not in LAUNCHERS:
             raise ValueError(f"task '{spec.name}': options.launcher must be one of {LAUNCHERS}, got {o['launcher']!r}")
         self.target_spec()                        # validates the target task and its options now
@@ -64,12 +68,17 @@ class TransferRanking(Task):
     def check_weights(self) -> None:
         """Fail fast, before any job, when pretrained weights of the zoo are not on this machine:
         one message with the one command that fetches all of them."""
-        from ncbench.models.pretrained import WeightsNotCachedError, requested_tag, resolve_weights
+        from ncbench.models.pretrained import (
+            RANDOM_INIT,
+            WeightsNotCachedError,
+            requested_tag,
+            resolve_weights,
+        )
 
         missing = []
         for z in self.options["zoo"]:
             pre = z.get("pretrained")
-            if pre and not z.get("checkpoint") and not z.get("train"):
+            if pre and pre != RANDOM_INIT and not z.get("checkpoint") and not z.get("train"):
                 try:
                     resolve_weights(z["model"], pre, self.spec.download,
                                     dict(z.get("model_kwargs") or {}).get("pretrained_cfg_overlay"))

@@ -261,7 +261,8 @@ def training_provenance(cfg: TrajectoryConfig) -> dict:
     (kept with the record, so a cached run keeps its trainer's provenance when read later)."""
     from ncbench.provenance import provenance
 
-    plain = {k: str(v) for k, v in provenance(cfg.device).items()}  # torch's version is a str subclass
+    plain = {k: v if isinstance(v, dict) else str(v)          # torch's version is a str subclass
+             for k, v in provenance(cfg.device).items()}
     return {**plain, "code_fingerprint": code_fingerprint(), "world_size": cfg.world_size,
             "torch_threads": torch.get_num_threads(), "key": cfg.key()}
 
