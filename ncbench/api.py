@@ -92,8 +92,10 @@ class RunResult:
 
 def _files(task_dir: Path) -> tuple[Path, ...]:
     """The files a finished task recorded in its config.json (CSVs, figures), config.json itself."""
+    from ncbench.run_files import read_json
+
     try:
-        cfg = json.loads((task_dir / "config.json").read_text(encoding="utf-8"))
+        cfg = read_json(task_dir / "config.json", task_dir)
     except (OSError, ValueError):
         return ()
     names = [*cfg.get("files", {}), *cfg.get("plots", []), "config.json"]

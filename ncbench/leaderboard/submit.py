@@ -331,7 +331,7 @@ def recorded_machine(task_dir: Path) -> dict[str, str]:
     from ncbench.machine import board_fields
 
     try:
-        cfg = json.loads((Path(task_dir) / "config.json").read_text(encoding="utf-8"))
+        cfg = read_json(Path(task_dir) / "config.json", task_dir)
         return board_fields(cfg.get("provenance") or {})
     except (OSError, ValueError, AttributeError):
         return board_fields({})
