@@ -7,6 +7,7 @@
 3. the trainer's images/s (bf16 autocast, channels_last) against a bare PyTorch loop on the same
    model (timm resnet18, 32×32) and batch;
 4. the metric engine on CUDA against the CPU float64 engine on the same features (equal to 1e-9);
+   then the same suite with `--jobs auto` (one job per visible GPU): wall-time ratio, values equal;
 5. K = 1,000, d = 2,048, N = 100,000 on the GPU: each pass against its floor
    (`ncbench.metrics.floor`) and the numbers against the CPU engine.
 It prints one table. Without a CUDA device it says so and exits 0; `--cpu-dry-run` runs every step
@@ -132,12 +133,16 @@ def run_tasks(tmp: Path, device: str, dry: bool, only: list[str] | None = None) 
 
     from ncbench.cli import main as ncbench_main
 
-    t0 = time.perf_counter()
-    log = io.StringIO()
-    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):   # in this process: the
-        rc = ncbench_main(["suite", str(suite), "--epochs", "1", "--device", device,  # MD5s above hold
-                           "--data-dir", str(data), "--out", str(tmp / "results"), "--no-progress", "--force"])
-    seconds = time.perf_counter() - t0
+    def suite_run(out: Path, jobs: str) -> tuple[int, float, str]:
+        t0 = time.perf_counter()
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):   # in this process: the
+            rc = ncbench_main(["suite", str(suite), "--epochs", "1", "--device", device,  # MD5s above hold
+                               "--data-dir", str(data), "--out", str(out), "--no-progress", "--force",
+                               "--jobs", jobs])
+        return rc, time.perf_counter() - t0, log.getvalue()
+
+    rc, seconds, text = suite_run(tmp / "results", "1")
     rows = []
     for n in names:
         done = list((tmp / "results").glob(f"*/{n}/results.csv"))
@@ -148,9 +153,32 @@ def run_tasks(tmp: Path, device: str, dry: bool, only: list[str] | None = None) 
             detail = json.loads(errors[0].read_text())["error"][:120]
         rows.append((f"task {n} (1 epoch)", "ok" if done and not errors else "FAILED", detail))
     if rc not in (0, 1):
-        rows.append(("suite", "FAILED", (log.getvalue().strip().splitlines() or [""])[-1][:120]))
-    rows.append(("GPU-tier suite, one epoch", f"{seconds:.0f} s", f"{len(names)} tasks"))
+        rows.append(("suite", "FAILED", (text.strip().splitlines() or [""])[-1][:120]))
+    rows.append(("GPU-tier suite, one epoch, --jobs 1", f"{seconds:.0f} s", f"{len(names)} tasks"))
+    # the same suite with --jobs auto (one job per visible GPU): its wall time and its values
+    from ncbench.jobs import resolve_jobs
+    from ncbench.threads import default_threads
+
+    jobs = resolve_jobs("auto", device, default_threads()).jobs
+    rc_auto, seconds_auto, text_auto = suite_run(tmp / "results_auto", "auto")
+    same = _values(tmp / "results").equals(_values(tmp / "results_auto"))
+    rows.append((f"same suite, --jobs auto ({jobs} jobs)",
+                 "FAILED" if rc_auto not in (0, 1) or not same else f"{seconds_auto:.0f} s",
+                 f"--jobs 1 / auto = {seconds / seconds_auto:.2f}x; values "
+                 + ("identical" if same else "DIFFER") + " to --jobs 1"))
     return rows
+
+
+def _values(out: Path):
+    """Every results.csv value of a run root, keyed and sorted (row order is not part of a value)."""
+    import pandas as pd
+
+    frames = [pd.read_csv(f).assign(file=f.parent.name) for f in sorted(out.glob("*/*/results.csv"))]
+    if not frames:
+        return pd.DataFrame()
+    key = ["file", "split", "epoch", "layer", "variant", "metric"]
+    df = pd.concat(frames)
+    return df[[c for c in key if c in df] + ["value"]].sort_values([c for c in key if c in df]).reset_index(drop=True)
 
 
 # -- 3. trainer vs a bare loop ------------------------------------------------------------------

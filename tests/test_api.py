@@ -201,7 +201,7 @@ def test_suite_json_lists_every_task(tmp_path, capsys, one_thread):
 
 
 def test_a_run_left_at_chance_exits_non_zero(tmp_path, capsys, one_thread):
-    spec = tiny_spec(tmp_path, recipe={**TINY["recipe"], "lr": 0.0, "epochs": 1})   # never learns
+    spec = tiny_spec(tmp_path, recipe={**TINY["recipe"], "lr": 1e-12, "epochs": 1})   # never learns
     assert cli(["run", spec, "--out", str(tmp_path), "--json"]) == 1
     out, err = capsys.readouterr()
     doc = json.loads(out)

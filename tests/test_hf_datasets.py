@@ -250,7 +250,7 @@ def test_without_the_datasets_package_one_line_says_how_to_install_it(monkeypatc
 
     monkeypatch.setitem(sys.modules, "datasets", None)          # `import datasets` raises ImportError
     capsys.readouterr()
-    rc = main(["run", "frozen_transfer", "--model", "test_resnet", "--dataset", saved[0], "--device", "cpu",
+    rc = main(["run", "frozen_transfer", "--model", "test_resnet", "--random-init", "--dataset", saved[0], "--device", "cpu",
                "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -322,7 +322,7 @@ def test_frozen_transfer_on_a_saved_folder_equals_the_image_folder_and_records_t
     name, tr, ytr, te, yte = saved
     write_folder(tmp_path / "pngs" / "train", tr, ytr)
     write_folder(tmp_path / "pngs" / "test", te, yte)
-    args = ["run", "frozen_transfer", "--model", "test_resnet", "--dataset"]
+    args = ["run", "frozen_transfer", "--model", "test_resnet", "--random-init", "--dataset"]
     hf = run_csv([*args, name], tmp_path / "hf")
     folder = run_csv([*args, f"imagefolder:{tmp_path / 'pngs'}"], tmp_path / "folder")
     summ = summary(hf)
@@ -335,7 +335,7 @@ def test_frozen_transfer_on_a_saved_folder_equals_the_image_folder_and_records_t
 
 def test_frozen_transfer_on_a_parquet_file_records_its_seeded_split(parquet, tmp_path, one_thread):
     name = parquet[0]
-    df = run_csv(["run", "frozen_transfer", "--model", "test_resnet", "--dataset", name], tmp_path / "out")
+    df = run_csv(["run", "frozen_transfer", "--model", "test_resnet", "--random-init", "--dataset", name], tmp_path / "out")
     summ = summary(df)
     assert summ["n_train"] == 24 and summ["n_test"] == 6 and 0.0 <= summ["probe_acc"] <= 1.0
     cfg = json.loads((next((tmp_path / "out").rglob("results.csv")).parent / "config.json").read_text())
@@ -357,8 +357,8 @@ def test_the_examples_of_docs_data_md_write_sets_that_every_command_there_reads(
     from ncbench.data.registry import check_dataset_name
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "data.md").read_text()
-    code = re.search(r"```python\n(.*?)```", doc, re.DOTALL).group(1)
-    commands = re.search(r"```bash\n(.*?)```", doc, re.DOTALL).group(1).strip().splitlines()
+    code = re.search(r"```python[^\n]*\n(.*?)```", doc, re.DOTALL).group(1)
+    commands = re.search(r"```bash[^\n]*\n(.*?)```", doc, re.DOTALL).group(1).strip().splitlines()
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -15,7 +15,7 @@ from ncbench.cli import main
 from ncbench.jobs import JobSlots, parse_jobs, resolve_jobs
 from ncbench.launcher import parse_slurm, run_pool
 
-RECIPE = {"epochs": 1, "batch_size": 256, "lr": 0.05, "eval_every": 1, "checkpoint_every": 1}
+RECIPE = {"epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 1, "checkpoint_every": 1}   # learns: rc 0
 BASE = {"dataset": "digits", "model": "test_resnet", "version": 1, "recipe": RECIPE,
         "options": {"baselines": False}}
 TASKS = [{"name": "tc", "kind": "train_collapse", **BASE},                 # trains seed 0

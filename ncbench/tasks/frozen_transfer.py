@@ -82,8 +82,10 @@ class FrozenTransfer(Task):
         if o["granularity"] not in GRANULARITIES or o["token_pool"] not in TOKEN_POOLS:
             raise ValueError(f"task '{spec.name}': granularity must be one of {GRANULARITIES} and token_pool "
                              f"one of {TOKEN_POOLS}")
+        from ncbench.models.in_memory import is_in_memory
+
         w = weights_of(spec)
-        if not w["pretrained"] and not w["checkpoint"]:
+        if not w["pretrained"] and not w["checkpoint"] and not is_in_memory(spec.model):   # a module has its own
             raise ValueError(f"task '{spec.name}': no weights to measure (no --pretrained, no --checkpoint), so "
                              f"{spec.model} would be measured at its random initialisation: pass --pretrained TAG "
                              f"(true: timm's default) or --checkpoint FILE, or --random-init to measure the random "
