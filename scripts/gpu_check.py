@@ -162,10 +162,11 @@ def run_tasks(tmp: Path, device: str, dry: bool, only: list[str] | None = None) 
     jobs = resolve_jobs("auto", device, default_threads()).jobs
     rc_auto, seconds_auto, text_auto = suite_run(tmp / "results_auto", "auto")
     same = _values(tmp / "results").equals(_values(tmp / "results_auto"))
-    rows.append((f"same suite, --jobs auto ({jobs} jobs)",
-                 "FAILED" if rc_auto not in (0, 1) or not same else f"{seconds_auto:.0f} s",
+    failed = rc_auto not in (0, 1) or not same
+    rows.append((f"same suite, --jobs auto ({jobs} jobs)", "FAILED" if failed else f"{seconds_auto:.0f} s",
                  f"--jobs 1 / auto = {seconds / seconds_auto:.2f}x; values "
-                 + ("identical" if same else "DIFFER") + " to --jobs 1"))
+                 + ("identical" if same else "DIFFER") + " to --jobs 1"
+                 + (f" ({(text_auto.strip().splitlines() or [''])[-1][:120]})" if failed else "")))
     return rows
 
 
