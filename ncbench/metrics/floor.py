@@ -1,7 +1,6 @@
 """The cost floor of the metric engine: the work no exact float64 implementation can avoid.
 
-- pass one: cast the `(N, d)` features to float64 and one symmetric rank-N update (`ScatterAccumulator`:
-  `dsyrk` on one CPU thread, torch's blocked triangle on more,
+- pass one: cast the `(N, d)` features to float64 and one symmetric rank-N update (`syrk` on CPU,
   the GEMM `XᵀX` on CUDA) of all of them, centred beforehand (the centring is not counted);
 - pass two: cast to float64 and one GEMM of the features against the stacked means and
   classifier `[μ; W]ᵀ` (2K columns).
