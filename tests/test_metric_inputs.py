@@ -179,6 +179,20 @@ def test_finite_features_of_extreme_magnitude_give_the_metrics_of_unit_ones(scal
     assert not any("non-finite" in r for r in got.reasons)
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_extreme_magnitude_with_a_non_finite_value_reports_it_as_at_unit_scale(bad):
+    """A non-finite value among features of extreme magnitude says so, as it does at magnitude ~1 (the
+    same NaN metrics and the same reasons), rather than an overflow."""
+    h, y, W, b = _blobs()
+    h[5, 2] = bad
+    ref = collapse_metrics(h, y, W, b)
+    got = collapse_metrics(h * 1e200, y, W, b * 1e200)
+    assert got.keys() == ref.keys()
+    for k in ref:
+        assert (math.isnan(got[k]) and math.isnan(ref[k])) or got[k] == pytest.approx(ref[k], rel=1e-9), k
+    assert got.reasons == ref.reasons and any("non-finite" in r for r in got.reasons)
+
+
 @pytest.mark.parametrize("tol", [float("nan"), float("inf"), -1e-3, 1.0, "1e-10", True])
 def test_pinv_tol_outside_0_1_is_a_value_error(tol):
     h, y, _, _ = _blobs()

@@ -72,8 +72,10 @@ def _rescaled(features: torch.Tensor, bias):
     bias scaled alike keeps argmax(W h + b)). Other inputs unchanged (no copy)."""
     if not features.is_floating_point() or features.numel() == 0:
         return features, bias
-    finite = features[torch.isfinite(features)]
-    top = float(finite.abs().max()) if finite.numel() else 0.0
+    lo, hi = (float(v) for v in torch.aminmax(features))   # one reduction, no copy of the features
+    top = max(-lo, hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # a non-finite value: the metrics are NaN with that reason
+        return features, bias
     if top == 0.0 or 1.0 / SAFE_MAGNITUDE <= top <= SAFE_MAGNITUDE:
         return features, bias
     scale = 2.0 ** -math.frexp(top)[1]
