@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml scripts/install-learn2learn.sh
 bench: $(STAMP)
 	$(BIN)/ncbench suite default --jobs auto
 
+# One pytest worker per CPU (pytest-xdist); a module's tests stay on one worker, so module-scoped
+# fixtures (shared tiny runs) are built once.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
