@@ -159,8 +159,8 @@ DECLARATIONS: tuple[Metric, ...] = (
     _m("terminal_phase_reached", "§9", "1 if the run reached the terminal phase, else 0", FLAG),
     _m("nc1_drop_in_terminal_phase", "§9", "`nc1` at the terminal phase's start / `nc1` at the end",
        SCALE_FREE, UP),
-    _m("trace_sigma_w", "§2", "`Tr Σ_W`", REAL, DOWN),
-    _m("trace_sigma_b", "§2", "`Tr Σ_B`", REAL),
+    _m("trace_sigma_w", "§1", "`Tr Σ_W`", REAL, DOWN),
+    _m("trace_sigma_b", "§1", "`Tr Σ_B`", REAL),
     # §3 test collapse
     _m("strong_nc1", "§3", "`nc1` of test features around the train mean of their true class", SCALE_FREE, DOWN),
     _m("weak_nc1", "§3", "`nc1` of test features around the train mean of the predicted class", SCALE_FREE, DOWN),
