@@ -47,7 +47,12 @@ def tmp_leaderboards(tmp_path, monkeypatch):
 
 
 def board(task=TASK) -> dict:
-    return load_task(task).leaderboard
+    """The task's board block with each metric's facts resolved (ncbench.core.board): {metric: {...}}."""
+    section = load_task(task).leaderboard
+    spec = BoardSpec.from_dict(section)
+    return {**section, "metrics": {m.name: {"higher_is_better": m.higher_is_better, "role": m.role,
+                                            **({"variants": list(m.variants)} if m.variants is not None else {})}
+                                   for m in spec.metrics.values()}}
 
 
 def declared_points(spec) -> dict[str, list[str]]:

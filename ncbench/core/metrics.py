@@ -336,6 +336,12 @@ def metric(name: str) -> Metric:
     return found
 
 
+def in_section(section: str) -> tuple[str, ...]:
+    """The names declared under a SPEC section, in declaration order (`in_section("§2")`: the collapse
+    metrics `ncbench.metrics.collapse` computes, in the order it writes them)."""
+    return tuple(m.name for m in DECLARATIONS if m.section == section)
+
+
 def names() -> list[str]:
     """Every declared name, families with their `{placeholder}` (for listings and did-you-mean)."""
     return [*EXACT, *(m.name for _, m in TEMPLATES)]
