@@ -180,6 +180,7 @@ def test_the_old_mapping_form_of_a_board_reads_the_same():
     (["ncc_acc", {"nc1": {"role": "headline"}}], "role: one of ['target', 'descriptor']"),
     (["ncc_acc", {"nc1": {"colour": "red"}}], "expected {variants: [...]"),
     (["ncc_acc", ["nc1"]], "a metric name or {name: {variants: [...]}}"),
+    (["ncc_acc", "nc1", {"nc1": {"variants": ["a=1"]}}], "['nc1'] listed more than once"),
 ])
 def test_a_bad_board_item_is_one_line_naming_it(metrics, needle):
     with pytest.raises(ValueError) as e:

@@ -88,14 +88,6 @@ def test_subset_keeps_no_features_reset_and_forward():
     close(values(lazy.compute()), collapse_metrics(H, y, W, b, logits=Z))
 
 
-def test_one_metric_carries_its_registered_direction_several_carry_none():
-    from ncbench.core.metrics import metric
-
-    assert NeuralCollapse(5, metrics=["ncc_acc"]).higher_is_better is True is metric("ncc_acc").higher_is_better
-    assert NeuralCollapse(5, metrics=["nc1"]).higher_is_better is False is metric("nc1").higher_is_better
-    assert NeuralCollapse(5).higher_is_better is None and NeuralCollapse(5, metrics=["nc1", "ncc_acc"]).higher_is_better is None
-
-
 def test_clear_errors():
     with pytest.raises(ValueError, match="num_classes >= 2"):
         NeuralCollapse(1, num_features=D)

@@ -47,6 +47,10 @@ def metric_items(section_metrics, where: str) -> list[tuple[str, dict]]:
                 raise ValueError(f"{where}[{i}]: a metric name or {{name: {{variants: [...]}}}}, got {item!r}")
     else:
         raise ValueError(f"{where}: a list of metric names, got {section_metrics!r}")   # noqa: TRY004 - user input
+    names = [name for name, _ in items]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{where}: {twice} listed more than once: list each metric once")
     for name, d in items:
         if not isinstance(name, str) or not isinstance(d, dict) or set(d) - set(KEYS):
             raise ValueError(f"{where}.{name}: expected {{variants: [...], role: target|descriptor, "

@@ -27,7 +27,6 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat
 
-from ncbench.core.metrics import metric as metric_facts
 from ncbench.integrations.taps import classifier_weights
 from ncbench.integrations.two_pass import PASS_TWO, check_metrics
 from ncbench.metrics import CollapseStats
@@ -89,7 +88,7 @@ class NeuralCollapse(Metric):
     """
 
     is_differentiable = False
-    higher_is_better = None          # several metrics: nc1 & co. fall with collapse, ncc_acc rises; one: its own
+    higher_is_better = None          # nc1 & co. fall with collapse, ncc_acc rises
     full_state_update = False
 
     def __init__(self, num_classes: int, metrics: Iterable[str] | None = None, *, num_features: int | None = None,
@@ -103,8 +102,6 @@ class NeuralCollapse(Metric):
         self.num_classes = CollapseStats(int(num_classes)).num_classes      # checks num_classes >= 2
         self.layout = None if num_features is None else MomentsLayout(self.num_classes, int(num_features))
         self.metric_names = check_metrics(metrics)
-        if len(self.metric_names) == 1:   # one metric: its declared direction (MetricTracker can pick the best)
-            self.higher_is_better = metric_facts(self.metric_names[0]).higher_is_better
         # a plain attribute, not a submodule: the classifier's parameters stay out of this state_dict
         object.__setattr__(self, "classifier", classifier)
         self.global_mean, self.pinv_tol = global_mean, pinv_tol
