@@ -316,8 +316,8 @@ def find(name: str) -> Metric | None:
     hits = [m for pattern, m in TEMPLATES if pattern.fullmatch(base)]
     for suffix, (scale, formula) in DERIVED.items():
         of = base.removesuffix(f"_{suffix}")
-        if of != base and find(of) is not None:
-            hits.append(Metric(base, find(of).section, formula.format(of=of), scale))
+        if of != base and (parent := find(of)) is not None:
+            hits.append(Metric(base, parent.section, formula.format(of=of), scale))
     if len(hits) > 1:
         raise UnknownMetricError(f"metric {name!r} reads as {len(hits)} declarations "
                                  f"({', '.join(h.name for h in hits)}): make one of them explicit in "

@@ -49,7 +49,16 @@ def main(out: Path) -> None:
         names |= set(lb.get("metrics") or {}) | {a["name"] for a in spec.aggregate or []}
     data = {"_how": "tests/data/make_metric_facts_before_registry.py", "vocabulary": {n: facts(n) for n in sorted(names)},
             "boards": boards}
-    out.write_text(json.dumps(data, indent=1).replace("Infinity", "1e999") + "\n")
+    out.write_text(dump(data))
+
+
+def dump(data: dict) -> str:
+    """JSON with one line per metric name and per board (inf as 1e999)."""
+    lines = ["{", f' "_how": {json.dumps(data["_how"])},']
+    for key in ("vocabulary", "boards"):
+        rows = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in data[key].items()]
+        lines += [f' "{key}": {{', ",\n".join(rows), " }," if key == "vocabulary" else " }"]
+    return "\n".join([*lines, "}"]).replace("Infinity", "1e999") + "\n"
 
 
 if __name__ == "__main__":
