@@ -57,6 +57,8 @@ GAIN = Scale(-1.0, 1.0, atol=0.02, rtol=0.0, note="a difference of two accuracie
 EXACT_COUNT = Scale(0.0, INF, atol=0.0, rtol=0.0, note="a count, an index or a setting: exact")
 NON_NEGATIVE = Scale(0.0, INF, atol=1e-12, rtol=0.05, note="a non-negative quantity")
 FLAG = Scale(0.0, 1.0, atol=0.0, rtol=0.0, note="a 0/1 flag")
+EXACT_FRACTION = Scale(0.0, 1.0, atol=0.0, rtol=0.0, note="a share of class pairs, compared exactly (the "
+                                                           "tolerance the old `*vacuous*` pattern gave it)")
 RANK_CORRELATION = Scale(-1.0, 1.0, atol=0.1, rtol=0.0,
                          note="Kendall tau over a few models: one swapped pair moves it by ~0.1")
 SCORE = Scale(-INF, INF, atol=1e-6, rtol=0.01,
@@ -142,7 +144,7 @@ DECLARATIONS: tuple[Metric, ...] = (
     _m("nc3", "§2", "`‖Wᵀ/‖W‖_F − M̃/‖M̃‖_F‖_F²` (self-duality)", SQUARED_UNIT_DISTANCE, DOWN),
     _m("nc4", "§2", "fraction of samples with `argmax(Wh+b) ≠ argmin_k ‖h−μ_k‖`", FRACTION, DOWN),
     _m("ncc_acc", "§2", "accuracy of `argmin_k ‖h−μ_k‖` against the labels", FRACTION, UP, "target",
-       splits=("test", "last_layer_train", "last_layer_test")),
+       splits=("train", "test", "last_layer_train", "last_layer_test")),
     _m("cdnv", "§2", "mean over pairs `i<j` of `V(i,j) = (σ_i²+σ_j²) / (2‖μ_i−μ_j‖²)`", SCALE_FREE, DOWN,
        splits=COLLAPSE_SPLITS),
     # per-epoch training record (SPEC §9)
@@ -155,7 +157,7 @@ DECLARATIONS: tuple[Metric, ...] = (
     _m("chance", "§6", "`1/n_way`: the accuracy of a random guess", FRACTION),
     _m("first_perfect_train_epoch", "§9", "first epoch whose train accuracy is 1", EXACT_COUNT),
     _m("terminal_phase_epoch", "§9", "first epoch of the terminal phase (train error 0 from then on)", EXACT_COUNT),
-    _m("terminal_phase_fraction", "§9", "share of the epochs spent in the terminal phase", FRACTION),
+    _m("terminal_phase_fraction", "§9", "`(last epoch − terminal_phase_epoch + 1) / last epoch`", FRACTION),
     _m("terminal_phase_reached", "§9", "1 if the run reached the terminal phase, else 0", FLAG),
     _m("nc1_drop_in_terminal_phase", "§9", "`nc1` at the terminal phase's start / `nc1` at the end",
        SCALE_FREE, UP),
@@ -184,12 +186,12 @@ DECLARATIONS: tuple[Metric, ...] = (
        replace(FLAG, note="the bound's failure probability: a setting")),
     _m("bound_cdnv_median", "§4", "median over pairs of the bound `(V_D + B)(1 + A)²` on the population CDNV",
        SCALE_FREE),
-    _m("bound_holds_fraction", "§4", "share of pairs whose test CDNV is below its bound", FRACTION),
-    _m("bound_holds_fraction_nonvacuous", "§4", "share of non-vacuous bounds that hold",
-       replace(FLAG, note="a 0/1 flag (the bound is >= 1)")),
+    _m("bound_holds_fraction", "§4", "share of pairs with a measured test CDNV ≤ their bound (an infinite bound "
+                                     "holds)", FRACTION),
+    _m("bound_holds_fraction_nonvacuous", "§4", "`bound_holds_fraction` over the pairs whose bound is finite",
+       EXACT_FRACTION),
     _m("bound_tightness_median", "§4", "median over pairs of bound / test CDNV", NON_NEGATIVE),
-    _m("bound_vacuous_fraction", "§4", "share of pairs whose bound is infinite",
-       replace(FLAG, note="a 0/1 flag (the bound is >= 1)")),
+    _m("bound_vacuous_fraction", "§4", "share of pairs whose bound is infinite", EXACT_FRACTION),
     # §5 minimal NCC-depth
     *(_m(n, "§5", f, EXACT_COUNT, DOWN) for n, f in (
         ("ncc_depth", "smallest block ℓ whose train NCC error is ≤ ε"),
@@ -221,11 +223,13 @@ DECLARATIONS: tuple[Metric, ...] = (
                                          "from the old `*cdnv*` pattern)", SCALE_FREE),
     _m("source_classes", "§6", "number of source classes: a setting", EXACT_COUNT),
     # §7 imbalance and minority collapse
-    _m("minority_accuracy", "§7", "test accuracy on the minority classes", FRACTION, UP, "target",
-       splits=("test",)),
-    _m("majority_accuracy", "§7", "test accuracy on the majority classes", FRACTION, UP, "target", splits=("test",)),
-    _m("few_accuracy", "§7", "test accuracy on the few-shot (tail) classes of a long-tailed set", FRACTION, UP,
-       "target"),
+    _m("minority_accuracy", "§7", "accuracy on the minority classes", FRACTION, UP, "target",
+       splits=("train", "test")),
+    _m("majority_accuracy", "§7", "accuracy on the majority classes", FRACTION, UP, "target",
+       splits=("train", "test")),
+    *(_m(f"{group}_accuracy", "§7", f"accuracy on the {group}-shot classes of a long-tailed set (`ncbench.data."
+                                    "imbalance.GROUPS`)", FRACTION, UP, "target", splits=("train", "test"))
+      for group in ("many", "medium", "few")),
     _m("minority_classifier_cosine", "§7", "mean pairwise cosine of the minority classifier rows", COSINE, DOWN),
     _m("minority_feature_cosine", "§7", "mean pairwise cosine of the minority centred class means", COSINE, DOWN,
        splits=("train", "test")),
