@@ -216,9 +216,12 @@ def _run(suite: str, specs, args, scorecard: bool = False) -> int:
         from ncbench.api import RunResult
 
         print(RunResult.from_runs(run_dir, runs).to_json(), file=args.json_stdout)
+    from ncbench.core.board import metric_names
+
     table = summary_table(runs)
     if len(table):
-        declared = {r.spec.name: set(r.spec.leaderboard.get("metrics", {})) & set(table.metric[table.task == r.spec.name])
+        declared = {r.spec.name: set(metric_names(r.spec.leaderboard.get("metrics", {})))
+                    & set(table.metric[table.task == r.spec.name])
                     for r in runs}
         keep = table[[m in (declared.get(t) or {m}) for t, m in zip(table.task, table.metric)]]
         short = keep.groupby("task", sort=False).head(12)   # the leaderboard's metrics, else the first 12

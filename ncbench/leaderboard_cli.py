@@ -73,7 +73,7 @@ def add_commands(sub) -> None:
                        description="Rerun the configuration of a submitted run with the current ncbench and "
                                    "report, per headline (metric, variant), whether |rerun - submitted| <= "
                                    "max(atol + rtol*|submitted|, the 95% t half-width over the entry's other seeds), "
-                                   "with the tolerances each metric declares (ncbench.metrics.vocabulary) "
+                                   "with the tolerances each metric declares (ncbench.core.metrics) "
                                    "unless --rtol/--atol are given. Exit 0 when every metric agrees, 1 otherwise.",
                        epilog="ROW is TASK:N (N from `ncbench leaderboard TASK`), TASK:RUN_ID or a RUN_ID "
                               "(every task of that run, rerun together).")

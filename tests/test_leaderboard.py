@@ -47,7 +47,12 @@ def tmp_leaderboards(tmp_path, monkeypatch):
 
 
 def board(task=TASK) -> dict:
-    return load_task(task).leaderboard
+    """The task's board block with each metric's facts resolved (ncbench.core.board): {metric: {...}}."""
+    section = load_task(task).leaderboard
+    spec = BoardSpec.from_dict(section)
+    return {**section, "metrics": {m.name: {"higher_is_better": m.higher_is_better, "role": m.role,
+                                            **({"variants": list(m.variants)} if m.variants is not None else {})}
+                                   for m in spec.metrics.values()}}
 
 
 def declared_points(spec) -> dict[str, list[str]]:
@@ -685,26 +690,25 @@ def test_readme_escapes_markdown_and_html_of_any_cell(tmp_path, tmp_leaderboards
 
 
 def test_committed_leaderboards_are_within_the_declared_ranges():
+    from ncbench.core.metrics import metric
     from ncbench.leaderboard.store import board_files
-    from ncbench.metrics.vocabulary import declaration
 
     for path in board_files(ROOT / "leaderboards"):
         df = lb.typed_table(lb.read_table(path))
         for m in lb.metric_columns(df.columns):
-            d = declaration(m)
-            assert d is not None, f"{path.name}: metric {m} has no declaration in ncbench.metrics.vocabulary"
+            d = metric(m)        # UnknownMetricError if the registry lacks it
             bad = df[m][~df[m].map(d.contains)]
             assert bad.empty, f"{path.name}: {m} out of {d.describe_range()}: {bad.tolist()}"
 
 
 def test_every_leaderboard_metric_declares_range_and_tolerance():
-    from ncbench.metrics.vocabulary import declaration
+    from ncbench.core.metrics import metric
     from ncbench.specs import task_names
 
     for t in task_names():
-        for m in (load_task(t).leaderboard or {}).get("metrics", {}):
-            d = declaration(m)
-            assert d is not None, f"{t}: leaderboard metric {m} is not declared in ncbench.metrics.vocabulary"
+        board = BoardSpec.from_dict(load_task(t).leaderboard)
+        for m in board.metrics if board else ():
+            d = metric(m)
             assert d.low <= d.high and d.atol >= 0 and d.rtol >= 0
 
 

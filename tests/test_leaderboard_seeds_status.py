@@ -65,15 +65,15 @@ def test_a_sweep_run_gives_one_row_per_variant_and_columns_from_the_data(tmp_pat
 
 
 def test_undeclared_variants_all_get_a_column_in_natural_order():
-    spec = BoardSpec.from_dict({"primary": {"metric": "acc", "variant": "source_classes=10"},
-                                "metrics": {"acc": {"higher_is_better": True, "role": "target"},
+    spec = BoardSpec.from_dict({"primary": {"metric": "accuracy", "variant": "source_classes=10"},
+                                "metrics": {"accuracy": {"higher_is_better": True, "role": "target"},
                                             "nc1": {"higher_is_better": False, "role": "descriptor"}}})
     table = pd.DataFrame({"variant": ["source_classes=10", "source_classes=2", "source_classes=3", ""],
-                          "acc": ["0.9", "0.5", "0.6", ""], "nc1": ["0.1", "0.2", "", "0.3"]})
+                          "accuracy": ["0.9", "0.5", "0.6", ""], "nc1": ["0.1", "0.2", "", "0.3"]})
     assert board_columns(table, spec) == [
-        Column("acc", "source_classes=10"), Column("acc", "source_classes=2"), Column("acc", "source_classes=3"),
+        Column("accuracy", "source_classes=10"), Column("accuracy", "source_classes=2"), Column("accuracy", "source_classes=3"),
         Column("nc1", ""), Column("nc1", "source_classes=2"), Column("nc1", "source_classes=10")]
-    assert Column("acc", "source_classes=2").header() == "acc (source_classes=2)" and Column("nc1").header() == "nc1"
+    assert Column("accuracy", "source_classes=2").header() == "accuracy (source_classes=2)" and Column("nc1").header() == "nc1"
 
 
 @pytest.mark.parametrize("section, needle", [
@@ -82,13 +82,15 @@ def test_undeclared_variants_all_get_a_column_in_natural_order():
      "a board ranks by a target"),
     ({"primary": {"metric": "acuracy"}, "metrics": {"accuracy": {"higher_is_better": True, "role": "target"}}},
      "did you mean 'accuracy'?"),
-    ({"primary": {"metric": "a"}, "metrics": {"a": {"higher_is_better": True, "role": "headline"}}}, "role: one of"),
-    ({"primary": {"metric": "a"}, "metrics": {"a": {"higher_is_better": "yes", "role": "target"}}},
+    ({"primary": {"metric": "accuracy"}, "metrics": {"accuracy": {"higher_is_better": True, "role": "headline"}}}, "role: one of"),
+    ({"primary": {"metric": "accuracy"}, "metrics": {"accuracy": {"higher_is_better": "yes", "role": "target"}}},
      "higher_is_better: true or false"),
     ({"primary": {"metric": "R10/a"}, "metrics": {"R10/a": {"higher_is_better": True, "role": "target"}}},
      "a sweep point goes in its variant"),
-    ({"primary": {"metric": "a", "variant": "ratio=3"},
-      "metrics": {"a": {"higher_is_better": True, "role": "target", "variants": ["ratio=1"]}}}, "not among"),
+    ({"primary": {"metric": "acc"}, "metrics": {"acc": {"higher_is_better": True, "role": "target"}}},
+     "unknown metric 'acc': did you mean"),
+    ({"primary": {"metric": "accuracy", "variant": "ratio=3"},
+      "metrics": {"accuracy": {"higher_is_better": True, "role": "target", "variants": ["ratio=1"]}}}, "not among"),
 ])
 def test_the_yaml_section_is_checked_with_a_message_naming_the_key(section, needle):
     with pytest.raises(ValueError, match="leaderboard") as e:

@@ -1,8 +1,7 @@
 """Seeds aggregated per entry: for each (metric, variant) column, the mean over the entry's `ok`
 seeds with its 95% Student-t interval `x̄ ± t_{0.975, n−1}·s/√n` (s: sample std, ddof = 1; one seed:
-no interval), and the worst status of the runs behind it. The same interval as
-`ncbench.metrics.confidence.mean_ci`, computed here with scipy alone because `ncbench.metrics`
-imports torch and `ncbench leaderboard` must not (a test checks the two agree).
+no interval, `ncbench.core.intervals`, the one `ncbench.metrics.confidence.mean_ci` uses), and the
+worst status of the runs behind it (`ncbench.core.status`).
 
 An entry (`schema.ENTRY`: model, weights, data set, task version) is **ranked** only when every run
 of it is `ok`; otherwise it is listed apart with its reasons. Columns come from the data: each
@@ -15,8 +14,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ncbench.core.intervals import t_interval
+from ncbench.core.status import severity
 from ncbench.leaderboard.schema import ENTRY, BoardSpec, Column, metric_columns
-from ncbench.leaderboard.submit import SEVERITY
 
 LEVEL = 0.95
 
@@ -61,7 +61,7 @@ def board_columns(table: pd.DataFrame, board: BoardSpec | None) -> list[Column]:
 
 def worst_status(statuses) -> str:
     statuses = [s for s in statuses if s]
-    return max(statuses, key=lambda s: SEVERITY.get(s, 3)) if statuses else "ok"
+    return max(statuses, key=severity) if statuses else "ok"
 
 
 @dataclass(frozen=True)
@@ -121,18 +121,6 @@ def cell(rows: pd.DataFrame, col: Column) -> Cell:
         return Cell(math.nan, math.nan, math.nan, 0, status, "; ".join(reasons))
     mean, std, half = t_interval(values.to_numpy(dtype=float), LEVEL)
     return Cell(mean, std, half, len(values), status, "; ".join(reasons))
-
-
-def t_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
-    """(mean, sample std, Student-t half-width) of finite `values`; std and half-width NaN for n < 2."""
-    n = len(values)
-    mean = float(values.mean())
-    if n < 2:
-        return mean, math.nan, math.nan
-    from scipy import stats
-
-    std = float(values.std(ddof=1))
-    return mean, std, float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * std / math.sqrt(n)
 
 
 def entry_status(rows: pd.DataFrame) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 
     tolerance = max(atol + rtol·|submitted|,  t_{0.975, n−1}·s/√n)
 
-the metric's declared tolerance (`ncbench.metrics.vocabulary`, or `--atol/--rtol`), or, when larger,
+the metric's declared tolerance (`ncbench.core.metrics`, or `--atol/--rtol`), or, when larger,
 the half-width of the 95% interval over the entry's **other** `ok` seeds (leave-one-out: n ≥ 2 seeds
 besides the one checked, s their sample std). A rerun that moves by less than the entry's
 seed-to-seed uncertainty cannot change any conclusion drawn from the board; the row checked never
@@ -16,6 +16,7 @@ import math
 
 import pandas as pd
 
+from ncbench.core.metrics import metric
 from ncbench.leaderboard.schema import Column
 
 COMPARISON_COLUMNS = ("metric", "variant", "submitted", "rerun", "abs_diff", "atol", "rtol", "seed_half_width",
@@ -44,8 +45,6 @@ def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | N
     """Per column: submitted, rerun, |difference|, tolerance (see the module docstring), agrees
     (NaN = NaN). `submitted` / `rerun` map a Column (or a bare metric name, variant "") to a value;
     `spread` maps a Column to (half_width, n_seeds) of the entry's other seeds (leave-one-out)."""
-    from ncbench.metrics.vocabulary import MetricDeclaration, declaration
-
     rtol, atol = check_tolerance("rtol", rtol), check_tolerance("atol", atol)
     spread = spread or {}
     get = lambda d, c: d.get(c, d.get(c.metric) if not c.variant else None)
@@ -53,7 +52,7 @@ def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | N
     for c in columns:
         c = c if isinstance(c, Column) else Column(c)
         a, b = _num(get(submitted, c)), _num(get(rerun, c))
-        decl = declaration(c.metric) or MetricDeclaration()
+        decl = metric(c.metric)
         m_atol = decl.atol if atol is None else atol
         m_rtol = decl.rtol if rtol is None else rtol
         half, n = spread.get(c, (math.nan, 0))

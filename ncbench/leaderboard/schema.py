@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbench.core.board import BoardMetric, board_metric, metric_items
 from ncbench.machine import BOARD_FIELDS
 
 ENTRY = ("task", "task_version", "model", "pretrained", "dataset")
@@ -38,8 +39,6 @@ MACHINE = BOARD_FIELDS
 """Optional provenance columns after `PROVENANCE`: the CPU model, ATen's CPU capability and the thread
 count of the run (`ncbench.machine`); empty or absent for rows submitted before they were recorded."""
 
-STATUSES = ("ok", "failed", "diverged")
-ROLES = ("target", "descriptor")
 TIERS = {"cpu": "embedded CPU", "gpu": "GPU protocol", "frozen": "frozen transfer"}
 LOCK_NAME = ".lock"
 README = "README.md"
@@ -71,13 +70,9 @@ class Column:
 
 
 @dataclass(frozen=True)
-class MetricSpec:
-    """A declared board metric: its direction, its role, and optionally which variants get a column."""
-
-    name: str
-    higher_is_better: bool
-    role: str
-    variants: tuple[str, ...] | None = None
+class MetricSpec(BoardMetric):
+    """A declared board metric: its direction and role (from `ncbench.core.metrics` unless the board
+    overrides them), and optionally which variants get a column."""
 
     @property
     def arrow(self) -> str:
@@ -92,9 +87,11 @@ class BoardSpec:
     leaderboard:
       primary: {metric: minority_accuracy, variant: "ratio=10,classifier=learnable"}
       metrics:
-        minority_accuracy: {higher_is_better: true, role: target}
-        nc1: {higher_is_better: false, role: descriptor, variants: ["ratio=10,classifier=learnable"]}
+        - minority_accuracy
+        - nc1: {variants: ["ratio=10,classifier=learnable"]}
     ```
+    Each metric's direction and default role come from the registry (`ncbench.core.metrics`); an item
+    `{name: {role: ..., higher_is_better: ...}}` overrides them for this board (`ncbench.core.board`).
     `primary` ranks the board and must be a `target` (what the task exists to predict: an accuracy, a
     transfer score, a minority accuracy); `descriptor` metrics (collapse values) are shown, never
     ranked. `variant` of the primary defaults to "" (no sweep); `variants` of a metric default to
@@ -116,10 +113,10 @@ class BoardSpec:
         if unknown:
             raise ValueError(f"{where}: unknown keys {unknown} (allowed: primary, metrics)")
         raw_metrics = section.get("metrics")
-        if not isinstance(raw_metrics, dict) or not raw_metrics:
-            raise ValueError(f"{where}.metrics: declare at least one metric as "
-                             "{name: {higher_is_better: true|false, role: target|descriptor}}")
-        metrics = {name: _metric(name, d, f"{where}.metrics.{name}") for name, d in raw_metrics.items()}
+        if not isinstance(raw_metrics, (dict, list)) or not raw_metrics:
+            raise ValueError(f"{where}.metrics: list at least one metric name (e.g. [nc1, ncc_acc])")
+        metrics = {name: _metric(name, d, f"{where}.metrics.{name}")
+                   for name, d in metric_items(raw_metrics, f"{where}.metrics")}
         p = section.get("primary")
         if not isinstance(p, dict) or not isinstance(p.get("metric"), str) or set(p) - {"metric", "variant"}:
             raise ValueError(f"{where}.primary: expected {{metric: NAME, variant: \"key=value,...\"}} "
@@ -146,26 +143,14 @@ class BoardSpec:
         return "higher" if self.metrics[self.primary.metric].higher_is_better else "lower"
 
 
-def _metric(name: str, d, where: str) -> MetricSpec:
+def _metric(name: str, d: dict, where: str) -> MetricSpec:
     from ncbench.results.names import check_name
 
     if any(ch in str(name) for ch in "/=["):
         raise ValueError(f"{where}: a metric name holds no '/', '=' or '[' (a sweep point goes in its variant)")
     check_name(f"{where}: metric", name)
-    if not isinstance(d, dict) or set(d) - {"higher_is_better", "role", "variants"}:
-        raise ValueError(f"{where}: expected {{higher_is_better: true|false, role: target|descriptor, "
-                         f"variants: [...] (optional)}}, got {d!r}")
-    if not isinstance(d.get("higher_is_better"), bool):
-        raise ValueError(f"{where}.higher_is_better: true or false, "  # noqa: TRY004 - user input: exit 2
-                         f"got {d.get('higher_is_better')!r}")
-    if d.get("role") not in ROLES:
-        raise ValueError(f"{where}.role: one of {list(ROLES)}, got {d.get('role')!r}")
-    variants = d.get("variants")
-    if variants is not None:
-        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
-            raise ValueError(f"{where}.variants: a list of variant strings, got {variants!r}")
-        variants = tuple(variants)
-    return MetricSpec(name, d["higher_is_better"], d["role"], variants)
+    m = board_metric(name, d, where)
+    return MetricSpec(m.name, m.higher_is_better, m.role, m.variants)
 
 
 # --------------------------------------------------------------------------- where boards and specs live

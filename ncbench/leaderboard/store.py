@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncbench.core.status import STATUSES
 from ncbench.leaderboard.formulas import is_formula
 from ncbench.leaderboard.schema import (
     ENTRY,
@@ -21,7 +22,6 @@ from ncbench.leaderboard.schema import (
     ROW,
     RUN,
     STATUS,
-    STATUSES,
     LeaderboardError,
     leaderboards_dir,
     metric_columns,

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbench.core.metrics import UnknownMetricError, metric
+from ncbench.core.status import SEVERITY, severity
 from ncbench.leaderboard.formulas import formula_cells
 from ncbench.leaderboard.public_names import (
     check_public_name,
@@ -28,7 +30,6 @@ PROTOCOL_FIELDS = ("kind", "recipe", "options", "tier")
 """Spec fields a leaderboard run must share with the registry's spec (model, weights, data set,
 seed and device are the entry's identity and may differ)."""
 
-SEVERITY = {"ok": 0, "failed": 1, "diverged": 2}
 
 
 class SubmissionRefused(ValueError):
@@ -243,10 +244,16 @@ def _check_current(name: str, task: str, first, ran: dict):
     return spec
 
 
+def _declared(task: str, name: str):
+    """The registry's declaration of a summary metric; ValueError naming the task if it has none."""
+    try:
+        return metric(name)
+    except UnknownMetricError as e:
+        raise ValueError(f"{task}: {e}") from None
+
+
 def _summary_by_variant(task: str, summary) -> dict[str, dict]:
     """{variant: {"values": {metric: float}, "status": str, "reason": str}} in the order of the rows."""
-    from ncbench.metrics.vocabulary import declaration
-
     out: dict[str, dict] = {}
     problems = []
     for variant, g in summary.groupby(summary["variant"].astype(str), sort=False, observed=True):
@@ -258,9 +265,9 @@ def _summary_by_variant(task: str, summary) -> dict[str, dict]:
         values = dict(zip(names, g["value"].astype(float)))
         problems += [f"{m}{f' ({variant})' if variant else ''} = {v!r} is outside its range "
                      f"{d.describe_range()} ({d.note})"
-                     for m, v in values.items() if (d := declaration(m)) is not None and not d.contains(v)]
+                     for m, v in values.items() if not (d := _declared(task, m)).contains(v)]
         statuses = [s or "ok" for s in g["status"].astype(str)]
-        worst = max(statuses, key=lambda s: SEVERITY.get(s, 3))
+        worst = max(statuses, key=severity)
         if worst not in SEVERITY:
             raise ValueError(f"{task}: status {worst!r} at variant {variant!r} is not one of {list(SEVERITY)}")
         if worst == "ok":   # a ranked value is a finite number (a run that did not finish says so in its status)

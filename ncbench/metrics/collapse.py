@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ncbench.core.metrics import in_section
 from ncbench.metrics.scatter import ScatterAccumulator
 from ncbench.metrics.statistic import Reduction, Statistic
 
 DTYPE = torch.float64
-SPEC_METRICS = ("nc1", "nc1_quotient", "equinorm_h", "equinorm_w", "equiangular_h",
-                "equiangular_w", "etf_error_h", "etf_error_w", "nc3", "nc4", "ncc_acc", "cdnv")
+SPEC_METRICS = in_section("§2")
+"""The SPEC §2 metrics, declared (with their formulas, ranges and directions) in `ncbench.core.metrics`."""
 
 
 def fingerprint(means: torch.Tensor, counts: torch.Tensor) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ncbench.core.intervals import t_interval
+
 NAN_POLICIES = ("raise", "omit")
 
 
@@ -63,20 +65,11 @@ def _check_level(level: float) -> float:
     return float(level)
 
 
-def _interval(v: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Mean, sample std (ddof = 1) and the t half-width of `v`."""
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, math.nan, math.nan
-    std = float(v.std(ddof=1))
-    return mean, std, float(stats.t.ppf(0.5 + level / 2.0, v.size - 1)) * std / math.sqrt(v.size)
-
-
 def mean_ci(values, level: float = 0.95, nan_policy: str = "raise") -> MeanCI:
     """Student-t interval for the mean of `values` (one per seed). `nan_policy="omit"` drops NaN/inf."""
     level = _check_level(level)
     v = _values(values, nan_policy, "values")
-    mean, std, half = _interval(v, level)
+    mean, std, half = t_interval(v, level)
     return MeanCI(mean, half, mean - half, mean + half, std, int(v.size), level)
 
 
@@ -93,7 +86,7 @@ def paired_difference_ci(a, b, level: float = 0.95, nan_policy: str = "raise") -
     if a.shape != b.shape:
         raise ValueError(f"paired values need one value per seed in each arm: got {a.size} and {b.size}")
     d = _values(a - b, nan_policy, "paired differences")
-    mean, std, half = _interval(d, level)
+    mean, std, half = t_interval(d, level)
     if d.size < 2:
         t_stat, p = math.nan, math.nan
     elif std == 0.0:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ncbench.core.board import board_metric, metric_items
 from ncbench.metrics.confidence import mean_ci
 from ncbench.results.integrity import integrity_problems
 from ncbench.results.pair_heatmap import pair_columns, pair_heatmaps
@@ -157,7 +158,24 @@ def load_view(task_dir: Path, name: str, anchor: str, root: Path | None = None) 
     return v
 
 
-def headline_table(df: pd.DataFrame, board: dict) -> pd.DataFrame:
+def board_directions(spec: dict) -> dict[str, bool]:
+    """{metric: higher_is_better} of a recorded spec's board block (either form, `ncbench.core.board`);
+    a metric the registry cannot read, or an unreadable block, is left out: the report still renders."""
+    section = (spec.get("leaderboard") or {}).get("metrics") or {}
+    try:
+        items = metric_items(section, "leaderboard.metrics")
+    except ValueError:
+        return {}
+    out = {}
+    for name, overrides in items:
+        try:
+            out[name] = board_metric(name, overrides, "leaderboard.metrics").higher_is_better
+        except ValueError:
+            continue
+    return out
+
+
+def headline_table(df: pd.DataFrame, board: dict[str, bool]) -> pd.DataFrame:
     """The summary rows of the ok runs: per (variant, layer, metric) the value, or with several seeds the
     mean, its 95% Student-t half-width and the number of seeds; `better` from the leaderboard."""
     s = df[(df["split"] == "summary") & df["status"].isin(OK)]
@@ -175,7 +193,7 @@ def headline_table(df: pd.DataFrame, board: dict) -> pd.DataFrame:
         else:
             r["value"] = float(g["value"].iloc[0])
         m = r["metric"]
-        r["better"] = ("higher" if board[m].get("higher_is_better") else "lower") if m in board else ""
+        r["better"] = ("higher" if board[m] else "lower") if m in board else ""
         rows.append(r)
     return pd.DataFrame(rows)
 
@@ -226,8 +244,7 @@ def _task_section(v: TaskView, page: Path) -> str:
                    + _e("; ".join(f"{r.variant or 'no variant'} seed {_seed(r.seed)}: {r.status}"
                                   + (f" ({r.status_reason})" if r.status_reason else "") for r in bad.itertuples()))
                    + "</p>")
-    board = (spec.get("leaderboard") or {}).get("metrics", {})
-    head = headline_table(df, board)
+    head = headline_table(df, board_directions(spec))
     out.append("<h3>Headline metrics</h3>" + (_frame(head) if len(head) else '<p class="note">No summary rows.</p>'))
     for p in v.plots():
         out.append(f'<figure><img src="{_e(_rel(p, page))}" alt="{_e(v.name)}: {_e(p.stem)}">'
@@ -341,7 +358,7 @@ def _headline_card(v: TaskView, page: Path) -> str:
         p = plots[0]
         body = f'<img src="{_e(_rel(p, page))}" alt="{_e(v.name)}: {_e(p.stem)} (headline)">'
     else:
-        board = (v.spec.get("leaderboard") or {}).get("metrics", {})
+        board = board_directions(v.spec)
         t = headline_table(v.df, board)
         if len(t):
             first = t[t["metric"].isin(list(board))] if t["metric"].isin(list(board)).any() else t

@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ncbench.core.status import SEVERITY
+
 NEAR_CHANCE = 0.25
 """Fraction of the way from chance (1/K) to 100% train accuracy below which a run counts as failed."""
 
-SEVERITY = {"ok": 0, "failed": 1, "diverged": 2}
 
 
 @dataclass(frozen=True)
