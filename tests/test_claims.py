@@ -1,6 +1,8 @@
-"""The claims engine on synthetic tidy results whose verdicts are known by construction: reproduced, not
-reproduced, inconclusive (one seed, a wide interval), missing inputs, runs not ok left out; the
-interval against scipy's paired t test; the scorecard files and the Markdown table."""
+"""The claims engine on synthetic tidy results whose verdicts are known by construction: reproduced,
+contradicted, weaker than claimed, inconclusive (one seed, a wide interval), not applicable (each
+precondition broken in turn), missing inputs, runs not ok left out; the intervals against scipy (paired
+t, Fisher z) and the exact binomial (sign test); per-model and pooled rows; whether every catalog rule can
+pass and can fail with the seeds the claims suite runs; the scorecard files and the Markdown table."""
 from __future__ import annotations
 
 import math
@@ -16,14 +18,19 @@ from ncbench.claims import (
     CLAIMS,
     DETAIL_COLUMNS,
     SCORECARD_COLUMNS,
+    VERDICTS,
     Claim,
     Measure,
+    Precondition,
     catalog_table,
     evaluate_claims,
+    rule_feasibility,
     scorecard_markdown,
     write_scorecard,
 )
-from ncbench.claims.evaluate import variant_matches, verdict
+from ncbench.claims.evaluate import variant_matches
+from ncbench.claims.intervals import claim_interval
+from ncbench.claims.verdicts import verdict
 from ncbench.results.writer import write_long_csv
 
 T = "toy_task"
@@ -65,8 +72,8 @@ def test_paired_difference_matches_scipy_and_is_reproduced():
     assert o.n_seeds == 4 and o.verdict == "reproduced" and o.per_seed == pytest.approx(dict(enumerate(d)))
 
 
-def test_not_reproduced_when_the_interval_is_on_the_other_side_and_inconclusive_when_it_straddles():
-    assert one(PAIRED, paired_rows([0.5, 0.52, 0.49], [0.6, 0.61, 0.62])).verdict == "not reproduced"
+def test_contradicted_when_the_interval_is_on_the_other_side_and_inconclusive_when_it_straddles():
+    assert one(PAIRED, paired_rows([0.5, 0.52, 0.49], [0.6, 0.61, 0.62])).verdict == "contradicted"
     o = one(PAIRED, paired_rows([0.5, 0.7, 0.45], [0.6, 0.5, 0.5]))
     assert o.ci_low < 0 < o.ci_high and o.verdict == "inconclusive" and o.reason == ""
 
@@ -76,7 +83,7 @@ def test_one_seed_paired_is_inconclusive_but_a_threshold_decides_on_its_value():
     assert o.verdict == "inconclusive" and o.n_seeds == 1 and o.value == pytest.approx(0.8)
     assert math.isnan(o.ci_low) and "needs ≥ 2" in o.reason
     assert one(MEAN, [row("x", 3.0)]).verdict == "reproduced"
-    assert one(MEAN, [row("x", 0.5)]).verdict == "not reproduced"
+    assert one(MEAN, [row("x", 0.5)]).verdict == "contradicted"
     assert "one seed" in one(MEAN, [row("x", 3.0)]).reason
 
 
@@ -85,19 +92,41 @@ def test_verdict_rule_edges():
     down = Claim("d", "", "", "mean", Measure(T, "x"), "<", 0.0)
     within = Claim("w", "", "", "mean", Measure(T, "x"), "within", -0.1, tolerance=0.05)
     assert [verdict(up, lo, hi) for lo, hi in ((0.1, 0.2), (-0.1, 0.2), (-0.2, 0.0), (0.0, 0.0))] == \
-        ["reproduced", "inconclusive", "not reproduced", "not reproduced"]
+        ["reproduced", "inconclusive", "contradicted", "contradicted"]
     assert [verdict(down, lo, hi) for lo, hi in ((-0.2, -0.1), (-0.1, 0.1), (0.0, 0.3))] == \
-        ["reproduced", "inconclusive", "not reproduced"]
+        ["reproduced", "inconclusive", "contradicted"]
     assert [verdict(within, lo, hi) for lo, hi in ((-0.12, -0.08), (-0.2, -0.1), (0.0, 0.1), (-0.3, -0.2))] == \
-        ["reproduced", "inconclusive", "not reproduced", "not reproduced"]
+        ["reproduced", "inconclusive", "contradicted", "contradicted"]
     for c in (up, down, within):       # the rule is written out, with its threshold
         assert c.rule_text().startswith("reproduced if the 95% Student-t CI") and "0" in c.direction_text()
+        assert "the paper's" in c.rule_text() and "weaker" not in c.rule_text()
+
+
+def test_weaker_than_claimed_needs_ncbench_threshold_beyond_the_papers_null():
+    """`x > 1` (ncbench's 10×) with the paper's null 0: an interval in (0, 1] is the right direction but
+    weaker than claimed; straddling 1 is undecided; at or below 0 contradicts; above 1 reproduces."""
+    ten = Claim("t", "", "", "mean", Measure(T, "x"), ">", 1.0, null=0.0, threshold_source="ncbench")
+    fall = Claim("f", "", "", "mean", Measure(T, "x"), "<", -1.0, null=0.0, threshold_source="ncbench")
+    cases = ((1.2, 1.5), (0.3, 0.9), (0.3, 1.3), (-0.4, 0.3), (-0.5, 0.0))
+    assert [verdict(ten, lo, hi) for lo, hi in cases] == \
+        ["reproduced", "weaker than claimed", "inconclusive", "inconclusive", "contradicted"]
+    assert [verdict(fall, -hi, -lo) for lo, hi in cases] == [verdict(ten, lo, hi) for lo, hi in cases]
+    assert "weaker than claimed if it lies above 0 but at or below 1" in ten.rule_text()
+    assert "ncbench's" in ten.rule_text()
+    # on values: the direction holds in every seed (5×, 4×, 6×) but not the 10×
+    o = one(Claim("d", "", "", "mean", Measure(T, "drop"), ">", 1.0, transform="log10", null=0.0,
+                  threshold_source="ncbench"), [row("drop", v, s) for s, v in enumerate([5.0, 4.0, 6.0])])
+    assert o.verdict == "weaker than claimed" and 0 < o.ci_low and o.ci_high < 1
+    with pytest.raises(ValueError, match="threshold_source='ncbench'"):
+        Claim("x", "", "", "mean", Measure(T, "x"), ">", 1.0, null=0.0)
+    with pytest.raises(ValueError, match="other side"):
+        Claim("x", "", "", "mean", Measure(T, "x"), ">", 1.0, null=2.0, threshold_source="ncbench")
 
 
 def test_within_rule_on_values():
     c = Claim("w", "", "", "mean", Measure(T, "cos"), "within", -1 / 9, tolerance=0.05)
     assert one(c, [row("cos", v, s) for s, v in enumerate([-0.11, -0.12, -0.10])]).verdict == "reproduced"
-    assert one(c, [row("cos", v, s) for s, v in enumerate([0.4, 0.5, 0.45])]).verdict == "not reproduced"
+    assert one(c, [row("cos", v, s) for s, v in enumerate([0.4, 0.5, 0.45])]).verdict == "contradicted"
 
 
 def test_log10_transform_and_non_positive_values():
@@ -170,14 +199,19 @@ def test_spearman_over_a_sweep():
     assert o.value == pytest.approx(1.0) and o.verdict == "reproduced" and o.n_seeds == 1
     rows[1]["value"] = 100.0
     assert one(grows, rows).value == pytest.approx(stats.spearmanr([1, 2, 5, 10], [3, 100, 20, 90]).statistic)
-    assert one(grows, rows).verdict == "not reproduced"
+    assert one(grows, rows).verdict == "contradicted"
     assert "Spearman ρ needs ≥ 3" in one(grows, rows[:2]).reason
     losses = Claim("k", "", "", "spearman", Measure(T, "acc"), ">", 0.0, sweep_key="loss", x_metric="nc1")
     data = {"ce": (0.02, 0.60), "ls": (0.01, 0.55), "mse": (0.05, 0.70), "focal": (0.03, 0.66)}
     rows = [row(m, v + 0.001 * s, s, f"loss={loss}") for s in range(3) for loss, (nc1, acc) in data.items()
             for m, v in (("nc1", nc1), ("acc", acc))]
+    o = one(losses, rows)       # ρ = 1 in every seed: identical seeds get the sign test, not a zero-width t
+    assert o.per_seed == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0}) and o.verdict == "inconclusive"
+    assert o.interval.startswith("sign test: 3 of 3 seeds above 0") and "needs ≥ 6 seeds" in o.interval
+    rows = [row(m, v + 0.001 * s, s, f"loss={loss}") for s in range(6) for loss, (nc1, acc) in data.items()
+            for m, v in (("nc1", nc1), ("acc", acc))]
     o = one(losses, rows)
-    assert o.per_seed == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0}) and o.verdict == "reproduced"
+    assert o.verdict == "reproduced" and o.ci_low == o.ci_high == 1.0 and "exact interval" in o.interval
 
 
 def test_claim_declarations_are_checked():
@@ -195,69 +229,93 @@ def test_claim_declarations_are_checked():
 
 # -- the catalog on a whole run folder -------------------------------------------------------------
 
-def catalog_rows(seeds=(0, 1, 2)) -> dict[str, list[dict]]:
-    """Per task, long rows in which every claim of the catalog holds (by construction, with noise)."""
+def catalog_rows(seeds=(0, 1, 2), depth_seeds=(0, 1, 2, 3, 4, 5)) -> dict[str, list[dict]]:
+    """Per task, long rows in which every claim of the catalog holds and every precondition too (by
+    construction, with noise); the NCC-depth task has six seeds (its sign test needs them)."""
     rng = np.random.default_rng(0)
     def n() -> float:
         return float(rng.normal(0, 0.01))
 
     out: dict[str, list[dict]] = {}
 
-    def add(task, metric, value, seed, variant="", split="summary", epoch=10):
+    def add(task, metric, value, seed, variant="", split="summary", epoch=20):
         out.setdefault(task, []).append({"split": split, "epoch": epoch, "layer": None, "variant": variant,
                                          "metric": metric, "value": value, "seed": seed, "status": "ok"})
+
+    def long_terminal_phase(task, s, variant=""):      # terminal phase from epoch 8 of 20 at lr 0.6 of peak
+        add(task, "terminal_phase_fraction", 13 / 20, s, variant)
+        add(task, "terminal_phase_epoch", 8.0, s, variant)
+        for e in range(1, 21):
+            add(task, "lr", 0.1 * (1 - (e - 1) / 20), s, variant, split="fit", epoch=e)
     for s in seeds:
         add("train_collapse_mnist5k", "nc1_drop_in_terminal_phase", 300 * (1 + n()), s)
+        long_terminal_phase("train_collapse_mnist5k", s)
         add("weight_decay_mnist5k", "nc1", 0.01 * (1 + n()), s, "weight_decay=0.005")
         add("weight_decay_mnist5k", "nc1", 0.2 * (1 + n()), s, "weight_decay=0")
-        add("random_labels_train_mnist5k", "nc1_drop_in_terminal_phase", 50 * (1 + n()), s, "labels=random")
+        add("random_labels_train_mnist5k", "nc1", 0.01 * (1 + n()), s, "labels=random")
+        add("random_labels_train_mnist5k", "train_accuracy", 1.0, s, "labels=random")
+        add("random_labels_train_mnist5k", "ncc_acc", 0.1 + n(), s, "labels=random", split="test")
+        long_terminal_phase("random_labels_train_mnist5k", s, "labels=random")
         add("test_collapse_mnist5k", "train_nc1_fall", 100 * (1 + n()), s)
         add("test_collapse_mnist5k", "strong_nc1_fall", 3 * (1 + n()), s)
-        add("test_collapse_mnist5k", "weak_nc1", 0.5 + n(), s)
-        add("test_collapse_mnist5k", "strong_nc1", 0.8 + n(), s)
-        add("random_labels_test_mnist5k", "strong_nc1_ratio", 400 * (1 + n()), s, "labels=random")
-        add("random_labels_test_mnist5k", "strong_nc1_ratio", 20 * (1 + n()), s, "labels=true")
-        for e, d in enumerate((9, 7, 5)):
-            add("ncc_depth_mnist5k", "ncc_depth", d, s, split="train", epoch=e)
         for S, acc in ((2, 0.55), (3, 0.6), (5, 0.7)):
             add("fewshot_mnist5k", "ncc_acc_5shot", acc + n(), s, f"source_classes={S}")
         add("fewshot_mnist5k", "spearman_cdnv_error_5shot", 0.4 + n(), s, "source_classes=5")
-        for loss, nc1, acc in (("ce", 0.02, 0.6), ("label_smoothing", 0.01, 0.55), ("mse", 0.05, 0.7),
-                               ("focal", 0.03, 0.65)):
+        add("fewshot_mnist5k", "ncc_error_bound_capped_5shot", 0.6 + n(), s, "source_classes=5")
+        add("fewshot_mnist5k", "ncc_error_bound_vacuous_5shot", 0.0, s, "source_classes=5")
+        add("fewshot_mnist5k", "ncc_error_5shot", 0.3 + n(), s, "source_classes=5")
+        # per seed ρ(source NC1, accuracy) over four losses: 0.8, 0.8, 0.6 (NC1 ranks ls < ce < focal < mse)
+        accs = {"label_smoothing": 0.6, "ce": 0.55, "focal": 0.65 if s < 2 else 0.7, "mse": 0.7 if s < 2 else 0.65}
+        for loss, nc1 in (("ce", 0.02), ("label_smoothing", 0.01), ("mse", 0.05), ("focal", 0.03)):
             add("fewshot_losses_mnist5k", "source_nc1", nc1, s, f"loss={loss}")
-            add("fewshot_losses_mnist5k", "ncc_acc_5shot", acc + n(), s, f"loss={loss}")
-        add("cdnv_bound_mnist5k", "bound_holds_fraction_nonvacuous", 1.0, s)
+            add("fewshot_losses_mnist5k", "ncc_acc_5shot", accs[loss], s, f"loss={loss}")
+        add("cdnv_bound_mnist5k", "bound_holds_fraction_nonvacuous", 0.98 + n(), s)
+        add("cdnv_bound_mnist5k", "generalization_gap", 0.01, s, split="test_vs_train")
         for R, cos_learn in ((1, -0.11), (10, 0.0), (100, 0.6)):
             v = f"ratio={R}"
             add("minority_collapse_mnist5k", "minority_classifier_cosine", cos_learn + n(), s, v + ",classifier=learnable")
             add("minority_collapse_mnist5k", "minority_feature_cosine", -1 / 9 + n(), s, v + ",classifier=etf")
             add("minority_collapse_mnist5k", "minority_accuracy", 0.3 + n(), s, v + ",classifier=etf")
             add("minority_collapse_mnist5k", "minority_accuracy", 0.1 + n(), s, v + ",classifier=learnable")
+            add("minority_collapse_mnist5k", "minority_accuracy", 0.95, s, v + ",classifier=learnable", split="train")
             add("minority_collapse_exp_mnist5k", "minority_classifier_cosine", cos_learn / 2 + n(), s,
                 v + ",classifier=learnable")
+    for s in depth_seeds:
+        for e, d in enumerate((9, 7, 5)):
+            add("ncc_depth_mnist5k", "ncc_depth", d, s, split="train", epoch=e)
     for e_h, t in ((1, 2.0), (2, 4.0), (5, 11.0), (10, 30.0)):
         add("lpm_minority_curve", "threshold_ratio", t, 0, f"E_H={e_h}")
     return out
 
 
-def write_run(root, per_task) -> object:
+def write_run(root, per_task, model="test_resnet") -> object:
     for task, rows in per_task.items():
-        context = {"run_id": "r", "task": task, "task_version": 1, "model": "test_resnet", "dataset": "mnist5k"}
+        context = {"run_id": "r", "task": task, "task_version": 1, "model": model, "dataset": "mnist5k"}
         write_long_csv(root / task / "results.csv", rows, context)
     return root
 
 
 def test_every_catalog_claim_reproduced_on_a_run_built_to_satisfy_it(tmp_path):
     card_path, detail_path = write_scorecard(write_run(tmp_path / "run", catalog_rows()))
-    card = pd.read_csv(card_path)
+    card = pd.read_csv(card_path, keep_default_na=False)
     detail = pd.read_csv(detail_path, keep_default_na=False)
     assert tuple(card.columns) == SCORECARD_COLUMNS and tuple(detail.columns) == DETAIL_COLUMNS
     assert card["value"].dtype == float and card["n_seeds"].dtype == int
     assert list(card.claim_id) == [c.claim_id for c in CLAIMS] and len(CLAIMS) == 16
     not_ok = card[card.verdict != "reproduced"]
-    assert not_ok.empty, detail.set_index("claim_id").loc[not_ok.claim_id, "reason"].to_dict()
-    assert (card.loc[card.claim_id != "lpm_threshold_grows_with_eh", "n_seeds"] == 3).all()
-    assert detail.set_index("claim_id").loc["lpm_threshold_grows_with_eh", "reason"].startswith("one seed")
+    assert not_ok.empty, card.set_index("claim_id").loc[not_ok.claim_id, "reason"].to_dict()
+    seeds = card.set_index("claim_id").n_seeds
+    assert seeds.pop("lpm_threshold_grows_with_eh") == 1 and seeds.pop("ncc_depth_falls_in_training") == 6
+    assert (seeds == 3).all() and (card.model == "test_resnet").all() and (card.architectures == "test_resnet").all()
+    assert card.set_index("claim_id").loc["lpm_threshold_grows_with_eh", "reason"].startswith("one seed")
+    assert set(card.threshold_source) == {"paper", "ncbench"}
+    held = card.set_index("claim_id").preconditions_held
+    assert held["nc1_falls_10x_terminal_phase"] == "yes" and held["weight_decay_deepens_collapse"] == ""
+    # the detail: one row per (claim, model, seed), with the preconditions' values
+    assert len(detail) == 3 * (len(CLAIMS) - 2) + 1 + 6 and (detail.used == "yes").all()
+    d = detail[detail.claim_id == "nc1_falls_10x_terminal_phase"]
+    assert list(d.seed) == [0, 1, 2] and (d.preconditions_held == "yes").all()
+    assert (d.preconditions == "long_terminal_phase: 0.65 (held); lr_moves_weights: 0.65 (held)").all()
 
 
 def test_a_groups_member_folders_are_not_read_twice(tmp_path):
@@ -279,11 +337,11 @@ def test_catalog_verdicts_follow_the_data_one_seed_and_an_empty_folder(tmp_path)
             r["value"] -= 0.5
     del rows["lpm_minority_curve"]
     card = pd.read_csv(write_scorecard(write_run(tmp_path / "a", rows))[0]).set_index("claim_id")
-    assert card.loc["etf_improves_minority_accuracy", "verdict"] == "not reproduced"
+    assert card.loc["etf_improves_minority_accuracy", "verdict"] == "contradicted"
     assert card.loc["lpm_threshold_grows_with_eh", "verdict"] == "inconclusive"
-    assert (card.verdict == "reproduced").sum() == 14
+    assert (card.verdict == "reproduced").sum() == len(CLAIMS) - 2
 
-    single = write_run(tmp_path / "b", catalog_rows(seeds=(0,)))
+    single = write_run(tmp_path / "b", catalog_rows(seeds=(0,), depth_seeds=(0,)))
     card = pd.read_csv(write_scorecard(single)[0]).set_index("claim_id")
     thresholds = {c.claim_id for c in CLAIMS if c.seeds_needed == 1}
     assert (card.loc[sorted(thresholds), "verdict"] == "reproduced").all()
@@ -294,22 +352,26 @@ def test_catalog_verdicts_follow_the_data_one_seed_and_an_empty_folder(tmp_path)
     (tmp_path / "empty" / "bad" / "results.csv").write_text("a,b\n1,2\n")
     card_path, detail_path = write_scorecard(tmp_path / "empty")
     card, detail = pd.read_csv(card_path), pd.read_csv(detail_path, keep_default_na=False)
-    assert (card.verdict == "inconclusive").all() and card.value.isna().all()
-    assert detail.reason.str.contains("no results of task").all()
-    assert detail.reason.str.contains("bad/results.csv skipped").all()
+    assert (card.verdict == "inconclusive").all() and card.value.isna().all() and detail.empty
+    assert card.reason.str.contains("no results of task").all()
+    assert card.reason.str.contains("bad/results.csv skipped").all()
 
 
 def test_markdown_table_and_catalog_listing(tmp_path):
     card_path, detail_path = write_scorecard(write_run(tmp_path / "run", catalog_rows()))
     card, detail = pd.read_csv(card_path), pd.read_csv(detail_path, keep_default_na=False)
     card.loc[0, "claim"] = "a | b"
+    card.loc[1, ["verdict", "reason"]] = ["not applicable", "precondition long_terminal_phase failed"]
     md = scorecard_markdown(card, detail)
     lines = md.strip().splitlines()
-    assert len(lines) == 2 + len(card) and lines[0].count("|") == 7
-    assert all(line.replace("\\|", "").count("|") == 7 for line in lines)
-    assert "a \\| b" in lines[2] and "**reproduced**" in lines[2] and "95% Student-t CI" in lines[2]
+    assert len(lines) == 2 + len(card) and lines[0].count("|") == 9
+    assert all(line.replace("\\|", "").count("|") == 9 for line in lines)
+    assert "a \\| b" in lines[2] and "**reproduced**" in lines[2] and "test_resnet" in lines[2]
+    assert "**not applicable**<br>precondition long_terminal_phase failed" in lines[3]
+    assert "(ncbench's)" in md and "*theory check*" in md
     cat = catalog_table()
-    assert list(cat.columns) == ["claim_id", "claim", "source", "statistic", "direction", "rule"]
+    assert list(cat.columns) == ["claim_id", "claim", "source", "evidence", "statistic", "direction",
+                                 "threshold_source", "preconditions", "rule"]
     assert len(cat) == len(CLAIMS) and cat.rule.str.startswith("reproduced if").all()
 
 
@@ -318,7 +380,8 @@ def test_module_command_line(tmp_path):
     md = tmp_path / "card.md"
     cmd = [sys.executable, "-m", "ncbench.claims", str(run), "--markdown", str(md)]
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert p.returncode == 0 and "16 reproduced, 0 not reproduced, 0 inconclusive" in p.stdout, p.stderr
+    assert p.returncode == 0 and ("16 reproduced, 0 contradicted, 0 weaker than claimed, 0 inconclusive, "
+                                  "0 not applicable") in p.stdout, p.stderr
     assert md.read_text().startswith("| claim |")
     p = subprocess.run([sys.executable, "-m", "ncbench.claims", str(tmp_path / "nope")], capture_output=True,
                        text=True, check=False)
