@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ from ncbench.claims import (
     scorecard_markdown,
     write_scorecard,
 )
-from ncbench.claims.evaluate import variant_matches
+from ncbench.claims.evaluate import Reader, prepare_rows, variant_matches
 from ncbench.claims.intervals import claim_interval
 from ncbench.claims.verdicts import verdict
 from ncbench.results.writer import write_long_csv
@@ -399,3 +400,162 @@ def test_only_the_runs_a_claim_reads_are_named_as_left_out():
     o = one(grows, pts)
     assert o.verdict == "reproduced" and o.value == pytest.approx(1.0)
     assert o.excluded == ["toy_task [E_H=10] seed 0: diverged (objective became non-finite)"]
+
+
+# -- preconditions -----------------------------------------------------------------------------------
+
+def _break(rows: dict, p: Precondition, seed: int) -> None:
+    """Make precondition `p` fail in `seed` of the catalog rows (the value just past its level)."""
+    m = p.measure
+    hit = [r for r in rows[m.task] if r["seed"] == seed and r["metric"] == m.metric
+           and variant_matches(r["variant"], dict(kv.split("=") for kv in m.variant.split(",") if kv))
+           and (m.split is None or r["split"] == m.split)]
+    assert hit, p.name
+    if p.statistic == "relative_lr_at_terminal_phase":     # lr at the terminal epoch 8: 1% of the peak
+        for r in hit:
+            r["value"] = 0.001 if r["epoch"] == 8 else r["value"]
+        return
+    for r in hit:
+        r["value"] = p.level - 0.01 if p.op in (">=", ">") else p.level + 0.01
+
+
+PRECONDITIONS = {(c.claim_id, p.name): p for c in CLAIMS for p in c.preconditions}
+
+
+@pytest.mark.parametrize("claim_id,name", sorted(PRECONDITIONS))
+def test_each_precondition_holds_on_the_built_run_and_fails_when_broken(tmp_path, claim_id, name):
+    """Every catalog precondition: held on the run built to satisfy the catalog (the claim reproduced),
+    then broken in seed 1 only: the claim is not applicable, the reason names the precondition and the
+    seed's value, the detail marks that seed, and the value with its interval is still shown."""
+    rows = catalog_rows()
+    claim = next(c for c in CLAIMS if c.claim_id == claim_id)
+    (good,) = evaluate_claims(pd.concat([pd.DataFrame(r).assign(task=t) for t, r in rows.items()]), [claim])
+    assert good.verdict == "reproduced" and good.preconditions_held() == "yes"
+    assert all(held for _, held in good.checks[name].values())
+    _break(rows, PRECONDITIONS[(claim_id, name)], seed=1)
+    card_path, detail_path = write_scorecard(write_run(tmp_path / "run", rows), claims=[claim])
+    card = pd.read_csv(card_path, keep_default_na=False).iloc[0]
+    detail = pd.read_csv(detail_path, keep_default_na=False)
+    assert card.verdict == "not applicable" and card.preconditions_held == f"no: {name}"
+    assert f"precondition {name} failed" in card.reason and "seed 1:" in card.reason
+    assert card.value != "" and card.ci_low != ""
+    assert list(detail.preconditions_held) == ["yes", "no", "yes"] and (detail.used == "no").all()
+    assert f"{name}: " in detail.preconditions[1] and "(failed)" in detail.preconditions[1]
+
+
+def test_a_precondition_that_cannot_be_checked_makes_the_claim_inconclusive():
+    p = Precondition("fitted", "the network fits", Measure(T, "train_accuracy"), ">=", 0.99)
+    c = Claim("c", "", "", "mean", Measure(T, "x"), ">", 1.0, preconditions=(p,))
+    assert one(replace(c, preconditions=()), [row("x", 3.0 + s, s) for s in range(3)]).verdict == "reproduced"
+    o = one(c, [row("x", 3.0 + s, s) for s in range(3)])
+    assert o.verdict == "inconclusive" and o.preconditions_held() == "unchecked"
+    assert "precondition fitted cannot be checked" in o.reason and "no such metric" in o.reason
+    # a terminal phase never reached: the relative learning rate at its start counts as 0 (fails)
+    never = Precondition("lr", "", Measure(T, "lr", split="fit"), ">=", 0.1, statistic="relative_lr_at_terminal_phase")
+    rows = [row("terminal_phase_epoch", math.nan, 0), row("lr", 0.1, 0, split="fit", epoch=1)]
+    assert never.check(Reader(prepare_rows(frame(rows)))) == {0: (0.0, False)}
+    with pytest.raises(ValueError, match="op"):
+        Precondition("x", "", Measure(T, "a"), "=>", 1.0)
+
+
+# -- intervals that fit the statistic ------------------------------------------------------------------
+
+def test_a_correlation_gets_a_bounded_fisher_z_interval():
+    rhos = [0.95, 0.6, 0.99]
+    c = Claim("r", "", "", "mean", Measure(T, "rho"), ">", 0.0, interval="fisher_z")
+    o = one(c, [row("rho", v, s) for s, v in enumerate(rhos)])
+    z = np.arctanh(rhos)
+    ref = np.tanh(stats.t.interval(0.95, 2, loc=z.mean(), scale=stats.sem(z)))
+    assert (o.ci_low, o.ci_high) == pytest.approx(tuple(ref), rel=1e-10) and o.value == pytest.approx(np.mean(rhos))
+    plain = stats.t.interval(0.95, 2, loc=np.mean(rhos), scale=stats.sem(rhos))
+    assert plain[1] > 1 and -1 < o.ci_low < o.ci_high < 1 and "Fisher-z" in o.interval
+    assert o.ci_low < 0 and o.verdict == "inconclusive"     # three seeds this spread in z do not settle it
+    # a spearman claim gets it by default, and a bounded fraction's t-interval is clipped to its range
+    assert Claim("s", "", "", "spearman", Measure(T, "a"), ">", 0.0, sweep_key="k").interval_method == "fisher_z"
+    frac = Claim("f", "", "", "mean", Measure(T, "h"), ">", 0.95, bounds=(0.0, 1.0))
+    o = one(frac, [row("h", v, s) for s, v in enumerate([1.0, 0.2, 0.0])])
+    assert (o.ci_low, o.ci_high) == (0.0, 1.0) and "clipped to [0, 1]" in o.interval
+
+
+def _coverage(n: int, k: int) -> float:
+    """P(k ≤ B ≤ n − k), B ~ Bin(n, ½): the coverage of [x_(k), x_(n+1−k)] for the median."""
+    return sum(math.comb(n, j) for j in range(k, n - k + 1)) / 2 ** n
+
+
+def test_identical_seeds_get_the_sign_test_and_its_exact_interval():
+    down = Claim("d", "", "", "epoch_change", Measure(T, "depth", split="train"), "<", 0.0)
+    rows = [row("depth", v, s, split="train", epoch=e) for s in range(3) for e, v in enumerate((5, 3))]
+    o = one(down, rows)                  # −2 in every seed: no zero-width t-interval
+    assert o.per_seed == {0: -2.0, 1: -2.0, 2: -2.0} and math.isnan(o.ci_low) and o.verdict == "inconclusive"
+    assert f"3 of 3 seeds below 0, one-sided exact p = {0.5 ** 3:.3g}" in o.interval and "≥ 6" in o.reason
+    rows = [row("depth", v, s, split="train", epoch=e) for s in range(6) for e, v in enumerate((5, 3))]
+    o = one(down, rows)
+    assert (o.ci_low, o.ci_high) == (-2.0, -2.0) and o.verdict == "reproduced"
+    assert f"coverage {_coverage(6, 1):.3f}" in o.interval and _coverage(5, 1) < 0.95 <= _coverage(6, 1)
+    # a declared sign test on ten varied seeds: the widest k with coverage ≥ 95% (by the binomial sums)
+    sign = Claim("s", "", "", "mean", Measure(T, "x"), ">", 0.0, interval="sign")
+    vals = [0.3, -0.1, 0.5, 0.2, 0.9, 0.4, 0.1, 0.6, 0.7, 0.8]
+    iv = claim_interval(sign, vals)
+    k = max(k for k in range(1, 6) if _coverage(10, k) >= 0.95)
+    assert (iv.low, iv.high) == (sorted(vals)[k - 1], sorted(vals)[10 - k]) and iv.value == np.median(vals)
+    m = 9
+    assert f"{m} of 10 seeds above 0, one-sided exact p = {sum(math.comb(10, j) for j in range(m, 11)) / 1024:.3g}" \
+        in iv.text
+    assert sign.seeds_needed == 6 and one(sign, [row("x", 1.0 + s, s) for s in range(3)]).verdict == "inconclusive"
+
+
+# -- per model and pooled ----------------------------------------------------------------------------
+
+def test_a_verdict_per_architecture_and_pooled(tmp_path):
+    """Two models in one folder: a row per model and a pooled row over the (model, seed) units; a model
+    whose precondition fails is not applicable and left out of the pool."""
+    a, b = catalog_rows(), catalog_rows()
+    _break(b, PRECONDITIONS[("nc1_falls_10x_terminal_phase", "long_terminal_phase")], seed=0)
+    write_run(tmp_path / "run" / "a", a, model="test_resnet")
+    write_run(tmp_path / "run" / "b", b, model="test_byobnet")
+    card_path, detail_path = write_scorecard(tmp_path / "run")
+    card = pd.read_csv(card_path, keep_default_na=False)
+    detail = pd.read_csv(detail_path, keep_default_na=False)
+    assert len(card) == 3 * len(CLAIMS)
+    nc1 = card[card.claim_id == "nc1_falls_10x_terminal_phase"].set_index("model")
+    assert list(nc1.index) == ["test_byobnet", "test_resnet", "pooled"]
+    assert nc1.loc["test_byobnet", "verdict"] == "not applicable" and nc1.loc["test_resnet", "verdict"] == "reproduced"
+    assert nc1.loc["pooled", "architectures"] == "test_resnet" and nc1.loc["pooled", "n_seeds"] == 3
+    assert "left out: test_byobnet (not applicable)" in nc1.loc["pooled", "reason"]
+    wd = card[card.claim_id == "weight_decay_deepens_collapse"].set_index("model")
+    assert wd.loc["pooled", "architectures"] == "test_byobnet test_resnet" and wd.loc["pooled", "n_seeds"] == 6
+    pooled = [float(v) for m in ("test_byobnet", "test_resnet")
+              for v in detail[(detail.claim_id == "weight_decay_deepens_collapse") & (detail.model == m)].value]
+    ref = stats.t.interval(0.95, 5, loc=np.mean(pooled), scale=stats.sem(pooled))
+    assert (float(wd.loc["pooled", "ci_low"]), float(wd.loc["pooled", "ci_high"])) == pytest.approx(ref)
+    assert set(detail.model) == {"test_resnet", "test_byobnet"}
+
+
+# -- every rule can pass and can fail ------------------------------------------------------------------
+
+def test_every_catalog_rule_can_pass_and_can_fail_with_the_seeds_the_claims_suite_runs():
+    from ncbench.specs import load_suite
+
+    _, specs = load_suite("claims")
+    seeds = {s.name: len(s.seeds or [s.seed]) for s in specs}
+    for c in CLAIMS:
+        n = min(seeds[t] for t in c.tasks())
+        can_pass, can_fail, why = rule_feasibility(c, n)
+        assert can_pass and can_fail, f"{c.claim_id} with {n} seeds: {why}"
+
+
+def test_rules_that_cannot_pass_or_cannot_fail_are_flagged():
+    band = Claim("b", "", "", "mean", Measure(T, "cos"), "within", -1 / 9, tolerance=0.05, seed_sd=0.031)
+    can_pass, can_fail, why = rule_feasibility(band, 3)
+    half = stats.t.ppf(0.975, 2) * 0.031 / math.sqrt(3)       # 0.077: wider than the band
+    assert not can_pass and can_fail and f"{half:.3g}" in why
+    assert rule_feasibility(band, 20)[0]                       # enough seeds make it passable
+    assert not rule_feasibility(Claim("n", "", "", "mean", Measure(T, "c"), "within", 0.0, tolerance=0.1), 3)[0]
+    rho = Claim("r", "", "", "spearman", Measure(T, "a"), ">", 1.0, sweep_key="k")
+    assert rule_feasibility(rho, 3)[:2] == (False, True)       # ρ > 1 can never pass
+    rho_floor = Claim("f", "", "", "spearman", Measure(T, "a"), ">", 0.5, sweep_key="k", null=-1.0,
+                      threshold_source="ncbench")
+    assert rule_feasibility(rho_floor, 3)[:2] == (True, False)  # ρ ≤ −1 cannot be reached: cannot fail
+    sign = Claim("s", "", "", "epoch_change", Measure(T, "d"), "<", 0.0, interval="sign")
+    assert rule_feasibility(sign, 3)[:2] == (False, False) and rule_feasibility(sign, 6)[:2] == (True, True)
+    assert set(VERDICTS) == {"reproduced", "contradicted", "weaker than claimed", "inconclusive", "not applicable"}

@@ -322,6 +322,8 @@ def evaluate_claim(claim: Claim, rows: pd.DataFrame, model: str = "") -> Outcome
     _check_preconditions(out, reader, list(values))
     checked = out.reason
     _decide(out, values)
+    if out.preconditions_held() == "unchecked":
+        out.verdict = INCONCLUSIVE      # whether the paper's statement applies here is unknown
     out.reason = "; ".join(x for x in (checked, out.reason if out.reason != checked else "") if x)
     out.excluded = reader.excluded
     if reader.excluded:
