@@ -198,6 +198,8 @@ def test_spearman_over_a_sweep():
     rows = [row("threshold_ratio", t, 0, f"E_H={e}") for e, t in ((1, 3.0), (2, 5.0), (5, 20.0), (10, 90.0))]
     o = one(grows, rows)
     assert o.value == pytest.approx(1.0) and o.verdict == "reproduced" and o.n_seeds == 1
+    again = one(grows, rows + [{**r, "seed": 1} for r in rows])     # an exact solver: seeds agree, value decides
+    assert again.verdict == "reproduced" and again.n_seeds == 2 and "all 2 seeds give 1" in again.reason
     rows[1]["value"] = 100.0
     assert one(grows, rows).value == pytest.approx(stats.spearmanr([1, 2, 5, 10], [3, 100, 20, 90]).statistic)
     assert one(grows, rows).verdict == "contradicted"
@@ -559,3 +561,44 @@ def test_rules_that_cannot_pass_or_cannot_fail_are_flagged():
     sign = Claim("s", "", "", "epoch_change", Measure(T, "d"), "<", 0.0, interval="sign")
     assert rule_feasibility(sign, 3)[:2] == (False, False) and rule_feasibility(sign, 6)[:2] == (True, True)
     assert set(VERDICTS) == {"reproduced", "contradicted", "weaker than claimed", "inconclusive", "not applicable"}
+
+
+# -- `ncbench claims --model` on a tiny setup ----------------------------------------------------------
+
+def test_claims_for_a_model_on_a_tiny_setup(tmp_path, capsys, one_thread):
+    """The claims suite's tasks with the setup overridden (here a two-task suite, test_resnet on digits, two
+    epochs, one seed): claims.csv / claims_detail.csv / claims.md in the run folder, the claims of tasks
+    that ran are scored on that model (preconditions checked per seed), the others are not applicable
+    with the reason; a setup on which no task can run is one line, exit 2."""
+    from ncbench.cli import main
+
+    suite = tmp_path / "tiny_claims.yaml"
+    suite.write_text("suite: tiny_claims\nseeds: [0]\ntasks:\n  - train_collapse_mnist5k\n  - lpm_minority_curve\n")
+    argv = ["claims", "--suite", str(suite), "--model", "test_resnet", "--dataset", "digits", "--seeds", "0",
+            "--set", "recipe.epochs=2", "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]
+    main(argv)
+    out = capsys.readouterr().out
+    (run,) = (tmp_path / "out").iterdir()
+    card = pd.read_csv(run / "claims.csv", keep_default_na=False).set_index("claim_id")
+    detail = pd.read_csv(run / "claims_detail.csv", keep_default_na=False)
+    assert tuple(card.reset_index().columns) == SCORECARD_COLUMNS and len(card) == len(CLAIMS)
+    assert f"claims scorecard: {run / 'claims.csv'}" in out
+    nc1 = card.loc["nc1_falls_10x_terminal_phase"]
+    assert nc1.model == "test_resnet" and nc1.verdict in VERDICTS
+    assert nc1.preconditions_held != "" and nc1.preconditions.startswith("long_terminal_phase")
+    theory = card.loc["lpm_threshold_grows_with_eh"]
+    assert theory.verdict == "reproduced" and theory.evidence == "theory" and theory.n_seeds == 1
+    others = card.drop(index=["nc1_falls_10x_terminal_phase", "lpm_threshold_grows_with_eh"])
+    assert (others.verdict == "not applicable").all()
+    assert others.loc["weight_decay_deepens_collapse", "reason"] == \
+        f"task weight_decay_mnist5k cannot run on this setup: not a task of the suite '{suite}'"
+    assert set(detail.claim_id) <= {"nc1_falls_10x_terminal_phase", "lpm_threshold_grows_with_eh"}
+    assert (run / "claims.md").read_text().startswith("| claim | model |")
+
+    lpm_only = tmp_path / "lpm.yaml"
+    lpm_only.write_text("suite: lpm_only\ntasks:\n  - lpm_minority_curve\n")
+    assert main(["claims", "--suite", str(lpm_only), "--model-kwargs", "drop_rate=0.1", "--out",
+                 str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no task of the suite 'lpm.yaml'" not in err[0] and "can run on this setup" in err[0]
+    assert "lpm_minority_curve: --model-kwargs" in err[0]

@@ -279,9 +279,9 @@ def _decide(out: Outcome, values: dict) -> Outcome:
             out.reason += f" ({iv.text})"
     elif not iv.decided:
         out.reason = iv.text
-    elif len(values) == 1:
+    elif math.isnan(iv.low):
         out.verdict = verdict(claim, iv.value, iv.value)
-        out.reason = "one seed: decided on its value (no interval)"
+        out.reason = "one seed: decided on its value (no interval)" if len(values) == 1 else iv.text
     else:
         out.verdict = verdict(claim, iv.low, iv.high)
     return out

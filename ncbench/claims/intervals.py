@@ -8,7 +8,8 @@
   `k` whose coverage `1 − 2·P(Bin(n, ½) ≤ k − 1)` is ≥ 95% (needs n ≥ 6 seeds), stated with the
   one-sided sign-test p-value `P(Bin(n, ½) ≥ m)` for the `m` seeds on the claimed side.
 
-Seeds that all give the same value get the sign test instead of a zero-width t-interval.
+Seeds that all give the same value get the sign test instead of a zero-width t-interval (or, for a rule
+on a single value, `min_seeds = 1`, are decided on that value, as one seed would be).
 """
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ def claim_interval(claim, values) -> Interval:
     if len(v) == 1:
         return Interval(v[0], math.nan, math.nan, "one value (no interval)", claim.seeds_needed == 1)
     method = claim.interval_method
+    if max(v) == min(v) and claim.seeds_needed == 1:    # a rule on a single value: every seed gives it
+        return Interval(v[0], math.nan, math.nan, f"all {len(v)} seeds give {v[0]:.6g}: decided on that value", True)
     if method == "sign" or max(v) == min(v):
         return sign_interval(v, claim.null_value, claim.direction)
     if method == "fisher_z":
