@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ncbench.claims.scorecard import catalog_table, scorecard_markdown, verdict_counts, write_scorecard
+from ncbench.claims.scorecard import (
+    catalog_table,
+    scorecard_markdown,
+    verdict_counts,
+    write_scorecard,
+)
 from ncbench.results.writer import atomic_write_text
 from ncbench.run_files import open_text
 

@@ -17,7 +17,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom, t as student_t
+from scipy.stats import binom
+from scipy.stats import t as student_t
 
 from ncbench.metrics.confidence import mean_ci
 

@@ -301,7 +301,7 @@ def _scorecard(run_dir: Path) -> str:
                     f'<td class="text"><b>{_e(verdict)}</b>{why}{rule}</td></tr>')
     from ncbench.claims.verdicts import VERDICTS
 
-    order = [v for v in VERDICTS if v != "not applicable"] + [v for v in counts.keys() if v not in VERDICTS]
+    order = [v for v in VERDICTS if v != "not applicable"] + [v for v in dict(counts) if v not in VERDICTS]
     order += ["not applicable"]
     tally = ", ".join(f"{counts.get(k, 0)} {k}" for k in order)
     return (f"<p>{len(card)} claims: {_e(tally)}.</p><table><tr><th>claim</th><th class=\"text\">statistic</th>"
