@@ -16,6 +16,7 @@ examples:
   ncbench suite default                    the default suite (what `make bench` runs)
   ncbench suite claims --jobs 4            independent trainings and tasks in 4 processes at once
   ncbench suite claims --launcher slurm --slurm slurm_partition=gpu --slurm gpus_per_node=1 --device cuda
+  ncbench claims --model resnet18 --dataset cifar10 --recipe papyan2020   the claims scorecard of one setup
   torchrun --nproc_per_node 4 -m ncbench run train_collapse_cifar10 --device cuda
 
 Network access only with --download (data sets and --pretrained weights); otherwise local files and caches.

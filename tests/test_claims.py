@@ -602,3 +602,22 @@ def test_claims_for_a_model_on_a_tiny_setup(tmp_path, capsys, one_thread):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no task of the suite 'lpm.yaml'" not in err[0] and "can run on this setup" in err[0]
     assert "lpm_minority_curve: --model-kwargs" in err[0]
+
+
+def test_a_failed_precondition_explains_a_missing_statistic():
+    """No terminal phase within the training: the NC1 fall is NaN, and the claim is not applicable because
+    the terminal phase is too short (not merely inconclusive for a missing value)."""
+    claim = next(c for c in CLAIMS if c.claim_id == "nc1_falls_10x_terminal_phase")
+    rows = catalog_rows()
+    for r in rows["train_collapse_mnist5k"]:
+        if r["metric"] == "nc1_drop_in_terminal_phase":
+            r["value"] = math.nan
+        if r["metric"] == "terminal_phase_fraction":
+            r["value"] = 0.0
+    (o,) = evaluate_claims(pd.concat([pd.DataFrame(r).assign(task=t) for t, r in rows.items()]), [claim])
+    assert o.verdict == "not applicable" and o.failed == ["long_terminal_phase"]
+    assert "precondition long_terminal_phase failed" in o.reason and "no finite value" in o.reason
+    del rows["train_collapse_mnist5k"][0]    # without a failed precondition it stays inconclusive
+    rows["train_collapse_mnist5k"] = [r for r in rows["train_collapse_mnist5k"] if r["metric"] != "terminal_phase_fraction"]
+    (o,) = evaluate_claims(pd.concat([pd.DataFrame(r).assign(task=t) for t, r in rows.items()]), [claim])
+    assert o.verdict == "inconclusive" and o.checks == {} and "no finite value" in o.reason

@@ -288,7 +288,8 @@ def _decide(out: Outcome, values: dict) -> Outcome:
 
 
 def _check_preconditions(out: Outcome, reader: Reader, seeds) -> None:
-    """Each precondition on each seed of `seeds`; a failure makes `out` not applicable."""
+    """Each precondition on each seed of `seeds` (None: the seeds it has); a failure makes `out` not
+    applicable."""
     problems = []
     for p in out.claim.preconditions:
         try:
@@ -296,7 +297,7 @@ def _check_preconditions(out: Outcome, reader: Reader, seeds) -> None:
         except MissingInput as e:
             problems.append(f"precondition {p.name} cannot be checked: {e}")
             continue
-        got = {s: got.get(s, (math.nan, False)) for s in seeds}
+        got = got if seeds is None else {s: got.get(s, (math.nan, False)) for s in seeds}
         out.checks[p.name] = got
         bad = [s for s, (_, held) in got.items() if not held]
         if bad:
@@ -315,7 +316,10 @@ def evaluate_claim(claim: Claim, rows: pd.DataFrame, model: str = "") -> Outcome
     try:
         values = per_seed_statistic(claim, reader)
     except MissingInput as e:
-        out.reason, out.excluded = str(e), reader.excluded
+        _check_preconditions(out, reader, None)     # a failed precondition often explains the missing input
+        out.reason = "; ".join(x for x in ((out.reason if out.failed else ""), str(e)) if x)
+        out.checks = out.checks if out.failed else {}
+        out.excluded = reader.excluded
         if reader.excluded:
             out.reason += f"; left out as not ok: {'; '.join(reader.excluded)}"
         return out
