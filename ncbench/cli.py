@@ -16,6 +16,7 @@ examples:
   ncbench suite default                    the default suite (what `make bench` runs)
   ncbench suite claims --jobs 4            independent trainings and tasks in 4 processes at once
   ncbench suite claims --launcher slurm --slurm slurm_partition=gpu --slurm gpus_per_node=1 --device cuda
+  ncbench claims --model resnet18 --dataset cifar10 --recipe papyan2020   the claims scorecard of one setup
   torchrun --nproc_per_node 4 -m ncbench run train_collapse_cifar10 --device cuda
 
 Network access only with --download (data sets and --pretrained weights); otherwise local files and caches.
@@ -109,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every task of a suite; shared training runs are trained once.")
     p.add_argument("suite", nargs="?", default="default", help="suite name or YAML path (default: default)")
     _add_run_options(p)
+
+    p = sub.add_parser("claims", help="score every claim of the literature that applies to one setup",
+                       description="Run the claims suite's tasks with --model / --dataset / --recipe / --set "
+                                   "overridden, then write claims.csv, claims_detail.csv and claims.md into the "
+                                   "run folder (docs/claims.md). Claims whose tasks cannot run on this setup are "
+                                   "listed as not applicable, with the reason.")
+    p.add_argument("--suite", default="claims", help="the claims suite whose tasks to run (default: claims)")
+    _add_run_options(p)
     from ncbench.leaderboard_cli import add_commands
     add_commands(sub)
     return parser
@@ -183,7 +192,10 @@ def _validate(specs, remote: bool = False) -> None:
         check_spec(replace(s, device="cpu") if remote else s)
 
 
-def _run(suite: str, specs, args, scorecard: bool = False) -> int:
+def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | None = None) -> int:
+    """Run `specs` as the suite `suite`; `scorecard`: score the claims after; `unavailable` ({task: why
+    it cannot run on this setup}, `ncbench claims`): score them, those claims not applicable, and write
+    `claims.md` too."""
     import pandas as pd
 
     from ncbench.jobs import resolve_jobs
@@ -237,15 +249,17 @@ def _run(suite: str, specs, args, scorecard: bool = False) -> int:
         print("\nruns that did not do what their recipe meant (flagged in results.csv `status`, never ranked):")
         for r in unranked:
             print(f"  {r.run_status:8s} {r.spec.name}: {r.run_reason}")
-    if scorecard:   # a claims suite: every claim's verdict from these runs (ncbench.claims)
-        from ncbench.claims import write_scorecard
+    if scorecard or unavailable is not None:   # a claims suite, or `ncbench claims`: every claim's verdict
+        from ncbench.claims import verdict_counts, write_scorecard
         from ncbench.run_files import open_text
 
-        card, _ = write_scorecard(run_dir)
+        if unavailable is not None:     # `ncbench claims`: a task that failed here cannot run on this setup
+            unavailable = {**unavailable, **{r.spec.name.split("@")[0]: f"the run failed ({r.error})"
+                                             for r in runs if r.status == "failed"}}
+        card, _ = write_scorecard(run_dir, unavailable=unavailable, markdown=unavailable is not None)
         with open_text(card, run_dir) as f:
-            verdicts = pd.read_csv(f).verdict.value_counts()
-        print(f"\nclaims scorecard: {card} (" + ", ".join(f"{verdicts.get(v, 0)} {v}" for v in
-                                                     ("reproduced", "not reproduced", "inconclusive")) + ")")
+            tally = verdict_counts(pd.read_csv(f, keep_default_na=False))
+        print(f"\nclaims scorecard: {card} ({tally})")
     failed = [r for r in runs if r.status == "failed"]
     return 1 if failed or unranked else 0   # a run left at chance (or diverged) is not a success either
 
@@ -279,6 +293,8 @@ def _command(args) -> int:
             spec = load_task(args.task, **_recipe_changes(args), **_overrides(args))
             specs = _apply_model_kwargs(_apply_epochs([spec], args.epochs), args.model_kwargs)
             return _run(spec.name, specs, args)
+        if args.command == "claims":
+            return _claims(args)
         if args.command == "suite":
             from ncbench.specs import load_suite
             name, specs = load_suite(args.suite, **_recipe_changes(args), **_overrides(args))
@@ -296,6 +312,35 @@ def _command(args) -> int:
     except KeyboardInterrupt:
         print("ncbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _claims(args) -> int:
+    """`ncbench claims --model M ...`: the claims suite on one setup, each task loaded on its own so that
+    one that cannot run there (a model-free kind given --model, a data set it cannot use) is named, not fatal."""
+    from ncbench.claims.catalog import CLAIMS
+    from ncbench.registry import UnknownNameError
+    from ncbench.specs import load_suite, load_task
+
+    _, listed = load_suite(args.suite)
+    changes, overrides = _recipe_changes(args), _overrides(args)
+    specs, unavailable = [], {}
+    for base in listed:
+        try:
+            spec = load_task(base.name, **changes, **{"seeds": base.seeds, **overrides})
+            one = _apply_model_kwargs(_apply_epochs([spec], args.epochs), args.model_kwargs)
+            _validate(one, remote=args.launcher == "slurm")      # e.g. a data set missing here
+            specs += one
+        except (UnknownNameError, ValueError, OSError) as e:
+            unavailable[base.name] = str(e)
+    names = {s.name for s in listed}
+    unavailable.update({t: f"not a task of the suite '{args.suite}'" for c in CLAIMS for t in c.tasks()
+                        if t not in names})
+    if not specs:
+        raise ValueError(f"no task of the suite '{args.suite}' can run on this setup: "
+                         + "; ".join(f"{t}: {why}" for t, why in unavailable.items()))
+    print(f"claims on this setup: {len(specs)} task(s) to run" + (
+        f"; cannot run here: {', '.join(sorted(t for t in unavailable if t in names))}" if unavailable else ""))
+    return _run("claims", specs, args, unavailable=unavailable)
 
 
 def _list(args) -> int:

@@ -185,9 +185,21 @@ def test_fewshot_bound_metrics_report_vacuous_bounds():
     x = torch.tensor([[0.0], [0.1], [5.0], [5.1], [9.0], [9.1]], dtype=D64)
     out = fewshot_bound_metrics(x, torch.tensor([3, 3, 7, 7, 9, 9]), 5, 3, measured_error=0.0)
     assert out["ncc_error_bound_vacuous_5shot"] == 0.0
+    assert out["ncc_error_bound_capped_5shot"] == out["ncc_error_bound_5shot"] < 1   # informative: unchanged
     assert out["ncc_error_bound_ratio_5shot"] == math.inf                     # measured 0: ratio inf
     with pytest.raises(ValueError, match="n_way"):
         fewshot_error_bound(class_moments(x, torch.tensor([0, 0, 1, 1, 2, 2])), 1, 4)
+
+
+def test_fewshot_bound_is_capped_at_one_beside_the_raw_value():
+    """Issue 28: with every pair overlapping the raw bound is n_way − 1 (= 4 for 5-way); the capped column
+    says 1 (an error cannot exceed it) while the raw one keeps its value, and the vacuity flag is set."""
+    x = torch.zeros(10, 2, dtype=D64)                                         # five coinciding classes
+    labels = torch.arange(5).repeat_interleave(2)
+    out = fewshot_bound_metrics(x, labels, 5, 5, measured_error=0.8)
+    raw = fewshot_error_bound(class_moments(x, labels), 5, 5)
+    assert out["ncc_error_bound_5shot"] == raw == 4.0                         # (n_way − 1) · 1
+    assert out["ncc_error_bound_capped_5shot"] == 1.0 and out["ncc_error_bound_vacuous_5shot"] == 1.0
     with pytest.raises(ValueError, match="n_shot"):
         ncc_pair_error_bound(torch.ones(2), torch.eye(2), 0)
 

@@ -224,6 +224,7 @@ def test_tiny_run_rows_against_an_independent_episode_loop(tiny_run):
             assert tgt[f"ncc_error_{k}shot"] == pytest.approx(1 - loop.mean())
             assert tgt[f"ncc_error_bound_{k}shot"] == pytest.approx(bound, rel=1e-9)
             assert tgt[f"ncc_error_bound_vacuous_{k}shot"] == float(bound >= 1)
+            assert tgt[f"ncc_error_bound_capped_{k}shot"] == pytest.approx(min(1.0, bound), rel=1e-9)
         # target CDNV over all target images, SPEC §2 from its definition
         x, y = feats.double().numpy(), labels.numpy()
         mu = np.stack([x[y == c].mean(0) for c in range(5, 10)])

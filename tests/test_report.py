@@ -315,7 +315,7 @@ def test_scorecard_in_the_overview(run, capsys):
 
     assert overview.count("<tr class=\"verdict-") == len(card) == len(CLAIMS) == 16
     assert 'verdict-reproduced' in overview and "lpm_threshold_grows_with_eh" in overview
-    assert "1 reproduced, 0 not reproduced, 15 inconclusive" in overview
+    assert "1 reproduced, 0 contradicted, 0 weaker than claimed, 15 inconclusive, 0 not applicable" in overview
     assert "Rule: reproduced if the 95% Student-t CI" in overview
     assert "no results of task" in overview, "the reason of an inconclusive claim is shown"
 

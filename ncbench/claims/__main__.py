@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ncbench.claims.scorecard import catalog_table, scorecard_markdown, write_scorecard
+from ncbench.claims.scorecard import (
+    catalog_table,
+    scorecard_markdown,
+    verdict_counts,
+    write_scorecard,
+)
 from ncbench.results.writer import atomic_write_text
 from ncbench.run_files import open_text
 
@@ -30,13 +35,11 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    with open_text(card_path) as f, open_text(detail_path) as g:   # just written by write_scorecard
-        card, detail = pd.read_csv(f), pd.read_csv(g, keep_default_na=False)
+    with open_text(card_path) as f:   # just written by write_scorecard
+        card = pd.read_csv(f, keep_default_na=False)
     if a.markdown:
-        atomic_write_text(Path(a.markdown), scorecard_markdown(card, detail))
-    counts = card["verdict"].value_counts()
-    print(f"{card_path}: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("reproduced", "not reproduced",
-                                                                           "inconclusive")))
+        atomic_write_text(Path(a.markdown), scorecard_markdown(card))
+    print(f"{card_path} ({detail_path.name} beside it): {verdict_counts(card)}")
     return 0
 
 

@@ -3,48 +3,37 @@
 A `Claim` names its inputs as `Measure`s (task, metric, variant, split, layer: one value per seed in
 the new vocabulary of `ncbench.results.variants`) and one statistic `kind`:
 
-- `mean`: the mean over seeds of one measure (Student-t 95% CI, `ncbench.metrics.confidence.mean_ci`);
-- `paired_difference`: the mean over seeds of `a_s − b_s`, paired by seed (`paired_difference_ci`);
+- `mean`: the mean over seeds of one measure;
+- `paired_difference`: the mean over seeds of `a_s − b_s`, paired by seed;
 - `epoch_change`: per seed, the last minus the first finite per-epoch value of one measure, then the mean;
 - `spearman`: per seed, Spearman ρ across the points of a sweep (`sweep_key`) between `x` (the sweep
   value itself, or another metric) and the measure, then the mean over seeds.
 
-The verdict compares the interval with `threshold` in `direction` (`>`, `<`, or `within` ± `tolerance`):
-reproduced when the whole CI lies on the claimed side, not reproduced when it lies wholly on the other
-side (touching the threshold counts as the other side), inconclusive otherwise. Below `min_seeds`
-per-seed statistics the verdict is inconclusive; `min_seeds = 1` (the default of `mean`, a threshold on
-a single value) lets one seed decide on its value. `rule_text` writes the rule that the code applies.
+Its interval fits the statistic (`ncbench.claims.intervals`): Student-t (clipped to the statistic's
+`bounds`), Fisher z for a correlation, or the exact sign-test interval of the median. The verdict
+(`ncbench.claims.verdicts`) compares the interval with `threshold` in `direction` (`>`, `<`, or
+`within` ± `tolerance`) and with `null`, the paper's no-effect value: *reproduced*, *contradicted*,
+*weaker than claimed*, *inconclusive*, or *not applicable* when one of its `preconditions` failed.
+`threshold_source` says whose threshold it is: the paper's, or ncbench's own. `rule_text` writes the
+rule the code applies.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from ncbench.claims.measure import Measure
+from ncbench.claims.preconditions import Precondition
+
 KINDS = ("mean", "paired_difference", "epoch_change", "spearman")
 DIRECTIONS = (">", "<", "within")
 TRANSFORMS = ("identity", "log10")
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+INTERVALS = ("auto", "t", "fisher_z", "sign")
+THRESHOLD_SOURCES = ("paper", "ncbench")
+EVIDENCE = ("empirical", "theory")
 LEVEL = 0.95
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One value per seed: the rows of `task` with this `metric`, `variant`, `layer` and `split`.
-
-    `split=None` reads the `summary` rows when the metric has any, else the one split that holds it.
-    `variant` is matched as key=value pairs in any order, numbers compared as numbers (`5e-4` = `0.0005`).
-    """
-
-    task: str
-    metric: str
-    variant: str = ""
-    split: str | None = None
-    layer: str = ""
-
-    def label(self) -> str:
-        where = ", ".join(x for x in (self.variant, f"split {self.split}" if self.split else "",
-                                      f"layer {self.layer}" if self.layer else "") if x)
-        return f"{self.task}: {self.metric}" + (f" [{where}]" if where else "")
+SIGN_MIN_SEEDS = 6
+"""Fewest seeds whose exact sign-test interval of the median, [min, max], covers ≥ 95%: 1 − 2·0.5⁶ ≈ 0.97."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +52,14 @@ class Claim:
     tolerance: float | None = None     # direction "within": |statistic − threshold| ≤ tolerance
     sweep_key: str | None = None       # spearman: the variant key swept (other keys fixed to a.variant's)
     x_metric: str | None = None        # spearman: x is this metric of the same task (default: the sweep value)
-    min_seeds: int | None = None       # default 1 for `mean`, 2 otherwise
+    min_seeds: int | None = None       # default 1 for `mean`, 2 otherwise (6 for the sign test)
+    null: float | None = None          # the paper's no-effect value (default: the threshold)
+    threshold_source: str = "paper"    # whose threshold: "paper", or "ncbench" (its own choice)
+    interval: str = "auto"             # "t", "fisher_z", "sign"; auto: fisher_z for spearman, else t
+    bounds: tuple[float, float] | None = None   # the statistic's range (default (−1, 1) for fisher_z)
+    seed_sd: float | None = None       # ncbench's expected seed-to-seed s.d. of the statistic (rule_feasibility)
+    preconditions: tuple[Precondition, ...] = ()
+    evidence: str = "empirical"        # "theory": a check of a theory's optimum, not an empirical reproduction
 
     def __post_init__(self):
         def bad(what: str):
@@ -85,10 +81,55 @@ class Claim:
             bad("threshold must be a finite number")
         if self.min_seeds is not None and self.min_seeds < 1:
             bad("min_seeds must be ≥ 1")
+        if self.interval not in INTERVALS:
+            bad(f"interval {self.interval!r} is not one of {INTERVALS}")
+        if self.threshold_source not in THRESHOLD_SOURCES:
+            bad(f"threshold_source {self.threshold_source!r} is not one of {THRESHOLD_SOURCES}")
+        if self.evidence not in EVIDENCE:
+            bad(f"evidence {self.evidence!r} is not one of {EVIDENCE}")
+        if self.null is not None:
+            if self.direction == "within":
+                bad("a 'within' claim has no null (the band is the claim)")
+            if self.null != self.threshold and self.threshold_source != "ncbench":
+                bad("a threshold beyond the paper's null is ncbench's: set threshold_source='ncbench'")
+            if (self.null > self.threshold) if self.direction == ">" else (self.null < self.threshold):
+                bad(f"null {self.null:g} must lie on the other side of threshold {self.threshold:g} from "
+                    f"direction {self.direction!r}")
+        lo, hi = self.statistic_bounds or (-math.inf, math.inf)
+        if not lo < hi:
+            bad(f"bounds {self.bounds} must be (low, high) with low < high")
+        names = [p.name for p in self.preconditions]
+        if len(set(names)) != len(names):
+            bad(f"precondition names must be unique, got {names}")
+
+    @property
+    def null_value(self) -> float:
+        """The paper's no-effect value: the interval wholly beyond it, away from `direction`, contradicts."""
+        return self.threshold if self.null is None else self.null
+
+    @property
+    def interval_method(self) -> str:
+        if self.interval != "auto":
+            return self.interval
+        return "fisher_z" if self.kind == "spearman" else "t"
+
+    @property
+    def statistic_bounds(self) -> tuple[float, float] | None:
+        if self.bounds is not None:
+            return tuple(self.bounds)
+        return (-1.0, 1.0) if self.interval_method == "fisher_z" else None
+
+    def tasks(self) -> list[str]:
+        """Every task the claim reads, its preconditions' included."""
+        return list(dict.fromkeys([m.task for m in self.measures()] + [p.measure.task for p in self.preconditions]))
 
     @property
     def seeds_needed(self) -> int:
-        return self.min_seeds if self.min_seeds is not None else (1 if self.kind == "mean" else 2)
+        if self.min_seeds is not None:
+            return self.min_seeds
+        if self.interval_method == "sign":
+            return SIGN_MIN_SEEDS
+        return 1 if self.kind == "mean" else 2
 
     def measures(self) -> list[Measure]:
         return [m for m in (self.a, self.b) if m is not None]
@@ -115,16 +156,22 @@ class Claim:
         return f"within {self.tolerance:g} of {t}" if self.direction == "within" else f"{self.direction} {t}"
 
     def rule_text(self) -> str:
-        """The verdict rule, exactly as `ncbench.claims.evaluate.verdict` applies it."""
-        t = f"{self.threshold:g}"
+        """The verdict rule, exactly as `ncbench.claims.verdicts.verdict` applies it."""
+        t, z = f"{self.threshold:g}", f"{self.null_value:g}"
+        ci = {"t": f"the {LEVEL:.0%} Student-t CI over seeds", "fisher_z": f"the {LEVEL:.0%} Fisher-z CI of ρ over seeds",
+              "sign": f"the exact sign-test CI (≥ {LEVEL:.0%}) of the median over seeds"}[self.interval_method]
         if self.direction == "within":
-            yes = f"lies inside [{self.threshold - self.tolerance:g}, {self.threshold + self.tolerance:g}]"
-            no = "lies wholly outside it"
+            lo, hi = self.threshold - self.tolerance, self.threshold + self.tolerance
+            text = (f"reproduced if {ci} lies inside [{lo:g}, {hi:g}]; contradicted if it lies wholly outside it")
         else:
             side, other = ("above", "at or below") if self.direction == ">" else ("below", "at or above")
-            yes, no = f"lies {side} {t}", f"lies {other} {t}"
-        ci = f"the {LEVEL:.0%} Student-t CI over seeds"
+            text = f"reproduced if {ci} lies {side} {t}; contradicted if it lies {other} {z}"
+            if self.null_value != self.threshold:
+                text += f"; weaker than claimed if it lies {side} {z} but {other} {t}"
+        whose = "ncbench's" if self.threshold_source == "ncbench" else "the paper's"
+        text += f"; otherwise inconclusive (threshold: {whose})"
+        if self.preconditions:
+            text += "; not applicable if a precondition fails in a seed (" + ", ".join(
+                p.name for p in self.preconditions) + ")"
         n = self.seeds_needed
-        single = (" (one seed: its value decides)" if n == 1 else
-                  f"; fewer than {n} seeds: inconclusive")
-        return f"reproduced if {ci} {yes}; not reproduced if it {no}; otherwise inconclusive{single}"
+        return text + (" (one seed: its value decides)" if n == 1 else f"; fewer than {n} seeds: inconclusive")

@@ -1,9 +1,11 @@
-"""Evaluate claims on tidy results: per-seed statistics, their Student-t interval, the verdict.
+"""Evaluate claims on tidy results: per model, the per-seed statistic, its preconditions, interval, verdict.
 
 Rows are SPEC §9 long rows; the columns read are `task, variant, metric, value, seed, split, epoch,
-status` (and `layer` when present). Only rows whose `status` is `ok` (or empty: rows written before the
-status column) count; the runs left out are named in the outcome. A claim whose inputs are missing,
-ambiguous or non-finite gets verdict `inconclusive` and a reason, never an exception.
+status` (and `layer`, `model` when present). Rows are grouped by the `model` recorded in each run:
+every claim gets one outcome per model, and a pooled one over the (model, seed) units of the models
+whose preconditions held when there are several. Only rows whose `status` is `ok` (or empty: rows
+written before the status column) count; the runs left out are named in the outcome. A claim whose
+inputs are missing, ambiguous or non-finite gets verdict `inconclusive` and a reason, never an exception.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ncbench.claims.claim import LEVEL, Claim, Measure
-from ncbench.metrics.confidence import mean_ci
+from ncbench.claims.claim import Claim
+from ncbench.claims.intervals import claim_interval
+from ncbench.claims.measure import Measure
+from ncbench.claims.verdicts import INCONCLUSIVE, NOT_APPLICABLE, verdict
 from ncbench.results.variants import parse_variant
 
 REQUIRED = ("task", "variant", "metric", "value", "seed", "split", "epoch", "status")
@@ -27,19 +31,39 @@ class MissingInput(Exception):
     """A claim cannot be computed from these rows; the message is the reason written out."""
 
 
+POOLED = "pooled"
+"""The `model` of the outcome over the (model, seed) units of several models."""
+
+
 @dataclass
 class Outcome:
-    """The evaluation of one claim: the `claims.csv` row and the `claims_detail.csv` row."""
+    """The evaluation of one claim on one model (or pooled): a `claims.csv` row, and per seed the
+    `claims_detail.csv` rows (`per_seed` values; `checks`: {precondition name: {seed: (value, held)}})."""
 
     claim: Claim
+    model: str = ""
+    models: tuple = ()
     value: float = math.nan
     ci_low: float = math.nan
     ci_high: float = math.nan
+    interval: str = ""
     n_seeds: int = 0
-    verdict: str = "inconclusive"
+    verdict: str = INCONCLUSIVE
     reason: str = ""
     per_seed: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+    failed: list = field(default_factory=list)
     excluded: list = field(default_factory=list)
+
+    def preconditions_held(self) -> str:
+        """'yes', 'no: <names>', 'unchecked' (a check could not be made) or '' (none declared)."""
+        if not self.claim.preconditions:
+            return ""
+        if self.failed:
+            return "no: " + ", ".join(dict.fromkeys(self.failed))
+        if len(self.checks) < len(self.claim.preconditions):
+            return "unchecked"
+        return "yes"
 
 
 def _same_value(a: str, b: str) -> bool:
@@ -82,6 +106,9 @@ def prepare_rows(rows: pd.DataFrame) -> pd.DataFrame:
     if "status_reason" not in df.columns:
         df["status_reason"] = ""
     df["status_reason"] = df["status_reason"].astype(object).where(df["status_reason"].notna(), "").astype(str)
+    if "model" not in df.columns:
+        df["model"] = ""
+    df["model"] = df["model"].astype(object).where(df["model"].notna(), "").astype(str)
     return df
 
 
@@ -238,48 +265,99 @@ def _spearman_per_seed(claim: Claim, reader: Reader) -> dict:
     return _finite(out, f"Spearman ρ over the {claim.sweep_key} sweep (≥ 3 finite points per seed)", claim)
 
 
-def verdict(claim: Claim, low: float, high: float) -> str:
-    """The rule of `Claim.rule_text` on an interval `[low, high]` (a single value: low = high)."""
-    t = claim.threshold
-    if claim.direction == "within":
-        if t - claim.tolerance <= low and high <= t + claim.tolerance:
-            return "reproduced"
-        return "not reproduced" if high < t - claim.tolerance or low > t + claim.tolerance else "inconclusive"
-    if claim.direction == ">":
-        return "reproduced" if low > t else "not reproduced" if high <= t else "inconclusive"
-    return "reproduced" if high < t else "not reproduced" if low >= t else "inconclusive"
+def _decide(out: Outcome, values: dict) -> Outcome:
+    """Interval and verdict of `values` (per seed or per (model, seed)) into `out`."""
+    claim = out.claim
+    out.per_seed, out.n_seeds = values, len(values)
+    iv = claim_interval(claim, list(values.values()))
+    out.value, out.ci_low, out.ci_high, out.interval = iv.value, iv.low, iv.high, iv.text
+    if out.failed:
+        return out          # not applicable: the value and interval are shown, no verdict rests on them
+    if len(values) < claim.seeds_needed:
+        out.reason = f"{len(values)} seed(s): the rule needs ≥ {claim.seeds_needed} for an interval"
+        if claim.interval_method == "sign" or iv.text.startswith("sign"):
+            out.reason += f" ({iv.text})"
+    elif not iv.decided:
+        out.reason = iv.text
+    elif math.isnan(iv.low):
+        out.verdict = verdict(claim, iv.value, iv.value)
+        out.reason = "one seed: decided on its value (no interval)" if len(values) == 1 else iv.text
+    else:
+        out.verdict = verdict(claim, iv.low, iv.high)
+    return out
 
 
-def evaluate_claim(claim: Claim, rows: pd.DataFrame) -> Outcome:
-    """One claim on prepared rows (`prepare_rows`); never raises for missing or bad inputs."""
+def _check_preconditions(out: Outcome, reader: Reader, seeds) -> None:
+    """Each precondition on each seed of `seeds` (None: the seeds it has); a failure makes `out` not
+    applicable."""
+    problems = []
+    for p in out.claim.preconditions:
+        try:
+            got = p.check(reader)
+        except MissingInput as e:
+            problems.append(f"precondition {p.name} cannot be checked: {e}")
+            continue
+        got = got if seeds is None else {s: got.get(s, (math.nan, False)) for s in seeds}
+        out.checks[p.name] = got
+        bad = [s for s, (_, held) in got.items() if not held]
+        if bad:
+            out.failed.append(p.name)
+            vals = ", ".join(f"seed {s}: {got[s][0]:.3g}" for s in bad)
+            problems.append(f"precondition {p.name} failed ({p.text}; needs {p.rule_text()}; {vals})")
+    if out.failed:
+        out.verdict = NOT_APPLICABLE
+    out.reason = "; ".join(problems)
+
+
+def evaluate_claim(claim: Claim, rows: pd.DataFrame, model: str = "") -> Outcome:
+    """One claim on prepared rows (`prepare_rows`) of one model; never raises for missing or bad inputs."""
     reader = Reader(rows)
-    out = Outcome(claim)
+    out = Outcome(claim, model=model, models=(model,) if model else ())
     try:
         values = per_seed_statistic(claim, reader)
     except MissingInput as e:
-        out.reason, out.excluded = str(e), reader.excluded
+        _check_preconditions(out, reader, None)     # a failed precondition often explains the missing input
+        out.reason = "; ".join(x for x in ((out.reason if out.failed else ""), str(e)) if x)
+        out.checks = out.checks if out.failed else {}
+        out.excluded = reader.excluded
         if reader.excluded:
             out.reason += f"; left out as not ok: {'; '.join(reader.excluded)}"
         return out
-    out.per_seed, out.excluded, out.n_seeds = values, reader.excluded, len(values)
-    ci = mean_ci(list(values.values()), level=LEVEL)
-    out.value = ci.mean
-    if len(values) >= 2:
-        out.ci_low, out.ci_high = ci.low, ci.high
-    if len(values) < claim.seeds_needed:
-        out.reason = f"{len(values)} seed(s): the rule needs ≥ {claim.seeds_needed} for an interval"
-    elif len(values) == 1:
-        out.verdict = verdict(claim, ci.mean, ci.mean)
-        out.reason = "one seed: decided on its value (no interval)"
-    else:
-        out.verdict = verdict(claim, ci.low, ci.high)
+    _check_preconditions(out, reader, list(values))
+    checked = out.reason
+    _decide(out, values)
+    if out.preconditions_held() == "unchecked":
+        out.verdict = INCONCLUSIVE      # whether the paper's statement applies here is unknown
+    out.reason = "; ".join(x for x in (checked, out.reason if out.reason != checked else "") if x)
+    out.excluded = reader.excluded
     if reader.excluded:
         out.reason = "; ".join(x for x in (out.reason, f"left out as not ok: {'; '.join(reader.excluded)}") if x)
     return out
 
 
-def evaluate_claims(rows: pd.DataFrame, claims=None) -> list[Outcome]:
-    """Every claim (default `ncbench.claims.catalog.CLAIMS`) on the long rows `rows`."""
+def pooled_outcome(claim: Claim, per_model: list[Outcome]) -> Outcome:
+    """The claim over the (model, seed) units of every model whose statistic exists and whose
+    preconditions held (models not applicable or without inputs are named and left out)."""
+    used = [o for o in per_model if o.per_seed and not o.failed and o.verdict != NOT_APPLICABLE]
+    out = Outcome(claim, model=POOLED, models=tuple(o.model for o in used))
+    left = [f"{o.model} ({o.verdict})" for o in per_model if o not in used]
+    if not used:
+        out.verdict = NOT_APPLICABLE if any(o.failed for o in per_model) else INCONCLUSIVE
+        out.reason = "no model with inputs and its preconditions held" + (f": {', '.join(left)}" if left else "")
+        return out
+    values = {(o.model, s): v for o in used for s, v in o.per_seed.items()}
+    out.checks = {name: {(o.model, s): hv for o in used for s, hv in o.checks.get(name, {}).items()}
+                  for name in (p.name for p in claim.preconditions)}
+    _decide(out, values)
+    if left:
+        out.reason = "; ".join(x for x in (out.reason, f"left out: {', '.join(left)}") if x)
+    return out
+
+
+def evaluate_claims(rows: pd.DataFrame, claims=None, unavailable: dict | None = None) -> list[Outcome]:
+    """Every claim (default `ncbench.claims.catalog.CLAIMS`) on the long rows `rows`: one outcome per
+    model of the claim's tasks, then a pooled one when there are several models. A claim reading a
+    task of `unavailable` ({task: why it cannot run on this setup}) is not applicable, with that reason."""
     from ncbench.claims.catalog import CLAIMS
 
     claims = CLAIMS if claims is None else tuple(claims)
@@ -288,4 +366,16 @@ def evaluate_claims(rows: pd.DataFrame, claims=None) -> list[Outcome]:
     if dup:
         raise ValueError(f"claim ids must be unique: {dup} appear more than once")
     rows = prepare_rows(rows)
-    return [evaluate_claim(c, rows) for c in claims]
+    out, unavailable = [], unavailable or {}
+    for c in claims:
+        cannot = [f"task {t} cannot run on this setup: {unavailable[t]}" for t in c.tasks() if t in unavailable]
+        if cannot:
+            out.append(Outcome(c, verdict=NOT_APPLICABLE, reason="; ".join(cannot)))
+            continue
+        mine = rows[rows["task"].isin(c.tasks())]
+        models = sorted(mine["model"].unique()) or [""]
+        per_model = [evaluate_claim(c, rows[rows["model"] == m] if len(models) > 1 else rows, m) for m in models]
+        out += per_model
+        if len(per_model) > 1:
+            out.append(pooled_outcome(c, per_model))
+    return out

@@ -88,12 +88,14 @@ def left_out_line(left_out: list[str], width: int) -> str:
                 width)
 
 
-VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive")
+VERDICT_ORDER = ("reproduced", "contradicted", "weaker than claimed", "not reproduced", "inconclusive",
+                 "not applicable")
+"""The verdicts of `ncbench.claims.verdicts` (and `not reproduced`, of scorecards before issue 28)."""
 
 
 def claims_tally(lb_dir) -> dict[str, int]:
-    """{verdict: number of claims} of `claims.csv` beside the boards (reproduced, not reproduced,
-    inconclusive first, then any other verdict it holds); {} without one."""
+    """{verdict: number of rows} of `claims.csv` beside the boards (in `VERDICT_ORDER`, then any other
+    verdict it holds); {} without one."""
     from pathlib import Path
 
     from ncbench.run_files import ReadError, UnsafePathError, open_text

@@ -230,12 +230,15 @@ def fewshot_error_bound(moments: ClassMoments, n_shot: int, n_way: int,
 def fewshot_bound_metrics(features: torch.Tensor, labels: torch.Tensor, n_shot: int, n_way: int,
                           measured_error: float) -> dict[str, float]:
     """Bound 2 on the classes of `labels` beside the measured mean episode error, for a task's rows:
-    `ncc_error_{k}shot`, `ncc_error_bound_{k}shot`, `ncc_error_bound_ratio_{k}shot` (bound / measured)
-    and `ncc_error_bound_vacuous_{k}shot` (1.0 when the bound is ≥ 1)."""
+    `ncc_error_{k}shot`, `ncc_error_bound_{k}shot` (raw: `(n_way − 1)·Avg p_ij`, up to n_way − 1),
+    `ncc_error_bound_capped_{k}shot` (`min(1, raw)`: an error is at most 1, so 1 is the vacuous bound),
+    `ncc_error_bound_ratio_{k}shot` (raw bound / measured) and `ncc_error_bound_vacuous_{k}shot` (1.0 when
+    the bound is ≥ 1)."""
     _, dense = torch.unique(labels, return_inverse=True)
     b = fewshot_error_bound(class_moments(features, dense), n_shot, n_way)
     k = n_shot
     return {f"ncc_error_{k}shot": measured_error, f"ncc_error_bound_{k}shot": b,
+            f"ncc_error_bound_capped_{k}shot": min(1.0, b),
             f"ncc_error_bound_ratio_{k}shot": (b / measured_error if measured_error > 0 else
                                                math.nan if math.isnan(measured_error) else math.inf),
             f"ncc_error_bound_vacuous_{k}shot": float(b >= 1.0)}

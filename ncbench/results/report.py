@@ -296,28 +296,33 @@ def _scorecard(run_dir: Path) -> str:
         with open_text(card_path, run_dir) as f:
             card = pd.read_csv(f, keep_default_na=False)
         detail = None
-        if detail_path.is_file():
+        if "reason" not in card.columns and detail_path.is_file():   # a scorecard written before issue 28
             with open_text(detail_path, run_dir) as f:
-                detail = pd.read_csv(f, keep_default_na=False).set_index("claim_id")
+                detail = pd.read_csv(f, keep_default_na=False).drop_duplicates("claim_id").set_index("claim_id")
     except (OSError, ValueError) as e:
         return f'<p class="failed">claims.csv is unreadable ({_e(type(e).__name__)}: {_e(e)})</p>'
     counts = card["verdict"].value_counts() if "verdict" in card.columns else {}
     rows = []
     for r in card.to_dict("records"):
-        d = detail.loc[r["claim_id"]] if detail is not None and r.get("claim_id") in detail.index else None
+        d = detail.loc[r["claim_id"]] if detail is not None and r.get("claim_id") in detail.index else r
         ci = f" [{_num(r.get('ci_low'))}, {_num(r.get('ci_high'))}]" if _num(r.get("ci_low")) else ""
-        why = (f"<br><span class=\"note\">{_e(d['reason'])}</span>" if d is not None and d.get("reason") else "")
-        rule = f"<br><span class=\"note\">Rule: {_e(d['rule'])}</span>" if d is not None and d.get("rule") else ""
+        why = f"<br><span class=\"note\">{_e(d['reason'])}</span>" if d.get("reason") else ""
+        rule = f"<br><span class=\"note\">Rule: {_e(d['rule'])}</span>" if d.get("rule") else ""
+        model = f" <span class=\"note\">[{_e(r['model'])}]</span>" if r.get("model") else ""
         verdict = str(r.get("verdict", ""))
         rows.append(f'<tr class="verdict-{_e(verdict.replace(" ", "-"))}">'
-                    f'<td class="text"><b>{_e(r.get("claim_id", ""))}</b>: {_e(r.get("claim", ""))} '
+                    f'<td class="text"><b>{_e(r.get("claim_id", ""))}</b>{model}: {_e(r.get("claim", ""))} '
                     f'<span class="note">({_e(r.get("source", ""))})</span></td>'
                     f'<td class="text">{_e(r.get("statistic", ""))}</td>'
                     f"<td>{_e(_num(r.get('value')))}{_e(ci)}</td><td>{_e(r.get('n_seeds', ''))}</td>"
                     f'<td class="text"><b>{_e(verdict)}</b>{why}{rule}</td></tr>')
-    tally = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("reproduced", "not reproduced", "inconclusive"))
+    from ncbench.claims.verdicts import VERDICTS
+
+    order = [v for v in VERDICTS if v != "not applicable"] + [v for v in dict(counts) if v not in VERDICTS]
+    order += ["not applicable"]
+    tally = ", ".join(f"{counts.get(k, 0)} {k}" for k in order)
     return (f"<p>{len(card)} claims: {_e(tally)}.</p><table><tr><th>claim</th><th class=\"text\">statistic</th>"
-            "<th>value [95% CI]</th><th>seeds</th><th class=\"text\">verdict</th></tr>" + "".join(rows) + "</table>")
+            "<th>value [interval]</th><th>seeds</th><th class=\"text\">verdict</th></tr>" + "".join(rows) + "</table>")
 
 
 def _num(v) -> str:

@@ -41,7 +41,8 @@ column names the run, e.g. `source_classes=5`):
   `episode_cdnv_5shot`, `spearman_cdnv_error_5shot(_pvalue)` (per shot count), the measured mean
   episode error `ncc_error_5shot` beside its CDNV bound `ncc_error_bound_5shot`
   (`ncbench.metrics.cdnv_bounds.fewshot_error_bound`, target-class moments from all target images),
-  `..._ratio_5shot` (bound / measured) and `..._vacuous_5shot` (1.0 when the bound is ≥ 1), and the
+  `..._capped_5shot` (min(1, bound): what the claims and boards read), `..._ratio_5shot` (bound /
+  measured) and `..._vacuous_5shot` (1.0 when the bound is ≥ 1), and the
   target collapse `cdnv`, `nc1` over all target images;
 - `epoch` is the final epoch of the source training (0 for a pretrained backbone); `n_samples` is
   the number of episodes for episode metrics, of images otherwise;
