@@ -72,7 +72,7 @@ def fisher_z_interval(values, level: float = LEVEL) -> Interval:
                     f"{level:.0%} Fisher-z interval of ρ", True)
 
 
-def t_interval(values, bounds=None, level: float = LEVEL) -> Interval:
+def clipped_t_interval(values, bounds=None, level: float = LEVEL) -> Interval:
     """Student-t interval of the mean, clipped to `bounds` (the statistic's range) when given."""
     ci = mean_ci(list(values), level=level)
     lo, hi = ci.low, ci.high
@@ -95,4 +95,4 @@ def claim_interval(claim, values) -> Interval:
         return sign_interval(v, claim.null_value, claim.direction)
     if method == "fisher_z":
         return fisher_z_interval(v)
-    return t_interval(v, claim.statistic_bounds)
+    return clipped_t_interval(v, claim.statistic_bounds)

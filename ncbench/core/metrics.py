@@ -210,6 +210,8 @@ DECLARATIONS: tuple[Metric, ...] = (
     _m("ncc_error_{shots}", "§6", "`1 − ncc_acc`", FRACTION, DOWN),
     _m("ncc_error_bound_{shots}", "§6", "`(k−1)·Avg_{i≠j} p_ij` (a bound on an error: above 1 it is vacuous)",
        NON_NEGATIVE),
+    _m("ncc_error_bound_capped_{shots}", "§6", "`min(1, ncc_error_bound)`: an error is at most 1, so 1 is the "
+       "vacuous bound", replace(NON_NEGATIVE, high=1.0, note="a bound on an error, capped at 1"), DOWN),
     _m("ncc_error_bound_ratio_{shots}", "§6", "`ncc_error_bound / ncc_error`", NON_NEGATIVE),
     _m("ncc_error_bound_vacuous_{shots}", "§6", "1 if `ncc_error_bound ≥ 1`, else 0",
        replace(FLAG, note="a 0/1 flag (the bound is >= 1)")),
