@@ -225,3 +225,44 @@ def test_cdnv_representations_tiny_run_covers_trained_random_init_and_pixels(tmp
     assert reps <= set(cdnv.index) and reps <= set(acc.index)
     assert (cdnv[list(reps)] > 0).all() and acc[list(reps)].between(0, 1).all()
     assert summary(df, "target_linear_probe_acc")[list(reps)].between(0, 1).all()
+
+
+# -- 7. the suites -------------------------------------------------------------------------------------
+def suite_plan(name: str):
+    """The dry run of a suite on the CPU: every preflight check (`ncbench.preflight.check_spec`), every
+    member's kind and options, and the distinct trainings it would run; nothing is trained."""
+    from ncbench.preflight import check_spec
+    from ncbench.specs import load_suite
+
+    _, specs = load_suite(name)
+    trainings = {}
+    for s in specs:
+        check_spec(replace(s, device="cpu"))
+        for m in members(s):
+            for cfg in TASK_KINDS.get(m.kind)(m).trajectories():
+                trainings[cfg.key()] = cfg
+    return specs, trainings
+
+
+def test_multiarch_claims_suite_three_seeds_three_architectures():
+    specs, trainings = suite_plan("claims_multiarch")
+    assert all(s.seeds == [0, 1, 2] for s in specs)
+    assert {c.model for c in trainings.values()} == set(ARCHS)
+    for s in specs:                                     # every experiment on every architecture
+        assert s.sweep["model"] == ARCHS, s.name
+    assert len(trainings) == 135                        # 45 per seed (docs/claims_experiments.md's estimate)
+    assert {c.seed for c in trainings.values()} == {0, 1, 2}
+    papers_wd = [c for c in trainings.values() if c.recipe.weight_decay == 5e-4]
+    assert len(papers_wd) == len(trainings)             # the papers' weight decay throughout
+
+
+def test_gpu_claims_suite_is_the_papers_protocol_and_passes_preflight_on_the_cpu():
+    specs, trainings = suite_plan("claims_gpu")
+    assert all(s.tier == "gpu" and s.dataset == "cifar10" and s.seeds == [0, 1, 2] for s in specs)
+    papyan = protocol("papyan2020")
+    assert papyan.epochs == 350 and papyan.weight_decay == 5e-4 and papyan.schedule == "step"
+    for cfg in trainings.values():
+        assert cfg.model == "resnet18" and cfg.dataset == "cifar10"
+        assert (cfg.recipe.epochs, cfg.recipe.weight_decay, cfg.recipe.optimizer) == (350, 5e-4, "sgd")
+        assert cfg.recipe.schedule == "step" and cfg.recipe.milestones == papyan.milestones
+    assert any(c.random_labels for c in trainings.values())
