@@ -19,14 +19,15 @@ ARCHS = ["test_resnet", "test_efficientnet", "test_byobnet"]
 
 
 def tiny(name: str, *, epochs: int = 2, n: int | None = 6, **options):
-    """Spec `name` with `epochs` epochs (evaluated each), `n` train images per class and `options`."""
+    """Spec `name` on the small `digits` set (8×8 images, 10 classes, as MNIST-5k) with `epochs` epochs
+    (evaluated each), `n` train images per class and `options`."""
     spec = load_task(name)
     recipe = {"protocol": spec.recipe} if isinstance(spec.recipe, str) else dict(spec.recipe)
     recipe.update(epochs=epochs, eval_every=1, batch_size=32)
     opts = {**spec.options, **options}
     if n is not None:
         opts["n"] = n
-    return replace(spec, recipe=recipe, options=opts)
+    return replace(spec, dataset="digits", recipe=recipe, options=opts)
 
 
 def results(specs, tmp_path) -> dict[str, pd.DataFrame]:
