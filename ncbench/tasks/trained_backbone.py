@@ -42,7 +42,7 @@ class TrajectoryTask(Task):
         n = self.options["n"]
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"task '{spec.name}': options.n must be a positive integer (train images per "
-                             f"class) or null (the whole train split), got {n!r}")
+                             f"class, of the largest class under an imbalance) or null (the whole train split), got {n!r}")
 
     def trajectory_config(self, **changes) -> TrajectoryConfig:
         s = self.spec
