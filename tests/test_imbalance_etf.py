@@ -122,6 +122,16 @@ def test_dot_regression_matches_formula_and_gradient():
     np.testing.assert_allclose(h.grad.numpy(), ref_grad, rtol=1e-10, atol=1e-14)
 
 
+def test_dot_regression_by_hand():
+    """Two features by hand: h = (3, 4) of class 0 against w_0 = (1, 0): w·h = 3, ‖w‖‖h‖ = 5, so
+    (3 − 5)² / 5 = 0.8; h = (0, 2) of class 1 against w_1 = (0, 1) is aligned: 0. L = ½ · mean = 0.2."""
+    W = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    h = torch.tensor([[3.0, 4.0], [0.0, 2.0]], dtype=torch.float64)
+    assert math.isclose(float(dot_regression_loss(h, torch.tensor([0, 1]), W)), 0.5 * (0.8 + 0.0) / 2)
+    # the other class's row: w_1·(3, 4) = 4 vs 5 -> 1/5; w_0·(0, 2) = 0 vs 2 -> 4/2: ½ · (0.2 + 2) / 2
+    assert math.isclose(float(dot_regression_loss(h, torch.tensor([1, 0]), W)), 0.5 * (0.2 + 2.0) / 2)
+
+
 def test_dot_regression_gradcheck():
     torch.manual_seed(0)
     K, d, N = 4, 6, 7

@@ -52,3 +52,32 @@ def test_cli_model_kwargs_reach_the_trajectory(tmp_path, monkeypatch):
     (spec,) = cli._apply_model_kwargs([spec], "img_size=28,patch_size=4")
     cfg = TASK_KINDS.get(spec.kind)(spec).trajectories()[0]
     assert dict(cfg.model_kwargs) == {"img_size": 28, "patch_size": 4}
+
+
+@pytest.mark.parametrize("kind", ("train_collapse", "test_collapse", "cdnv_bound", "ncc_depth"))
+def test_n_trains_on_a_balanced_subsample_shared_across_kinds(kind):
+    """`n`: n train images per class (the R = 1 view); the same training for every kind reading it."""
+    from ncbench.training.trajectory import load_splits
+
+    cfg = TASK_KINDS.get(kind)(_spec(kind, n=7)).trajectories()[0]
+    ref = TASK_KINDS.get("train_collapse")(_spec("train_collapse", n=7)).trajectories()[0]
+    assert cfg.key() == ref.key()
+    train, test = load_splits(cfg)
+    full_train, full_test = load_splits(TASK_KINDS.get(kind)(_spec(kind)).trajectories()[0])
+    assert train.class_counts().tolist() == [7] * full_train.num_classes
+    assert len(test) == len(full_test)                       # the test split stays whole
+    assert TASK_KINDS.get(kind)(_spec(kind)).trajectories()[0].imbalance is None   # default: untouched
+
+
+def test_n_with_random_labels_permutes_the_subsample():
+    from ncbench.training.trajectory import load_splits
+
+    cfg = TASK_KINDS.get("train_collapse")(_spec("train_collapse", n=10, labels="random")).trajectories()[0]
+    train, _ = load_splits(cfg)
+    assert train.class_counts().tolist() == [10] * train.num_classes and len(train) == 10 * train.num_classes
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, True, "ten"])
+def test_bad_n_is_refused(n):
+    with pytest.raises(ValueError, match="options.n must be a positive integer"):
+        TASK_KINDS.get("train_collapse")(_spec("train_collapse", n=n))

@@ -238,6 +238,10 @@ DECLARATIONS: tuple[Metric, ...] = (
     _m("minority_feature_cosine_sample_mean", "§7", "`minority_feature_cosine` around the sample global mean",
        REAL, splits=("train",)),
     _m("etf_minority_gain", "§7", "paired difference of `minority_accuracy`, fixed ETF − learnable", GAIN, UP),
+    _m("random_labels_depth_gain", "§5", "paired difference of `ncc_depth_relative`, random − true labels",
+       GAIN, None),
+    _m("fixed_total_gain_{shots}", "§6", "paired difference of `ncc_acc`, S = 5 − S = 2 source classes at a "
+       "fixed number of source images", GAIN, UP),
     _m("etf_dr_minority_gain", "§7", "paired difference of `minority_accuracy`, ETF + DR loss − learnable", GAIN, UP),
     # §8 unconstrained features and the layer-peeled model
     *(_m(f"snc{i}", "§8", f, SCALE_FREE, DOWN) for i, f in (
@@ -257,6 +261,8 @@ DECLARATIONS: tuple[Metric, ...] = (
        COSINE),
     # frozen transfer and transferability ranking (SPEC §6, docs/transfer.md)
     _m("probe_acc", "§6", "linear-probe test accuracy on frozen features", FRACTION, UP, "target"),
+    _m("linear_probe_acc", "§6", "accuracy of a linear probe fitted on the first target split, tested on the "
+       "others (Kornblith et al. 2021)", FRACTION, UP, "target", splits=("target",)),
     _m("knn_acc", "§6", "k-NN test accuracy on frozen features", FRACTION, UP, "target"),
     _m("knn_loo_acc", "§6", "leave-one-out k-NN accuracy on the target train features", FRACTION, UP, "target"),
     _m("logme", "§6", "LogME evidence per sample (You et al. 2021)", SCORE, UP, "target"),

@@ -43,13 +43,14 @@ column names the run, e.g. `source_classes=5`):
   (`ncbench.metrics.cdnv_bounds.fewshot_error_bound`, target-class moments from all target images),
   `..._capped_5shot` (min(1, bound): what the claims and boards read), `..._ratio_5shot` (bound /
   measured) and `..._vacuous_5shot` (1.0 when the bound is ≥ 1), and the
-  target collapse `cdnv`, `nc1` over all target images;
+  target collapse `cdnv`, `nc1` over all target images; with `linear_probe: true`,
+  `linear_probe_acc` (fitted on the first target split's images, tested on the others' images);
 - `epoch` is the final epoch of the source training (0 for a pretrained backbone); `n_samples` is
   the number of episodes for episode metrics, of images otherwise;
 - `split="summary"`: the headline: `ncc_acc_5shot(_ci95)`, `probe_acc_5shot(_ci95)`,
   `spearman_cdnv_error_5shot(_pvalue)` per shot count; `source_nc1`, `source_cdnv`,
   `source_train_accuracy`, `source_test_accuracy`, `terminal_phase_epoch`, `target_cdnv`,
-  `target_nc1`, `source_classes`, `chance` = 1/n.
+  `target_nc1`, `target_linear_probe_acc` (with `linear_probe`), `source_classes`, `chance` = 1/n.
 
 A pandas user: `df[(df.split == "summary") & (df.metric == "ncc_acc_5shot")]` and the
 `source_classes` parsed from `variant` (`ncbench.results.variants.parse_variant`) give the curve;
@@ -112,6 +113,17 @@ def _per_shot(values: dict, k: int) -> dict:
     return out
 
 
+def linear_probe_split(features: torch.Tensor, labels: torch.Tensor, n_first: int, l2: float) -> float:
+    """Linear-probe accuracy (`ncbench.transfer.linear_probe`) fitted on rows `[:n_first]`, tested on
+    the rest."""
+    from ncbench.transfer.linear_probe import probe_accuracy
+
+    x, y = features.double().cpu().numpy(), labels.cpu().numpy()
+    if not 0 < n_first < len(y):
+        raise ValueError(f"linear probe: {n_first} fitting rows of {len(y)}: both parts must be non-empty")
+    return probe_accuracy(x[:n_first], y[:n_first], x[n_first:], y[n_first:], l2=l2)
+
+
 @register_task("fewshot_transfer")
 class FewShotTransfer(TrajectoryTask):
     """n-way k-shot NCC (and probe) accuracy on unseen classes, per number of source classes."""
@@ -133,6 +145,8 @@ class FewShotTransfer(TrajectoryTask):
         "probe": False,                # also a logistic-regression probe per episode
         "probe_l2": 1e-3,
         "probe_steps": 300,
+        "linear_probe": False,         # Kornblith et al. 2021: a probe fitted on the first target split
+        "linear_probe_l2": 1e-3,
         "batch_size": 512,
     }
 
@@ -165,6 +179,12 @@ class FewShotTransfer(TrajectoryTask):
         self.target_splits = [ts] if isinstance(ts, str) else list(ts) if isinstance(ts, (list, tuple)) else []
         if not self.target_splits or not all(isinstance(s, str) for s in self.target_splits):
             raise ValueError(f"{name}: options.target_split must be a split name or a list of them")
+        if not isinstance(o["linear_probe"], bool):
+            raise ValueError(f"{name}: options.linear_probe must be true or false, got {o['linear_probe']!r}")  # noqa: TRY004
+        if o["linear_probe"] and len(self.target_splits) < 2:
+            raise ValueError(f"{name}: options.linear_probe fits on the first target split and tests on the "
+                             f"others: give options.target_split two splits (e.g. [train, test]), not "
+                             f"{o['target_split']!r}")
 
     # -- the trainings ---------------------------------------------------------------------------
     def _classes(self, S: int | None) -> tuple[int, ...] | None:
@@ -243,8 +263,11 @@ class FewShotTransfer(TrajectoryTask):
         return {k: sample(labels, n_way=o["n_way"], k_shot=k, n_query=o["queries"], episodes=o["episodes"],
                           seed=o["episode_seed"]) for k in self.shots}
 
-    def _score(self, features, labels, episodes, epoch: int) -> tuple[list, dict, list]:
-        """Target rows of one backbone, its per-shot summary, and its per-episode table rows."""
+    def _score(self, features, labels, episodes, epoch: int, n_first: int = 0) -> tuple[list, dict, list]:
+        """Target rows of one backbone, its per-shot summary, and its per-episode table rows. With
+        `linear_probe`, also `linear_probe_acc`: the target images of the first target split (its
+        `n_first` rows) fit the probe, the others test it (Kornblith et al. 2021, "Why do better loss
+        functions lead to less transferable features?": linear-probe transfer accuracy)."""
         from ncbench.fewshot import evaluate_episodes
         from ncbench.metrics import collapse_metrics
         from ncbench.metrics.cdnv_bounds import fewshot_bound_metrics
@@ -273,6 +296,8 @@ class FewShotTransfer(TrajectoryTask):
         _, dense = torch.unique(labels, return_inverse=True)
         tc = collapse_metrics(features.double(), dense, num_classes=int(dense.max()) + 1)
         target = {"cdnv": tc["cdnv"], "nc1": tc["nc1"]}
+        if o["linear_probe"]:
+            target["linear_probe_acc"] = linear_probe_split(features, dense, n_first, float(o["linear_probe_l2"]))
         summary.update({f"target_{m}": v for m, v in target.items()})
         rows += rows_from(target, split="target", epoch=epoch, n_samples=len(labels))
         return rows, summary, per_episode
@@ -334,7 +359,7 @@ class FewShotTransfer(TrajectoryTask):
             if not torch.equal(flabels, labels):
                 raise RuntimeError("target features and episode labels disagree (feature cache out of date?)")
             with torch_threads(1 if feats.device.type == "cpu" else None):
-                trows, tsumm, per_ep = self._score(feats, labels, episodes, epoch)
+                trows, tsumm, per_ep = self._score(feats, labels, episodes, epoch, len(parts[0]))
             rows += src_rows + trows
             for t in per_ep:
                 t.insert(0, "source_classes", S)
@@ -367,7 +392,7 @@ class FewShotTransfer(TrajectoryTask):
             if not torch.equal(torch.cat([y for _, y in got]), labels):
                 raise RuntimeError("baseline features and episode labels disagree")
             with torch_threads(1):
-                trows, summ, _ = self._score(feats, labels, episodes, 0)
+                trows, summ, _ = self._score(feats, labels, episodes, 0, len(parts[0]))
             variant = f"baseline={name}"
             rows += [{**r, "epoch": None, "variant": variant} for r in trows]
             head = {m: v for m, v in summ.items() if m.startswith(("ncc_acc_", "target_"))}

@@ -6,7 +6,10 @@ Options every such kind takes: `model_kwargs` (passed to `timm.create_model`, e.
 `ncbench.data.random_labels`; the test split keeps its true labels — review §4.1.1), and
 `baselines` (default true: the same headline measurements on raw pixels and on the seeded random
 initialisation, `ncbench.baselines.measure`, as summary rows with variant `baseline=raw_pixels` /
-`baseline=random_init`).
+`baseline=random_init`), and `n` (default null: the train split as it is; an integer: a balanced
+subsample of `n` train images per class, the R = 1 view of `ncbench.data.imbalance.imbalanced_view`,
+e.g. a smaller set that a network fits with random labels; `minority_collapse` and `ncc_depth` read
+`n` as the size of the largest class of their imbalanced view, the same images at R = 1).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ LABELS = ("true", "random")
 class TrajectoryTask(Task):
     """Builds its `TrajectoryConfig` from the spec: data set, model, recipe, seed, device."""
 
-    COMMON_OPTIONS: ClassVar[dict] = {"model_kwargs": {}, "labels": "true", "baselines": True}
+    COMMON_OPTIONS: ClassVar[dict] = {"model_kwargs": {}, "labels": "true", "baselines": True, "n": None}
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -36,6 +39,10 @@ class TrajectoryTask(Task):
             raise ValueError(  # noqa: TRY004 - a user input error: exit 2
                 f"task '{spec.name}': options.model_kwargs must be a mapping of timm.create_model keywords, "
                 f"got {self.options['model_kwargs']!r}")
+        n = self.options["n"]
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"task '{spec.name}': options.n must be a positive integer (train images per "
+                             f"class, of the largest class under an imbalance) or null (the whole train split), got {n!r}")
 
     def trajectory_config(self, **changes) -> TrajectoryConfig:
         s = self.spec
@@ -45,6 +52,10 @@ class TrajectoryTask(Task):
                   "device": s.device, "download": s.download, "world_size": s.world_size,
                   "model_kwargs": tuple(sorted(dict(self.options["model_kwargs"] or {}).items())),
                   "random_labels": self.options["labels"] == "random"}
+        if self.options["n"] is not None:   # a balanced subsample: the R = 1 view (trained once, shared)
+            from ncbench.data.imbalance import imbalance_key
+
+            fields["imbalance"] = imbalance_key("step", 1.0, None, self.options["n"])
         fields.update(changes)
         return TrajectoryConfig(**fields)
     def baseline_rows(self, cfg: TrajectoryConfig | None = None) -> list[dict]:

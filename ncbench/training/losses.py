@@ -1,7 +1,10 @@
 """Losses beyond torch's: dot regression for a fixed ETF classifier (Yang et al. 2022, SPEC §7), squentropy.
 
 `L = ½ · mean_i (w_{y_i}ᵀ h_i − ‖w_{y_i}‖ ‖h_i‖)² / ‖h_i‖`, with `‖h_i‖` treated as a constant
-(detached). The gradient `∂L/∂h_i = (1/N) (w_yᵀh_i − ‖w_y‖‖h_i‖)/‖h_i‖ · w_y` pulls each feature
+(detached). Yang et al. 2022 ("Inducing neural collapse in imbalanced learning", NeurIPS, eq. 14)
+write `L_DR(h, W*) = ½ (w_yᵀh − √(E_W E_H))²` under the norm constraints `‖w‖² = E_W`, `‖h‖² ≤ E_H`;
+their code (`reg_dot_loss`) puts the current lengths `‖w_y‖ ‖h‖` in the target and divides by
+`‖h‖`, which ncbench follows (tests/test_imbalance_etf.py checks it on a case computed by hand). The gradient `∂L/∂h_i = (1/N) (w_yᵀh_i − ‖w_y‖‖h_i‖)/‖h_i‖ · w_y` pulls each feature
 towards the direction of its own class vector only; unlike cross-entropy it has no repulsion from
 the other (e.g. majority) classes, which is the point for imbalanced data. The trainer uses it with
 `recipe.loss = "dot_regression"` on `head.project(h)` and `head.weight` of a `FixedETFHead`.
