@@ -215,7 +215,7 @@ def test_download_flag_reaches_the_training_data_loader(tmp_path, monkeypatch):
     load_splits(TrajectoryConfig("digits", "test_resnet", Recipe(), download=True))
     assert seen == [True, True]
     from ncbench.specs import load_task
-    from ncbench.tasks.trained_backbone import TrajectoryTask
+    from ncbench.tasks.trajectory_task import TrajectoryTask
     s = load_task("train_collapse_mnist5k", download=True)
     assert TrajectoryTask(s).trajectory_config().download is True
 
@@ -293,7 +293,7 @@ def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
     assert load_task("frozen_transfer", dataset="digits").name == "frozen_transfer"   # any data set, by design
     ddp = load_task("train_collapse_mnist5k", world_size=2)
     assert ddp.name == "train_collapse_mnist5k@world=2" and ddp.config_hash() != plain.config_hash()
-    from ncbench.tasks.trained_backbone import TrajectoryTask
+    from ncbench.tasks.trajectory_task import TrajectoryTask
     assert TrajectoryTask(ddp).trajectory_config().key() != TrajectoryTask(plain).trajectory_config().key()
     tagged = load_task("train_collapse_mnist5k", pretrained="r160_in1k")
     assert tagged.name == plain.name and tagged.config_hash() != plain.config_hash()   # weights: a board column

@@ -68,7 +68,7 @@ import torch
 from ncbench.data import load_dataset
 from ncbench.data.dataset import ImageDataset
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.tasks.trajectory_task import TrajectoryTask
 from ncbench.threads import torch_threads
 from ncbench.training.trajectory import TrajectoryConfig
 
