@@ -51,12 +51,12 @@ from ncbench.training.run_status import RunStatus, worst
 @dataclass
 class TaskRun:
     spec: TaskSpec
-    status: str            # done | skipped | failed
+    outcome: str           # done | skipped | failed: what the runner did (measured, found done, could not)
     dir: Path
     seconds: float = 0.0
     error: str = ""
-    run_status: str = "ok"     # ok | diverged | failed: did the trained runs it read do what their recipe meant
-    run_reason: str = ""
+    result_status: str = "ok"  # ok | diverged | failed: the `status` its rows carry (did the runs it read do
+    result_reason: str = ""    # what their recipe meant); `status_reason` of its rows
     meta: dict = field(default_factory=dict)       # the kind's TaskOutput.meta (done or skipped: config.json's)
     tables: tuple[str, ...] = ()                   # the extra tables it wrote (names, results.csv aside)
 
@@ -268,8 +268,8 @@ def _measure(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) ->
         log(f"[{label}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
         cfg = read_json(task_dir / "config.json", root)
         _say_other_threads(cfg, label, log)
-        return TaskRun(spec, "skipped", task_dir, run_status=cfg.get("status", "ok"),
-                       run_reason=cfg.get("status_reason", ""), meta=cfg.get("meta", {}),
+        return TaskRun(spec, "skipped", task_dir, result_status=cfg.get("status", "ok"),
+                       result_reason=cfg.get("status_reason", ""), meta=cfg.get("meta", {}),
                        tables=_table_names(cfg.get("files", {})))
     log(f"[{label}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
     t0 = time.perf_counter()
@@ -306,7 +306,8 @@ def _measure(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) ->
         check_name(f"table of task {spec.name}", name)
         written.append(write_table_csv(task_dir / f"{name}.csv", df, root).name)
     written.insert(0, write_long_csv(task_dir / "results.csv", rows, context, root).name)
-    plots = _plot(task, TaskOutput(rows, out.tables, out.meta), task_dir, log) if plot else []
+    # the figures get the rows as written (run context, seed included), as a group's figures do
+    plots = _plot(task, TaskOutput([{**context, **r} for r in rows], out.tables, out.meta), task_dir, log) if plot else []
     seconds = time.perf_counter() - t0
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": seconds, "plots": plots,
@@ -315,7 +316,7 @@ def _measure(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) ->
                                           "files": record_files(task_dir, written)}, root)
     remove(task_dir / "error.json", root)
     log(f"[{label}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
-    return TaskRun(spec, "done", task_dir, seconds, run_status=status.status, run_reason=status.reason,
+    return TaskRun(spec, "done", task_dir, seconds, result_status=status.status, result_reason=status.reason,
                    meta=out.meta, tables=_table_names(written))
 
 
@@ -360,8 +361,8 @@ def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run: RunS
     """After its members ran: the group's results.csv (every member's rows, then the declared
     comparisons), aggregate.csv (over seeds), the member tables stacked, the figures, config.json."""
     gdir = member_runs[0].dir.parent.parent
-    failed = [r for r in member_runs if r.status == "failed"]
-    status = worst(RunStatus(r.run_status, r.run_reason) for r in member_runs if r.status != "failed")
+    failed = [r for r in member_runs if r.outcome == "failed"]
+    status = worst(RunStatus(r.result_status, r.result_reason) for r in member_runs if r.outcome != "failed")
     if failed:
         error = "; ".join(f"{r.spec.variant or r.spec.seed}: {r.error}" for r in failed)
         return TaskRun(spec, "failed", gdir, sum(r.seconds for r in member_runs),
@@ -377,9 +378,9 @@ def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run: RunS
     root = gdir.parent       # the run folder
     lock = _task_lock(ensure_dir(gdir, root), spec.name, run.lock_timeout, log)
     try:
-        if not run.force and all(r.status == "skipped" for r in member_runs) and _group_done(gdir, ghash):
+        if not run.force and all(r.outcome == "skipped" for r in member_runs) and _group_done(gdir, ghash):
             log(f"[{spec.name}] already done ({len(member_runs)} runs): {gdir / 'results.csv'}")
-            return TaskRun(spec, "skipped", gdir, run_status=status.status, run_reason=status.reason)
+            return TaskRun(spec, "skipped", gdir, result_status=status.status, result_reason=status.reason)
         remove_stale_temporaries(gdir, root)
         remove(gdir / "config.json", root)
         written, out = write_group(spec, member_runs, run.run_id, status, gdir)
@@ -389,12 +390,12 @@ def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run: RunS
             "config_hash": ghash, "provenance": provenance(spec.device),
             "seconds": seconds, "plots": plots, "status": status.status, "status_reason": status.reason,
             "members": [{"folder": str(r.dir.relative_to(gdir)), "variant": r.spec.variant, "seed": r.spec.seed,
-                         "config_hash": r.spec.config_hash(), "status": r.run_status} for r in member_runs],
+                         "config_hash": r.spec.config_hash(), "status": r.result_status} for r in member_runs],
             "files": record_files(gdir, written)}, root)
     finally:
         lock.release()
     log(f"[{spec.name}] done: {len(member_runs)} runs in {gdir / 'results.csv'}")
-    return TaskRun(spec, "done", gdir, seconds, run_status=status.status, run_reason=status.reason)
+    return TaskRun(spec, "done", gdir, seconds, result_status=status.status, result_reason=status.reason)
 
 
 def _group_done(gdir: Path, ghash: str) -> bool:
@@ -474,7 +475,7 @@ def summary_table(runs: list[TaskRun]) -> pd.DataFrame:
     not read)."""
     frames = []
     for r in runs:
-        if r.status in ("done", "skipped") and r.csv.exists():
+        if r.outcome in ("done", "skipped") and r.csv.exists():
             with open_text(r.csv, r.dir) as f:
                 df = pd.read_csv(f, dtype={"variant": str}, keep_default_na=False, na_values={"value": [""]})
             df = df[df["split"] == "summary"]

@@ -59,6 +59,9 @@ class Task:
         """Every option of the kind with its default: the family's, then the kind's own."""
         return {**cls.COMMON_OPTIONS, **cls.default_options}
 
+    HAS_PLOT: ClassVar[bool] = True
+    """The kind draws figures (`ncbench/plots/<kind>.py`); False: it says it has none."""
+
     MODEL_FREE: ClassVar[tuple[str, str] | None] = None
     """(dataset, model) that a kind without data or backbone records, whatever the spec says (e.g. the
     theory tasks: `("ufm", "none")`); such a kind also runs on the CPU."""
