@@ -5,7 +5,8 @@ run through the runner on a tiny spec, must
 - name only metrics the metric vocabulary knows,
 - round-trip its options (spec -> dict -> spec, and config.json's spec -> the same config hash),
 - give the same values when run again with the same seed (in a fresh folder: trained again),
-- produce its figures, or say it has none (`Task.HAS_PLOT = False`).
+- produce its figures, or say it has none (`Task.HAS_PLOT = False`),
+- keep no state of its own while running (its attributes are those it was built with).
 
 Each kind runs twice per session (module-scoped, on demand). A deliberately broken kind shows that
 the checks catch what they claim to. A new kind adds its tiny spec to `TINY`.
@@ -89,8 +90,12 @@ class Measured:
 def measure(task: Task, out: Path) -> Measured:
     """Run `task` as the runner runs one task (its own folder, a fresh TaskContext)."""
     store = TrajectoryStore(out / "_trajectories", out, progress=False)
+    state = dict(vars(task))
     run = run_member(task, out / task.spec.name, RunSettings("contract", store, log=lambda m: None))
     assert run.outcome == "done", run.error
+    assert vars(task).keys() == state.keys() and all(vars(task)[k] is v for k, v in state.items()), (
+        f"{task.kind} changed its own attributes while running (state passed between steps): "
+        f"{sorted(set(vars(task)) ^ set(state))}")
     rows = pd.read_csv(run.csv, dtype=str, keep_default_na=False)
     return Measured(run, rows, json.loads((run.dir / "config.json").read_text()))
 
