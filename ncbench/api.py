@@ -70,8 +70,8 @@ class RunResult:
         from ncbench.results.load import load_results
         from ncbench.suite import summary_table
 
-        tasks = tuple(TaskResult(r.spec.name, r.status, r.run_status, r.error or r.run_reason, Path(r.dir),
-                                 _files(Path(r.dir)) if r.status != "failed" else ()) for r in runs)
+        tasks = tuple(TaskResult(r.spec.name, r.outcome, r.result_status, r.error or r.result_reason, Path(r.dir),
+                                 _files(Path(r.dir)) if r.outcome != "failed" else ()) for r in runs)
         csvs = [t.results_csv for t in tasks if t.status != "failed" and t.results_csv.exists()]
         results = load_results(csvs) if csvs else pd.DataFrame()
         return cls(Path(run_dir), tasks, results, summary_table(runs))

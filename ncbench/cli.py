@@ -223,7 +223,7 @@ def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | N
                               slurm_threads=threads if args.threads is not None else None, force=args.force,
                               progress=not args.no_progress)
     if not is_main():
-        return 1 if any(r.status == "failed" for r in runs) else 0
+        return 1 if any(r.outcome == "failed" for r in runs) else 0
     if args.json:   # main() sends everything else to stderr
         from ncbench.api import RunResult
 
@@ -243,24 +243,24 @@ def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | N
             print(short.set_index(["task", "variant", "metric"]).to_string())
     print("\nresult files:")
     for r in runs:
-        print(f"  {r.status:8s} {r.csv}" + (f"  ({r.error})" if r.error else ""))
-    unranked = [r for r in runs if r.status != "failed" and r.run_status != "ok"]
+        print(f"  {r.outcome:8s} {r.csv}" + (f"  ({r.error})" if r.error else ""))
+    unranked = [r for r in runs if r.outcome != "failed" and r.result_status != "ok"]
     if unranked:
         print("\nruns that did not do what their recipe meant (flagged in results.csv `status`, never ranked):")
         for r in unranked:
-            print(f"  {r.run_status:8s} {r.spec.name}: {r.run_reason}")
+            print(f"  {r.result_status:8s} {r.spec.name}: {r.result_reason}")
     if scorecard or unavailable is not None:   # a claims suite, or `ncbench claims`: every claim's verdict
         from ncbench.claims import verdict_counts, write_scorecard
         from ncbench.run_files import open_text
 
         if unavailable is not None:     # `ncbench claims`: a task that failed here cannot run on this setup
             unavailable = {**unavailable, **{r.spec.name.split("@")[0]: f"the run failed ({r.error})"
-                                             for r in runs if r.status == "failed"}}
+                                             for r in runs if r.outcome == "failed"}}
         card, _ = write_scorecard(run_dir, unavailable=unavailable, markdown=unavailable is not None)
         with open_text(card, run_dir) as f:
             tally = verdict_counts(pd.read_csv(f, keep_default_na=False))
         print(f"\nclaims scorecard: {card} ({tally})")
-    failed = [r for r in runs if r.status == "failed"]
+    failed = [r for r in runs if r.outcome == "failed"]
     return 1 if failed or unranked else 0   # a run left at chance (or diverged) is not a success either
 
 

@@ -130,7 +130,7 @@ def _run_leaderboard_suite(args) -> Path:
     for s in specs:
         check_spec(s)
     run_dir, runs = run_tasks(name, specs, Path(args.out), progress=not args.no_progress)
-    failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]
+    failed = [f"{r.spec.name}: {r.error}" for r in runs if r.outcome == "failed"]
     if failed:
         raise ValueError("the leaderboard suite failed, nothing submitted: " + "; ".join(failed))
     return run_dir
@@ -206,7 +206,7 @@ def _rerun(hits, device: str, checkpoint: str | None, out, progress: bool, log, 
         specs = [load_task(t, **rerun_overrides(r, device, checkpoint)) for t, _, r in members]
         _rerun_threads(threads, out, members, log)
         rd, runs = run_tasks("verify", specs, Path(out), progress=progress, log=log)
-        failed = [f"{r.spec.name}: {r.error}" for r in runs if r.status == "failed"]
+        failed = [f"{r.spec.name}: {r.error}" for r in runs if r.outcome == "failed"]
         if failed:
             raise ValueError("the rerun failed: " + "; ".join(failed))
         dirs.update({(t, i): rd / t for t, i, _ in members})

@@ -13,7 +13,7 @@ import hashlib
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -42,7 +42,8 @@ from ncbench.run_files import (
 )
 from ncbench.specs.groups import derived_of, group_hash, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
-from ncbench.tasks.base import RunContext, Task, TaskOutput, TaskSpec
+from ncbench.tasks.base import Task, TaskOutput, TaskSpec
+from ncbench.tasks.context import TaskContext, TrajectoryStore
 from ncbench.training.distributed import is_main
 from ncbench.training.run_status import RunStatus, worst
 
@@ -50,12 +51,14 @@ from ncbench.training.run_status import RunStatus, worst
 @dataclass
 class TaskRun:
     spec: TaskSpec
-    status: str            # done | skipped | failed
+    outcome: str           # done | skipped | failed: what the runner did (measured, found done, could not)
     dir: Path
     seconds: float = 0.0
     error: str = ""
-    run_status: str = "ok"     # ok | diverged | failed: did the trained runs it read do what their recipe meant
-    run_reason: str = ""
+    result_status: str = "ok"  # ok | diverged | failed: the `status` its rows carry (did the runs it read do
+    result_reason: str = ""    # what their recipe meant); `status_reason` of its rows
+    meta: dict = field(default_factory=dict)       # the kind's TaskOutput.meta (done or skipped: config.json's)
+    tables: tuple[str, ...] = ()                   # the extra tables it wrote (names, results.csv aside)
 
     @property
     def csv(self) -> Path:
@@ -115,17 +118,34 @@ def _task_lock(task_dir: Path, name: str, timeout: float | None, log):
     return lock
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """How each task of a run is run: the run's id, its shared training runs, `force` (measure and
+    train again), `main` (this process writes: rank 0 under torchrun), the log, how long to wait for
+    another process's lock (None: as long as it runs)."""
+
+    run_id: str
+    store: TrajectoryStore
+    force: bool = False
+    main: bool = True
+    log: Callable[[str], None] = print
+    lock_timeout: float | None = None
+
+
 @dataclass
 class RunPlan:
-    """A validated run before any work: its folder and id, the shared context (trajectory cache, the
-    probes of every trajectory), each spec with its tasks (one per group member), the log to use."""
+    """A validated run before any work: its folder and id, the shared training runs (cache, the probes
+    of every trajectory), each spec with its tasks (one per group member), the log to use."""
 
     run_dir: Path
     run_id: str
-    ctx: RunContext
+    store: TrajectoryStore
     grouped: list[tuple[TaskSpec, list[Task]]]
     main: bool
     log: Callable[[str], None]
+
+    def settings(self, force: bool, lock_timeout: float | None) -> RunSettings:
+        return RunSettings(self.run_id, self.store, force, self.main, self.log, lock_timeout)
 
     def task_dir(self, spec: TaskSpec, task: Task) -> Path:
         """Where `task` (the spec itself, or one member of a group spec) writes."""
@@ -150,18 +170,18 @@ def prepare_run(suite: str, specs: list[TaskSpec], out_root: Path, *, force: boo
         derived_of(s)
     run_id = check_name("run id", run_id or run_id_for(suite, specs))
     run_dir = Path(out_root) / run_id
-    ctx = RunContext(run_dir, run_dir / "_trajectories", progress, force=force)
+    store = TrajectoryStore(run_dir / "_trajectories", run_dir, progress=progress, force=force)
     for _, tasks in grouped:                        # probes of all tasks, so each run trains once
         for t in tasks:
             for cfg in t.trajectories():
-                ctx.probes.setdefault(cfg.key(), {}).update(t.probes())
+                store.probes.setdefault(cfg.key(), {}).update(t.probes())
     main = is_main()   # under torchrun every rank runs the tasks (collectives), rank 0 writes
     if not main:
         log = lambda message: None
     else:   # the run folder must be writable before any work (a regular file, read-only: one clear error)
         write_json(run_dir / "suite.json", {"suite": suite, "run_id": run_id, "tasks": [s.to_dict() for s in specs]},
                    run_dir)
-    return RunPlan(run_dir, run_id, ctx, grouped, main, log)
+    return RunPlan(run_dir, run_id, store, grouped, main, log)
 
 
 def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool = False,
@@ -177,30 +197,26 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
     (`ncbench.suite_jobs` runs the same plan in parallel processes: `--jobs`, `--launcher`.)
     """
     plan = prepare_run(suite, specs, out_root, force=force, progress=progress, run_id=run_id, log=log)
-    run_dir, run_id, ctx, main, log = plan.run_dir, plan.run_id, plan.ctx, plan.main, plan.log
+    run = plan.settings(force, lock_timeout)
     runs = []
     for spec, tasks in plan.grouped:
         if not is_group(spec):
-            runs.append(_guarded(tasks[0], ctx, run_dir / spec.name, run_id, force, main, log, lock_timeout))
+            runs.append(_guarded(tasks[0], plan.task_dir(spec, tasks[0]), run))
             continue
-        gdir = run_dir / spec.name
-        member_runs = [_guarded(t, ctx, gdir / MEMBERS_FOLDER / member_label(t.spec, spec), run_id, force, main, log,
-                                lock_timeout, plot=False) for t in tasks]
-        runs.append(_run_group(spec, tasks[0], member_runs, run_id, force, main, log, lock_timeout))
-    return run_dir, runs
+        member_runs = [_guarded(t, plan.task_dir(spec, t), run, plot=False) for t in tasks]
+        runs.append(_run_group(spec, tasks[0], member_runs, run))
+    return plan.run_dir, runs
 
 
-def run_member(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, log,
-               lock_timeout: float | None = None, plot: bool = True) -> TaskRun:
+def run_member(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) -> TaskRun:
     """One task, or one member of a group, into `task_dir` (lock, skip when done, write; a failure is
     recorded): what a parallel job runs (`ncbench.suite_jobs`)."""
-    return _guarded(task, ctx, task_dir, run_id, force, True, log, lock_timeout, plot)
+    return _guarded(task, task_dir, run, plot)
 
 
-def finish_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: str, force: bool, log,
-                 lock_timeout: float | None = None) -> TaskRun:
+def finish_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run: RunSettings) -> TaskRun:
     """A group's own files once its members ran (`_run_group`)."""
-    return _run_group(spec, task, member_runs, run_id, force, True, log, lock_timeout)
+    return _run_group(spec, task, member_runs, run)
 
 
 def _task(member: TaskSpec, group: TaskSpec) -> Task:
@@ -213,13 +229,12 @@ def _task(member: TaskSpec, group: TaskSpec) -> Task:
                          f"`sweep:` keys against the kind's options)") from None
 
 
-def _guarded(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, main: bool, log,
-             lock_timeout: float | None, plot: bool = True) -> TaskRun:
+def _guarded(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) -> TaskRun:
     """`_run_one`, with this task's write and lock failures recorded (the suite goes on)."""
     try:
-        return _run_one(task, ctx, task_dir, run_id, force, main, log, lock_timeout, plot)
+        return _run_one(task, task_dir, run, plot)
     except (ResultsWriteError, TimeoutError, ValueError) as e:
-        log(f"[{_label(task.spec, task_dir)}] FAILED: {e}")
+        run.log(f"[{_label(task.spec, task_dir)}] FAILED: {e}")
         return TaskRun(task.spec, "failed", task_dir, 0.0, str(e))
 
 
@@ -230,37 +245,36 @@ def _label(spec: TaskSpec, task_dir: Path | None = None) -> str:
     return f"{spec.name} {spec.variant}".strip()
 
 
-def _run_one(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, main: bool, log,
-             lock_timeout: float | None, plot: bool = True) -> TaskRun:
+def _run_one(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) -> TaskRun:
     spec = task.spec
-    if not main:   # under torchrun only rank 0 writes, so only rank 0 locks (the others would deadlock)
-        return _measure(task, ctx, task_dir, run_id, force, main, log, plot)
-    ensure_dir(task_dir, ctx.root)
-    lock = _task_lock(task_dir, _label(spec, task_dir), lock_timeout, log)
+    if not run.main:   # under torchrun only rank 0 writes, so only rank 0 locks (the others would deadlock)
+        return _measure(task, task_dir, run, plot)
+    ensure_dir(task_dir, run.store.root)
+    lock = _task_lock(task_dir, _label(spec, task_dir), run.lock_timeout, run.log)
     try:
-        remove_stale_temporaries(task_dir, ctx.root)
-        return _measure(task, ctx, task_dir, run_id, force, main, log, plot)
+        remove_stale_temporaries(task_dir, run.store.root)
+        return _measure(task, task_dir, run, plot)
     finally:
         lock.release()
 
 
-def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bool, main: bool, log,
-             plot: bool = True) -> TaskRun:
-    """Run one task (or skip it when done) and write its files; OS errors of the writes fail the task."""
+def _measure(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) -> TaskRun:
+    """Run one task (or skip it when done) and write its files; OS errors of the writes fail the task.
+    The task gets a fresh frozen `TaskContext`; nothing of it outlives the task."""
     spec = task.spec
     label = _label(spec, task_dir)
-    root = ctx.root
-    if not force and is_done(spec, task_dir, log if main else None, root):
+    root, main, log = run.store.root, run.main, run.log
+    if not run.force and is_done(spec, task_dir, log if main else None, root):
         log(f"[{label}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
         cfg = read_json(task_dir / "config.json", root)
         _say_other_threads(cfg, label, log)
-        return TaskRun(spec, "skipped", task_dir, run_status=cfg.get("status", "ok"),
-                       run_reason=cfg.get("status_reason", ""))
+        return TaskRun(spec, "skipped", task_dir, result_status=cfg.get("status", "ok"),
+                       result_reason=cfg.get("status_reason", ""), meta=cfg.get("meta", {}),
+                       tables=_table_names(cfg.get("files", {})))
     log(f"[{label}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
     t0 = time.perf_counter()
     prov = provenance(spec.device)
-    ctx.out_dir = task_dir
-    ctx.trained, ctx.statuses, ctx.min_train_accuracy = [], [], spec.min_train_accuracy
+    ctx = TaskContext(task_dir, run.store, spec.min_train_accuracy)
     try:
         out = task.run(ctx)
     except KeyboardInterrupt:
@@ -280,11 +294,11 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
         return run
     if not main:
         return TaskRun(spec, "done", task_dir, time.perf_counter() - t0)
-    status = worst([*ctx.statuses, RunStatus(out.meta.get("status", "ok"), out.meta.get("status_reason", ""))])
+    status = worst([*(r.status for r in ctx.reads), RunStatus(out.meta.get("status", "ok"), out.meta.get("status_reason", ""))])
     if not status.ok:
         log(f"[{label}] flagged {status.status}: {status.reason} (its rows carry status={status.status}; "
             f"leaderboards do not rank it)")
-    context = _context(spec, run_id, prov, out.meta.get("precision", "fp32"), status)
+    context = _context(spec, run.run_id, prov, out.meta.get("precision", "fp32"), status)
     rows = [{**r, "variant": join_variants(spec.variant, r.get("variant") or "")} for r in out.rows]
     remove(task_dir / "config.json", root)   # the folder is "done" again only once all is written
     written = []
@@ -292,16 +306,23 @@ def _measure(task: Task, ctx: RunContext, task_dir: Path, run_id: str, force: bo
         check_name(f"table of task {spec.name}", name)
         written.append(write_table_csv(task_dir / f"{name}.csv", df, root).name)
     written.insert(0, write_long_csv(task_dir / "results.csv", rows, context, root).name)
-    plots = _plot(task, TaskOutput(rows, out.tables, out.meta), task_dir, log) if plot else []
+    # the figures get the rows as written (run context, seed included), as a group's figures do
+    plots = _plot(task, TaskOutput([{**context, **r} for r in rows], out.tables, out.meta), task_dir, log) if plot else []
     seconds = time.perf_counter() - t0
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": seconds, "plots": plots,
-                                          "meta": out.meta, "training": _unique(ctx.trained),
+                                          "meta": out.meta, "training": _unique([r.trained for r in ctx.reads]),
                                           "status": status.status, "status_reason": status.reason,
                                           "files": record_files(task_dir, written)}, root)
     remove(task_dir / "error.json", root)
     log(f"[{label}] done in {seconds:.1f}s: {task_dir / 'results.csv'}")
-    return TaskRun(spec, "done", task_dir, seconds, run_status=status.status, run_reason=status.reason)
+    return TaskRun(spec, "done", task_dir, seconds, result_status=status.status, result_reason=status.reason,
+                   meta=out.meta, tables=_table_names(written))
+
+
+def _table_names(files) -> tuple[str, ...]:
+    """The extra tables among a task's written files (results.csv aside), in file-name order."""
+    return tuple(f.removesuffix(".csv") for f in sorted(files) if f != "results.csv")
 
 
 def _say_other_threads(cfg: dict, label: str, log) -> None:
@@ -336,45 +357,45 @@ def _plot(task: Task, out: TaskOutput, out_dir: Path, log) -> list[str]:
         return []
 
 
-def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run_id: str, force: bool, main: bool,
-               log, lock_timeout: float | None) -> TaskRun:
+def _run_group(spec: TaskSpec, task: Task, member_runs: list[TaskRun], run: RunSettings) -> TaskRun:
     """After its members ran: the group's results.csv (every member's rows, then the declared
     comparisons), aggregate.csv (over seeds), the member tables stacked, the figures, config.json."""
     gdir = member_runs[0].dir.parent.parent
-    failed = [r for r in member_runs if r.status == "failed"]
-    status = worst(RunStatus(r.run_status, r.run_reason) for r in member_runs if r.status != "failed")
+    failed = [r for r in member_runs if r.outcome == "failed"]
+    status = worst(RunStatus(r.result_status, r.result_reason) for r in member_runs if r.outcome != "failed")
     if failed:
         error = "; ".join(f"{r.spec.variant or r.spec.seed}: {r.error}" for r in failed)
         return TaskRun(spec, "failed", gdir, sum(r.seconds for r in member_runs),
                        f"{len(failed)} of {len(member_runs)} runs failed ({error}); rerun to retry them")
-    if not main:
+    if not run.main:
         return TaskRun(spec, "done", gdir)
+    log = run.log
     ident = task.spec          # what the members record (a model-free kind's placeholders)
     spec = replace(spec, dataset=ident.dataset, model=ident.model, pretrained=ident.pretrained,
                    checkpoint=ident.checkpoint, device=ident.device)
     ghash = group_hash(spec, [r.spec for r in member_runs])
     seconds = sum(r.seconds for r in member_runs)
     root = gdir.parent       # the run folder
-    lock = _task_lock(ensure_dir(gdir, root), spec.name, lock_timeout, log)
+    lock = _task_lock(ensure_dir(gdir, root), spec.name, run.lock_timeout, log)
     try:
-        if not force and all(r.status == "skipped" for r in member_runs) and _group_done(gdir, ghash):
+        if not run.force and all(r.outcome == "skipped" for r in member_runs) and _group_done(gdir, ghash):
             log(f"[{spec.name}] already done ({len(member_runs)} runs): {gdir / 'results.csv'}")
-            return TaskRun(spec, "skipped", gdir, run_status=status.status, run_reason=status.reason)
+            return TaskRun(spec, "skipped", gdir, result_status=status.status, result_reason=status.reason)
         remove_stale_temporaries(gdir, root)
         remove(gdir / "config.json", root)
-        written, out = write_group(spec, member_runs, run_id, status, gdir)
+        written, out = write_group(spec, member_runs, run.run_id, status, gdir)
         plots = _plot(task, out, gdir, log)
         write_json(gdir / "config.json", {
             "spec": spec.to_dict(), "sweep_order": list(spec.sweep),   # config.json sorts keys; the sweep's order names its runs
             "config_hash": ghash, "provenance": provenance(spec.device),
             "seconds": seconds, "plots": plots, "status": status.status, "status_reason": status.reason,
             "members": [{"folder": str(r.dir.relative_to(gdir)), "variant": r.spec.variant, "seed": r.spec.seed,
-                         "config_hash": r.spec.config_hash(), "status": r.run_status} for r in member_runs],
+                         "config_hash": r.spec.config_hash(), "status": r.result_status} for r in member_runs],
             "files": record_files(gdir, written)}, root)
     finally:
         lock.release()
     log(f"[{spec.name}] done: {len(member_runs)} runs in {gdir / 'results.csv'}")
-    return TaskRun(spec, "done", gdir, seconds, run_status=status.status, run_reason=status.reason)
+    return TaskRun(spec, "done", gdir, seconds, result_status=status.status, result_reason=status.reason)
 
 
 def _group_done(gdir: Path, ghash: str) -> bool:
@@ -387,8 +408,13 @@ def _group_done(gdir: Path, ghash: str) -> bool:
 
 def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status: RunStatus,
                 gdir: Path) -> tuple[list[str], TaskOutput]:
-    """Write the group's files from its members' folders; returns their names and the group's output
-    (rows as written, stacked tables, the members' meta) for the figures."""
+    """Write the group's files from its members' outputs: their rows and tables as each member wrote
+    them (members may have run in other processes or an earlier invocation: their files are their
+    record), their meta and table names from their `TaskRun`s. The group's aggregate and output (rows
+    as written, stacked tables, the members' meta, for the figures) are built in memory: nothing the
+    group writes is read back."""
+    import io
+
     from ncbench.results.aggregation import derived_rows, over_seeds
     from ncbench.results.writer import long_csv_text
 
@@ -414,7 +440,7 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
     write_table_csv(gdir / "aggregate.csv", over_seeds(all_summary, spec.name), gdir)
     written.append("aggregate.csv")
     tables: dict[str, pd.DataFrame] = {}
-    for name in _member_tables(member_runs):
+    for name in dict.fromkeys(n for r in member_runs for n in r.tables):   # first-seen order
         parts = []
         for r in member_runs:
             path = r.dir / f"{name}.csv"
@@ -426,24 +452,12 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
                 parts.append(t)
         tables[name] = pd.concat(parts, ignore_index=True)
         written.append(write_table_csv(gdir / f"{name}.csv", tables[name], gdir).name)
-    metas = [read_json(r.dir / "config.json", gdir).get("meta", {}) for r in member_runs]
-    with open_text(gdir / "results.csv", gdir) as f:
-        written_rows = pd.read_csv(f)
+    metas = [r.meta for r in member_runs]
+    written_rows = pd.read_csv(io.StringIO(text))     # typed as a reader of results.csv sees them
     for c in ("variant", "status", "status_reason"):
         written_rows[c] = ["" if pd.isna(v) else v for v in written_rows[c]]
     records = written_rows.to_dict("records")
     return written, TaskOutput(records, tables, {"members": metas, **(metas[0] if metas else {})})
-
-
-def _member_tables(member_runs: list[TaskRun]) -> list[str]:
-    """Names of the extra tables the members wrote (results.csv aside), in first-seen order."""
-    names: dict[str, None] = {}
-    for r in member_runs:
-        cfg = read_json(r.dir / "config.json", r.dir.parent.parent)
-        for f in cfg.get("files", {}):
-            if f != "results.csv":
-                names.setdefault(f.removesuffix(".csv"))
-    return list(names)
 
 
 def _unique(trained: list[dict]) -> list[dict]:
@@ -461,7 +475,7 @@ def summary_table(runs: list[TaskRun]) -> pd.DataFrame:
     not read)."""
     frames = []
     for r in runs:
-        if r.status in ("done", "skipped") and r.csv.exists():
+        if r.outcome in ("done", "skipped") and r.csv.exists():
             with open_text(r.csv, r.dir) as f:
                 df = pd.read_csv(f, dtype={"variant": str}, keep_default_na=False, na_values={"value": [""]})
             df = df[df["split"] == "summary"]

@@ -26,13 +26,15 @@ from ncbench.launcher import Outcome, WorkerPool, run_slurm, slurm_executor
 from ncbench.specs.groups import is_group
 from ncbench.suite import (
     RunPlan,
+    RunSettings,
     TaskRun,
     finish_group,
     prepare_run,
     run_member,
     run_tasks,
 )
-from ncbench.tasks.base import RunContext, TaskSpec
+from ncbench.tasks.base import TaskSpec
+from ncbench.tasks.context import TrajectoryStore
 
 
 @dataclass
@@ -87,9 +89,9 @@ def measure(job: Measurement) -> tuple[TaskRun, list[str]]:
 
     messages: list[str] = []
     task = TASK_KINDS.get(job.spec.kind)(job.spec)
-    ctx = RunContext(job.run_dir, job.run_dir / "_trajectories", progress=False)   # never retrains: phase 1 did
-    run = run_member(task, ctx, job.task_dir, job.run_id, job.force, messages.append, job.lock_timeout, job.plot)
-    return run, messages
+    store = TrajectoryStore(job.run_dir / "_trajectories", job.run_dir, progress=False)   # never retrains: phase 1 did
+    settings = RunSettings(job.run_id, store, job.force, True, messages.append, job.lock_timeout)
+    return run_member(task, job.task_dir, settings, job.plot), messages
 
 
 def run_suite(suite: str, specs: list[TaskSpec], out_root: Path, slots: JobSlots, *, launcher: str = "local",
@@ -139,9 +141,9 @@ def _trainings(plan: RunPlan, force: bool) -> list[Training]:
             for cfg in t.trajectories():
                 readers.setdefault(cfg.key(), []).append(t.spec)
                 configs.setdefault(cfg.key(), cfg)
-    cache = plan.ctx.cache_dir
+    cache = plan.store.cache_dir
     return [Training(key, specs, cache, force) for key, specs in readers.items()
-            if force or Trajectory(configs[key], cache, progress=False).cached(plan.ctx.probes.get(key)) is None]
+            if force or Trajectory(configs[key], cache, progress=False).cached(plan.store.probes.get(key)) is None]
 
 
 def _train_all(trainings: list[Training], launch, bar) -> dict[str, str]:
@@ -196,7 +198,8 @@ def _with_groups(plan: RunPlan, runs: list[TaskRun], force: bool, lock_timeout: 
             out.append(mine[0])
             continue
         try:
-            out.append(finish_group(spec, tasks[0], mine, plan.run_id, force, plan.log, lock_timeout))
+            out.append(finish_group(spec, tasks[0], mine, RunSettings(plan.run_id, plan.store, force, True, plan.log,
+                                                                      lock_timeout)))
         except (OSError, TimeoutError, ValueError) as e:
             plan.log(f"[{spec.name}] FAILED: {e}")
             out.append(TaskRun(spec, "failed", plan.run_dir / spec.name, 0.0, str(e)))

@@ -80,7 +80,7 @@ def test_run_writes_schema_then_skips_then_force_redoes(tmp_path):
     logs = []
     spec = tiny_spec()
     _, runs = run_tasks("t", [spec], tmp_path, progress=False, log=logs.append)
-    assert [r.status for r in runs] == ["done"]
+    assert [r.outcome for r in runs] == ["done"]
     df = pd.read_csv(runs[0].csv)
     assert list(df.columns) == list(COLUMNS) and df["value"].dtype == float
     assert set(df.split) >= {"train", "test", "fit", "summary"}
@@ -90,9 +90,9 @@ def test_run_writes_schema_then_skips_then_force_redoes(tmp_path):
     assert (runs[0].dir / "collapse.png").stat().st_size > 1000
     mtime = runs[0].csv.stat().st_mtime_ns
     _, again = run_tasks("t", [tiny_spec()], tmp_path, progress=False, log=logs.append)
-    assert [r.status for r in again] == ["skipped"] and runs[0].csv.stat().st_mtime_ns == mtime
+    assert [r.outcome for r in again] == ["skipped"] and runs[0].csv.stat().st_mtime_ns == mtime
     _, forced = run_tasks("t", [tiny_spec()], tmp_path, force=True, progress=False, log=logs.append)
-    assert [r.status for r in forced] == ["done"]
+    assert [r.outcome for r in forced] == ["done"]
 
 
 def test_tasks_on_one_trajectory_train_once(tmp_path, monkeypatch):
@@ -103,7 +103,7 @@ def test_tasks_on_one_trajectory_train_once(tmp_path, monkeypatch):
     monkeypatch.setattr(trajectory.Trainer, "fit", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     specs = [tiny_spec("a"), tiny_spec("b", kind="test_collapse"), tiny_spec("c", kind="cdnv_bound")]
     _, runs = run_tasks("t", specs, tmp_path, progress=False, log=lambda m: None)
-    assert [r.status for r in runs] == ["done"] * 3 and len(calls) == 1
+    assert [r.outcome for r in runs] == ["done"] * 3 and len(calls) == 1
     pairs = pd.read_csv(runs[2].dir / "cdnv_pairs.csv")
     assert list(pairs.columns) == ["class_i", "class_j", "split", "value"] and len(pairs) == 2 * 45
 

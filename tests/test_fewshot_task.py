@@ -150,7 +150,7 @@ def test_shipped_specs_plan_the_sweep_and_name_reported_metrics(name, sweep, dat
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("fewshot")
     run_dir, runs = run_tasks("t", [tiny_spec()], root, progress=False, run_id=RUN_ID)
-    assert [r.status for r in runs] == ["done"], runs[0].error
+    assert [r.outcome for r in runs] == ["done"], runs[0].error
     return root, run_dir / "fs_tiny"
 
 
@@ -255,7 +255,7 @@ def test_forced_rerun_retrains_to_the_same_weights_and_hits_the_feature_cache(ti
     before = pd.read_csv(task_dir / "results.csv")
     stamp = {p: p.stat().st_mtime_ns for p in (root / RUN_ID / "_trajectories").glob("*/model_final.pt")}
     _, runs = run_tasks("t", [tiny_spec()], root, progress=False, run_id=RUN_ID, force=True)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     config = json.loads((task_dir / "config.json").read_text())
     metas = [json.loads((task_dir / m["folder"] / "config.json").read_text())["meta"] for m in config["members"]]
     assert [m["feature_cache"] for m in metas] == [{"hits": 2, "misses": 0}] * 2
@@ -272,7 +272,7 @@ def test_learn2learn_sampler_scores_learn2learn_tasks(tiny_run):
     spec = tiny_spec("fs_l2l", sweep={"source_classes": [5]}, aggregate=(), sampler="learn2learn", shots=[3],
                      probe=False)
     run_dir, runs = run_tasks("t", [spec], root, progress=False, run_id=RUN_ID)   # same backbones, no training
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     episodes = pd.read_csv(run_dir / "fs_l2l" / "episodes.csv")
     feats, labels = _target_features(root, 5)
     want = ncc_accuracy_learn2learn(feats, labels, 5, 3, 5, 40, seed=0).numpy()
@@ -284,7 +284,7 @@ def test_learn2learn_sampler_scores_learn2learn_tasks(tiny_run):
 def test_pretrained_backbone_is_measured_as_is(tmp_path):
     spec = tiny_spec("fs_pre", sweep={}, backbone="pretrained", shots=[3], probe=False)
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     df = pd.read_csv(run_dir / "fs_pre" / "results.csv")
     measured = df[(df.split != "summary") & df.variant.isna()]
     assert set(measured.epoch) == {0} and set(df.variant.dropna()) == {"baseline=raw_pixels", "baseline=random_init"}
@@ -300,7 +300,7 @@ def test_pretrained_backbone_is_measured_as_is(tmp_path):
 def test_mnist5k_unseen_digits_far_above_chance_and_more_sources_transfer_better(tmp_path):
     spec = load_task("fewshot_mnist5k")
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     df = pd.read_csv(run_dir / spec.name / "results.csv", dtype={"variant": str}, keep_default_na=False,
                      na_values={"value": [""]}).query("split == 'summary'")
     s = {(v, m): x for v, m, x in zip(df.variant, df.metric, df.value)}

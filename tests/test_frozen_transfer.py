@@ -258,7 +258,7 @@ def test_frozen_task_numbers_match_an_independent_forward(tmp_path, one_thread):
     torch.save(model.body.state_dict(), ckpt)
     spec = small_spec(checkpoint=str(ckpt))
     _, runs = run_tasks("t", [spec], tmp_path / "out", progress=False)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     df = pd.read_csv(runs[0].csv)
     summ = df[df.split == "summary"].set_index("metric").value
     # independent path: load the images, apply timm's transform image by image, body(x)
@@ -310,7 +310,7 @@ def test_the_seed_of_a_frozen_run_is_the_measurement_seed(tmp_path, one_thread):
              small_spec(checkpoint=str(ckpt), options=few, seed=1, name="s1"),
              small_spec(checkpoint=str(ckpt), options=shifted, seed=0, name="shifted")]
     _, runs = run_tasks("t", specs, tmp_path / "out", progress=False)
-    assert all(r.status == "done" for r in runs), [r.error for r in runs]
+    assert all(r.outcome == "done" for r in runs), [r.error for r in runs]
     summ = [pd.read_csv(r.csv).query("split == 'summary'").set_index("metric").value for r in runs]
     for m in ("probe_acc", "knn_loo_acc", "fewshot_ncc_acc_1shot", "fewshot_ncc_acc_5shot"):
         assert summ[1][m] == summ[2][m], m                # seed 1 = both option seeds + 1
@@ -358,7 +358,7 @@ def test_a_frozen_run_is_a_leaderboard_row_keyed_by_the_checkpoint_hash(tmp_path
     torch.save(model.body.state_dict(), ckpt)
     run_dir, runs = run_tasks("frozen", [load_task("frozen_digits_unseen", device="cpu", checkpoint=str(ckpt))],
                               tmp_path / "out", progress=False, log=lambda m: None)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     res = submit(run_dir, tmp_path / "boards")
     assert len(res.added) == 1
     board = pd.read_csv(tmp_path / "boards" / "frozen_digits_unseen.csv", dtype=str)

@@ -14,7 +14,7 @@ RECIPE = {"epochs": 4, "batch_size": 128, "lr": 0.05, "eval_every": 1}
 
 def _run(tmp_path, specs):
     _, runs = run_tasks("t", specs, tmp_path, progress=False, log=lambda m: None)
-    assert [r.status for r in runs] == ["done"] * len(specs), [r.error for r in runs]
+    assert [r.outcome for r in runs] == ["done"] * len(specs), [r.error for r in runs]
     return [pd.read_csv(r.csv) for r in runs], runs
 
 

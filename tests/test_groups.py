@@ -130,7 +130,7 @@ def test_over_seeds_is_the_student_t_interval_and_leaves_out_runs_not_ok():
 def test_a_seed_group_runs_each_seed_once_and_aggregates(tmp_path, one_thread):
     g = spec(seeds=[0, 1])
     run_dir, runs = run_tasks("s", [g], tmp_path, progress=False, log=lambda m: None)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     gdir = run_dir / "g"
     assert sorted(p.name for p in (gdir / "_members").iterdir()) == ["seed=0", "seed=1"]
     df = pd.read_csv(gdir / "results.csv", keep_default_na=False, na_values=[""])
@@ -151,7 +151,7 @@ def test_a_seed_group_runs_each_seed_once_and_aggregates(tmp_path, one_thread):
     # a second run skips every member and the group; a new seed runs only that member
     logs = []
     _, again = run_tasks("s", [g], tmp_path, progress=False, log=logs.append)
-    assert again[0].status == "skipped" and sum("already done" in m for m in logs) == 3
+    assert again[0].outcome == "skipped" and sum("already done" in m for m in logs) == 3
     logs.clear()
     run_tasks("s", [spec(seeds=[0, 1, 2])], tmp_path, progress=False, log=logs.append, run_id=run_dir.name)
     assert [m for m in logs if "running" in m] == [next(m for m in logs if m.startswith("[g seed=2] running"))]

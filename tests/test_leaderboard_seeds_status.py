@@ -259,7 +259,7 @@ def test_a_seed_group_folder_submits_every_seed_and_refuses_an_edited_member_lis
     monkeypatch.setenv("NCBENCH_LEADERBOARDS", str(boards))
     spec = load_task("lpm_minority_curve", seeds=[0, 1])
     run_dir, runs = run_tasks("s", [spec], tmp_path / "results", progress=False, log=lambda m: None)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     result = lb.submit([run_dir], boards)
     assert len(result.added) == 1
     assert result.added[0].describe().endswith(", seeds 0, 1")   # the message names every seed

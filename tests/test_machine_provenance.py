@@ -84,13 +84,13 @@ def test_fresh_run_records_the_machine_and_keeps_its_identity(tmp_path, monkeypa
     from ncbench import provenance as prov_module
     monkeypatch.setattr(prov_module, "machine_provenance", lambda device: {"cpu": "Other CPU", "cpu_capability": "AVX512"})
     _, [again] = run_tasks("t", [tiny_spec()], tmp_path, progress=False, log=lambda m: None)
-    assert again.status == "skipped" and tiny_spec().config_hash() == cfg["config_hash"]
+    assert again.outcome == "skipped" and tiny_spec().config_hash() == cfg["config_hash"]
 
     old = {**cfg, "provenance": {k: v for k, v in cfg["provenance"].items() if k != "machine"}}
     from ncbench.results.writer import write_json
     write_json(run.dir / "config.json", old)                         # a folder written before machine provenance
     _, [old_again] = run_tasks("t", [tiny_spec()], tmp_path, progress=False, log=lambda m: None)
-    assert old_again.status == "skipped"
+    assert old_again.outcome == "skipped"
 
 
 def test_board_rows_copy_cpu_capability_and_old_rows_stay_empty(tmp_path, monkeypatch):

@@ -79,7 +79,7 @@ def test_fang_balanced_run_is_train_collapse_cifar10():
 def test_balanced_run_refuses_an_unbalanced_split(tmp_path):
     spec = tiny_spec(sweep={}, n=None, ratio=1, classifier="learnable")   # digits: 142..146 per class
     _, runs = run_tasks("t", [spec], tmp_path, progress=False)
-    assert runs[0].status == "failed" and "set options.n" in runs[0].error
+    assert runs[0].outcome == "failed" and "set options.n" in runs[0].error
 
 
 def test_classifier_fixes_the_loss_and_head():
@@ -196,7 +196,7 @@ def test_tiny_run_writes_rows_runs_comparisons_and_plot(tmp_path):
     gain = {"name": "etf_minority_gain", "of": "minority_accuracy", "difference": {"classifier": ["etf", "learnable"]}}
     spec = tiny_spec(aggregate=[gain])
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
-    assert [r.status for r in runs] == ["done"], runs[0].error
+    assert [r.outcome for r in runs] == ["done"], runs[0].error
     task_dir = run_dir / "mc_tiny"
     df = pd.read_csv(task_dir / "results.csv")
     assert df.value.dtype == float
@@ -239,13 +239,13 @@ def test_tiny_run_writes_rows_runs_comparisons_and_plot(tmp_path):
     assert config["plots"] == [png.name] and png.stat().st_size > 10_000
     # a second run skips every member and the group
     _, again = run_tasks("t", [spec], tmp_path, progress=False, log=lambda m: None)
-    assert again[0].status == "skipped"
+    assert again[0].outcome == "skipped"
 
 
 def test_exp_profile_reports_many_medium_few(tmp_path):
     spec = tiny_spec(sweep={}, profile="exp", ratio=4, classifier="learnable", n=40)
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     df = pd.read_csv(run_dir / "mc_tiny" / "results.csv", keep_default_na=False)
     summary = df[(df.split == "summary") & (df.variant == "")].set_index("metric").value.astype(float)
     for g in ("many", "medium", "few"):
@@ -292,7 +292,7 @@ def test_mnist5k_minority_collapse_and_fixed_etf(tmp_path):
     stay further apart than with the learnable classifier (Yang et al. 2022)."""
     spec = load_task("minority_collapse_mnist5k")
     run_dir, runs = run_tasks("t", [spec], tmp_path, progress=False)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     s = _summary(pd.read_csv(run_dir / spec.name / "results.csv"))
     print({f"R{r:g}/{v}/{m}": round(x, 4) for (r, v, m), x in s.items()})
     cos = [s[(r, "learnable", "minority_classifier_cosine")] for r in (1.0, 10.0, 100.0)]

@@ -257,7 +257,7 @@ def test_task_records_epsilon_and_granularity(tmp_path):
 
     spec = _spec(options={"source": "pretrained", "epsilon": 0.5, "granularity": "stages"})
     _, runs = run_tasks("t", [spec], tmp_path, progress=False, log=lambda *a: None)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     df = pd.read_csv(runs[0].csv)
     assert df.value.dtype == float
     assert set(df.variant.dropna()) == {"baseline=raw_pixels", "baseline=random_init"}
@@ -288,7 +288,7 @@ def test_task_shares_the_trajectory_and_matches_its_final_layer(tmp_path):
 
     specs = [_spec(name="tc", kind="train_collapse"), _spec()]
     run_dir, runs = run_tasks("t", specs, tmp_path, progress=False, log=lambda *a: None)
-    assert [r.status for r in runs] == ["done", "done"], [r.error for r in runs]
+    assert [r.outcome for r in runs] == ["done", "done"], [r.error for r in runs]
     assert len(list((run_dir / "_trajectories").iterdir())) == 1
     tc, nd = (pd.read_csv(r.csv) for r in runs)
     final = nd[nd.split == "summary"].epoch.iloc[0]
@@ -309,7 +309,7 @@ def test_task_vit_model_kwargs_and_mean_token(tmp_path):
     spec = _spec(model="test_vit", options={"source": "pretrained", "token_pool": "mean",
                                             "model_kwargs": {"img_size": 28, "patch_size": 7}})
     _, runs = run_tasks("t", [spec], tmp_path, progress=False, log=lambda *a: None)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     layers = pd.read_csv(runs[0].dir / "layers.csv")
     assert layers.name.tolist() == [f"blocks.{i}" for i in range(6)] + ["pre_logits"]
     assert set(layers.token_pool) == {"mean"} and set(layers.granularity) == {"blocks"}

@@ -94,7 +94,7 @@ def test_phase_two_reads_the_cache_without_training(sequential, monkeypatch, tmp
     monkeypatch.setattr(Trainer, "fit", lambda *a, **k: pytest.fail("phase 2 trained"))
     spec = TaskSpec.from_dict({**TASKS[1], "device": "cpu"})
     run, _ = measure(Measurement(spec, run_dir, run_dir / "te", run_dir.name, True, False, None))
-    assert run.status == "done", run.error
+    assert run.outcome == "done", run.error
     pd.testing.assert_frame_equal(values(run_dir, "te"), values(sequential, "te"))
 
 

@@ -220,7 +220,7 @@ def test_force_never_deletes_or_writes_through_a_linked_trajectories_folder(tmp_
     before = snapshot(outside)
     for force in (True, False):
         _, runs, _ = run([spec], tmp_path / "out", force=force)
-        assert runs[0].status == "failed"
+        assert runs[0].outcome == "failed"
         one_line(runs[0].error)
         assert "refusing" in runs[0].error and "outside the run folder" in runs[0].error
         assert snapshot(outside) == before, "files outside --out were deleted or written"
@@ -233,7 +233,7 @@ def test_a_task_folder_linked_out_of_the_run_folder_is_refused(tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "p").symlink_to(outside)
     _, runs, _ = run([probe("p"), probe("q")], tmp_path / "out")
-    assert [r.status for r in runs] == ["failed", "done"]
+    assert [r.outcome for r in runs] == ["failed", "done"]
     assert "outside the run folder" in runs[0].error and list(outside.iterdir()) == []
 
 
@@ -275,10 +275,10 @@ def test_a_fifo_in_a_task_folder_never_hangs_run_or_report(tmp_path, name):
         _, again, _lines = run([probe()], tmp_path / "out")
     assert "FIFO" in page
     if name in ("config.json", "error.json"):         # refused in one line, never read nor deleted
-        assert again[0].status == "failed" and "FIFO" in again[0].error and str(fifo) in again[0].error
+        assert again[0].outcome == "failed" and "FIFO" in again[0].error and str(fifo) in again[0].error
         one_line(again[0].error)
     else:
-        assert again[0].status in ("done", "skipped")
+        assert again[0].outcome in ("done", "skipped")
 
 
 def test_a_fifo_in_place_of_a_cached_record_is_refused_not_read(tmp_path):
@@ -314,9 +314,9 @@ def test_deeply_nested_json_is_one_line_in_run_report_and_submit(tmp_path, name)
     with contextlib.suppress(SubmissionRefused):          # refused or not: never a RecursionError
         collect_entries([run_dir])
     _, again, lines = run([probe()], tmp_path / "out")
-    assert again[0].status in ("done", "skipped")
+    assert again[0].outcome in ("done", "skipped")
     if name == "config.json":
-        assert again[0].status == "done" and any("deeper than" in m for m in lines)
+        assert again[0].outcome == "done" and any("deeper than" in m for m in lines)
 
 
 def test_submit_names_a_deep_config_in_one_line(tmp_path):
@@ -383,7 +383,7 @@ def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished")
     with torch_threads(1):
         run_dir, runs, _ = run([trained()], out)
-    assert runs[0].status == "done"
+    assert runs[0].outcome == "done"
     return run_dir
 
 
@@ -398,7 +398,7 @@ def test_a_damaged_record_json_is_recomputed_by_the_next_run(finished, tmp_path,
     doc = json.loads((traj_dir / "record.json").read_text())
     (traj_dir / "record.json").write_text(json.dumps(corrupt(doc, "epochs []")))
     _, runs, _ = run([trained("t2")], tmp_path / "out")      # a new task on the same training
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     said = [m for m in capsys.readouterr().out.splitlines() if "without any evaluated epoch" in m]
     assert len(said) == 1 and "record.json" in said[0] and "training again" in said[0]
     from ncbench.training.record_store import load_record
@@ -439,7 +439,7 @@ def test_stale_checkpoint_temporaries_are_removed_on_the_next_run(finished, tmp_
     for p in [*stale, live]:
         p.write_bytes(b"half a checkpoint")
     _, runs, _ = run([trained("t3")], tmp_path / "out")
-    assert runs[0].status == "done"
+    assert runs[0].outcome == "done"
     assert not any(p.exists() for p in stale) and live.exists()
 
 
@@ -457,7 +457,7 @@ def test_a_failed_checkpoint_write_is_one_line_naming_the_file_and_cause(tmp_pat
 
     monkeypatch.setattr(run_files, "write_new_file", failing)
     _, runs, _ = run([trained()], tmp_path / "out")
-    assert runs[0].status == "failed"
+    assert runs[0].outcome == "failed"
     err = runs[0].error
     one_line(err)
     assert "checkpoint.pt" in err and os.strerror(code) in err and "enforce" not in err
@@ -476,7 +476,7 @@ def test_a_real_write_failure_inside_torch_save_names_the_file(tmp_path, one_thr
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old)
-    assert runs[0].status == "failed"
+    assert runs[0].outcome == "failed"
     one_line(runs[0].error)
     assert "checkpoint.pt" in runs[0].error and os.strerror(errno.EFBIG) in runs[0].error
     assert "enforce" not in runs[0].error
@@ -506,7 +506,7 @@ def test_an_immutable_trajectories_folder_is_one_line(finished, tmp_path, one_th
         _, runs, _ = run([trained("t4")], tmp_path / "out")
     finally:
         subprocess.run(["chattr", "-i", str(traj_dir)], check=True)
-    assert runs[0].status == "failed"
+    assert runs[0].outcome == "failed"
     one_line(runs[0].error)
     assert str(traj_dir) in runs[0].error and "not permitted" in runs[0].error and "enforce" not in runs[0].error
 

@@ -131,14 +131,14 @@ def test_a_full_disk_fails_one_task_cleans_up_and_the_suite_goes_on(tmp_path, mo
     failing = fail_writes(monkeypatch, errno.ENOSPC, lambda p: p.parent.name == "probe_a" and "results.csv" in p.name)
     run_dir, runs = run_tasks("s", [spec("probe_a"), spec("probe_b")], tmp_path, log=quiet)
     assert failing, "the fault was never injected"
-    assert [r.status for r in runs] == ["failed", "done"]
+    assert [r.outcome for r in runs] == ["failed", "done"]
     assert "cannot write" in runs[0].error and "disk is full" in runs[0].error and "\n" not in runs[0].error
     assert temporaries(tmp_path) == [], "a temporary file was left behind"
     assert not is_done(spec("probe_a"), run_dir / "probe_a"), "a failed write counts as done"
     assert is_done(spec("probe_b"), run_dir / "probe_b")
     monkeypatch.undo()
     _, again = run_tasks("s", [spec("probe_a"), spec("probe_b")], tmp_path, log=quiet)
-    assert [r.status for r in again] == ["done", "skipped"]     # the failed task is redone, the other kept
+    assert [r.outcome for r in again] == ["done", "skipped"]     # the failed task is redone, the other kept
 
 
 def test_cli_summary_lists_the_failed_write(tmp_path, monkeypatch, capsys):
@@ -217,7 +217,7 @@ def test_a_damaged_results_csv_is_not_done_and_is_recomputed(damage, needle, tmp
     assert any(needle in p for p in integrity_problems(csv.parent))
     messages = []
     _, runs = run_tasks("s", [s], tmp_path, log=messages.append)
-    assert runs[0].status == "done" and RUNS == ["probe_a", "probe_a"]
+    assert runs[0].outcome == "done" and RUNS == ["probe_a", "probe_a"]
     assert any("not intact" in m and needle in m for m in messages)
     assert integrity_problems(csv.parent) == []
 
@@ -259,7 +259,7 @@ def test_a_locked_task_folder_fails_that_task_with_a_clear_message(tmp_path):
                             log=messages.append, lock_timeout=0.05)
     finally:
         other.release()
-    assert [r.status for r in runs] == ["failed", "done"] and RUNS == ["probe_b"]
+    assert [r.outcome for r in runs] == ["failed", "done"] and RUNS == ["probe_b"]
     assert "held by another ncbench process" in runs[0].error
     assert any("waiting" in m for m in messages)
 
@@ -287,6 +287,6 @@ def test_a_second_run_into_the_same_folder_waits_then_skips(tmp_path):
 
     _, runs_b = run_tasks("s", [spec()], tmp_path, log=log_b)
     a.join(60)
-    assert result["a"][1][0].status == "done" and runs_b[0].status == "skipped"
+    assert result["a"][1][0].outcome == "done" and runs_b[0].outcome == "skipped"
     assert RUNS == ["probe_a"], "the task was computed twice"
     assert any("another ncbench process" in m for m in messages)

@@ -45,19 +45,19 @@ def test_a_run_forced_to_diverge_is_flagged_in_results_config_and_summary(tmp_pa
     _, runs = run_tasks("s", [_spec("boom", 1e12), _spec("fine", 0.05, min_train_accuracy=0.999)],
                         tmp_path, progress=False, log=logs.append)
     boom, fine = runs
-    assert boom.status == "done" and boom.run_status == "diverged"
+    assert boom.outcome == "done" and boom.result_status == "diverged"
     df = pd.read_csv(boom.csv, keep_default_na=False)
     assert set(df.status) == {"diverged"} and df.status_reason.str.contains("non-finite|nan|inf").all()
     cfg = json.loads((boom.dir / "config.json").read_text())
     assert cfg["status"] == "diverged" and cfg["training"][0]["status"] == "diverged"
     assert any("flagged diverged" in m for m in logs)
     # two epochs of digits at lr 0.05 do not reach 99.9% train accuracy: failed against that minimum
-    assert fine.run_status == "failed" and "0.999" in fine.run_reason
+    assert fine.result_status == "failed" and "0.999" in fine.result_reason
     # a rerun skips both and still reports their status
     _, again = run_tasks("s", [_spec("boom", 1e12), _spec("fine", 0.05, min_train_accuracy=0.999)],
                          tmp_path, progress=False, log=lambda m: None)
-    assert [r.status for r in again] == ["skipped", "skipped"]
-    assert [r.run_status for r in again] == ["diverged", "failed"]
+    assert [r.outcome for r in again] == ["skipped", "skipped"]
+    assert [r.result_status for r in again] == ["diverged", "failed"]
 
 
 @pytest.mark.parametrize("acc", [0.1, 0.2])

@@ -34,7 +34,7 @@ def run_one(tmp_path, spec: TaskSpec):
     """Run `spec` alone; returns (task folder, results DataFrame)."""
     _, runs = run_tasks(spec.name, [spec], tmp_path, progress=False, log=lambda *a: None)
     (r,) = runs
-    assert r.status == "done", r.error
+    assert r.outcome == "done", r.error
     df = pd.read_csv(r.csv)                        # no options: SPEC §9
     assert tuple(df.columns) == COLUMNS
     assert df["value"].dtype == np.float64

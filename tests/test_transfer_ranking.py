@@ -41,7 +41,7 @@ def ranking_spec(target: str, launcher: str = "inline", zoo=None, **opts) -> Tas
 
 def run(spec, out):
     run_dir, runs = run_tasks("t", [spec], out, progress=False, log=lambda m: None)
-    assert runs[0].status == "done", runs[0].error
+    assert runs[0].outcome == "done", runs[0].error
     return run_dir, runs[0]
 
 

@@ -78,7 +78,7 @@ def test_poisoned_run_folder_files_never_execute(tmp_path, one_thread):
     (traj_dir / "record.json").unlink()
     torch.save({"model": Poison(marker), "optimizer": {}, "epoch": 1, "records": []}, traj_dir / "checkpoint.pt")
     _, again = quiet("t", [spec("t2")], tmp_path, run_id=run_dir.name)   # same training, a task not done yet
-    assert [r.status for r in again] == ["done"] and not marker.exists()
+    assert [r.outcome for r in again] == ["done"] and not marker.exists()
     assert (traj_dir / "record.json").exists(), "the untrusted checkpoint was replaced by a new training"
     # a poisoned record.json / safetensors pair: unreadable, recomputed
     (traj_dir / "record.safetensors").write_bytes(pickle.dumps(Poison(marker)))
@@ -215,7 +215,7 @@ def test_download_flag_reaches_the_training_data_loader(tmp_path, monkeypatch):
     load_splits(TrajectoryConfig("digits", "test_resnet", Recipe(), download=True))
     assert seen == [True, True]
     from ncbench.specs import load_task
-    from ncbench.tasks.trained_backbone import TrajectoryTask
+    from ncbench.tasks.trajectory_task import TrajectoryTask
     s = load_task("train_collapse_mnist5k", download=True)
     assert TrajectoryTask(s).trajectory_config().download is True
 
@@ -268,13 +268,13 @@ def test_checkpoint_replaced_in_place_is_not_skipped(tmp_path, one_thread):
     s = spec(checkpoint=str(ck), recipe={**COSINE, "epochs": 1})
     first, hash1 = weights_identity(s.checkpoint, s.pretrained), s.config_hash()
     _, runs = quiet("t", [s], tmp_path / "out", run_id="r")
-    assert [r.status for r in runs] == ["done"]
+    assert [r.outcome for r in runs] == ["done"]
     torch.manual_seed(1)
     torch.save(timm.create_model("test_resnet", num_classes=0, in_chans=1).state_dict(), ck)   # same path
     os.utime(ck, ns=(5, 5))
     assert first.startswith("sha256:") and weights_identity(s.checkpoint, s.pretrained) != first and s.config_hash() != hash1
     _, again = quiet("t", [s], tmp_path / "out", run_id="r")
-    assert [r.status for r in again] == ["done"], "other weights under the same path must be measured again"
+    assert [r.outcome for r in again] == ["done"], "other weights under the same path must be measured again"
     assert pd.read_csv(again[0].csv).pretrained.iloc[0] == weights_identity(s.checkpoint, s.pretrained)
 
 
@@ -293,7 +293,7 @@ def test_runs_are_named_and_hashed_as_what_ran(monkeypatch):
     assert load_task("frozen_transfer", dataset="digits").name == "frozen_transfer"   # any data set, by design
     ddp = load_task("train_collapse_mnist5k", world_size=2)
     assert ddp.name == "train_collapse_mnist5k@world=2" and ddp.config_hash() != plain.config_hash()
-    from ncbench.tasks.trained_backbone import TrajectoryTask
+    from ncbench.tasks.trajectory_task import TrajectoryTask
     assert TrajectoryTask(ddp).trajectory_config().key() != TrajectoryTask(plain).trajectory_config().key()
     tagged = load_task("train_collapse_mnist5k", pretrained="r160_in1k")
     assert tagged.name == plain.name and tagged.config_hash() != plain.config_hash()   # weights: a board column
@@ -311,7 +311,7 @@ def test_submit_refuses_a_run_on_another_dataset(tmp_path, one_thread):
     s = load_task("train_collapse_mnist5k", dataset="digits")
     s.recipe = {"protocol": "cpu-mnist5k", "epochs": 1}
     run_dir, runs = quiet("t", [s], tmp_path / "out")
-    assert runs[0].dir.name == "train_collapse_mnist5k@dataset=digits" and runs[0].status == "done"
+    assert runs[0].dir.name == "train_collapse_mnist5k@dataset=digits" and runs[0].outcome == "done"
     with pytest.raises(lb.SubmissionRefused, match="this board is for mnist5k: the run measured digits"):
         lb.submit(run_dir, tmp_path / "boards")
     assert not (tmp_path / "boards").exists() or not list((tmp_path / "boards").glob("*.csv"))

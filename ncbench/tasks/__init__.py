@@ -3,11 +3,11 @@ torch, so they are imported on the first lookup of `TASK_KINDS`: reading and lis
 from ncbench.tasks.base import (
     KIND_MODULES,
     TASK_KINDS,
-    RunContext,
     Task,
     TaskOutput,
     TaskSpec,
     register_task,
 )
+from ncbench.tasks.context import TaskContext, TrajectoryStore
 
-__all__ = ["KIND_MODULES", "TASK_KINDS", "RunContext", "Task", "TaskOutput", "TaskSpec", "register_task"]
+__all__ = ["KIND_MODULES", "TASK_KINDS", "Task", "TaskContext", "TaskOutput", "TaskSpec", "TrajectoryStore", "register_task"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 from ncbench.registry import Registry
 from ncbench.specs.task_spec import TaskSpec
+from ncbench.tasks.context import TaskContext
 
 KIND_MODULES = ("cdnv_bound", "fewshot_transfer", "frozen_transfer", "heldout_collapse", "layer_peeled",
                 "minority_collapse", "ncc_depth", "train_collapse", "transfer_ranking", "ufm")
@@ -45,7 +45,9 @@ class TaskOutput:
 
 
 class Task:
-    """Base of every task kind. Subclasses set `version_note` and implement `run`."""
+    """Base of every task kind. Subclasses declare `default_options` and implement `run(ctx)`: it reads
+    only its `TaskContext` and returns a `TaskOutput` (a spec's `version`, in its YAML, says when its
+    numbers last changed)."""
 
     kind: ClassVar[str] = ""
     default_options: ClassVar[dict] = {}
@@ -56,6 +58,9 @@ class Task:
     def known_options(cls) -> dict:
         """Every option of the kind with its default: the family's, then the kind's own."""
         return {**cls.COMMON_OPTIONS, **cls.default_options}
+
+    HAS_PLOT: ClassVar[bool] = True
+    """The kind draws figures (`ncbench/plots/<kind>.py`); False: it says it has none."""
 
     MODEL_FREE: ClassVar[tuple[str, str] | None] = None
     """(dataset, model) that a kind without data or backbone records, whatever the spec says (e.g. the
@@ -101,49 +106,9 @@ class Task:
         """Per-epoch probes to attach to those trajectories: {name: probe}."""
         return {}
 
-    def run(self, ctx: RunContext) -> TaskOutput:  # pragma: no cover - abstract
+    def run(self, ctx: TaskContext) -> TaskOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
-
-
-@dataclass
-class RunContext:
-    """What a running task may use: its output folder, the shared trajectory cache, progress bars."""
-
-    out_dir: Path
-    cache_dir: Path
-    progress: bool = True
-    force: bool = False            # train again instead of reading cached trajectories
-    probes: dict[str, dict] = field(default_factory=dict)      # trajectory key -> probes
-    trained: list[dict] = field(default_factory=list)          # who trained what the current task read
-    statuses: list = field(default_factory=list)               # RunStatus of each run the current task read
-    min_train_accuracy: float | None = None                    # the current task's recipe minimum
-    _records: dict[str, Any] = field(default_factory=dict)
-    root: Path | None = None       # the run folder nothing may leave (ncbench.run_files); default out_dir
-
-    def __post_init__(self):
-        if self.root is None:
-            self.root = Path(self.out_dir)
-
-    def trajectory(self, cfg, probes: dict | None = None):
-        """Run (or reuse) the training trajectory `cfg`; returns (record, Trajectory)."""
-        from ncbench.training.trajectory import Trajectory
-
-        key = cfg.key()
-        wanted = {**self.probes.get(key, {}), **(probes or {})}
-        traj = Trajectory(cfg, self.cache_dir, self.progress, root=self.root)
-        rec = self._records.get(key)
-        if rec is None or any(p not in rec.final().probes for p in wanted):
-            # under --force each trajectory is trained again once per invocation, then shared
-            rec = traj.run(wanted, force=self.force and key not in self._records)
-            self._records[key] = rec
-        from ncbench.training.run_status import record_status
-
-        status = record_status(rec, self.min_train_accuracy, label=f"{cfg.model} on {cfg.dataset}")
-        self.statuses.append(status)
-        self.trained.append({"trajectory": key, **rec.trained_by, "train_seconds": rec.seconds,
-                             "status": status.status, "status_reason": status.reason})
-        return rec, traj
 
 
 def rows_from(metrics: dict[str, float], *, split: str, epoch: int | None = None, layer: str | int | None = None,

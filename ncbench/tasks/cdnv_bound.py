@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 
 from ncbench.metrics.cdnv_bounds import class_moments, population_bound_table
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.tasks.trajectory_task import TrajectoryTask
 
 
 def pair_table(matrix, split: str) -> pd.DataFrame:
@@ -45,11 +45,11 @@ class CDNVBound(TrajectoryTask):
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
             raise ValueError(f"task '{spec.name}': options.delta must be a number in (0, 1), got {d!r}")
 
-    def bound_rows(self, ctx) -> tuple[dict[str, float], pd.DataFrame]:
-        """The population-CDNV bound from the final model's train features vs the test CDNV."""
+    def bound_rows(self, ctx, traj) -> tuple[dict[str, float], pd.DataFrame]:
+        """The population-CDNV bound from the final model's train features (of `traj`, this task's
+        training run) vs the test CDNV."""
         from ncbench.training.feature_cache import FeatureCache
 
-        traj = self._trajectory
         cache = FeatureCache(Path(ctx.cache_dir) / "features", ctx.root)
         model = traj.load_final_model()
         moments = []
@@ -61,7 +61,7 @@ class CDNVBound(TrajectoryTask):
         return summary, table
 
     def run(self, ctx) -> TaskOutput:
-        rec = self.record(ctx)
+        rec, traj = self.read(ctx)
         rows, test_cdnv, test_err = [], [], []
         for e in rec.epochs:
             tr, te = e.train, e.test
@@ -84,7 +84,7 @@ class CDNVBound(TrajectoryTask):
                           split="summary", epoch=f.epoch, n_samples=f.test.n)
         pairs = pd.concat([pair_table(f.train.cdnv_matrix, "train"), pair_table(f.test.cdnv_matrix, "test")],
                           ignore_index=True)
-        bound, bound_pairs = self.bound_rows(ctx)
+        bound, bound_pairs = self.bound_rows(ctx, traj)
         rows += rows_from(bound, split="summary", epoch=f.epoch, n_samples=f.train.n)
         rows += self.baseline_rows()
         return TaskOutput(rows, tables={"cdnv_pairs": pairs, "cdnv_bound_pairs": bound_pairs})

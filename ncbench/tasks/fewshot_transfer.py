@@ -70,7 +70,7 @@ import torch
 from ncbench.data import load_dataset
 from ncbench.data.dataset import ImageDataset
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.tasks.trajectory_task import TrajectoryTask
 from ncbench.threads import torch_threads
 from ncbench.training.trajectory import TrajectoryConfig
 
@@ -152,6 +152,7 @@ class FewShotTransfer(TrajectoryTask):
 
     def __init__(self, spec):
         super().__init__(spec)
+        self._loaded: dict[str, ImageDataset] = {}   # splits loaded by this instance (`_load`), declared here
         o = self.options
         name = f"task '{spec.name}'"
         if o["backbone"] not in BACKBONES:
@@ -207,11 +208,10 @@ class FewShotTransfer(TrajectoryTask):
     # -- data ------------------------------------------------------------------------------------
     def _load(self, split: str) -> ImageDataset:
         """A split of the spec's data set, loaded once per task instance."""
-        loaded = self.__dict__.setdefault("_loaded", {})
-        if split not in loaded:
+        if split not in self._loaded:
             s = self.spec
-            loaded[split] = load_dataset(s.dataset, split, s.data_dir, s.download)
-        return loaded[split]
+            self._loaded[split] = load_dataset(s.dataset, split, s.data_dir, s.download)
+        return self._loaded[split]
 
     def _source_names(self) -> list[str]:
         src = self._load(self.options["source_split"])

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.tasks.trajectory_task import TrajectoryTask
 
 MODES = {"test_strong": "strong", "test_weak": "weak", "test_weak_ncc": "weak_ncc"}
 MEASURES = ("nc1", "trace_sw", "cdnv")

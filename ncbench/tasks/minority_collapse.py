@@ -44,7 +44,7 @@ import torch
 from ncbench.data.imbalance import GROUPS, PROFILES, imbalance_key
 from ncbench.metrics.minority import ClassGroupStats, group_accuracies, minority_cosine
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.tasks.trajectory_task import TrajectoryTask
 from ncbench.training import distributed as dist
 from ncbench.training.evaluation import feature_batches
 from ncbench.training.trajectory import TrajectoryConfig, load_splits

@@ -40,7 +40,7 @@ from ncbench.data.imbalance import PROFILES, imbalance_key
 from ncbench.metrics import CollapseStats
 from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS, LayerFeatures
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.tasks.trajectory_task import TrajectoryTask
 from ncbench.training import distributed as dist
 from ncbench.training.feature_pass import Replay, feature_pass, shard_rows
 
@@ -225,14 +225,14 @@ class NCCDepth(TrajectoryTask):
                                      batch_size=o["batch_size"], with_prediction=False))]
 
     def _from_trajectory(self, ctx) -> list[tuple[int, dict]]:
-        rec = self.record(ctx)
+        rec, traj = self.read(ctx)
         per_epoch = [(e.epoch, e.probes[self.probe_name]) for e in rec.epochs if self.probe_name in e.probes]
         if per_epoch and per_epoch[-1][0] == rec.final().epoch:
             return per_epoch
         warnings.warn(f"{self.spec.name}: the cached training run has no per-layer probe; measuring the final "
                       "model only (no depth curve). Delete the run's cache to record the curve.", stacklevel=2)
-        model = self._trajectory.load_final_model()
-        train, test = self._trajectory.data()
+        model = traj.load_final_model()
+        train, test = traj.data()
         o = self.options
         return [(rec.final().epoch, layer_statistics(model, train, test, granularity=o["granularity"],
                                                      token_pool=o["token_pool"], batch_size=o["batch_size"]))]

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from ncbench.metrics import SPEC_METRICS
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trained_backbone import TrajectoryTask
+from ncbench.tasks.trajectory_task import TrajectoryTask
 
 
 @register_task("train_collapse")

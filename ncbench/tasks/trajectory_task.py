@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from ncbench.tasks.base import Task
 from ncbench.training.recipe import Recipe
-from ncbench.training.trajectory import TrajectoryConfig, TrajectoryRecord
+from ncbench.training.trajectory import Trajectory, TrajectoryConfig, TrajectoryRecord
 
 LABELS = ("true", "random")
 
@@ -74,8 +74,13 @@ class TrajectoryTask(Task):
         return [self.trajectory_config()]
 
     def record(self, ctx) -> TrajectoryRecord:
-        rec, self._trajectory = ctx.trajectory(self.trajectory_config(), self.probes())
-        return rec
+        """This task's training run (trained once per run, `TaskContext.trajectory`)."""
+        return self.read(ctx)[0]
+
+    def read(self, ctx) -> tuple[TrajectoryRecord, Trajectory]:
+        """This task's training run and its `Trajectory` (final model, data), both returned: a kind
+        keeps no state between its steps."""
+        return ctx.trajectory(self.trajectory_config(), self.probes())
 
 
 @functools.lru_cache(maxsize=8)
