@@ -36,9 +36,16 @@ def _identities(spec) -> dict:
 
 def snapshot(tmp: Path) -> dict:
     """The identities of every shipped spec and suite (`tmp`: a folder for one checkpoint file)."""
+    from ncbench.core.identity import weights_identity
     from ncbench.leaderboard.submit import spec_hash, weights_tag
-    from ncbench.preflight import weights_identity
-    from ncbench.specs.loading import _read_yaml, available, load_suite, load_task, suite_names, task_names
+    from ncbench.specs.loading import (
+        _read_yaml,
+        available,
+        load_suite,
+        load_task,
+        suite_names,
+        task_names,
+    )
     from ncbench.suite import run_id_for
 
     ckpt = tmp / "weights.pt"

@@ -15,8 +15,6 @@ collapsed = predicted better: their negatives are ranked).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import ClassVar
 
 import pandas as pd
 
+from ncbench.core import identity
 from ncbench.run_files import open_text
 from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
 from ncbench.transfer.rank_correlation import LOWER_IS_BETTER
@@ -145,9 +144,8 @@ class TransferRanking(Task):
                 if entry.get("model_kwargs") else {}
             spec = self.target_spec(model=entry["model"], **w, **extra)
             label = entry.get("name") or entry["model"] + (f".{w['pretrained']}" if isinstance(w["pretrained"], str) else "")
-            h = hashlib.sha1(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:8]
             out.append((label, Job(spec.to_dict(), str((ctx.out_dir.parent / "_jobs").resolve()),
-                                      f"{spec.name}-{label}-{h}")))
+                                      f"{spec.name}-{label}-{identity.digest_of(spec.to_dict(), 8)}")))
         return out
 
     # -- measuring -----------------------------------------------------------------------------

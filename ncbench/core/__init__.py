@@ -1,0 +1,1 @@
+"""Torch-free facts every layer shares."""
