@@ -11,31 +11,40 @@ initialisation, `ncbench.baselines.measure`, as summary rows with variant `basel
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ncbench.tasks.base import Task
+from ncbench.tasks.options import Options, boolean, mapping
 from ncbench.training.recipe import Recipe
 from ncbench.training.trajectory import TrajectoryConfig, TrajectoryRecord
 
 LABELS = ("true", "random")
 
 
+def labels_option(value) -> str:
+    """`true` (YAML's boolean too) or `random`."""
+    value = "true" if value is True else value
+    if value not in LABELS:
+        raise ValueError("must be true or random")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainedOptions(Options):
+    """What every kind reading a training run takes."""
+
+    model_kwargs: dict = field(default_factory=dict)
+    labels: str = "true"
+    baselines: bool = True
+    CHECKS: ClassVar[dict] = {"model_kwargs": mapping("a mapping of timm.create_model keywords"),
+                              "labels": labels_option, "baselines": boolean}
+
+
 class TrajectoryTask(Task):
     """Builds its `TrajectoryConfig` from the spec: data set, model, recipe, seed, device."""
 
-    COMMON_OPTIONS: ClassVar[dict] = {"model_kwargs": {}, "labels": "true", "baselines": True}
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        labels = self.options["labels"]
-        labels = "true" if labels is True else labels
-        if labels not in LABELS:
-            raise ValueError(f"task '{spec.name}': options.labels must be true or random, got {labels!r}")
-        self.options["labels"] = labels
-        if not isinstance(self.options["model_kwargs"] or {}, dict):
-            raise ValueError(  # noqa: TRY004 - a user input error: exit 2
-                f"task '{spec.name}': options.model_kwargs must be a mapping of timm.create_model keywords, "
-                f"got {self.options['model_kwargs']!r}")
+    OPTIONS: ClassVar[type[Options]] = TrainedOptions
 
     def trajectory_config(self, **changes) -> TrajectoryConfig:
         s = self.spec
