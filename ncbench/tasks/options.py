@@ -94,6 +94,41 @@ def mapping(what: str = "a mapping") -> Check:
     return check
 
 
+def coerce(value, kind: type):
+    """`value` as a `kind` (bool, int, float or str): YAML reads `1e-3` as text and counts may be
+    written `10.0`; ValueError('must be a float (...)') when it is not one."""
+    try:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if kind is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise TypeError
+            return int(float(value))
+        if kind is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"must be a {kind.__name__} (write floats such as 1.0e-3 with a dot: YAML reads 1e-3 "
+                         f"as text)") from None
+
+
+def coerced(kind: type, *, low: float | None = None, optional: bool = False) -> Check:
+    """One value read as a `kind` (`coerce`), at least `low` if given (null too when `optional`)."""
+    def check(value):
+        if value is None and optional:
+            return value
+        _one_value(value)
+        out = coerce(value, kind)
+        if low is not None and out < low:
+            raise ValueError(f"must be >= {low}")
+        return out
+    return check
+
+
 def as_list(value) -> list:
     """`value` as a list: a list or tuple as it is, one value as a list of one."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
