@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from ncbench.core import identity
+
 SEED_RANGE = (0, 2**32)
 """Seeds accepted: numpy's `seed` takes 32-bit values, and `seed * 1_000_003 + epoch` stays in int64."""
 
@@ -142,19 +144,9 @@ def run_identity(spec, base: dict, changed: list[str] | tuple = ()) -> str:
     `pretrained`, with a checkpoint named by its SHA-256) and part of the config hash. `changed`: the
     tokens of `--recipe` / `--set` (`recipe=vit-adamw`, `recipe.lr=0.001`; `ncbench.specs.overrides`),
     replaced by one hash when the name would pass 128 characters."""
-    parts = []
-    if spec.dataset != base.get("dataset", spec.dataset) and spec.tier != "frozen":
-        parts.append(f"dataset={_name_token(spec.dataset)}")
-    if spec.world_size != 1:
-        parts.append(f"world={spec.world_size}")
-    if changed:
-        import hashlib
-
-        text = ",".join(changed)
-        if len(spec.name) + len(",".join(parts)) + len(text) + 2 > 128:
-            text = "set=h" + hashlib.sha1(text.encode()).hexdigest()[:8]
-        parts.append(text)
-    return spec.name + ("@" + ",".join(parts) if parts else "")
+    other = spec.dataset != base.get("dataset", spec.dataset) and spec.tier != "frozen"
+    return identity.run_name(spec.name, dataset_token=_name_token(spec.dataset) if other else None,
+                             world_size=spec.world_size, changed=changed)
 
 
 def _name_token(dataset: str) -> str:
@@ -162,15 +154,3 @@ def _name_token(dataset: str) -> str:
     from ncbench.specs.dataset_names import name_token
 
     return name_token(dataset)
-
-
-def weights_identity(checkpoint: str | None, pretrained: bool | str) -> str:
-    """The `pretrained` column of a run: `sha256:<16 hex>` of a checkpoint's bytes (a file replaced in
-    place is other weights), else the pretrained tag (`true` for timm's default), else empty."""
-    if checkpoint:
-        from ncbench.training.cache_key import file_sha256
-
-        return f"sha256:{file_sha256(checkpoint)[:16]}"
-    if pretrained is True or (isinstance(pretrained, str) and pretrained.lower() == "true"):
-        return "true"
-    return str(pretrained or "")

@@ -9,7 +9,6 @@ file's row count and sha256 (`ncbench.results.integrity`); a task counts as done
 """
 from __future__ import annotations
 
-import hashlib
 import time
 import traceback
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ncbench.preflight import weights_identity
+from ncbench.core import identity
 from ncbench.provenance import provenance
 from ncbench.results.integrity import integrity_problems, record_files
 from ncbench.results.names import check_name
@@ -66,8 +65,7 @@ class TaskRun:
 
 
 def run_id_for(suite: str, specs: list[TaskSpec]) -> str:
-    h = hashlib.sha1("".join(s.config_hash() for s in specs).encode()).hexdigest()[:8]
-    return f"{suite}-{h}"
+    return identity.run_id(suite, [s.config_hash() for s in specs])
 
 
 LOCK_NAME = ".lock"
@@ -340,7 +338,7 @@ def _say_other_threads(cfg: dict, label: str, log) -> None:
 def _context(spec: TaskSpec, run_id: str, prov: dict, precision: str, status: RunStatus) -> dict:
     """The columns every row of a run shares (SPEC §9)."""
     return {"run_id": run_id, "task": spec.name, "task_version": spec.version, "model": spec.model,
-            "pretrained": weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset,
+            "pretrained": identity.weights_identity(spec.checkpoint, spec.pretrained), "dataset": spec.dataset,
             "seed": spec.seed, "precision": precision, "status": status.status, "status_reason": status.reason,
             "config_hash": spec.config_hash(), **prov}
 

@@ -32,7 +32,7 @@ def tiny(name: str, *, epochs: int = 2, n: int | None = 6, **options):
 
 def results(specs, tmp_path) -> dict[str, pd.DataFrame]:
     _, runs = run_tasks("t", specs, tmp_path, progress=False, log=lambda m: None)
-    assert [r.status for r in runs] == ["done"] * len(runs), [r.error for r in runs]
+    assert [r.outcome for r in runs] == ["done"] * len(runs), [r.error for r in runs]
     return {r.spec.name: pd.read_csv(r.csv) for r in runs}
 
 

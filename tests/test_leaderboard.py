@@ -23,9 +23,9 @@ import pytest
 from ncbench import leaderboard as lb
 from ncbench import leaderboard_cli
 from ncbench.cli import main
+from ncbench.core.identity import weights_identity
 from ncbench.leaderboard import load_leaderboard, store
 from ncbench.leaderboard.schema import BoardSpec
-from ncbench.preflight import weights_identity
 from ncbench.results import load_results
 from ncbench.results.integrity import record_files
 from ncbench.results.schema import COLUMNS

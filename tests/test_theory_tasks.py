@@ -182,11 +182,11 @@ def test_layer_peeled_threshold_is_nan_when_never_crossed(tmp_path):
     ({"ratios": {"min": 1, "max": 10}}, "min, max, num"),
     ({"ratios": []}, "non-empty"),
     ({"E_H": [1.0, 5.0]}, r"became a sweep: declare `sweep: \{E_H: \[1.0, 5.0\]\}`"),
-    ({"E_H": "big"}, "option E_H"),
+    ({"E_H": "big"}, "options.E_H"),
     ({"ratios": [1.0, 1.0000001]}, "distinct"),
     ({"K": 4, "K_A": 3}, "two minority"),
     ({"E_W": 0.0}, "budgets"),
-    ({"K": 6.5}, "option K"),
+    ({"K": 6.5}, "options.K"),
     ({"ratios": {"min": 1.0, "max": "lots", "num": 3}}, "ratios.max"),
 ])
 def test_layer_peeled_rejects_bad_options_before_running(tmp_path, options, match):

@@ -1,4 +1,4 @@
-"""Options every trained-backbone kind shares (`TrajectoryTask.COMMON_OPTIONS`): `labels` (true or
+"""Options every trained-backbone kind shares (`ncbench.tasks.trajectory_task.TrainedOptions`): `labels` (true or
 random, review §4.1.1) and `model_kwargs` (to timm), as plain options a YAML sweep can vary."""
 from __future__ import annotations
 

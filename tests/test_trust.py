@@ -260,7 +260,7 @@ def test_pretrained_tag_reaches_timm_from_the_local_cache(tmp_path, monkeypatch)
 def test_checkpoint_replaced_in_place_is_not_skipped(tmp_path, one_thread):
     import timm
 
-    from ncbench.preflight import weights_identity
+    from ncbench.core.identity import weights_identity
 
     ck = tmp_path / "w.pth"
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbench.core import identity
 from ncbench.core.metrics import UnknownMetricError, metric
 from ncbench.core.status import SEVERITY, severity
 from ncbench.leaderboard.formulas import formula_cells
@@ -86,9 +87,7 @@ def weights_tag(spec: dict) -> str:
         if not p.is_file():
             raise ValueError(f"checkpoint '{ckpt}' not found: its hash identifies the weights, so submit from "
                              f"the machine that has the file")
-    from ncbench.preflight import weights_identity
-
-    return weights_identity(ckpt, spec.get("pretrained"))
+    return identity.weights_identity(ckpt, spec.get("pretrained"))
 
 
 def protocol_diff(ran: dict, spec: dict) -> list[str]:

@@ -26,11 +26,11 @@ Task code never sees a sweep: each member is an ordinary run of its kind with sc
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from dataclasses import dataclass, replace
 
+from ncbench.core import identity
 from ncbench.results.variants import format_variant
 from ncbench.specs.task_spec import TaskSpec
 
@@ -116,8 +116,7 @@ def _at_point(spec: TaskSpec, point: dict) -> TaskSpec:
 
 def group_hash(spec: TaskSpec, member_specs: list[TaskSpec]) -> str:
     """A group's configuration hash: its own spec's and every member's, in order."""
-    text = spec.config_hash() + "".join(m.config_hash() for m in member_specs)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return identity.group_hash(spec.config_hash(), [m.config_hash() for m in member_specs])
 
 
 def member_label(member: TaskSpec, group: TaskSpec) -> str:

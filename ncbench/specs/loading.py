@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from ncbench.registry import suggest
+from ncbench.specs import includes
 from ncbench.specs.overrides import apply as apply_overrides
 from ncbench.specs.overrides import name_tokens
 from ncbench.specs.schema import show
@@ -21,11 +22,16 @@ def spec_dir() -> Path:
     return Path(str(resources.files("ncbench.task_specs")))
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_one(path: Path) -> dict:
     data = read_yaml(path)   # size, depth and alias-expansion limits
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a spec must be a YAML mapping")  # noqa: TRY004 - a user input error: exit 2
     return data
+
+
+def _read_yaml(path: Path) -> dict:
+    """A spec or suite file's mapping, its `include:` chain merged in (`ncbench.specs.includes`)."""
+    return includes.resolve(path, _read_one, spec_dir())
 
 
 def available() -> dict[str, Path]:

@@ -12,9 +12,9 @@ their flags do.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 
+from ncbench.core import identity
 from ncbench.specs.schema import as_number, show
 
 FIXED = ("name", "kind", "version", "source", "variant", "overrides")
@@ -86,7 +86,7 @@ def name_tokens(recipe: str | None, sets: list[tuple[str, object]], base: dict) 
             continue
         text = value if isinstance(value, str) else _plain(value)
         if not _TOKEN.fullmatch(text) or len(text) > 24:
-            text = "h" + hashlib.sha1(text.encode()).hexdigest()[:8]
+            text = "h" + identity.sha1_hex(text, 8)
         tokens.append(f"{key.removeprefix('options.')}={text}")
     return tokens
 

@@ -6,12 +6,10 @@ into one member run per (sweep point, seed) (`ncbench.specs.groups`), lm-evaluat
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import ClassVar
 
+from ncbench.core import identity
 from ncbench.specs.schema import as_number, check_fields
 
 
@@ -74,11 +72,4 @@ class TaskSpec:
     def config_hash(self) -> str:
         """Hash of everything that changes the numbers (not paths or descriptions; a checkpoint by the
         SHA-256 of its bytes, so a file replaced in place is another configuration)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME}
-        if d["world_size"] == 1:   # one process: the hash of the specs before world size was recorded
-            d.pop("world_size")
-        if self.checkpoint and Path(self.checkpoint).expanduser().is_file():   # weights by content, not path
-            from ncbench.digests import file_sha256
-
-            d["checkpoint"] = "sha256:" + file_sha256(self.checkpoint)
-        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return identity.config_hash(self.to_dict(), self.RUNTIME)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from ncbench.registry import Registry
 from ncbench.specs.task_spec import TaskSpec
 from ncbench.tasks.context import TaskContext
+from ncbench.tasks.options import Options, untyped
 
 KIND_MODULES = ("cdnv_bound", "fewshot_transfer", "frozen_transfer", "heldout_collapse", "layer_peeled",
                 "minority_collapse", "ncc_depth", "train_collapse", "transfer_ranking", "ufm")
@@ -50,14 +51,22 @@ class Task:
     numbers last changed)."""
 
     kind: ClassVar[str] = ""
+    OPTIONS: ClassVar[type[Options] | None] = None
+    """The kind's typed options (`ncbench.tasks.options`); a kind without one may give `default_options`."""
     default_options: ClassVar[dict] = {}
-    MOVED: ClassVar[dict] = {}     # a list option that became a sweep -> the scalar option it sweeps
-    COMMON_OPTIONS: ClassVar[dict] = {}   # options a family of kinds shares (e.g. every trained backbone's)
+
+    @classmethod
+    def options_class(cls) -> type[Options]:
+        """The kind's options dataclass (unchecked fields from `default_options` when it declares none)."""
+        if cls.OPTIONS is None or ("default_options" in vars(cls) and "OPTIONS" not in vars(cls)):
+            family = next((k.OPTIONS for k in cls.__mro__[1:] if vars(k).get("OPTIONS")), Options)
+            cls.OPTIONS = untyped(cls.kind or cls.__name__, cls.default_options, family)
+        return cls.OPTIONS
 
     @classmethod
     def known_options(cls) -> dict:
-        """Every option of the kind with its default: the family's, then the kind's own."""
-        return {**cls.COMMON_OPTIONS, **cls.default_options}
+        """Every option of the kind with its default."""
+        return cls.options_class().defaults()
 
     HAS_PLOT: ClassVar[bool] = True
     """The kind draws figures (`ncbench/plots/<kind>.py`); False: it says it has none."""
@@ -71,32 +80,8 @@ class Task:
             spec = replace(spec, dataset=self.MODEL_FREE[0], model=self.MODEL_FREE[1], pretrained=False,
                            checkpoint=None, device="cpu")
         self.spec = spec
-        moved = sorted(set(spec.options) & set(self.MOVED))
-        if moved:
-            k = moved[0]
-            raise ValueError(f"task '{spec.name}' ({self.kind}): options.{k} became a sweep: declare "
-                             f"`sweep: {{{self.MOVED[k]}: {list(spec.options[k])!r}}}` at the top of the spec "
-                             f"(one run per value; ncbench.specs.groups)")
-        known = self.known_options()
-        unknown = sorted(set(spec.options) - set(known))
-        if unknown:
-            import difflib
-
-            hints = [u + (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(
-                u, list(known), 1)) else "") for u in unknown]
-            raise ValueError(f"task '{spec.name}' ({self.kind}): unknown options {', '.join(hints)}; "
-                             f"known: {sorted(known)}")
-        self.options = {**known, **spec.options}
-
-    def scalar_option(self, key: str):
-        """`options[key]`, which names one value: a list there is a sweep written the old way."""
-        value = self.options[key]
-        if isinstance(value, (list, tuple)):
-            raise ValueError(  # noqa: TRY004 - a user input error: exit 2
-                f"task '{self.spec.name}' ({self.kind}): options.{key} takes one value; a list became a sweep: "
-                f"declare `sweep: {{{key}: {list(value)!r}}}` at the top of the spec (one run per value; "
-                f"ncbench.specs.groups)")
-        return value
+        self.typed = self.options_class().from_dict(dict(spec.options), f"task '{spec.name}' ({self.kind})")
+        self.options = self.typed.to_dict()   # the kind's working view; spec.options stays as written
 
     def trajectories(self) -> list:
         """Training runs this task reads (so a suite trains each one once)."""

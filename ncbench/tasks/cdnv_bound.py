@@ -14,6 +14,7 @@ A, B, bound, test_cdnv, holds, tightness, vacuous), and in the summary `bound_ho
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,7 +24,8 @@ from scipy.stats import spearmanr
 
 from ncbench.metrics.cdnv_bounds import class_moments, population_bound_table
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trajectory_task import TrajectoryTask
+from ncbench.tasks.options import Options, number
+from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 
 
 def pair_table(matrix, split: str) -> pd.DataFrame:
@@ -35,15 +37,15 @@ def pair_table(matrix, split: str) -> pd.DataFrame:
     return pd.DataFrame({"class_i": i, "class_j": j, "split": split, "value": m[i, j]})
 
 
+@dataclass(frozen=True)
+class CDNVBoundOptions(TrainedOptions):
+    delta: float = 0.05   # failure probability of the population-CDNV bound
+    CHECKS: ClassVar[dict] = {"delta": number(0, 1, closed="()")}
+
+
 @register_task("cdnv_bound")
 class CDNVBound(TrajectoryTask):
-    default_options: ClassVar[dict] = {"delta": 0.05}   # failure probability of the population-CDNV bound
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        d = self.options["delta"]
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d < 1:
-            raise ValueError(f"task '{spec.name}': options.delta must be a number in (0, 1), got {d!r}")
+    OPTIONS: ClassVar[type[Options]] = CDNVBoundOptions
 
     def bound_rows(self, ctx, traj) -> tuple[dict[str, float], pd.DataFrame]:
         """The population-CDNV bound from the final model's train features (of `traj`, this task's

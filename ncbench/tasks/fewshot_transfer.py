@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -70,26 +71,14 @@ import torch
 from ncbench.data import load_dataset
 from ncbench.data.dataset import ImageDataset
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trajectory_task import TrajectoryTask
+from ncbench.tasks.options import Options, as_list, boolean, integer, integers, one_of
+from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 from ncbench.threads import torch_threads
 from ncbench.training.trajectory import TrajectoryConfig
 
 BACKBONES = ("trajectory", "pretrained")
 SAMPLERS = ("ncbench", "learn2learn")
 SOURCE_METRICS = ("nc1", "cdnv", "nc1_quotient")
-
-
-def _int_list(name: str, value, low: int) -> list[int]:
-    vals = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-    try:
-        out = [int(v) for v in vals]
-    except (TypeError, ValueError):
-        raise ValueError(f"options.{name} must be a list of integers, got {value!r}") from None
-    if not out or any(isinstance(v, bool) or int(v) != v or int(v) < low for v in vals):
-        raise ValueError(f"options.{name} must be a non-empty list of integers >= {low}, got {value!r}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"options.{name} repeats values: {value!r}")
-    return out
 
 
 def _concat(parts: list[ImageDataset], split: str) -> ImageDataset:
@@ -122,52 +111,53 @@ def linear_probe_split(features: torch.Tensor, labels: torch.Tensor, n_first: in
     if not 0 < n_first < len(y):
         raise ValueError(f"linear probe: {n_first} fitting rows of {len(y)}: both parts must be non-empty")
     return probe_accuracy(x[:n_first], y[:n_first], x[n_first:], y[n_first:], l2=l2)
+def split_names(value):
+    """A split name or a non-empty list of them (pooled)."""
+    if not as_list(value) or not all(isinstance(v, str) for v in as_list(value)):
+        raise ValueError("must be a split name or a list of them")
+    return value
+@dataclass(frozen=True)
+class FewShotOptions(TrainedOptions):
+    backbone: str = "trajectory"       # trajectory (train on the source classes) | pretrained (as is)
+    source_set: list | None = None     # class indices of source_split forming the source set; None: all
+    source_classes: int | None = None  # train on the first S classes of the source set; None: all of it
+    target_classes: list | None = None  # class indices of target_split; None: all not named like a source class
+    source_split: str = "train"
+    source_test_split: str = "test"
+    target_split: str | list = "test"  # a split or a list of splits (pooled)
+    n_way: int = 5
+    shots: list = field(default_factory=lambda: [1, 5])
+    queries: int = 15
+    episodes: int = 600
+    episode_seed: int = 0
+    sampler: str = "ncbench"           # ncbench (vectorised) | learn2learn (its Taskset)
+    probe: bool = False                # also a logistic-regression probe per episode
+    probe_l2: float = 1e-3
+    probe_steps: int = 300
+    linear_probe: bool = False         # Kornblith et al. 2021: a probe fitted on the first target split
+    linear_probe_l2: float = 1e-3
+    batch_size: int = 512
+    CHECKS: ClassVar[dict] = {
+        "backbone": one_of(*BACKBONES), "sampler": one_of(*SAMPLERS), "shots": integers(1),
+        "n_way": integer(2), "queries": integer(1), "episodes": integer(1), "source_set": integers(0, optional=True),
+        "source_classes": integer(2, optional=True), "target_classes": integers(0, optional=True), "target_split": split_names, "probe": boolean, "linear_probe": boolean,
+        "probe_steps": integer(1), "batch_size": integer(1)}
 
 
 @register_task("fewshot_transfer")
 class FewShotTransfer(TrajectoryTask):
     """n-way k-shot NCC (and probe) accuracy on unseen classes, per number of source classes."""
 
-    default_options: ClassVar[dict] = {
-        "backbone": "trajectory",      # trajectory (train on the source classes) | pretrained (as is)
-        "source_set": None,            # class indices of source_split forming the source set; None: all
-        "source_classes": None,        # train on the first S classes of the source set; None: all of it
-        "target_classes": None,        # class indices of target_split; None: all not named like a source class
-        "source_split": "train",
-        "source_test_split": "test",
-        "target_split": "test",        # a split or a list of splits (pooled)
-        "n_way": 5,
-        "shots": [1, 5],
-        "queries": 15,
-        "episodes": 600,
-        "episode_seed": 0,
-        "sampler": "ncbench",          # ncbench (vectorised) | learn2learn (its Taskset)
-        "probe": False,                # also a logistic-regression probe per episode
-        "probe_l2": 1e-3,
-        "probe_steps": 300,
-        "linear_probe": False,         # Kornblith et al. 2021: a probe fitted on the first target split
-        "linear_probe_l2": 1e-3,
-        "batch_size": 512,
-    }
+    OPTIONS: ClassVar[type[Options]] = FewShotOptions
 
     def __init__(self, spec):
         super().__init__(spec)
         self._loaded: dict[str, ImageDataset] = {}   # splits loaded by this instance (`_load`), declared here
         o = self.options
         name = f"task '{spec.name}'"
-        if o["backbone"] not in BACKBONES:
-            raise ValueError(f"{name}: options.backbone must be one of {BACKBONES}, got {o['backbone']!r}")
-        if o["sampler"] not in SAMPLERS:
-            raise ValueError(f"{name}: options.sampler must be one of {SAMPLERS}, got {o['sampler']!r}")
-        self.shots = sorted(_int_list("shots", o["shots"], 1))
-        for key, low in (("n_way", 2), ("queries", 1), ("episodes", 1)):
-            if isinstance(o[key], bool) or not isinstance(o[key], int) or o[key] < low:
-                raise ValueError(f"{name}: options.{key} must be an integer >= {low}, got {o[key]!r}")
-        self.source_set = None if o["source_set"] is None else _int_list("source_set", o["source_set"], 0)
-        S = self.scalar_option("source_classes")
-        if S is not None and (isinstance(S, bool) or not isinstance(S, int) or S < 2):
-            raise ValueError(f"{name}: options.source_classes must be an integer >= 2 or null, got {S!r}")
-        self.S = S
+        self.shots = sorted(as_list(o["shots"]))
+        self.source_set = None if o["source_set"] is None else as_list(o["source_set"])
+        self.S = S = o["source_classes"]
         if S is not None and self.source_set is not None and S > len(self.source_set):
             raise ValueError(f"{name}: options.source_classes is {S} but source_set has "
                              f"{len(self.source_set)} classes")
@@ -176,12 +166,7 @@ class FewShotTransfer(TrajectoryTask):
                              "pretrained nothing is trained: drop it")
         if self.source_set is not None and len(self.source_set) < 2:
             raise ValueError(f"{name}: options.source_set needs at least 2 classes to train on")
-        ts = o["target_split"]
-        self.target_splits = [ts] if isinstance(ts, str) else list(ts) if isinstance(ts, (list, tuple)) else []
-        if not self.target_splits or not all(isinstance(s, str) for s in self.target_splits):
-            raise ValueError(f"{name}: options.target_split must be a split name or a list of them")
-        if not isinstance(o["linear_probe"], bool):
-            raise ValueError(f"{name}: options.linear_probe must be true or false, got {o['linear_probe']!r}")  # noqa: TRY004
+        self.target_splits = as_list(o["target_split"])
         if o["linear_probe"] and len(self.target_splits) < 2:
             raise ValueError(f"{name}: options.linear_probe fits on the first target split and tests on the "
                              f"others: give options.target_split two splits (e.g. [train, test]), not "
@@ -232,7 +217,7 @@ class FewShotTransfer(TrajectoryTask):
         if self.options["target_classes"] is None:
             targets = [k for k, n in enumerate(names) if n not in source]
         else:
-            targets = _int_list("target_classes", self.options["target_classes"], 0)
+            targets = as_list(self.options["target_classes"])
         seen = sorted({names[k] for k in targets if 0 <= k < len(names)} & source)
         if seen:
             raise ValueError(f"task '{self.spec.name}': target classes {seen} are source classes: few-shot "

@@ -31,12 +31,15 @@ Estimators that a ranking uses see the target **train** split only (`logme`, `nc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
+from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS
 from ncbench.models.pretrained import RANDOM_INIT
 from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
+from ncbench.tasks.options import Options, integer, integers, mapping, number, one_of
 
 ESTIMATORS_ON_TRAIN = ("logme", "ncti_seli", "ncti_ncc", "ncti_vc", "knn_loo_acc", "ncc_acc", "nc1", "cdnv")
 
@@ -51,37 +54,59 @@ def weights_of(spec) -> dict:
     return {"pretrained": pre, "checkpoint": spec.checkpoint}
 
 
+def preprocess_overrides(value):
+    """A mapping of overrides of timm's data config, keys among `ncbench.data.preprocessing.OVERRIDES`."""
+    from ncbench.data.preprocessing import OVERRIDES
+
+    mapping("a mapping of timm data-config overrides")(value)
+    bad = sorted(set(value or {}) - set(OVERRIDES))
+    if bad:
+        raise ValueError(f"has unknown keys {bad}; known: {list(OVERRIDES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class FrozenTransferOptions(Options):
+    classes: list | None = None          # target class subset (label ids), relabelled 0..n-1
+    train_split: str = "train"
+    test_split: str = "test"
+    preprocess: dict = field(default_factory=dict)   # overrides of timm's data config (input_size, crop_pct, mean, ...)
+    in_chans: int | None = None          # default: the channels of preprocess.input_size, else 3
+    model_kwargs: dict = field(default_factory=dict)  # passed to timm.create_model (e.g. pretrained_cfg_overlay)
+    batch_size: int = 256
+    workers: int = 0
+    pin_memory: bool | None = None
+    granularity: str = "blocks"
+    token_pool: str = "auto"
+    epsilon: float = 0.01
+    max_train_per_class: int = 500
+    max_test_per_class: int = 500
+    subset_seed: int = 0
+    knn_k: int = 10
+    knn_metric: str = "cosine"
+    probe_l2: float = 1e-3
+    fewshot: dict = field(default_factory=lambda: {"n_way": 5, "shots": [1, 5], "queries": 15, "episodes": 600,
+                                                   "seed": 0})
+    CHECKS: ClassVar[dict] = {
+        "classes": integers(0, optional=True), "preprocess": preprocess_overrides,
+        "in_chans": integer(1, optional=True), "model_kwargs": mapping("a mapping of timm.create_model keywords"),
+        "batch_size": integer(1), "workers": integer(0), "granularity": one_of(*GRANULARITIES),
+        "token_pool": one_of(*TOKEN_POOLS), "epsilon": number(0, 1), "max_train_per_class": integer(1),
+        "max_test_per_class": integer(1), "subset_seed": integer(0), "knn_k": integer(1),
+        "probe_l2": number(0, closed="()"), "fewshot": mapping()}
+
+
 @register_task("frozen_transfer")
 class FrozenTransfer(Task):
     """Collapse, NCC-depth, probe, k-NN, few-shot, LogME and NCTI scores of a frozen model on a target."""
 
     MEASURES_RANDOM_INIT: ClassVar[bool] = True     # `--random-init` is meaningful here (and required without weights)
 
-    default_options: ClassVar[dict] = {
-        "classes": None,                 # target class subset (label ids), relabelled 0..n-1
-        "train_split": "train", "test_split": "test",
-        "preprocess": {},                # overrides of timm's data config (input_size, crop_pct, mean, ...)
-        "in_chans": None,                # default: the channels of preprocess.input_size, else 3
-        "model_kwargs": {},              # passed to timm.create_model (e.g. pretrained_cfg_overlay)
-        "batch_size": 256, "workers": 0, "pin_memory": None,
-        "granularity": "blocks", "token_pool": "auto", "epsilon": 0.01,
-        "max_train_per_class": 500, "max_test_per_class": 500, "subset_seed": 0,
-        "knn_k": 10, "knn_metric": "cosine", "probe_l2": 1e-3,
-        "fewshot": {"n_way": 5, "shots": [1, 5], "queries": 15, "episodes": 600, "seed": 0},
-    }
+    OPTIONS: ClassVar[type[Options]] = FrozenTransferOptions
 
     def __init__(self, spec):
         super().__init__(spec)
-        from ncbench.data.preprocessing import OVERRIDES
-        from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS
-
         o = self.options
-        bad = sorted(set(o["preprocess"] or {}) - set(OVERRIDES))
-        if bad:
-            raise ValueError(f"task '{spec.name}': unknown options.preprocess keys {bad}; known: {list(OVERRIDES)}")
-        if o["granularity"] not in GRANULARITIES or o["token_pool"] not in TOKEN_POOLS:
-            raise ValueError(f"task '{spec.name}': granularity must be one of {GRANULARITIES} and token_pool "
-                             f"one of {TOKEN_POOLS}")
         from ncbench.models.in_memory import is_in_memory
 
         w = weights_of(spec)

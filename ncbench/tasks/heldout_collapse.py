@@ -13,7 +13,8 @@ from typing import ClassVar
 import numpy as np
 
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trajectory_task import TrajectoryTask
+from ncbench.tasks.options import Options
+from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 
 MODES = {"test_strong": "strong", "test_weak": "weak", "test_weak_ncc": "weak_ncc"}
 MEASURES = ("nc1", "trace_sw", "cdnv")
@@ -26,7 +27,7 @@ def _ratio(a: float, b: float) -> float:
 @register_task("test_collapse")
 class TestCollapse(TrajectoryTask):
     __test__ = False  # a task kind, not a pytest class
-    default_options: ClassVar[dict] = {}
+    OPTIONS: ClassVar[type[Options]] = TrainedOptions   # the family's options, none of its own
 
     def run(self, ctx) -> TaskOutput:
         rec = self.record(ctx)

@@ -26,12 +26,13 @@ No data set or backbone is involved: results record dataset "layer_peeled", mode
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
-from ncbench.tasks.ufm import coerce_option
+from ncbench.tasks.options import Options, coerce, coerced
 from ncbench.theory import (
     LPMConfig,
     minority_collapse_curve,
@@ -48,19 +49,29 @@ def ratio_variant(ratio: float) -> str:
     return f"R={ratio:.6g}"
 
 
+@dataclass(frozen=True)
+class LayerPeeledOptions(Options):
+    K: int = 10
+    K_A: int = 3
+    ratios: dict | list = field(default_factory=lambda: {"min": 1.0, "max": 1000.0, "num": 13})
+    E_H: float = 5.0
+    E_W: float = 1.0
+    restarts: int = 2
+    dim: int | None = None
+    CHECKS: ClassVar[dict] = {"K": coerced(int), "K_A": coerced(int), "restarts": coerced(int),
+                              "dim": coerced(int, optional=True), "E_H": coerced(float), "E_W": coerced(float)}
+
+
 @register_task("layer_peeled")
 class LayerPeeledTask(Task):
     MODEL_FREE = ("layer_peeled", "none")
-    default_options: ClassVar[dict] = {"K": 10, "K_A": 3, "ratios": {"min": 1.0, "max": 1000.0, "num": 13},
-                                       "E_H": 5.0, "E_W": 1.0, "restarts": 2, "dim": None}
+    OPTIONS: ClassVar[type[Options]] = LayerPeeledOptions
 
     def __init__(self, spec: TaskSpec):
         super().__init__(spec)
         o = self.options
-        for k in ("K", "K_A", "restarts") + (("dim",) if o["dim"] is not None else ()):
-            o[k] = coerce_option(spec.name, k, o[k], 1)
         self.ratios = self._ratios(o["ratios"])
-        self.energies_h = self._numbers("E_H", [self.scalar_option("E_H")])
+        self.energies_h = [o["E_H"]]
         labels = [ratio_variant(r) for r in self.ratios]
         if len(set(labels)) != len(labels):
             raise ValueError(f"task '{spec.name}': ratios must be distinct to 6 significant digits")
@@ -73,20 +84,25 @@ class LayerPeeledTask(Task):
 
     def _numbers(self, name: str, values) -> list[float]:
         if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"task '{self.spec.name}': option {name} must be a non-empty list of numbers, "
+            raise ValueError(f"task '{self.spec.name}': options.{name} must be a non-empty list of numbers, "
                              f"got {values!r}")
         try:
             return [float(v) for v in values]
         except (TypeError, ValueError):
-            raise ValueError(f"task '{self.spec.name}': option {name} must hold numbers, got {values!r}") from None
+            raise ValueError(f"task '{self.spec.name}': options.{name} must hold numbers, got {values!r}") from None
 
     def _ratios(self, spec) -> list[float]:
         if isinstance(spec, dict):
             if set(spec) != {"min", "max", "num"}:
                 raise ValueError(f"task '{self.spec.name}': a ratio grid is {{min, max, num}} (log-spaced), got "
                                  f"keys {sorted(spec)}")
-            lo, hi = (coerce_option(self.spec.name, f"ratios.{k}", spec[k], 1.0) for k in ("min", "max"))
-            num = coerce_option(self.spec.name, "ratios.num", spec["num"], 1)
+            grid = {}
+            for k, t in (("min", float), ("max", float), ("num", int)):
+                try:
+                    grid[k] = coerce(spec[k], t)
+                except ValueError as e:
+                    raise ValueError(f"task '{self.spec.name}': options.ratios.{k} {e}, got {spec[k]!r}") from None
+            lo, hi, num = grid["min"], grid["max"], grid["num"]
             if not 1 <= lo <= hi or num < 1:
                 raise ValueError(f"task '{self.spec.name}': ratio grid needs 1 <= min <= max and num >= 1, got {spec}")
             ratios = np.geomspace(lo, hi, num).tolist()

@@ -33,8 +33,7 @@ accuracy and the minority classifier and feature-mean cosines. `runs.csv` lists 
 """
 from __future__ import annotations
 
-import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import ClassVar
 
@@ -44,7 +43,8 @@ import torch
 from ncbench.data.imbalance import GROUPS, PROFILES, imbalance_key
 from ncbench.metrics.minority import ClassGroupStats, group_accuracies, minority_cosine
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trajectory_task import TrajectoryTask
+from ncbench.tasks.options import Options, integer, number, one_of
+from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 from ncbench.training import distributed as dist
 from ncbench.training.evaluation import feature_batches
 from ncbench.training.trajectory import TrajectoryConfig, load_splits
@@ -114,35 +114,22 @@ def minority_probe(model, train, test, epoch: int, n_majority: int | None = None
     return out
 
 
+@dataclass(frozen=True)
+class MinorityCollapseOptions(TrainedOptions):
+    profile: str = "step"               # step | exp
+    ratio: float = 10                   # imbalance ratio R = n_max / n_min
+    classifier: str = "learnable"       # learnable | etf | etf_dr
+    n_majority: int | None = None       # majority classes K_maj (default K // 2)
+    n: int | None = None                # samples of the largest class (default: smallest train class)
+    MOVED: ClassVar[dict] = {"ratios": "ratio", "variants": "classifier"}
+    CHECKS: ClassVar[dict] = {"profile": one_of(*PROFILES), "ratio": number(1, note="(R = n_max / n_min)"),
+                              "classifier": one_of(*VARIANTS), "n_majority": integer(1, optional=True),
+                              "n": integer(1, optional=True)}
+
+
 @register_task("minority_collapse")
 class MinorityCollapse(TrajectoryTask):
-    default_options: ClassVar[dict] = {
-        "profile": "step",               # step | exp
-        "ratio": 10,                     # imbalance ratio R = n_max / n_min
-        "classifier": "learnable",       # learnable | etf | etf_dr
-        "n_majority": None,              # majority classes K_maj (default K // 2)
-        "n": None,                       # samples of the largest class (default: smallest train class)
-    }
-    MOVED: ClassVar[dict] = {"ratios": "ratio", "variants": "classifier"}
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        o = self.options
-        if o["profile"] not in PROFILES:
-            raise ValueError(f"task '{spec.name}': options.profile must be one of {list(PROFILES)}, "
-                             f"got {o['profile']!r}")
-        r = o["ratio"]
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 1:
-            raise ValueError(f"task '{spec.name}': options.ratio must be a finite number >= 1 "
-                             f"(R = n_max / n_min), got {r!r}")
-        if o["classifier"] not in VARIANTS:
-            raise ValueError(f"task '{spec.name}': options.classifier must be one of {list(VARIANTS)}, "
-                             f"got {o['classifier']!r}")
-        for key in ("n_majority", "n"):
-            v = o[key]
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"task '{spec.name}': options.{key} must be a positive integer or "
-                                 f"null, got {v!r}")
+    OPTIONS: ClassVar[type[Options]] = MinorityCollapseOptions
 
     # -- the runs ---------------------------------------------------------------------------------
     @property

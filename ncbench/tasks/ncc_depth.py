@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pandas as pd
@@ -40,7 +41,8 @@ from ncbench.data.imbalance import PROFILES, imbalance_key
 from ncbench.metrics import CollapseStats
 from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS, LayerFeatures
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trajectory_task import TrajectoryTask
+from ncbench.tasks.options import Options, integer, number, one_of
+from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 from ncbench.training import distributed as dist
 from ncbench.training.feature_pass import Replay, feature_pass, shard_rows
 
@@ -159,35 +161,30 @@ def relative_depth(depth: float, n_layers: int) -> float:
     return depth if math.isnan(depth) else (depth / (n_layers - 1) if n_layers > 1 else 0.0)
 
 
+@dataclass(frozen=True)
+class NCCDepthOptions(TrainedOptions):
+    epsilon: float = 0.01
+    granularity: str = "blocks"
+    token_pool: str = "auto"
+    source: str = "trajectory"
+    batch_size: int = 512
+    # train on an imbalanced view (review §5: how imbalance changes the depth)
+    imbalance_ratio: float = 1.0
+    imbalance_profile: str = "step"
+    n_majority: int | None = None
+    n: int | None = None
+    CHECKS: ClassVar[dict] = {
+        "epsilon": number(0, 1), "granularity": one_of(*GRANULARITIES), "token_pool": one_of(*TOKEN_POOLS),
+        "source": one_of("trajectory", "pretrained", note="(the shared training run, or the backbone as built)"),
+        "batch_size": integer(1), "imbalance_ratio": number(1), "imbalance_profile": one_of(*PROFILES),
+        "n_majority": integer(1, optional=True), "n": integer(1, optional=True)}
+
+
 @register_task("ncc_depth")
 class NCCDepth(TrajectoryTask):
     """Per-layer NCC accuracy, NC4, CDNV, NC1 and the minimal NCC-depth, per evaluated epoch."""
 
-    default_options: ClassVar[dict] = {"epsilon": 0.01, "granularity": "blocks", "token_pool": "auto",
-                             "source": "trajectory", "batch_size": 512,
-                             # train on an imbalanced view (review §5: how imbalance changes the depth)
-                             "imbalance_ratio": 1.0, "imbalance_profile": "step", "n_majority": None, "n": None}
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        o = self.options
-        if o["granularity"] not in GRANULARITIES:
-            raise ValueError(f"task '{spec.name}': options.granularity must be one of {GRANULARITIES}, "
-                             f"got {o['granularity']!r}")
-        if o["token_pool"] not in TOKEN_POOLS:
-            raise ValueError(f"task '{spec.name}': options.token_pool must be one of {TOKEN_POOLS}, "
-                             f"got {o['token_pool']!r}")
-        if o["source"] not in ("trajectory", "pretrained"):
-            raise ValueError(f"task '{spec.name}': options.source must be 'trajectory' (the shared "
-                             f"training run) or 'pretrained' (the backbone as built), got {o['source']!r}")
-        r = o["imbalance_ratio"]
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 1:
-            raise ValueError(f"task '{spec.name}': options.imbalance_ratio must be a finite number >= 1, got {r!r}")
-        if o["imbalance_profile"] not in PROFILES:
-            raise ValueError(f"task '{spec.name}': options.imbalance_profile must be one of {list(PROFILES)}, "
-                             f"got {o['imbalance_profile']!r}")
-        if not 0 <= float(o["epsilon"]) < 1:
-            raise ValueError(f"task '{spec.name}': options.epsilon must lie in [0, 1), got {o['epsilon']!r}")
+    OPTIONS: ClassVar[type[Options]] = NCCDepthOptions
 
     @property
     def probe_name(self) -> str:

@@ -10,12 +10,13 @@ from typing import ClassVar
 
 from ncbench.metrics import SPEC_METRICS
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
-from ncbench.tasks.trajectory_task import TrajectoryTask
+from ncbench.tasks.options import Options
+from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 
 
 @register_task("train_collapse")
 class TrainCollapse(TrajectoryTask):
-    default_options: ClassVar[dict] = {}
+    OPTIONS: ClassVar[type[Options]] = TrainedOptions   # the family's options, none of its own
 
     def run(self, ctx) -> TaskOutput:
         rec = self.record(ctx)

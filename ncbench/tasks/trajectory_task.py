@@ -14,35 +14,41 @@ e.g. a smaller set that a network fits with random labels; `minority_collapse` a
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ncbench.tasks.base import Task
+from ncbench.tasks.options import Options, boolean, integer, mapping
 from ncbench.training.recipe import Recipe
 from ncbench.training.trajectory import Trajectory, TrajectoryConfig, TrajectoryRecord
 
 LABELS = ("true", "random")
 
 
+def labels_option(value) -> str:
+    """`true` (YAML's boolean too) or `random`."""
+    value = "true" if value is True else value
+    if value not in LABELS:
+        raise ValueError("must be true or random")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainedOptions(Options):
+    """What every kind reading a training run takes."""
+
+    model_kwargs: dict = field(default_factory=dict)
+    labels: str = "true"
+    baselines: bool = True
+    n: int | None = None      # train images per class (of the largest class under an imbalance); None: all
+    CHECKS: ClassVar[dict] = {"model_kwargs": mapping("a mapping of timm.create_model keywords"),
+                              "labels": labels_option, "baselines": boolean, "n": integer(1, optional=True)}
+
+
 class TrajectoryTask(Task):
     """Builds its `TrajectoryConfig` from the spec: data set, model, recipe, seed, device."""
 
-    COMMON_OPTIONS: ClassVar[dict] = {"model_kwargs": {}, "labels": "true", "baselines": True, "n": None}
-
-    def __init__(self, spec):
-        super().__init__(spec)
-        labels = self.options["labels"]
-        labels = "true" if labels is True else labels
-        if labels not in LABELS:
-            raise ValueError(f"task '{spec.name}': options.labels must be true or random, got {labels!r}")
-        self.options["labels"] = labels
-        if not isinstance(self.options["model_kwargs"] or {}, dict):
-            raise ValueError(  # noqa: TRY004 - a user input error: exit 2
-                f"task '{spec.name}': options.model_kwargs must be a mapping of timm.create_model keywords, "
-                f"got {self.options['model_kwargs']!r}")
-        n = self.options["n"]
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"task '{spec.name}': options.n must be a positive integer (train images per "
-                             f"class, of the largest class under an imbalance) or null (the whole train split), got {n!r}")
+    OPTIONS: ClassVar[type[Options]] = TrainedOptions
 
     def trajectory_config(self, **changes) -> TrajectoryConfig:
         s = self.spec

@@ -15,53 +15,69 @@ collapsed = predicted better: their negatives are ranked).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
 
+from ncbench.core import identity
 from ncbench.run_files import open_text
 from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
+from ncbench.tasks.options import Options, integer, mapping, one_of
 from ncbench.transfer.rank_correlation import LOWER_IS_BETTER
 
 ZOO_KEYS = ("model", "pretrained", "checkpoint", "train", "name", "model_kwargs")
+
+
+def zoo_entries(value):
+    """At least two mappings, each with a `model` and keys among `ZOO_KEYS`."""
+    if not isinstance(value, list) or len(value) < 2:
+        raise ValueError("needs at least two models to rank (a list of mappings with a 'model')")
+    for i, z in enumerate(value):
+        if not isinstance(z, dict) or "model" not in z:
+            raise ValueError(f"entry {i} must be a mapping with a 'model'")
+        bad = sorted(set(z) - set(ZOO_KEYS))
+        if bad:
+            raise ValueError(f"entry {i} has unknown keys {bad}; known: {list(ZOO_KEYS)}")
+    return value
+
+
+def launcher_name(value):
+    """One of `ncbench.launcher.LAUNCHERS`."""
+    from ncbench.launcher import LAUNCHERS
+
+    return one_of(*LAUNCHERS)(value)
+
+
+@dataclass(frozen=True)
+class TransferRankingOptions(Options):
+    target: str = "frozen_transfer"
+    zoo: list = field(default_factory=list)
+    ground_truth: str = "probe_acc"
+    estimators: list = field(default_factory=lambda: ["ncti", "logme", "knn_loo_acc", "ncc_acc", "nc1", "cdnv"])
+    launcher: str = "inline"
+    max_parallel: int = 1
+    slurm: dict = field(default_factory=dict)
+    CHECKS: ClassVar[dict] = {"zoo": zoo_entries, "launcher": launcher_name, "max_parallel": integer(1),
+                              "slurm": mapping()}
 
 
 @register_task("transfer_ranking")
 class TransferRanking(Task):
     """Kendall τ and weighted τ of transferability estimators against measured transfer, over a zoo."""
 
-    default_options: ClassVar[dict] = {
-        "target": "frozen_transfer",
-        "zoo": [],
-        "ground_truth": "probe_acc",
-        "estimators": ["ncti", "logme", "knn_loo_acc", "ncc_acc", "nc1", "cdnv"],
-        "launcher": "inline", "max_parallel": 1, "slurm": {},
-    }
+    OPTIONS: ClassVar[type[Options]] = TransferRankingOptions
 
     def __init__(self, spec):
         super().__init__(spec)
-        from ncbench.launcher import LAUNCHERS
-
-        o = self.options
-        if len(o["zoo"]) < 2:
-            raise ValueError(f"task '{spec.name}': options.zoo needs at least two models to rank, got {len(o['zoo'])}")
-        for i, z in enumerate(o["zoo"]):
-            if not isinstance(z, dict) or "model" not in z:
-                raise ValueError(f"task '{spec.name}': zoo entry {i} must be a mapping with a 'model'")
-            bad = sorted(set(z) - set(ZOO_KEYS))
-            if bad:
-                raise ValueError(f"task '{spec.name}': zoo entry {i} has unknown keys {bad}; known: {list(ZOO_KEYS)}")
+        for i, z in enumerate(self.options["zoo"]):
             if not (z.get("pretrained") or z.get("checkpoint") or z.get("train")):
                 raise ValueError(f"task '{spec.name}': zoo entry {i} ({z.get('name') or z['model']}) has no weights: "
                                  f"give it pretrained: TAG, checkpoint: FILE or train: {{...}}, or pretrained: random "
                                  f"to rank its random initialisation on purpose")
-        if o["launcher"] not in LAUNCHERS:
-            raise ValueError(f"task '{spec.name}': options.launcher must be one of {LAUNCHERS}, got {o['launcher']!r}")
         self.target_spec()                        # validates the target task and its options now
         self.check_weights()
 
@@ -145,9 +161,8 @@ class TransferRanking(Task):
                 if entry.get("model_kwargs") else {}
             spec = self.target_spec(model=entry["model"], **w, **extra)
             label = entry.get("name") or entry["model"] + (f".{w['pretrained']}" if isinstance(w["pretrained"], str) else "")
-            h = hashlib.sha1(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:8]
             out.append((label, Job(spec.to_dict(), str((ctx.out_dir.parent / "_jobs").resolve()),
-                                      f"{spec.name}-{label}-{h}")))
+                                      f"{spec.name}-{label}-{identity.digest_of(spec.to_dict(), 8)}")))
         return out
 
     # -- measuring -----------------------------------------------------------------------------

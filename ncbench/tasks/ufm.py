@@ -19,10 +19,11 @@ No data set or backbone is involved: results record dataset "ufm" and model "non
 from __future__ import annotations
 
 import math
-from dataclasses import fields
-from typing import ClassVar
+from dataclasses import fields, make_dataclass
+from typing import Any, ClassVar
 
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
+from ncbench.tasks.options import Options, coerce, coerced
 from ncbench.theory import UFMConfig, run_ufm
 from ncbench.threads import torch_threads
 
@@ -30,54 +31,44 @@ _DEFAULT = UFMConfig()
 _CONFIG_KEYS = tuple(f.name for f in fields(UFMConfig) if f.name not in ("class_counts", "seed", "device"))
 
 
-def coerce_option(task: str, name: str, value, default):
-    """`value` converted to the type of `default` (YAML reads `1e-3` as a string), or a ValueError."""
-    try:
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if isinstance(default, int):
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise TypeError
-            return int(float(value))
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"task '{task}': option {name}={value!r} must be a {type(default).__name__} "
-                         f"(write floats such as 1.0e-3 with a dot: YAML reads 1e-3 as text)") from None
+def class_counts(value):
+    """null (then `K` classes of `n`) or a list of per-class sample counts, each read as an int."""
+    if value is None:
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("must be a list of per-class sample counts")  # noqa: TRY004 - a user input error: exit 2
+    return tuple(coerce(c, int) for c in value)
+
+
+UFMOptions = make_dataclass(
+    "UFMOptions", [("class_counts", Any, None), ("K", int, len(_DEFAULT.class_counts)), ("n", int, _DEFAULT.class_counts[0]),
+                   *((k, Any, getattr(_DEFAULT, k)) for k in _CONFIG_KEYS), ("log_every", int, 100)],
+    bases=(Options,), frozen=True,
+    namespace={"__doc__": "`ncbench.theory.UFMConfig`'s fields (defaults and types from it), `K` classes of `n` "
+                          "or `class_counts`, and `log_every`.",
+               "CHECKS": {"class_counts": class_counts, "K": coerced(int), "n": coerced(int),
+                          **{k: coerced(type(getattr(_DEFAULT, k))) for k in _CONFIG_KEYS},
+                          "log_every": coerced(int, low=1)}})
 
 
 @register_task("ufm")
 class UFMTask(Task):
     MODEL_FREE = ("ufm", "none")
-    default_options: ClassVar[dict] = {
-        "class_counts": None, "K": len(_DEFAULT.class_counts), "n": _DEFAULT.class_counts[0],
-        **{k: getattr(_DEFAULT, k) for k in _CONFIG_KEYS}, "log_every": 100}
+    OPTIONS: ClassVar[type[Options]] = UFMOptions
 
     def __init__(self, spec: TaskSpec):
         super().__init__(spec)
-        self.log_every = coerce_option(spec.name, "log_every", self.options["log_every"], 1)
-        if self.log_every < 1:
-            raise ValueError(f"task '{spec.name}': log_every must be >= 1, got {self.log_every}")
+        self.log_every = self.options["log_every"]
         self.config = self.ufm_config()           # bad options fail here, before any task runs
 
     def ufm_config(self) -> UFMConfig:
         o, name = self.options, self.spec.name
         counts = o["class_counts"]
         if counts is None:
-            K, n = (coerce_option(name, k, o[k], 1) for k in ("K", "n"))
-            counts = (n,) * K
+            counts = (o["n"],) * o["K"]
         elif "K" in self.spec.options or "n" in self.spec.options:
             raise ValueError(f"task '{name}': give either class_counts or K and n, not both")
-        elif not isinstance(counts, (list, tuple)):
-            raise ValueError(f"task '{name}': class_counts must be a list of per-class sample counts, got {counts!r}")
-        else:
-            counts = tuple(coerce_option(name, "class_counts", c, 1) for c in counts)
-        kw = {k: coerce_option(name, k, o[k], getattr(_DEFAULT, k)) for k in _CONFIG_KEYS}
+        kw = {k: o[k] for k in _CONFIG_KEYS}
         try:
             return UFMConfig(class_counts=counts, seed=self.spec.seed, device=self.spec.device, **kw)
         except ValueError as e:

@@ -14,20 +14,6 @@ import functools
 import hashlib
 from pathlib import Path
 
-from ncbench import digests
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return digests.file_sha256(path)
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (memoised per path, size and modification time)."""
-    p = Path(path).expanduser().resolve()
-    st = p.stat()
-    return _sha256_cached(str(p), st.st_size, st.st_mtime_ns)
-
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:

@@ -7,8 +7,6 @@ key, checkpointed for resume, and its per-epoch measurements are kept in a `Traj
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ncbench.core import identity
 from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.run_files import (
@@ -29,7 +28,7 @@ from ncbench.run_files import (
     save_torch,
 )
 from ncbench.training import distributed as dist
-from ncbench.training.cache_key import code_fingerprint, file_sha256
+from ncbench.training.cache_key import code_fingerprint
 from ncbench.training.evaluation import evaluate
 from ncbench.training.pace import EpochPace
 from ncbench.training.recipe import Recipe
@@ -77,17 +76,7 @@ class TrajectoryConfig:
     def key(self) -> str:
         """Hash of what determines the trained weights (`ncbench.training.cache_key`): the config
         without paths, the checkpoint file's SHA-256 instead of its path, and the code fingerprint."""
-        d = self.to_dict()
-        for runtime in ("data_dir", "download"):
-            d.pop(runtime)
-        if d["world_size"] == 1:
-            d.pop("world_size")
-        if not d["random_labels"]:   # true labels: the key of the configs before the field existed
-            d.pop("random_labels")
-        if self.checkpoint is not None:
-            d["checkpoint"] = file_sha256(self.checkpoint)
-        d["code"] = code_fingerprint()
-        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return identity.trajectory_key(self.to_dict(), code_fingerprint())
 
 
 def load_splits(cfg: TrajectoryConfig) -> tuple[ImageDataset, ImageDataset]:
