@@ -389,7 +389,8 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
                 gdir: Path) -> tuple[list[str], TaskOutput]:
     """Write the group's files from its members' folders; returns their names and the group's output
     (rows as written, stacked tables, the members' meta) for the figures."""
-    from ncbench.results.aggregation import derived_rows, over_seeds
+    from ncbench.results.aggregation import over_seeds
+    from ncbench.results.comparisons import derived_rows
     from ncbench.results.writer import long_csv_text
 
     frames = []

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ncbench.results.aggregation import derived_rows, over_seeds
+from ncbench.results.aggregation import over_seeds
+from ncbench.results.comparisons import derived_rows
 from ncbench.results.load import load_results
 from ncbench.results.variants import format_variant, join_variants, parse_variant
 from ncbench.specs import TaskSpec, derived_of, load_task, member_label, members
