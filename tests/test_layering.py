@@ -65,8 +65,9 @@ def test_import_linter_contracts_are_kept(capsys):
 
 
 def test_the_issue_24_contracts_are_declared():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     forbidden = {}

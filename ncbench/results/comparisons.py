@@ -1,4 +1,4 @@
-"""A group's declared comparisons (the spec's `aggregate:` entries, `ncbench.specs.groups.Derived`),
+"""A group's declared comparisons (the spec's `aggregate:` entries, `ncbench.specs.groups.Comparison`),
 computed per seed along one sweep axis from the members' summary rows: one summary row per seed and
 per value of the rest of the variant (the other sweep axes, and a row's own sub-variant such as
 `baseline=…`), a paired difference `value(a) − value(b)` or Spearman's ρ along the axis. Their mean
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ncbench.results.variants import format_variant, parse_variant
-from ncbench.specs.groups import Derived
+from ncbench.specs.groups import Comparison
 from ncbench.training.run_status import RunStatus, worst
 
 
@@ -24,7 +24,7 @@ def _statuses(rows: pd.DataFrame) -> RunStatus:
     return worst(RunStatus(s or "ok", r or "") for s, r in zip(rows.status, rows.status_reason))
 
 
-def derived_rows(summary: pd.DataFrame, derived: list[Derived]) -> list[dict]:
+def comparison_rows(summary: pd.DataFrame, derived: list[Comparison]) -> list[dict]:
     """Rows of the declared comparisons from the members' summary rows (columns `variant`, `seed`,
     `metric`, `value`, `epoch`, `status`, `status_reason`)."""
     out: list[dict] = []
@@ -47,7 +47,7 @@ def derived_rows(summary: pd.DataFrame, derived: list[Derived]) -> list[dict]:
     return out
 
 
-def _compare(d: Derived, g: pd.DataFrame) -> float:
+def _compare(d: Comparison, g: pd.DataFrame) -> float:
     if d.kind == "difference":
         a, b = (_level(d.axis, v) for v in d.levels)
         va, vb = g.value[g._level == a], g.value[g._level == b]
