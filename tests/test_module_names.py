@@ -11,6 +11,7 @@ from ncbench.tasks import KIND_MODULES, TASK_KINDS
 
 def test_each_kind_lives_in_the_module_of_its_name_and_draws_in_the_plot_of_its_name():
     kinds = {name: TASK_KINDS.get(name) for name in TASK_KINDS.names()}
+    kinds = {k: c for k, c in kinds.items() if c.__module__.startswith("ncbench.")}   # not tests' own kinds
     assert sorted(KIND_MODULES) == sorted(kinds)
     for kind, cls in kinds.items():
         assert cls.__module__ == f"ncbench.tasks.{kind}", (kind, cls.__module__)
