@@ -11,9 +11,8 @@ it are retried one at a time. Ctrl-C (KeyboardInterrupt in the caller) stops eve
 cancels the jobs) and is raised again; the workers ignore SIGINT themselves, so a terminal's Ctrl-C
 reaches them only through the caller.
 
-`transfer_ranking` jobs (`Job`): a TaskSpec run into an ordinary task folder
-`<out_root>/<run_id>/<task>/` (results.csv, config.json, or error.json): results merge into one run
-folder, a rerun skips finished jobs (config hash).
+The launcher runs callables and knows no task: `transfer_ranking`'s zoo jobs (a TaskSpec each, run
+by the runner) are `ncbench.zoo_jobs`.
 """
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from ncbench.jobs import JobSlots
-from ncbench.run_files import read_json
 
 LAUNCHERS = ("inline", "local", "slurm")
 
@@ -242,68 +240,3 @@ def run_slurm(executor, fn: Callable, items: Sequence, *, threads: int | None = 
                 h.cancel(check=False)
         raise
     return results  # type: ignore[return-value]
-
-
-# -- transfer_ranking's jobs: one TaskSpec each, into its own task folder ----------------------------
-@dataclass
-class Job:
-    spec: dict           # a TaskSpec as a dict
-    out_root: str        # jobs' run folders live here
-    run_id: str
-
-    @property
-    def task_dir(self) -> Path:
-        return Path(self.out_root) / self.run_id / self.spec["name"]
-
-    def status(self) -> tuple[str, str]:
-        """`("done", "")`, `("failed", reason)` or `("missing", "")` from the files the job wrote."""
-        if (self.task_dir / "results.csv").is_file() and (self.task_dir / "config.json").is_file():
-            return "done", ""
-        err = self.task_dir / "error.json"
-        if err.is_file():
-            try:
-                return "failed", read_json(err, self.task_dir)["error"]
-            except (ValueError, KeyError, TypeError) as e:
-                return "failed", f"unreadable error.json ({e})"
-        return "missing", ""
-
-
-def run_job(job: Job) -> tuple[str, str]:
-    """Run one job in this process (what a worker or a Slurm job runs); returns its status."""
-    from ncbench.suite import run_tasks
-    from ncbench.tasks.base import TaskSpec
-
-    spec = TaskSpec.from_dict(job.spec)
-    run_tasks(job.run_id, [spec], Path(job.out_root), progress=False, run_id=job.run_id, log=lambda m: None)
-    return job.status()
-
-
-def _checked(job: Job, outcome: Outcome | None = None) -> tuple[str, str]:
-    status = job.status()
-    if status[0] == "missing":
-        why = outcome.error if outcome is not None and outcome.error else "the job wrote no results"
-        return "failed", why
-    return status
-
-
-def run_jobs(jobs: list[Job], launcher: str = "inline", *, max_parallel: int = 1,
-             slurm: dict | None = None) -> list[tuple[str, str]]:
-    """Every job not done yet, inline, in `max_parallel` local worker processes, or on Slurm."""
-    if launcher not in LAUNCHERS:
-        from ncbench.registry import suggest
-        raise suggest("launcher", launcher, list(LAUNCHERS))
-    todo = [j for j in jobs if j.status()[0] != "done"]
-    outcomes: dict[int, Outcome] = {}
-    if launcher == "inline":
-        for j in todo:
-            run_job(j)
-    elif launcher == "local" and todo:
-        import torch
-
-        slots = JobSlots(max(1, int(max_parallel)), torch.get_num_threads())
-        outcomes = {id(j): o for j, o in zip(todo, run_pool(run_job, todo, slots))}
-    elif todo:
-        executor = slurm_executor(Path(todo[0].out_root) / "_submitit", slurm)
-        outcomes = {id(j): o for j, o in zip(todo, run_slurm(executor, run_job, todo))}
-    return [_checked(j, outcomes.get(id(j))) for j in jobs]
-

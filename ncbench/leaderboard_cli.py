@@ -369,8 +369,11 @@ def _verify(args) -> int:
 def _report(args) -> int:
     from ncbench.results.report import write_report
 
-    path = write_report(args.run_dir, args.out, claims=args.claims)
     if args.claims:
+        from ncbench.claims.scorecard import write_scorecard
+
+        write_scorecard(args.run_dir)
         print(f"wrote {Path(args.run_dir) / 'claims.csv'}")
+    path = write_report(args.run_dir, args.out)
     print(f"wrote {path}")
     return 0

@@ -39,7 +39,7 @@ from ncbench.run_files import (
     remove,
     remove_stale_temporaries,
 )
-from ncbench.specs.groups import derived_of, group_hash, is_group, member_label, members
+from ncbench.specs.groups import comparisons_of, group_hash, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec
 from ncbench.tasks.context import TaskContext, TrajectoryStore
@@ -165,7 +165,7 @@ def prepare_run(suite: str, specs: list[TaskSpec], out_root: Path, *, force: boo
         raise ValueError(f"suite '{suite}' lists tasks twice: {sorted(dup)}")
     grouped = [(s, [_task(m, s) for m in members(s)]) for s in specs]   # validates kinds and options first
     for s, _ in grouped:
-        derived_of(s)
+        comparisons_of(s)
     run_id = check_name("run id", run_id or run_id_for(suite, specs))
     run_dir = Path(out_root) / run_id
     store = TrajectoryStore(run_dir / "_trajectories", run_dir, progress=progress, force=force)
@@ -413,7 +413,8 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
     group writes is read back."""
     import io
 
-    from ncbench.results.aggregation import derived_rows, over_seeds
+    from ncbench.results.aggregation import over_seeds
+    from ncbench.results.comparisons import comparison_rows
     from ncbench.results.writer import long_csv_text
 
     frames = []
@@ -425,7 +426,7 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
                         epoch=pd.to_numeric(rows.epoch.mask(rows.epoch == "")),
                         seed=pd.to_numeric(rows.seed).astype(int))
     summary = typed[typed.split == "summary"]
-    derived = derived_rows(summary, derived_of(spec))
+    derived = comparison_rows(summary, comparisons_of(spec))
     context = _context(spec, run_id, provenance(spec.device), summary.precision.iloc[0] if len(summary) else "fp32",
                        status)
     context.pop("seed"), context.pop("status"), context.pop("status_reason")

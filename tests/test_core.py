@@ -45,9 +45,11 @@ def test_importing_every_core_module_loads_no_torch_nor_another_ncbench_layer():
             "print(sorted(k for k in set(sys.modules) - before if k == 'torch' or k.startswith('torch.') or "
             "(k.startswith('ncbench.') and not k.startswith('ncbench.core'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
+    # one deliberate exception (pyproject's core contract): identity names a checkpoint by its bytes,
+    # read through ncbench.digests -> run_files (which loads torch only to save or load a tensor)
+    assert out.stdout.strip() == "['ncbench.digests']", out.stdout
     modules = {p.stem for p in (ROOT / "ncbench" / "core").glob("*.py")} - {"__init__"}
-    assert modules == {"metrics", "board", "status", "intervals"}     # the subprocess imported all of these
+    assert modules == {"metrics", "board", "status", "intervals", "identity", "verdicts"}   # all were imported
 
 
 # --------------------------------------------------------------------------- the registry keeps every fact

@@ -158,7 +158,7 @@ def test_streamed_path_equals_in_memory_path(tmp_path, one_thread):
     from ncbench.data.imagefolder import folder_source
     from ncbench.data.streaming import StreamedSplit
     from ncbench.models.backbone import build_backbone
-    from ncbench.tasks.ncc_depth import layer_statistics
+    from ncbench.training.layer_statistics import layer_statistics
 
     write_pngs(tmp_path / "imgs", per_class=10, size=(16, 16))
     name = f"imagefolder:{tmp_path / 'imgs'}"

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ncbench.results.aggregation import derived_rows, over_seeds
+from ncbench.results.aggregation import over_seeds
+from ncbench.results.comparisons import comparison_rows
 from ncbench.results.load import load_results
 from ncbench.results.variants import format_variant, join_variants, parse_variant
-from ncbench.specs import TaskSpec, derived_of, load_task, member_label, members
+from ncbench.specs import TaskSpec, comparisons_of, load_task, member_label, members
 from ncbench.suite import run_tasks
 
 TINY = {"epochs": 2, "batch_size": 256, "lr": 0.05, "schedule": "constant", "eval_every": 1}
@@ -74,7 +75,7 @@ def test_an_axis_may_name_its_levels():
         ("ce", None), ("ce", 0.1), ("mse", None)]
     with pytest.raises(ValueError, match="names its levels"):
         members(spec(sweep={"loss": {"ce": "ce"}}))
-    assert derived_of(spec(sweep=g.sweep, aggregate=[
+    assert comparisons_of(spec(sweep=g.sweep, aggregate=[
         {"name": "d", "of": "nc1", "difference": {"loss": ["mse", "ce"]}}]))[0].levels == ("mse", "ce")
 
 
@@ -103,14 +104,14 @@ def test_paired_differences_and_spearman_trends_by_hand():
     g = spec(sweep={"S": [2, 3, 5], "w": ["a", "b"]},
              aggregate=[{"name": "gain", "of": "acc", "difference": {"S": [5, 2]}},
                         {"name": "trend", "of": "acc", "spearman": "S"}])
-    out = pd.DataFrame(derived_rows(_summary(rows), derived_of(g)))
+    out = pd.DataFrame(comparison_rows(_summary(rows), comparisons_of(g)))
     gain = out[out.metric == "gain"]
     assert sorted(zip(gain.variant, gain.seed)) == [("w=a", 0), ("w=a", 1), ("w=b", 0), ("w=b", 1)]
     np.testing.assert_allclose(gain.value, 0.3, atol=1e-12)              # (0.5 − 0.2), every seed and w
     assert (out[out.metric == "trend"].value == 1.0).all() and set(out.epoch) == {3.0}
     two = spec(sweep={"S": [2, 5]}, aggregate=[{"name": "trend", "of": "acc", "spearman": "S"}])
-    assert math.isnan(derived_rows(_summary([("S=2", 0, "acc", 1.0), ("S=5", 0, "acc", 2.0)]),
-                                   derived_of(two))[0]["value"])   # two points: no rank trend
+    assert math.isnan(comparison_rows(_summary([("S=2", 0, "acc", 1.0), ("S=5", 0, "acc", 2.0)]),
+                                   comparisons_of(two))[0]["value"])   # two points: no rank trend
 
 
 def test_over_seeds_is_the_student_t_interval_and_leaves_out_runs_not_ok():
@@ -174,7 +175,7 @@ def test_shipped_groups_declare_their_sweeps():
     assert mc.sweep == {"ratio": [1, 10, 100], "classifier": ["learnable", "etf", "etf_dr"]} and len(members(mc)) == 9
     assert list(lpm.sweep) == ["E_H"] and len(members(lpm)) == 4
     for g in (fs, mc, lpm):
-        assert derived_of(g)
+        assert comparisons_of(g)
 
 
 def test_submit_takes_seeds_only_with_a_model_and_the_board_suite_runs_three(capsys):
@@ -197,6 +198,6 @@ def test_a_comparison_never_mixes_a_networks_rows_with_its_baselines():
         rows += [(f"source_classes={s}", 0, "acc", acc), (f"source_classes={s},baseline=raw_pixels", 0, "acc", 0.9)]
     g = spec(sweep={"source_classes": [2, 3, 5]}, aggregate=[{"name": "trend", "of": "acc", "spearman": "source_classes"},
                                                               {"name": "gain", "of": "acc", "difference": {"source_classes": [5, 2]}}])
-    out = pd.DataFrame(derived_rows(_summary(rows), derived_of(g))).set_index(["metric", "variant"])
+    out = pd.DataFrame(comparison_rows(_summary(rows), comparisons_of(g))).set_index(["metric", "variant"])
     assert out.loc[("trend", ""), "value"] == 1.0 and math.isnan(out.loc[("trend", "baseline=raw_pixels"), "value"])
     assert out.loc[("gain", ""), "value"] == pytest.approx(0.3) and out.loc[("gain", "baseline=raw_pixels"), "value"] == 0.0

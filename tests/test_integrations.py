@@ -2,7 +2,7 @@
 
 References: features recomputed by calling the modules directly (no hooks), measured with the
 independent float64 reference `reference_nc` and with `collapse_metrics`; per-layer numbers against
-the `ncc_depth` task's own `layer_statistics`.
+`ncbench.training.layer_statistics` (the `ncc_depth` task's).
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_track_timm_backbone_equals_reference_and_engine(digits, one_thread):
 
 
 def test_track_timm_blocks_equal_ncc_depth_layer_statistics(digits, one_thread):
-    from ncbench.tasks.ncc_depth import LAYER_METRICS, layer_statistics
+    from ncbench.training.layer_statistics import LAYER_METRICS, layer_statistics
 
     train, _ = digits
     model = build_backbone("test_resnet", 10, 1)

@@ -204,7 +204,9 @@ def test_options_round_trip(kind, runs, tmp_path):
     first, _ = runs(kind)
     recorded = TaskSpec.from_dict(first.config["spec"])
     assert recorded.config_hash() == first.config["config_hash"] == first.rows.config_hash.iloc[0]
-    assert cls(recorded).options == cls(recorded).known_options() | recorded.options
+    typed = cls(recorded).typed                     # the recorded options give the same checked options
+    assert typed == cls(first.run.spec).typed
+    assert type(typed).from_dict(typed.to_dict(), "round trip") == typed     # dataclass -> dict -> dataclass
 
 
 @pytest.mark.parametrize("kind", KINDS)

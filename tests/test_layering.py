@@ -48,3 +48,33 @@ def test_no_module_of_ncbench_is_in_an_import_cycle():
     edges = {m: {w for w in graph.find_modules_directly_imported_by(m) if w.startswith("ncbench")}
              for m in graph.modules}
     assert _cycles(edges) == []
+
+
+def test_import_linter_contracts_are_kept(capsys):
+    """`make lint`'s contracts (pyproject.toml) as a test: among them transfer/, fewshot/ and
+    training/ never import a kind or the runner, results/ never imports claims/ (issue 24)."""
+    from pathlib import Path
+
+    from importlinter import configuration
+    from importlinter.application.use_cases import lint_imports
+
+    configuration.configure()
+    config = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    kept = lint_imports(config_filename=str(config), no_logo=True, cache_dir=None)
+    assert kept, capsys.readouterr().out[-3000:]
+
+
+def test_the_issue_24_contracts_are_declared():
+    from pathlib import Path
+
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    forbidden = {}
+    for c in config["tool"]["importlinter"]["contracts"]:
+        for src in c.get("source_modules", []):
+            forbidden.setdefault(src, set()).update(c.get("forbidden_modules", []))
+    for layer in ("ncbench.transfer", "ncbench.fewshot", "ncbench.training"):
+        assert {"ncbench.tasks", "ncbench.suite", "ncbench.cli"} <= forbidden[layer], layer
+    assert "ncbench.claims" in forbidden["ncbench.results"]
+    assert {"ncbench.suite", "ncbench.tasks"} <= forbidden["ncbench.launcher"]

@@ -20,7 +20,8 @@ from ncbench.data.registry import DATASETS
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.models.layers import LayerFeatures, block_names
 from ncbench.tasks.base import TaskSpec
-from ncbench.tasks.ncc_depth import depths, layer_statistics, minimal_depth, relative_depth
+from ncbench.tasks.ncc_depth import depths, minimal_depth, relative_depth
+from ncbench.training.layer_statistics import layer_statistics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ from ncbench.data import load_dataset
 from ncbench.data.imbalance import imbalanced_view
 from ncbench.models.backbone import build_backbone
 from ncbench.tasks.minority_collapse import minority_probe
-from ncbench.tasks.ncc_depth import layer_statistics
+from ncbench.training.layer_statistics import layer_statistics
 
 
 def _setup():

@@ -12,9 +12,17 @@ import math
 
 from scipy.stats import t as student_t
 
-REPRODUCED, CONTRADICTED, WEAKER = "reproduced", "contradicted", "weaker than claimed"
-INCONCLUSIVE, NOT_APPLICABLE = "inconclusive", "not applicable"
-VERDICTS = (REPRODUCED, CONTRADICTED, WEAKER, INCONCLUSIVE, NOT_APPLICABLE)
+from ncbench.core.verdicts import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    REPRODUCED,
+    VERDICTS,
+    WEAKER,
+)
+
+__all__ = ["CONTRADICTED", "INCONCLUSIVE", "NOT_APPLICABLE", "REPRODUCED", "VERDICTS", "WEAKER",
+           "rule_feasibility", "verdict"]
 
 
 def verdict(claim, low: float, high: float) -> str:

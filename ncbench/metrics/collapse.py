@@ -428,7 +428,7 @@ class CollapseStats(Statistic):
         out["nc1_quotient"] = tr_sw / tr_sb if tr_sb > 0 else math.inf
         out["equinorm_h"], out["equiangular_h"], out["etf_error_h"] = simplex_geometry(Mt)
         if weight is not None:
-            W = _classifier(weight, self.num_classes, self.dim, Mt.device)[present]
+            W = classifier_weight(weight, self.num_classes, self.dim, Mt.device)[present]
             if bool(torch.isfinite(W).all()):
                 out["equinorm_w"], out["equiangular_w"], out["etf_error_w"] = simplex_geometry(W)
                 out["nc3"] = self_duality(W, Mt)
@@ -495,8 +495,8 @@ class NearestCentrePass(Statistic):
         self.counts = counts.detach().clone()
         self.fingerprint = fingerprint(self.means, self.counts)
         K, d = self.means.shape
-        self.weight = None if weight is None else _classifier(weight, K, d, means.device)
-        self.bias = None if bias is None else _bias(bias, K, means.device)
+        self.weight = None if weight is None else classifier_weight(weight, K, d, means.device)
+        self.bias = None if bias is None else classifier_bias(bias, K, means.device)
         self._absent = self.counts == 0
         self._sq = (self.means * self.means).sum(1)
         half_sq = torch.where(self._absent, math.inf, 0.5 * self._sq)
@@ -585,14 +585,16 @@ class NearestCentrePass(Statistic):
         return out
 
 
-def _classifier(weight: torch.Tensor, K: int, d: int, device) -> torch.Tensor:
+def classifier_weight(weight: torch.Tensor, K: int, d: int, device) -> torch.Tensor:
+    """`weight` as the (K, d) float64 classifier `W` on `device`; ValueError naming the shape otherwise."""
     W = weight.detach().to(device, DTYPE)
     if W.shape != (K, d):
         raise ValueError(f"classifier weight must be (num_classes, d) = ({K}, {d}), got {tuple(W.shape)}")
     return W
 
 
-def _bias(bias: torch.Tensor, K: int, device) -> torch.Tensor:
+def classifier_bias(bias: torch.Tensor, K: int, device) -> torch.Tensor:
+    """`bias` as the (K,) float64 classifier bias `b` on `device`; ValueError naming the shape otherwise."""
     b = bias.detach().to(device, DTYPE)
     if b.shape != (K,):
         raise ValueError(f"classifier bias must have shape (num_classes,) = ({K},), got {tuple(b.shape)}")

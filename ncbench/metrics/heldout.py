@@ -17,12 +17,12 @@ from ncbench.metrics.collapse import (
     DTYPE,
     CollapseStats,
     Workspace,
-    _bias,
-    _classifier,
     between_class_pinv,
     cdnv_pairs,
     check_batch,
     class_mean_sq_distances,
+    classifier_bias,
+    classifier_weight,
 )
 from ncbench.metrics.scatter import ScatterAccumulator
 from ncbench.metrics.statistic import Statistic
@@ -47,8 +47,8 @@ class HeldoutStats(Statistic):
         self.train_fingerprint = train.fingerprint()
         self.means, self.train_count = train.mean.clone(), train.count.clone()
         K, d = self.means.shape
-        self.weight = None if weight is None else _classifier(weight, K, d, self.means.device)
-        self.bias = None if bias is None else _bias(bias, K, self.means.device)
+        self.weight = None if weight is None else classifier_weight(weight, K, d, self.means.device)
+        self.bias = None if bias is None else classifier_bias(bias, K, self.means.device)
         self.ncc = train.second_pass()
         dev = self.means.device
         self._scatter = ScatterAccumulator(d, dev)

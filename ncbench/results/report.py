@@ -316,7 +316,7 @@ def _scorecard(run_dir: Path) -> str:
                     f'<td class="text">{_e(r.get("statistic", ""))}</td>'
                     f"<td>{_e(_num(r.get('value')))}{_e(ci)}</td><td>{_e(r.get('n_seeds', ''))}</td>"
                     f'<td class="text"><b>{_e(verdict)}</b>{why}{rule}</td></tr>')
-    from ncbench.claims.verdicts import VERDICTS
+    from ncbench.core.verdicts import VERDICTS
 
     order = [v for v in VERDICTS if v != "not applicable"] + [v for v in dict(counts) if v not in VERDICTS]
     order += ["not applicable"]
@@ -436,13 +436,10 @@ def render_report(run_dir: str | Path, page: str | Path) -> str:
             + "\n".join(body) + "\n</body>\n</html>\n")
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, claims: bool = False) -> Path:
-    """Write the report (default `RUN_DIR/report.html`) atomically; returns its path. With `claims`,
-    the claims are evaluated on the run first (`RUN_DIR/claims.csv`, `claims_detail.csv`)."""
-    if claims:
-        from ncbench.claims.scorecard import write_scorecard
-
-        write_scorecard(run_dir)
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report (default `RUN_DIR/report.html`) atomically; returns its path. The claims
+    scorecard it shows (`RUN_DIR/claims.csv`) is written before by `ncbench.claims.scorecard`
+    (`ncbench report --claims` does both): results/ sits below claims/ and never imports it."""
     page = Path(out) if out else Path(run_dir) / "report.html"
     atomic_write_text(page, render_report(run_dir, page))
     return page

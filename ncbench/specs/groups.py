@@ -128,7 +128,7 @@ def member_label(member: TaskSpec, group: TaskSpec) -> str:
 
 
 @dataclass(frozen=True)
-class Derived:
+class Comparison:
     """A per-seed comparison across one sweep axis (see the module docstring)."""
 
     name: str
@@ -138,7 +138,7 @@ class Derived:
     levels: tuple = ()               # (a, b) of a difference: value(a) − value(b)
 
 
-def derived_of(spec: TaskSpec) -> list[Derived]:
+def comparisons_of(spec: TaskSpec) -> list[Comparison]:
     """The spec's `aggregate:` entries, checked against its sweep."""
     where = f"task spec {spec.name}"
     if not isinstance(spec.aggregate, list):
@@ -178,5 +178,5 @@ def derived_of(spec: TaskSpec) -> list[Derived]:
                    {format_variant({axis: s}) for s in list(spec.sweep[key])}]
         if missing:
             raise ValueError(f"{where}: aggregate {name}: {missing} not among sweep.{key} = {spec.sweep[key]}")
-        out.append(Derived(name, of, axis, kind, tuple(levels)))
+        out.append(Comparison(name, of, axis, kind, tuple(levels)))
     return out

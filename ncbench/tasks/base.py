@@ -15,7 +15,7 @@ from ncbench.specs.task_spec import TaskSpec
 from ncbench.tasks.context import TaskContext
 from ncbench.tasks.options import Options, untyped
 
-KIND_MODULES = ("cdnv_bound", "fewshot_transfer", "frozen_transfer", "heldout_collapse", "layer_peeled",
+KIND_MODULES = ("cdnv_bound", "fewshot_transfer", "frozen_transfer", "test_collapse", "layer_peeled",
                 "minority_collapse", "ncc_depth", "train_collapse", "transfer_ranking", "ufm")
 """The modules of `ncbench.tasks` that define task kinds (they import torch: loaded on first lookup)."""
 

@@ -152,7 +152,7 @@ class TransferRanking(Task):
         return {"pretrained": False, "checkpoint": str(path)}
 
     def jobs(self, ctx) -> list:
-        from ncbench.launcher import Job
+        from ncbench.zoo_jobs import Job
 
         out = []
         for entry in self.options["zoo"]:
@@ -167,9 +167,9 @@ class TransferRanking(Task):
 
     # -- measuring -----------------------------------------------------------------------------
     def run(self, ctx) -> TaskOutput:
-        from ncbench.launcher import run_jobs
         from ncbench.transfer.ncti import ncti_total
         from ncbench.transfer.rank_correlation import kendall_tau, weighted_tau
+        from ncbench.zoo_jobs import run_jobs
 
         o = self.options
         labelled = self.jobs(ctx)

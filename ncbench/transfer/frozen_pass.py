@@ -1,6 +1,6 @@
 """One streamed pass of a frozen model over a target's train and test splits.
 
-Every layer's collapse statistics come from `ncbench.tasks.ncc_depth.layer_statistics` (one
+Every layer's collapse statistics come from `ncbench.training.layer_statistics` (one
 forward per split gives all layers; the metric engine's streaming state, so memory is bounded by
 the batch and the statistics). During the same forward, the penultimate (`pre_logits`) features
 of a fixed, seeded, per-class subset (`keep_per_class`, None = all) are kept for the estimators
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ncbench.tasks.ncc_depth import layer_statistics
+from ncbench.training.layer_statistics import layer_statistics
 
 
 def kept_indices(targets: torch.Tensor, per_class: int | None, seed: int = 0) -> torch.Tensor:

@@ -19,7 +19,7 @@ from reference_nc import collapse_reference
 
 from ncbench.data import ImageDataset, load_dataset
 from ncbench.models.backbone import build_backbone
-from ncbench.tasks.ncc_depth import layer_statistics
+from ncbench.training.layer_statistics import layer_statistics
 
 BATCH = 512
 
