@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads cost 10x (see
-# ncbench/threads.py); the CLI sets the same default itself.
+# ncbench/provenance/threads.py); the CLI sets the same default itself.
 export OMP_WAIT_POLICY ?= PASSIVE
 # torch/torchvision as installed by the first step, as pip constraints: installing the `lightning` extra
 # must never replace them (a plain `pip install lightning` may pull another torch build).

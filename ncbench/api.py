@@ -2,7 +2,7 @@
 
 `run` loads the task spec with the same overrides the command line applies (`--model`, `--dataset`,
 `--checkpoint`, `--seed`/`--seeds`, `--epochs`, `--model-kwargs`, `--device`), checks it
-(`ncbench.preflight.check_spec`) and runs it with `ncbench.suite.run_tasks`: the same spec gives the
+(`ncbench.runner.preflight.check_spec`) and runs it with `ncbench.runner.suite.run_tasks`: the same spec gives the
 same config hash, folder and numbers as the CLI. What the CLI cannot take:
 
 - `model=nn.Module`: a feature extractor `(B, C, H, W) -> (B, d)`, named by the SHA-256 of its
@@ -66,9 +66,9 @@ class RunResult:
 
     @classmethod
     def from_runs(cls, run_dir: Path, runs) -> RunResult:
-        """From `ncbench.suite.run_tasks`'s folder and `TaskRun`s."""
+        """From `ncbench.runner.suite.run_tasks`'s folder and `TaskRun`s."""
         from ncbench.results.load import load_results
-        from ncbench.suite import summary_table
+        from ncbench.runner.suite import summary_table
 
         tasks = tuple(TaskResult(r.spec.name, r.outcome, r.result_status, r.error or r.result_reason, Path(r.dir),
                                  _files(Path(r.dir)) if r.outcome != "failed" else ()) for r in runs)
@@ -120,10 +120,10 @@ def run(task: str | Path, *, model: Any = None, data: str | tuple | None = None,
     mapping of `ncbench.training.recipe.Recipe` fields over the spec's recipe. `seeds`: one seed, or
     several (a group: one run per seed). `progress`: bars and log lines on stderr.
     """
-    from ncbench.preflight import check_spec, resolve_device
+    from ncbench.provenance.threads import torch_threads
+    from ncbench.runner.preflight import check_spec, resolve_device
+    from ncbench.runner.suite import run_tasks
     from ncbench.specs import load_task
-    from ncbench.suite import run_tasks
-    from ncbench.threads import torch_threads
 
     overrides: dict[str, Any] = {"device": resolve_device(device), "data_dir": data_dir,
                                  "download": download or None}

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ncbench.preflight import parse_seeds
+from ncbench.runner.preflight import parse_seeds
 
 EPILOG = """\
 examples:
@@ -70,7 +70,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
-    """--jobs, --launcher, --slurm (ncbench.suite_jobs; docs/parallel.md)."""
+    """--jobs, --launcher, --slurm (ncbench.runner.suite_jobs; docs/parallel.md)."""
     p.add_argument("--jobs", metavar="N|auto",
                    help="independent trainings and tasks run in N processes at once, each with --threads "
                         "threads (values identical to --jobs 1); auto (default, or $NCBENCH_JOBS): CPUs / "
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(args) -> dict:
     import os
 
-    from ncbench.preflight import parse_pretrained, resolve_device
+    from ncbench.runner.preflight import parse_pretrained, resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)   # torchrun: the run is a DDP run of `world` processes
     o = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "seeds": args.seeds,
@@ -186,7 +186,7 @@ def _validate(specs, remote: bool = False) -> None:
     `remote` (--launcher slurm): the device is the compute nodes', not this machine's (unchecked)."""
     from dataclasses import replace
 
-    from ncbench.preflight import check_spec
+    from ncbench.runner.preflight import check_spec
 
     for s in specs:
         check_spec(replace(s, device="cpu") if remote else s)
@@ -198,11 +198,11 @@ def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | N
     `claims.md` too."""
     import pandas as pd
 
-    from ncbench.jobs import resolve_jobs
-    from ncbench.launcher import parse_slurm
-    from ncbench.suite import summary_table
-    from ncbench.suite_jobs import run_suite
-    from ncbench.threads import available_cpus, configure_threads
+    from ncbench.provenance.threads import available_cpus, configure_threads
+    from ncbench.runner.jobs import resolve_jobs
+    from ncbench.runner.launcher import parse_slurm
+    from ncbench.runner.suite import summary_table
+    from ncbench.runner.suite_jobs import run_suite
 
     threads = configure_threads(args.threads)
     _validate(specs, remote=args.launcher == "slurm")
@@ -265,7 +265,7 @@ def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ncbench.threads import prefer_sleeping_waits
+    from ncbench.provenance.threads import prefer_sleeping_waits
     prefer_sleeping_waits()         # before torch loads its OpenMP runtime
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ncbench.preflight import parse_pretrained, parse_seeds, resolve_device
+from ncbench.runner.preflight import parse_pretrained, parse_seeds, resolve_device
 
 LB_HELP = "leaderboards folder (default: $NCBENCH_LEADERBOARDS, else the checkout's leaderboards/)"
 
@@ -106,10 +106,10 @@ def add_commands(sub) -> None:
 
 
 def _run_leaderboard_suite(args) -> Path:
-    from ncbench.preflight import check_spec
+    from ncbench.provenance.threads import configure_threads
+    from ncbench.runner.preflight import check_spec
+    from ncbench.runner.suite import run_tasks
     from ncbench.specs import load_suite
-    from ncbench.suite import run_tasks
-    from ncbench.threads import configure_threads
 
     configure_threads(args.threads)   # the same thread policy as `ncbench run` (float reduction order)
 
@@ -172,7 +172,7 @@ def recorded_threads(out, task: str, row: dict) -> int | None:
 def _rerun_threads(threads: str | None, out, members: list, log) -> None:
     """Set the rerun's thread count: `--threads`, else the one the rows' run recorded, else the
     default of `ncbench run` (said, since the rerun may then reduce floats in another order)."""
-    from ncbench.threads import available_cpus, configure_threads
+    from ncbench.provenance.threads import available_cpus, configure_threads
 
     if threads is not None:
         log(f"rerunning with {configure_threads(threads)} torch thread(s) (--threads)")
@@ -195,8 +195,8 @@ def _rerun(hits, device: str, checkpoint: str | None, out, progress: bool, log, 
     """Rerun the runs of `hits` (those sharing a configuration together) with the thread count of
     their run (`_rerun_threads`); {(task, row): task folder}."""
     from ncbench.leaderboard.schema import RUN
+    from ncbench.runner.suite import run_tasks
     from ncbench.specs import load_task
-    from ncbench.suite import run_tasks
 
     groups: dict[tuple, list] = {}
     for task, i, row in hits:

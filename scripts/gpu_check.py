@@ -156,8 +156,8 @@ def run_tasks(tmp: Path, device: str, dry: bool, only: list[str] | None = None) 
         rows.append(("suite", "FAILED", (text.strip().splitlines() or [""])[-1][:120]))
     rows.append(("GPU-tier suite, one epoch, --jobs 1", f"{seconds:.0f} s", f"{len(names)} tasks"))
     # the same suite with --jobs auto (one job per visible GPU): its wall time and its values
-    from ncbench.jobs import resolve_jobs
-    from ncbench.threads import default_threads
+    from ncbench.provenance.threads import default_threads
+    from ncbench.runner.jobs import resolve_jobs
 
     jobs = resolve_jobs("auto", device, default_threads()).jobs
     rc_auto, seconds_auto, text_auto = suite_run(tmp / "results_auto", "auto")

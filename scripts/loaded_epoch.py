@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from ncbench.threads import configure_threads, prefer_sleeping_waits, thread_provenance
+from ncbench.provenance.threads import configure_threads, prefer_sleeping_waits, thread_provenance
 prefer_sleeping_waits()                      # what the CLI does before torch loads OpenMP
 import torch
 from ncbench.data import load_dataset

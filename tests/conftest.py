@@ -3,7 +3,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see ncbench/threads.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see ncbench/provenance/threads.py
 # CLI runs stay in this process (monkeypatches, kinds registered by tests); tests/test_parallel_runs.py
 # asks for --jobs itself.
 os.environ.setdefault("NCBENCH_JOBS", "1")
@@ -19,7 +19,7 @@ import pytest
 @pytest.fixture
 def one_thread():
     """One torch CPU thread for the test (small batched ops; a busy 2-core box thrashes with two)."""
-    from ncbench.threads import torch_threads
+    from ncbench.provenance.threads import torch_threads
 
     with torch_threads(1):
         yield

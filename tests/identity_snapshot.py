@@ -38,6 +38,7 @@ def snapshot(tmp: Path) -> dict:
     """The identities of every shipped spec and suite (`tmp`: a folder for one checkpoint file)."""
     from ncbench.core.identity import weights_identity
     from ncbench.leaderboard.submit import spec_hash, weights_tag
+    from ncbench.runner.suite import run_id_for
     from ncbench.specs.loading import (
         _read_yaml,
         available,
@@ -46,7 +47,6 @@ def snapshot(tmp: Path) -> dict:
         suite_names,
         task_names,
     )
-    from ncbench.suite import run_id_for
 
     ckpt = tmp / "weights.pt"
     ckpt.write_bytes(CHECKPOINT_BYTES)

@@ -128,7 +128,7 @@ def test_a_trained_run_reports_its_baselines_beside_its_numbers(tmp_path):
     import pandas as pd
 
     from ncbench.metrics import collapse_metrics
-    from ncbench.suite import run_tasks
+    from ncbench.runner.suite import run_tasks
     from ncbench.tasks import TaskSpec
 
     spec = TaskSpec(name="t", kind="train_collapse", version=1, dataset="digits", model="test_resnet",

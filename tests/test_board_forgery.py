@@ -276,8 +276,8 @@ def test_the_documented_run_names_are_what_runs_are_stored_as():
     from test_leaderboard import ROOT
 
     from ncbench.cli import _overrides, build_parser
+    from ncbench.runner.suite import run_id_for
     from ncbench.specs import load_task
-    from ncbench.suite import run_id_for
 
     doc = (ROOT / "docs" / "leaderboards.md").read_text()
     rows = re.findall(r"^\| `(ncbench run [^`]+)` \| `([^`]+)` \|$", doc, re.MULTILINE)

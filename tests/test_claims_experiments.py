@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
+from ncbench.runner.suite import run_tasks
 from ncbench.specs import load_task, members
-from ncbench.suite import run_tasks
 from ncbench.tasks import TASK_KINDS
 from ncbench.training.recipe import Recipe, protocol
 
@@ -231,9 +231,9 @@ def test_cdnv_representations_tiny_run_covers_trained_random_init_and_pixels(tmp
 
 # -- 7. the suites -------------------------------------------------------------------------------------
 def suite_plan(name: str):
-    """The dry run of a suite on the CPU: every preflight check (`ncbench.preflight.check_spec`), every
+    """The dry run of a suite on the CPU: every preflight check (`ncbench.runner.preflight.check_spec`), every
     member's kind and options, and the distinct trainings it would run; nothing is trained."""
-    from ncbench.preflight import check_spec
+    from ncbench.runner.preflight import check_spec
     from ncbench.specs import load_suite
 
     _, specs = load_suite(name)

@@ -11,7 +11,7 @@ import torch
 from ncbench.cli import main
 from ncbench.results.schema import COLUMNS
 from ncbench.results.writer import format_value, write_long_csv
-from ncbench.suite import run_tasks
+from ncbench.runner.suite import run_tasks
 from ncbench.tasks import TaskSpec
 
 TINY = {"dataset": "digits", "model": "test_resnet", "seed": 0,

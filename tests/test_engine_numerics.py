@@ -19,7 +19,7 @@ from reference_nc import collapse_reference, heldout_reference
 from ncbench.metrics import CollapseStats, HeldoutStats, collapse_metrics
 from ncbench.metrics.floor import pass_one_floor, pass_two_floor
 from ncbench.metrics.scatter import ScatterAccumulator
-from ncbench.threads import torch_threads
+from ncbench.provenance.threads import torch_threads
 
 RTOL = 1e-9
 KEYS = ("nc1", "nc1_quotient", "cdnv", "equinorm_h", "equiangular_h", "etf_error_h", "nc3")

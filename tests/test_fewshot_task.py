@@ -16,8 +16,8 @@ from ncbench.data.imbalance import class_subset
 from ncbench.fewshot import sample_episodes
 from ncbench.metrics.cdnv_bounds import class_moments, fewshot_error_bound
 from ncbench.results.variants import parse_variant
+from ncbench.runner.suite import run_tasks
 from ncbench.specs import load_task, members
-from ncbench.suite import run_tasks
 from ncbench.tasks.base import TaskSpec
 from ncbench.tasks.fewshot_transfer import FewShotTransfer, _per_shot
 from ncbench.training.feature_cache import extract_features

@@ -248,7 +248,7 @@ def test_frozen_task_numbers_match_an_independent_forward(tmp_path, one_thread):
     import pandas as pd
 
     from ncbench.data import load_dataset
-    from ncbench.suite import run_tasks
+    from ncbench.runner.suite import run_tasks
     from ncbench.tasks.frozen_transfer import FrozenTransfer
 
     torch.manual_seed(0)
@@ -297,7 +297,7 @@ def test_the_seed_of_a_frozen_run_is_the_measurement_seed(tmp_path, one_thread):
     spread), and `seed: s` is exactly `subset_seed` and `fewshot.seed` shifted by s."""
     import pandas as pd
 
-    from ncbench.suite import run_tasks
+    from ncbench.runner.suite import run_tasks
     from ncbench.tasks.frozen_transfer import FrozenTransfer
 
     torch.manual_seed(0)
@@ -347,8 +347,8 @@ def test_a_frozen_run_is_a_leaderboard_row_keyed_by_the_checkpoint_hash(tmp_path
     import pandas as pd
 
     from ncbench.leaderboard import submit
+    from ncbench.runner.suite import run_tasks
     from ncbench.specs import load_task
-    from ncbench.suite import run_tasks
     from ncbench.tasks.frozen_transfer import FrozenTransfer
 
     spec = load_task("frozen_digits_unseen", device="cpu", pretrained="random")
@@ -383,8 +383,8 @@ def test_frozen_task_on_cuda_with_workers_and_pinned_memory_equals_cpu():
 
 
 def test_submit_tier_frozen_runs_the_frozen_suite_without_training(monkeypatch, tmp_path):
-    from ncbench import suite
     from ncbench.cli import main
+    from ncbench.runner import suite
 
     seen = []
 

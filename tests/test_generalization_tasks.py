@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
+from ncbench.runner.suite import run_tasks
 from ncbench.specs import load_task
-from ncbench.suite import run_tasks
 from ncbench.tasks import TaskSpec
 
 RECIPE = {"epochs": 4, "batch_size": 128, "lr": 0.05, "eval_every": 1}

@@ -14,8 +14,8 @@ from ncbench.results.aggregation import over_seeds
 from ncbench.results.comparisons import comparison_rows
 from ncbench.results.load import load_results
 from ncbench.results.variants import format_variant, join_variants, parse_variant
+from ncbench.runner.suite import run_tasks
 from ncbench.specs import TaskSpec, comparisons_of, load_task, member_label, members
-from ncbench.suite import run_tasks
 
 TINY = {"epochs": 2, "batch_size": 256, "lr": 0.05, "schedule": "constant", "eval_every": 1}
 

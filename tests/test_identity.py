@@ -110,8 +110,8 @@ def test_identity_imports_no_torch():
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-@pytest.mark.parametrize("module", ["ncbench.specs.task_spec", "ncbench.specs.groups", "ncbench.suite",
-                                    "ncbench.preflight", "ncbench.leaderboard.submit", "ncbench.training.trajectory",
+@pytest.mark.parametrize("module", ["ncbench.specs.task_spec", "ncbench.specs.groups", "ncbench.runner.suite",
+                                    "ncbench.runner.preflight", "ncbench.leaderboard.submit", "ncbench.training.trajectory",
                                     "ncbench.training.cache_key"])
 def test_no_site_hashes_an_identity_itself(module):
     import importlib

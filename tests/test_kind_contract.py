@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from ncbench.results.schema import COLUMNS
+from ncbench.runner.suite import RunSettings, TaskRun, run_member
 from ncbench.specs.task_spec import TaskSpec
-from ncbench.suite import RunSettings, TaskRun, run_member
 from ncbench.tasks import TASK_KINDS, Task, TaskContext, TaskOutput, TrajectoryStore
 
 RECIPE = {"epochs": 1, "batch_size": 128, "lr": 0.05, "eval_every": 1}
@@ -160,7 +160,7 @@ KINDS = TASK_KINDS.names()
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """{kind: (first run, rerun)}, each kind measured twice on first use, in fresh folders."""
-    from ncbench.threads import torch_threads
+    from ncbench.provenance.threads import torch_threads
 
     cache: dict[str, tuple[Measured, Measured]] = {}
 

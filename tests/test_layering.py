@@ -75,6 +75,6 @@ def test_the_issue_24_contracts_are_declared():
         for src in c.get("source_modules", []):
             forbidden.setdefault(src, set()).update(c.get("forbidden_modules", []))
     for layer in ("ncbench.transfer", "ncbench.fewshot", "ncbench.training"):
-        assert {"ncbench.tasks", "ncbench.suite", "ncbench.cli"} <= forbidden[layer], layer
+        assert {"ncbench.tasks", "ncbench.runner.suite", "ncbench.cli"} <= forbidden[layer], layer
     assert "ncbench.claims" in forbidden["ncbench.results"]
-    assert {"ncbench.suite", "ncbench.tasks"} <= forbidden["ncbench.launcher"]
+    assert {"ncbench.runner.suite", "ncbench.tasks"} <= forbidden["ncbench.runner.launcher"]

@@ -2,7 +2,7 @@
 README rendering, typed loading, and the round trip long results -> board CSV -> README.
 
 The run folders here are bookkeeping fixtures written in the exact SPEC §9 schema (as
-`ncbench.suite.run_tasks` writes them); no result of them is ever committed.
+`ncbench.runner.suite.run_tasks` writes them); no result of them is ever committed.
 """
 from __future__ import annotations
 
@@ -583,7 +583,7 @@ def test_real_run_end_to_end(tmp_path, tmp_leaderboards):
 @pytest.fixture
 def fake_training(monkeypatch):
     """`run_tasks` replaced by a recorder that writes fixture results for the specs it is given."""
-    from ncbench import suite
+    from ncbench.runner import suite
 
     calls = []
 

@@ -252,8 +252,8 @@ def test_a_seed_group_folder_submits_every_seed_and_refuses_an_edited_member_lis
     refused."""
     import json
 
+    from ncbench.runner.suite import run_tasks
     from ncbench.specs import load_task
-    from ncbench.suite import run_tasks
 
     boards = tmp_path / "boards"
     monkeypatch.setenv("NCBENCH_LEADERBOARDS", str(boards))

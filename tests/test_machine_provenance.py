@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from ncbench import leaderboard as lb
-from ncbench import leaderboard_cli, machine
+from ncbench import leaderboard_cli
 from ncbench.leaderboard.agreement import machine_note
-from ncbench.suite import run_tasks
+from ncbench.provenance import machine
+from ncbench.runner.suite import run_tasks
 from ncbench.tasks import TaskSpec
 
 TINY = {"dataset": "digits", "model": "test_resnet", "seed": 0,
@@ -43,7 +44,7 @@ def test_machine_block_matches_torch_and_threadpoolctl():
 
 def test_forced_capability_is_recorded():
     """`ATEN_CPU_CAPABILITY=default` (every x86/ARM CPU has it) is what torch then uses, and what is recorded."""
-    code = ("import json; from ncbench.machine import machine_provenance as m; d = m('cpu'); "
+    code = ("import json; from ncbench.provenance.machine import machine_provenance as m; d = m('cpu'); "
             "print(json.dumps([d['cpu_capability'], d['aten_cpu_capability_env']]))")
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -81,7 +82,7 @@ def test_fresh_run_records_the_machine_and_keeps_its_identity(tmp_path, monkeypa
     assert cfg["training"][0]["machine"]["cpu"] == m["cpu"]          # who trained, on what
     assert cfg["config_hash"] == spec.config_hash() == pd.read_csv(run.csv).config_hash.iloc[0]
 
-    from ncbench import provenance as prov_module
+    from ncbench.provenance import record as prov_module
     monkeypatch.setattr(prov_module, "machine_provenance", lambda device: {"cpu": "Other CPU", "cpu_capability": "AVX512"})
     _, [again] = run_tasks("t", [tiny_spec()], tmp_path, progress=False, log=lambda m: None)
     assert again.outcome == "skipped" and tiny_spec().config_hash() == cfg["config_hash"]

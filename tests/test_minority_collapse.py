@@ -15,8 +15,8 @@ from ncbench.data.imbalance import class_counts, imbalanced_view
 from ncbench.metrics.minority import centred_means, imbalance_accuracies
 from ncbench.models.backbone import build_backbone
 from ncbench.results.variants import parse_variant
+from ncbench.runner.suite import run_tasks
 from ncbench.specs import load_task, members
-from ncbench.suite import run_tasks
 from ncbench.tasks.base import TaskSpec
 from ncbench.tasks.minority_collapse import (
     VARIANTS,

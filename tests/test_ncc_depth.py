@@ -254,7 +254,7 @@ def _spec(**kw) -> TaskSpec:
 
 
 def test_task_records_epsilon_and_granularity(tmp_path):
-    from ncbench.suite import run_tasks
+    from ncbench.runner.suite import run_tasks
 
     spec = _spec(options={"source": "pretrained", "epsilon": 0.5, "granularity": "stages"})
     _, runs = run_tasks("t", [spec], tmp_path, progress=False, log=lambda *a: None)
@@ -285,7 +285,7 @@ def test_task_records_epsilon_and_granularity(tmp_path):
 
 def test_task_shares_the_trajectory_and_matches_its_final_layer(tmp_path):
     """train_collapse and ncc_depth train once; the probe's last layer reproduces the run's numbers."""
-    from ncbench.suite import run_tasks
+    from ncbench.runner.suite import run_tasks
 
     specs = [_spec(name="tc", kind="train_collapse"), _spec()]
     run_dir, runs = run_tasks("t", specs, tmp_path, progress=False, log=lambda *a: None)
@@ -305,7 +305,7 @@ def test_task_shares_the_trajectory_and_matches_its_final_layer(tmp_path):
 
 
 def test_task_vit_model_kwargs_and_mean_token(tmp_path):
-    from ncbench.suite import run_tasks
+    from ncbench.runner.suite import run_tasks
 
     spec = _spec(model="test_vit", options={"source": "pretrained", "token_pool": "mean",
                                             "model_kwargs": {"img_size": 28, "patch_size": 7}})

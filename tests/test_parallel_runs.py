@@ -1,4 +1,4 @@
-"""Parallel runs (`--jobs N`, `--launcher slurm`; ncbench.jobs, ncbench.launcher, ncbench.suite_jobs):
+"""Parallel runs (`--jobs N`, `--launcher slurm`; ncbench.runner.jobs, ncbench.runner.launcher, ncbench.runner.suite_jobs):
 the same values as `--jobs 1`, failures recorded while the others finish, skip and resume, `auto`
 resolution with its GPU per job, Ctrl-C stopping every worker."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from ncbench.cli import main
-from ncbench.jobs import JobSlots, parse_jobs, resolve_jobs
-from ncbench.launcher import parse_slurm, run_pool
+from ncbench.runner.jobs import JobSlots, parse_jobs, resolve_jobs
+from ncbench.runner.launcher import parse_slurm, run_pool
 
 RECIPE = {"epochs": 1, "batch_size": 32, "lr": 0.05, "eval_every": 1, "checkpoint_every": 1}   # learns: rc 0
 BASE = {"dataset": "digits", "model": "test_resnet", "version": 1, "recipe": RECIPE,
@@ -85,7 +85,7 @@ def test_phase_two_reads_the_cache_without_training(sequential, monkeypatch, tmp
     """What a task job does after the trainings: measure from the cache; training would raise here."""
     import shutil
 
-    from ncbench.suite_jobs import Measurement, measure
+    from ncbench.runner.suite_jobs import Measurement, measure
     from ncbench.tasks import TaskSpec
     from ncbench.training.trainer import Trainer
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ncbench.cli import main
-from ncbench.preflight import check_spec
 from ncbench.registry import UnknownNameError
+from ncbench.runner.preflight import check_spec
 from ncbench.specs import load_suite, load_task
 from ncbench.specs.overrides import parse_set
 from ncbench.tasks import TASK_KINDS

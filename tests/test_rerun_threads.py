@@ -10,9 +10,11 @@ import torch
 from test_leaderboard import TASK, make_run, make_task
 
 from ncbench import leaderboard as lb
-from ncbench import leaderboard_cli, suite, threads
+from ncbench import leaderboard_cli
 from ncbench.cli import main
+from ncbench.provenance import threads
 from ncbench.results.writer import write_json
+from ncbench.runner import suite
 from ncbench.training.trajectory import resumed_provenance
 
 

@@ -1,4 +1,4 @@
-"""The runner <-> kind contract (`ncbench.suite`, `ncbench.tasks.context`): each task gets one frozen
+"""The runner <-> kind contract (`ncbench.runner.suite`, `ncbench.tasks.context`): each task gets one frozen
 `TaskContext` of its own over the run's shared `TrajectoryStore`; a group's files and figures are built
 from its members' outputs in memory (its own results.csv is never read back)."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import ClassVar
 import pandas as pd
 import pytest
 
-from ncbench import suite
+from ncbench.runner import suite
+from ncbench.runner.suite import RunSettings, run_member, run_tasks
 from ncbench.specs.task_spec import TaskSpec
-from ncbench.suite import RunSettings, run_member, run_tasks
 from ncbench.tasks import Task, TaskContext, TaskOutput, TrajectoryStore
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ncbench import run_files
 from ncbench.results.report import write_report
-from ncbench.suite import run_tasks
+from ncbench.runner.suite import run_tasks
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task
 
@@ -378,7 +378,7 @@ def test_a_cached_record_of_the_wrong_shape_is_reported_not_trusted(tmp_path, ho
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One finished 1-epoch train_collapse run (its folder is copied by each test that damages it)."""
-    from ncbench.threads import torch_threads
+    from ncbench.provenance.threads import torch_threads
 
     out = tmp_path_factory.mktemp("finished")
     with torch_threads(1):
@@ -514,7 +514,7 @@ def test_an_immutable_trajectories_folder_is_one_line(finished, tmp_path, one_th
 # ------------------------------------------------------- item 13: resume after a kill while writing
 
 def test_resume_after_a_kill_during_the_results_write_gives_the_same_file(tmp_path, monkeypatch, one_thread):
-    from ncbench import suite
+    from ncbench.runner import suite
 
     _, fresh, _ = run([trained(epochs=2)], tmp_path / "fresh")
     real = suite.write_long_csv

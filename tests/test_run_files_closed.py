@@ -28,8 +28,8 @@ RAW = {
 
 ALLOWED = {   # (module, pattern): why it is not a run-folder file
     ("training/cache_key.py", "Path read/write"): "ncbench's own source files (the code fingerprint)",
-    ("threads.py", "open"): "/sys/fs/cgroup/cpu.max, a kernel file",
-    ("machine.py", "open"): "/proc/cpuinfo, a kernel file",
+    ("provenance/threads.py", "open"): "/sys/fs/cgroup/cpu.max, a kernel file",
+    ("provenance/machine.py", "open"): "/proc/cpuinfo, a kernel file",
     ("data/fewshot_sets.py", "open"): "a data set file the user fetched",
     ("data/learn2learn_sets.py", "open"): "a data set file the user fetched",
     ("data/learn2learn_sets.py", "Path.open"): "PIL's Image.open of data set bytes",

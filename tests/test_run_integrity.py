@@ -20,7 +20,7 @@ from ncbench import run_files
 from ncbench.cli import main
 from ncbench.results import writer
 from ncbench.results.integrity import csv_rows, file_sha256, integrity_problems
-from ncbench.suite import LOCK_NAME, is_done, run_tasks
+from ncbench.runner.suite import LOCK_NAME, is_done, run_tasks
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task
 

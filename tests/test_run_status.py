@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from ncbench.suite import run_tasks
+from ncbench.runner.suite import run_tasks
 from ncbench.tasks import TaskSpec
 from ncbench.training.run_status import RunStatus, status_of, worst
 

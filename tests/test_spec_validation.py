@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ncbench.cli import main
-from ncbench.preflight import check_spec
+from ncbench.runner.preflight import check_spec
 from ncbench.specs import load_suite, load_task, spec_dir
 from ncbench.specs.schema import as_number
 from ncbench.specs.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_NODES

@@ -1,6 +1,6 @@
 """Theory-tier task kinds `ufm` and `layer_peeled` run through the suite runner (SPEC §8–9).
 
-Each task goes through `ncbench.suite.run_tasks` into a temporary folder; the checks read the
+Each task goes through `ncbench.runner.suite.run_tasks` into a temporary folder; the checks read the
 written CSVs back with plain `pandas.read_csv` and compare them against the theory's closed forms
 (simplex ETF, strong collapse, −1/(K−1) at R = 1) and against the library called directly.
 The UFM specs are the shipped ones (under a second of compute); the LPM uses a small grid.
@@ -16,8 +16,8 @@ import torch
 
 from ncbench.results.schema import COLUMNS
 from ncbench.results.variants import parse_variant
+from ncbench.runner.suite import run_tasks
 from ncbench.specs import load_task, members
-from ncbench.suite import run_tasks
 from ncbench.tasks import TASK_KINDS
 from ncbench.tasks.base import TaskSpec
 from ncbench.theory import threshold_ratio

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ncbench import threads
 from ncbench.cli import main
-from ncbench.provenance import provenance
+from ncbench.provenance import threads
+from ncbench.provenance.record import provenance
 from ncbench.training.pace import EpochPace
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats as st
 
-from ncbench.suite import run_tasks
+from ncbench.runner.suite import run_tasks
 from ncbench.tasks.base import TaskSpec
 
 TARGET = {"name": "frozen_tiny", "kind": "frozen_transfer", "version": 1, "dataset": "digits", "model": "test_resnet",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ncbench.cli import main
-from ncbench.suite import run_tasks
+from ncbench.runner.suite import run_tasks
 from ncbench.tasks import TaskSpec
 from ncbench.training import trajectory as trajectory_module
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ncbench import digests
+from ncbench.provenance import digests
 
 NAME_LIMIT = 128
 """A run name longer than this names its command-line changes by one hash (`set=h<8 hex>`)."""

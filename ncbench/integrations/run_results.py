@@ -10,7 +10,7 @@ import datetime as _dt
 from collections.abc import Iterable
 from pathlib import Path
 
-from ncbench.provenance import provenance
+from ncbench.provenance.record import provenance
 from ncbench.results.writer import write_long_csv
 
 INTEGRATION_TASK = "track"

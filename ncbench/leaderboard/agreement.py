@@ -70,7 +70,7 @@ def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | N
 
 
 WHERE = (("device", "device"), ("cpu_capability", "CPU capability"), ("threads", "thread count"))
-"""Board columns that say where a row was measured (`ncbench.machine`): values are bit-identical only
+"""Board columns that say where a row was measured (`ncbench.provenance.machine`): values are bit-identical only
 when all of them match (docs/reproducibility.md)."""
 
 

@@ -2,7 +2,7 @@
 reader can find it (`mnist5k`, `cifar10`, `hf:owner/name`), never a path on the submitter's machine
 (`imagefolder:/home/...`, a local `hf:` folder or file). A run on local data reaches a board only
 under a public name given with `--dataset-name NAME`. A run of another data set than its task's
-(stored as `TASK@dataset=...`, `ncbench.preflight.run_identity`) belongs to another board: the
+(stored as `TASK@dataset=...`, `ncbench.runner.preflight.run_identity`) belongs to another board: the
 refusal says which board this is and how to make one for the other data set.
 """
 from __future__ import annotations

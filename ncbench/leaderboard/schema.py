@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ncbench.core.board import BoardMetric, board_metric, metric_items
-from ncbench.machine import BOARD_FIELDS
+from ncbench.provenance.machine import BOARD_FIELDS
 
 ENTRY = ("task", "task_version", "model", "pretrained", "dataset")
 """An entry: what its seeds share (`pretrained`: tag, `true`, `sha256:<16 hex>` or empty = scratch)."""
@@ -37,7 +37,7 @@ FIXED = ROW + STATUS + PROVENANCE
 
 MACHINE = BOARD_FIELDS
 """Optional provenance columns after `PROVENANCE`: the CPU model, ATen's CPU capability and the thread
-count of the run (`ncbench.machine`); empty or absent for rows submitted before they were recorded."""
+count of the run (`ncbench.provenance.machine`); empty or absent for rows submitted before they were recorded."""
 
 TIERS = {"cpu": "embedded CPU", "gpu": "GPU protocol", "frozen": "frozen transfer"}
 LOCK_NAME = ".lock"

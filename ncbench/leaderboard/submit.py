@@ -334,7 +334,7 @@ def entry_from_task_dir(task_dir: Path) -> Entry | None:
 
 def recorded_machine(task_dir: Path) -> dict[str, str]:
     """The board's machine columns (`MACHINE`) from the folder's config.json provenance ("" when not recorded)."""
-    from ncbench.machine import board_fields
+    from ncbench.provenance.machine import board_fields
 
     try:
         cfg = read_json(Path(task_dir) / "config.json", task_dir)

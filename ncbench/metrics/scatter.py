@@ -3,14 +3,14 @@
 A scatter matrix is symmetric, so half of the GEMM `Xᵀ X` is wasted work. On CPU in float64 the
 update is BLAS `dsyrk` (upper triangle only, scipy's OpenBLAS, about 1.8× faster than torch's GEMM on
 this project's machines); elsewhere (CUDA, other dtypes) torch's `addmm` of the full matrix. The
-BLAS pool is given torch's intra-op thread count (`ncbench.threads.match_blas_threads`), so one
+BLAS pool is given torch's intra-op thread count (`ncbench.provenance.threads.match_blas_threads`), so one
 `--threads` setting governs both. `full()` returns the symmetric matrix.
 """
 from __future__ import annotations
 
 import torch
 
-from ncbench.threads import match_blas_threads
+from ncbench.provenance.threads import match_blas_threads
 
 try:
     from scipy.linalg.blas import dsyrk as _dsyrk

@@ -8,7 +8,7 @@ import csv
 import os
 from pathlib import Path
 
-from ncbench.digests import file_sha256
+from ncbench.provenance.digests import file_sha256
 from ncbench.results.names import NAME
 from ncbench.run_files import UnsafePathError, open_text, read_json
 

@@ -76,7 +76,7 @@ def load_task(name_or_path: str, *, recipe: str | None = None, sets: list | tupl
     base = dict(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
     spec = TaskSpec.from_dict(apply_overrides(data, recipe, list(sets)), str(path))
-    from ncbench.preflight import run_identity
+    from ncbench.runner.preflight import run_identity
 
     # another data set, weights, world size, recipe or --set: another name
     spec.name = run_identity(spec, base, name_tokens(recipe, list(sets), base))

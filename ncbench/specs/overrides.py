@@ -7,7 +7,7 @@ task's YAML before it becomes a `TaskSpec`, and the run-name tokens that say so.
 (`1e-3`) as that number. The types are then checked where every spec is checked (`TaskSpec`, `Recipe`,
 the kind's options), with did-you-mean for unknown keys. Another recipe is another measurement: a
 changed recipe, option or field names the run `<task>@recipe=NAME,recipe.lr=0.001,...`, like another
-data set (`ncbench.preflight.run_identity`); the model, weights, seed and device keep the name as
+data set (`ncbench.runner.preflight.run_identity`); the model, weights, seed and device keep the name as
 their flags do.
 """
 from __future__ import annotations

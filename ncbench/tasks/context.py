@@ -3,7 +3,7 @@
 state passes from one task to the next.
 
 The store is the one thing tasks share on purpose: each training run (trajectory, by cache key) is
-trained once per run and process and read by every task that needs it (`ncbench.suite`).
+trained once per run and process and read by every task that needs it (`ncbench.runner.suite`).
 """
 from __future__ import annotations
 

@@ -70,10 +70,10 @@ import torch
 
 from ncbench.data import load_dataset
 from ncbench.data.dataset import ImageDataset
+from ncbench.provenance.threads import torch_threads
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options, as_list, boolean, integer, integers, one_of
 from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
-from ncbench.threads import torch_threads
 from ncbench.training.trajectory import TrajectoryConfig
 
 BACKBONES = ("trajectory", "pretrained")

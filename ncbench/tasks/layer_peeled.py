@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ncbench.provenance.threads import torch_threads
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.tasks.options import Options, coerce, coerced
 from ncbench.theory import (
@@ -38,7 +39,6 @@ from ncbench.theory import (
     minority_collapse_curve,
     threshold_ratio,
 )
-from ncbench.threads import torch_threads
 
 COLLAPSED = 1 - 1e-3          # minority cosine counted as full collapse
 ROW_METRICS = ("minority_cosine", "minority_norm", "objective", "kkt_residual")

@@ -3,7 +3,7 @@
 Every zoo entry (a timm model with `pretrained` weights, a `checkpoint`, or a `train:` block that
 trains it here first, shared and cached like any training run) is measured frozen on one target
 (`options.target`, a `frozen_transfer` task: its data, classes, preprocessing and measurements),
-one job per model (`ncbench.launcher`: inline, local worker processes or SLURM). Per
+one job per model (`ncbench.runner.launcher`: inline, local worker processes or SLURM). Per
 estimator, the Kendall τ-b and Vigna's weighted τ_w (`ncbench.transfer.rank_correlation`)
 between the models' scores and their ground-truth accuracy (`options.ground_truth`, default the
 linear-probe accuracy on the target's test split) are the headline numbers: the table that
@@ -46,8 +46,8 @@ def zoo_entries(value):
 
 
 def launcher_name(value):
-    """One of `ncbench.launcher.LAUNCHERS`."""
-    from ncbench.launcher import LAUNCHERS
+    """One of `ncbench.runner.launcher.LAUNCHERS`."""
+    from ncbench.runner.launcher import LAUNCHERS
 
     return one_of(*LAUNCHERS)(value)
 
@@ -152,7 +152,7 @@ class TransferRanking(Task):
         return {"pretrained": False, "checkpoint": str(path)}
 
     def jobs(self, ctx) -> list:
-        from ncbench.zoo_jobs import Job
+        from ncbench.runner.zoo_jobs import Job
 
         out = []
         for entry in self.options["zoo"]:
@@ -167,9 +167,9 @@ class TransferRanking(Task):
 
     # -- measuring -----------------------------------------------------------------------------
     def run(self, ctx) -> TaskOutput:
+        from ncbench.runner.zoo_jobs import run_jobs
         from ncbench.transfer.ncti import ncti_total
         from ncbench.transfer.rank_correlation import kendall_tau, weighted_tau
-        from ncbench.zoo_jobs import run_jobs
 
         o = self.options
         labelled = self.jobs(ctx)

@@ -22,10 +22,10 @@ import math
 from dataclasses import fields, make_dataclass
 from typing import Any, ClassVar
 
+from ncbench.provenance.threads import torch_threads
 from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.tasks.options import Options, coerce, coerced
 from ncbench.theory import UFMConfig, run_ufm
-from ncbench.threads import torch_threads
 
 _DEFAULT = UFMConfig()
 _CONFIG_KEYS = tuple(f.name for f in fields(UFMConfig) if f.name not in ("class_counts", "seed", "device"))

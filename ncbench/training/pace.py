@@ -2,7 +2,7 @@
 
 The expected time of an epoch is the fastest training epoch of the run so far (evaluation is not
 timed). An epoch `SLOW_FACTOR`× slower than that is almost never the model: it is a CPU shared with
-other busy processes, often with more torch threads than free cores (see `ncbench.threads`). The
+other busy processes, often with more torch threads than free cores (see `ncbench.provenance.threads`). The
 warning names the load, the thread count and the fix, once per run.
 """
 from __future__ import annotations

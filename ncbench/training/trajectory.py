@@ -248,7 +248,7 @@ def _now() -> str:
 def training_provenance(cfg: TrajectoryConfig) -> dict:
     """Who trained: package versions, git hash, code fingerprint, device, world size, start time
     (kept with the record, so a cached run keeps its trainer's provenance when read later)."""
-    from ncbench.provenance import provenance
+    from ncbench.provenance.record import provenance
 
     plain = {k: v if isinstance(v, dict) else str(v)          # torch's version is a str subclass
              for k, v in provenance(cfg.device).items()}

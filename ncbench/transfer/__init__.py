@@ -8,5 +8,5 @@
 - `frozen_pass`: one streamed forward per split measuring every layer and keeping the features
   the estimators need.
 
-`transfer_ranking`'s jobs (one per model) run through the runner's launcher, `ncbench.launcher`.
+`transfer_ranking`'s jobs (one per model) run through the runner's launcher, `ncbench.runner.launcher`.
 """

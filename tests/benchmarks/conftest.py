@@ -41,7 +41,7 @@ def ratio_table() -> RatioTable:
 
 
 def _thread_counts() -> list[int]:
-    from ncbench.threads import available_cpus
+    from ncbench.provenance.threads import available_cpus
 
     return sorted({1, available_cpus()})
 
@@ -50,7 +50,7 @@ def _thread_counts() -> list[int]:
 def threads(request):
     """Run the benchmark at one thread, then at every CPU this process may use (issue 25: a ratio
     measured at one thread only hides a slow-down at more). Engine and floor run at the same count."""
-    from ncbench.threads import match_blas_threads, torch_threads
+    from ncbench.provenance.threads import match_blas_threads, torch_threads
 
     with torch_threads(request.param):
         match_blas_threads()
@@ -67,7 +67,7 @@ def load_average() -> float:
 
 def pytest_sessionstart(session):
     """The benchmarks run under ncbench's thread policy (as `ncbench run` does): the free CPUs."""
-    from ncbench.threads import configure_threads
+    from ncbench.provenance.threads import configure_threads
 
     _LOAD.append(load_average())
     _THREADS.append(configure_threads())

@@ -152,7 +152,7 @@ LARGE_K_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from ncbench.metrics import CollapseStats
     from ncbench.metrics.scatter import ScatterAccumulator
-    from ncbench.threads import configure_threads
+    from ncbench.provenance.threads import configure_threads
 
     configure_threads(int(sys.argv[2]))    # the parent's thread count
     K, d, N, B = 1000, 2048, 100_000, 1024

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ncbench.core import identity
-from ncbench.provenance import provenance
+from ncbench.provenance.record import provenance
 from ncbench.results.integrity import integrity_problems, record_files
 from ncbench.results.names import check_name
 from ncbench.results.schema import MEMBERS_FOLDER
@@ -192,7 +192,7 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
     Bad names (a task or suite named `../x`) and an `out_root` that cannot be written are errors
     before any work. `lock_timeout`: seconds to wait for another process holding a task's lock
     (None: wait as long as it runs); after it, that task fails and the suite goes on.
-    (`ncbench.suite_jobs` runs the same plan in parallel processes: `--jobs`, `--launcher`.)
+    (`ncbench.runner.suite_jobs` runs the same plan in parallel processes: `--jobs`, `--launcher`.)
     """
     plan = prepare_run(suite, specs, out_root, force=force, progress=progress, run_id=run_id, log=log)
     run = plan.settings(force, lock_timeout)
@@ -208,7 +208,7 @@ def run_tasks(suite: str, specs: list[TaskSpec], out_root: Path, *, force: bool 
 
 def run_member(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) -> TaskRun:
     """One task, or one member of a group, into `task_dir` (lock, skip when done, write; a failure is
-    recorded): what a parallel job runs (`ncbench.suite_jobs`)."""
+    recorded): what a parallel job runs (`ncbench.runner.suite_jobs`)."""
     return _guarded(task, task_dir, run, plot)
 
 
@@ -326,7 +326,7 @@ def _table_names(files) -> tuple[str, ...]:
 def _say_other_threads(cfg: dict, label: str, log) -> None:
     """A finished task skipped under another thread count than it was measured with: say which
     count its results hold (they stay as measured; `--force` measures again with this one)."""
-    from ncbench.threads import thread_provenance
+    from ncbench.provenance.threads import thread_provenance
 
     was = str((cfg.get("provenance") or {}).get("torch_threads", ""))
     now = thread_provenance()["torch_threads"]

@@ -1,8 +1,8 @@
 """Where independent jobs run (as timm's bulk runner gives each model its own process): `inline` (this
 process, one after another), `local` (a pool of worker processes: `concurrent.futures` with the
-`spawn` start method, `ncbench.jobs.JobSlots` saying how many, their threads and GPUs) or `slurm`
+`spawn` start method, `ncbench.runner.jobs.JobSlots` saying how many, their threads and GPUs) or `slurm`
 (`submitit`, the optional extra `pip install 'ncbench[slurm]'`; `cluster=local` runs submitit's
-local executor). The suite's `--jobs` / `--launcher` (`ncbench.suite_jobs`) and `transfer_ranking`'s
+local executor). The suite's `--jobs` / `--launcher` (`ncbench.runner.suite_jobs`) and `transfer_ranking`'s
 zoo both run here.
 
 A job's exception is its failure, recorded as one line (`Outcome.error`); the other jobs go on. A
@@ -12,7 +12,7 @@ cancels the jobs) and is raised again; the workers ignore SIGINT themselves, so 
 reaches them only through the caller.
 
 The launcher runs callables and knows no task: `transfer_ranking`'s zoo jobs (a TaskSpec each, run
-by the runner) are `ncbench.zoo_jobs`.
+by the runner) are `ncbench.runner.zoo_jobs`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ncbench.jobs import JobSlots
+from ncbench.runner.jobs import JobSlots
 
 LAUNCHERS = ("inline", "local", "slurm")
 
@@ -62,7 +62,7 @@ def _init_worker(slots: JobSlots, counter) -> None:
         index = counter.value
         counter.value += 1
     os.environ.update(slots.env(index))
-    from ncbench.threads import configure_threads
+    from ncbench.provenance.threads import configure_threads
 
     configure_threads(slots.threads)
 
@@ -188,8 +188,8 @@ def _typed(text: str):
 
 
 def _slurm_call(fn: Callable, threads: int | None, item) -> Outcome:
-    """A Slurm job: the thread count (`None`: the node's default, `ncbench.threads`), then `fn(item)`."""
-    from ncbench.threads import configure_threads
+    """A Slurm job: the thread count (`None`: the node's default, `ncbench.provenance.threads`), then `fn(item)`."""
+    from ncbench.provenance.threads import configure_threads
 
     configure_threads(threads)
     return call(fn, item)

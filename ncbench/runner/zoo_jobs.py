@@ -1,6 +1,6 @@
-"""`transfer_ranking`'s zoo jobs: one TaskSpec per model, run by the runner (`ncbench.suite.run_tasks`)
+"""`transfer_ranking`'s zoo jobs: one TaskSpec per model, run by the runner (`ncbench.runner.suite.run_tasks`)
 into an ordinary task folder `<out_root>/<run_id>/<task>/` (results.csv, config.json, or error.json),
-inline, in local worker processes or on Slurm (`ncbench.launcher`): results merge into one run folder,
+inline, in local worker processes or on Slurm (`ncbench.runner.launcher`): results merge into one run folder,
 a rerun skips finished jobs (config hash).
 """
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ncbench.jobs import JobSlots
-from ncbench.launcher import LAUNCHERS, Outcome, run_pool, run_slurm, slurm_executor
 from ncbench.run_files import read_json
+from ncbench.runner.jobs import JobSlots
+from ncbench.runner.launcher import LAUNCHERS, Outcome, run_pool, run_slurm, slurm_executor
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Job:
 
 def run_job(job: Job) -> tuple[str, str]:
     """Run one job in this process (what a worker or a Slurm job runs); returns its status."""
-    from ncbench.suite import run_tasks
+    from ncbench.runner.suite import run_tasks
     from ncbench.tasks.base import TaskSpec
 
     spec = TaskSpec.from_dict(job.spec)

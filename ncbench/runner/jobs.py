@@ -1,6 +1,6 @@
 """How many runs go at once (`--jobs N|auto`, or `NCBENCH_JOBS`) and what each worker process gets.
 
-`auto`: on the CPU, the CPUs this process may use ÷ the threads of one job (`ncbench.threads`); on
+`auto`: on the CPU, the CPUs this process may use ÷ the threads of one job (`ncbench.provenance.threads`); on
 CUDA (`--device cuda`), one job per visible GPU, worker i seeing only GPU i (`CUDA_VISIBLE_DEVICES`),
 so `cuda` inside a job is its own card. Every job runs with the thread count a `--jobs 1` run would
 use: the thread count orders the float reductions, so the values are bit-identical to `--jobs 1` on
@@ -69,7 +69,7 @@ def resolve_jobs(value: str | int | None, device: str, threads: int, *, world_si
     `cuda` (no index): one job per visible GPU for `auto`, each job its own GPU; `cuda:N` names one
     GPU, so all jobs share it (`auto`: 1, as on `mps`). Under torchrun (`world_size` > 1) the processes are the
     DDP ranks: one job."""
-    from ncbench.threads import available_cpus
+    from ncbench.provenance.threads import available_cpus
 
     n = parse_jobs(value)
     if world_size > 1:

@@ -1,6 +1,6 @@
 """A suite's independent runs in parallel (`--jobs N`) or as Slurm jobs (`--launcher slurm`).
 
-Two phases over the plan of `ncbench.suite.prepare_run`:
+Two phases over the plan of `ncbench.runner.suite.prepare_run`:
 
 1. **trainings**: every distinct training run (trajectory, by its cache key) that the tasks read and
    that is not cached yet, one job each: a worker trains it with the probes of every task that reads
@@ -8,10 +8,10 @@ Two phases over the plan of `ncbench.suite.prepare_run`:
    runner would. A failed training fails the tasks that read it (their error.json says why).
 2. **tasks**: every task, and every member of a group (seeds, sweep points), one job each: it
    measures from the cache (a pure cache hit: same key, every probe present) and writes its folder
-   under its lock, skipping it when done (config hash), as `ncbench.suite.run_member`. The groups'
+   under its lock, skipping it when done (config hash), as `ncbench.runner.suite.run_member`. The groups'
    own files (results.csv, aggregate.csv, figures) are then written here, from their members.
 
-Jobs run in worker processes (`ncbench.launcher`), each with the thread count of a `--jobs 1` run,
+Jobs run in worker processes (`ncbench.runner.launcher`), each with the thread count of a `--jobs 1` run,
 so every value is bit-identical to `--jobs 1` on the same machine; one progress bar counts the jobs
 of both phases, each job's messages are printed when it ends. One job per run (no group, one
 training) runs in this process.
@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ncbench.jobs import JobSlots
-from ncbench.launcher import Outcome, WorkerPool, run_slurm, slurm_executor
-from ncbench.specs.groups import is_group
-from ncbench.suite import (
+from ncbench.runner.jobs import JobSlots
+from ncbench.runner.launcher import Outcome, WorkerPool, run_slurm, slurm_executor
+from ncbench.runner.suite import (
     RunPlan,
     RunSettings,
     TaskRun,
@@ -33,6 +32,7 @@ from ncbench.suite import (
     run_member,
     run_tasks,
 )
+from ncbench.specs.groups import is_group
 from ncbench.tasks.base import TaskSpec
 from ncbench.tasks.context import TrajectoryStore
 
@@ -98,7 +98,7 @@ def run_suite(suite: str, specs: list[TaskSpec], out_root: Path, slots: JobSlots
               slurm: dict | None = None, slurm_threads: int | None = None, force: bool = False,
               progress: bool = True, run_id: str | None = None, log=print,
               lock_timeout: float | None = None) -> tuple[Path, list[TaskRun]]:
-    """`ncbench.suite.run_tasks` with the independent runs as parallel jobs (`launcher` `local`: in
+    """`ncbench.runner.suite.run_tasks` with the independent runs as parallel jobs (`launcher` `local`: in
     `slots.jobs` worker processes; `slurm`: one submitit job each, `slurm` its parameters and
     `slurm_threads` each job's threads, None: the node's default)."""
     if launcher == "local" and slots.jobs <= 1:

@@ -1,13 +1,13 @@
 """Where a number came from: package versions, git hash, device, time (after lm-evaluation-harness),
-threads, and the machine (`ncbench.machine`: CPU, its capability, BLAS/oneDNN, GPU and CUDA)."""
+threads, and the machine (`ncbench.provenance.machine`: CPU, its capability, BLAS/oneDNN, GPU and CUDA)."""
 from __future__ import annotations
 
 import datetime as _dt
 import subprocess
 from pathlib import Path
 
-from ncbench.machine import machine_provenance
-from ncbench.threads import thread_provenance
+from ncbench.provenance.machine import machine_provenance
+from ncbench.provenance.threads import thread_provenance
 from ncbench.version import __version__
 
 
