@@ -46,9 +46,9 @@ class TaskOutput:
 
 
 class Task:
-    """Base of every task kind. Subclasses declare `default_options` and implement `run(ctx)`: it reads
-    only its `TaskContext` and returns a `TaskOutput` (a spec's `version`, in its YAML, says when its
-    numbers last changed)."""
+    """Base of every task kind. Subclasses declare `OPTIONS` (a frozen dataclass, `ncbench.tasks.options`)
+    and implement `run(ctx)`: it reads only its `TaskContext` and returns a `TaskOutput` (a spec's
+    `version`, in its YAML, says when its numbers last changed)."""
 
     kind: ClassVar[str] = ""
     OPTIONS: ClassVar[type[Options] | None] = None
