@@ -77,9 +77,27 @@ def snapshot(tmp: Path) -> dict:
     return out
 
 
+CHANGED_ON_PURPOSE = {
+    "suites/claims": "issue 28: the claims suite runs ncc_depth_mnist5k on six seeds (a sign test needs them)",
+    "files/claims.yaml": "the same change, in the suite file",
+}
+"""Identities that moved deliberately since the capture, each with its reason."""
+
+
+def without_boards(value):
+    """`value` without its `leaderboard` blocks: a board is presentation, hashed nowhere (issue 24 wrote
+    them as metric lists; tests/test_core.py holds each board's facts to the ones its YAML spelt out)."""
+    if isinstance(value, dict):
+        return {k: without_boards(v) for k, v in value.items() if k != "leaderboard"}
+    if isinstance(value, list):
+        return [without_boards(v) for v in value]
+    return value
+
+
 if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         DATA.write_text(json.dumps(snapshot(Path(d)), indent=1, sort_keys=True) + "\n")
     print(DATA)
+

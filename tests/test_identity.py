@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from identity_snapshot import DATA, snapshot
+from identity_snapshot import CHANGED_ON_PURPOSE, DATA, snapshot, without_boards
 
 from ncbench.core import identity
 
@@ -28,24 +28,8 @@ def test_every_identity_of_every_shipped_spec_is_unchanged(tmp_path):
             if f"{section}/{name}" in CHANGED_ON_PURPOSE:
                 assert now[section][name] != value, f"{section}/{name} is listed as changed but is not"
                 continue
-            assert _without_boards(now[section][name]) == _without_boards(value), f"{section}/{name}"
+            assert without_boards(now[section][name]) == without_boards(value), f"{section}/{name}"
 
-
-CHANGED_ON_PURPOSE = {
-    "suites/claims": "issue 28: the claims suite runs ncc_depth_mnist5k on six seeds (a sign test needs them)",
-    "files/claims.yaml": "the same change, in the suite file",
-}
-"""Identities that moved deliberately since the capture, each with its reason."""
-
-
-def _without_boards(value):
-    """`value` without its `leaderboard` blocks: a board is presentation, hashed nowhere (issue 24 wrote
-    them as metric lists; tests/test_core.py holds each board's facts to the ones its YAML spelt out)."""
-    if isinstance(value, dict):
-        return {k: _without_boards(v) for k, v in value.items() if k != "leaderboard"}
-    if isinstance(value, list):
-        return [_without_boards(v) for v in value]
-    return value
 
 
 def test_config_hash_is_the_sorted_json_without_runtime_fields_and_one_process():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from identity_snapshot import DATA
+from identity_snapshot import CHANGED_ON_PURPOSE, DATA, without_boards
 
 from ncbench.cli import main
 from ncbench.specs import load_task
@@ -23,11 +23,15 @@ TWINS = {"train_collapse_cifar100": "train_collapse_cifar10.yaml", "test_collaps
 def test_every_shipped_file_reads_as_it_did_written_out_in_full():
     head = json.loads(DATA.read_text())
     files = {p.name: json.loads(json.dumps(_read_yaml(p), default=str)) for p in available().values()}
-    assert files == head["files"]
+    for name, before in head["files"].items():      # boards are metric lists since (identity_snapshot.py)
+        if f"files/{name}" in CHANGED_ON_PURPOSE:
+            assert files[name] != before, f"{name} is listed as changed but is not"
+        else:
+            assert without_boards(files[name]) == without_boards(before), name
     for name in head["tasks"]:
         spec = load_task(name).to_dict()
-        assert {**json.loads(json.dumps(spec, default=str)), "source": f"{name}.yaml"} == \
-            {**head["tasks"][name]["spec"], "source": f"{name}.yaml"}, name
+        assert without_boards({**json.loads(json.dumps(spec, default=str)), "source": f"{name}.yaml"}) == \
+            without_boards({**head["tasks"][name]["spec"], "source": f"{name}.yaml"}), name
 
 
 @pytest.mark.parametrize("name", sorted(TWINS))
