@@ -60,7 +60,7 @@ def test_range_and_tolerance_of_every_written_metric_are_what_the_glob_vocabular
     d = registry.metric(name)
     if old is None:     # the vocabulary lacked it: no range check, verify's default tolerance
         old = [-math.inf, math.inf, 0.0, 0.05]
-    assert [d.low, d.high, d.atol, d.rtol] == old
+    assert [d.scale.low, d.scale.high, d.scale.atol, d.scale.rtol] == old
 
 
 @pytest.mark.parametrize("task", sorted(set(task_names()) - set(BEFORE["boards"])))

@@ -697,8 +697,8 @@ def test_committed_leaderboards_are_within_the_declared_ranges():
         df = lb.typed_table(lb.read_table(path))
         for m in lb.metric_columns(df.columns):
             d = metric(m)        # UnknownMetricError if the registry lacks it
-            bad = df[m][~df[m].map(d.contains)]
-            assert bad.empty, f"{path.name}: {m} out of {d.describe_range()}: {bad.tolist()}"
+            bad = df[m][~df[m].map(d.scale.contains)]
+            assert bad.empty, f"{path.name}: {m} out of {d.scale.describe_range()}: {bad.tolist()}"
 
 
 def test_every_leaderboard_metric_declares_range_and_tolerance():
@@ -709,7 +709,7 @@ def test_every_leaderboard_metric_declares_range_and_tolerance():
         board = BoardSpec.from_dict(load_task(t).leaderboard)
         for m in board.metrics if board else ():
             d = metric(m)
-            assert d.low <= d.high and d.atol >= 0 and d.rtol >= 0
+            assert d.scale.low <= d.scale.high and d.scale.atol >= 0 and d.scale.rtol >= 0
 
 
 def test_verify_tolerances_are_per_metric():

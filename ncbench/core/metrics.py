@@ -84,32 +84,6 @@ class Metric:
     splits: tuple[str, ...] = ()
     """Split prefixes it is also written under: `("test",)` declares `test_<name>`."""
 
-    @property
-    def low(self) -> float:
-        return self.scale.low
-
-    @property
-    def high(self) -> float:
-        return self.scale.high
-
-    @property
-    def atol(self) -> float:
-        return self.scale.atol
-
-    @property
-    def rtol(self) -> float:
-        return self.scale.rtol
-
-    @property
-    def note(self) -> str:
-        return self.scale.note
-
-    def contains(self, value: float) -> bool:
-        return self.scale.contains(value)
-
-    def describe_range(self) -> str:
-        return self.scale.describe_range()
-
 
 SHOTS = r"[1-9][0-9]*shot"
 """`{shots}`: the k of a k-shot episode (`1shot`, `5shot`)."""

@@ -53,8 +53,8 @@ def compare(submitted: dict, rerun: dict, columns: list[Column], rtol: float | N
         c = c if isinstance(c, Column) else Column(c)
         a, b = _num(get(submitted, c)), _num(get(rerun, c))
         decl = metric(c.metric)
-        m_atol = decl.atol if atol is None else atol
-        m_rtol = decl.rtol if rtol is None else rtol
+        m_atol = decl.scale.atol if atol is None else atol
+        m_rtol = decl.scale.rtol if rtol is None else rtol
         half, n = spread.get(c, (math.nan, 0))
         tol = m_atol + m_rtol * abs(a)
         if n >= 2 and math.isfinite(half):

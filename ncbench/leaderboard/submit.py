@@ -263,8 +263,8 @@ def _summary_by_variant(task: str, summary) -> dict[str, dict]:
                              f"metric has one value per sweep point")
         values = dict(zip(names, g["value"].astype(float)))
         problems += [f"{m}{f' ({variant})' if variant else ''} = {v!r} is outside its range "
-                     f"{d.describe_range()} ({d.note})"
-                     for m, v in values.items() if not (d := _declared(task, m)).contains(v)]
+                     f"{d.scale.describe_range()} ({d.scale.note})"
+                     for m, v in values.items() if not (d := _declared(task, m)).scale.contains(v)]
         statuses = [s or "ok" for s in g["status"].astype(str)]
         worst = max(statuses, key=severity)
         if worst not in SEVERITY:
