@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # must never replace them (a plain `pip install lightning` may pull another torch build).
 TORCH_PINS := $(VENV)/torch-constraints.txt
 
-.PHONY: bench test test-slow test-gpu benchmark performance-table loaded-epoch gpu-check lint setup clean
+.PHONY: bench claims test test-slow test-gpu benchmark performance-table loaded-epoch gpu-check lint setup clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,16 @@ $(STAMP): pyproject.toml scripts/install-learn2learn.sh
 
 bench: $(STAMP)
 	$(BIN)/ncbench suite default --jobs auto
+
+# The committed claims scorecard, regenerated: the claims suite (about an hour on a 2-core CPU machine,
+# docs/claims.md), its claims.csv, claims_detail.csv and claims.md into leaderboards/, then the boards'
+# README re-rendered. The run's JSON document (its folder) is kept in results/claims-run.json.
+claims: $(STAMP)
+	@mkdir -p results
+	$(BIN)/ncbench suite claims --jobs auto --json > results/claims-run.json
+	$(BIN)/python -m ncbench.claims "$$($(BIN)/python -c 'import json; print(json.load(open("results/claims-run.json"))["run_dir"])')" \
+		--out leaderboards --markdown leaderboards/claims.md
+	$(BIN)/ncbench leaderboard --render
 
 # One pytest worker per CPU (pytest-xdist); a module's tests stay on one worker, so module-scoped
 # fixtures (shared tiny runs) are built once.
