@@ -1,0 +1,46 @@
+"""`Recipe.decay_budget` (issue 28: how far weight decay can move a fitted network in the terminal
+phase, `wd · Σ_{steps after t₀} lr_s`) against closed forms and against the lr torch's scheduler runs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ncbench.training.recipe import Recipe
+
+
+def scheduler_lrs(recipe: Recipe, steps_per_epoch: int) -> list[float]:
+    """The lr of every optimiser step as torch's scheduler (the one the trainer uses) sets it."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = recipe.scheduler(opt, steps_per_epoch)
+    out = []
+    for _ in range(recipe.epochs * steps_per_epoch):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("from_epoch", [0, 3, 6, 8, 11, 12, 20])
+def test_step_budget_is_the_closed_form_and_the_schedulers_sum(from_epoch):
+    # lr 0.2 for epochs [0, 6), 0.02 for [6, 9), 0.002 for [9, 12); 5 steps an epoch
+    r = Recipe(epochs=12, lr=0.2, weight_decay=5e-4, schedule="step", milestones=(0.5, 0.75), gamma=0.1)
+    spe = 5
+    t = min(from_epoch, 12)
+    closed = 5e-4 * spe * (0.2 * max(0, 6 - t) + 0.02 * (max(0, 9 - max(t, 6))) + 0.002 * (12 - max(t, 9)))
+    assert r.decay_budget(spe, from_epoch) == pytest.approx(closed, rel=1e-12)
+    assert r.decay_budget(spe, from_epoch) == pytest.approx(5e-4 * sum(scheduler_lrs(r, spe)[t * spe:]), rel=1e-9)
+
+
+def test_constant_budget_is_wd_lr_steps_and_zero_after_the_last_epoch():
+    r = Recipe(epochs=10, lr=0.03, weight_decay=5e-4, schedule="constant")
+    assert r.decay_budget(7, 4) == pytest.approx(5e-4 * 0.03 * 7 * 6)
+    assert r.decay_budget(7) == pytest.approx(5e-4 * 0.03 * 70)
+    assert r.decay_budget(7, 10) == 0.0
+    assert Recipe(epochs=10, lr=0.03, weight_decay=0.0, schedule="constant").decay_budget(7, 2) == 0.0
+
+
+def test_cosine_budget_follows_the_schedulers_lrs():
+    # Σ_s ½(1 + cos(πs/T)) over all T steps is T/2 (the cosines cancel in pairs, s and T − s, plus ½·(1+1) at s=0)
+    r = Recipe(epochs=8, lr=0.1, weight_decay=1e-3, schedule="cosine")
+    assert r.decay_budget(4) == pytest.approx(1e-3 * 0.1 * (32 / 2 + 0.5))
+    assert r.decay_budget(4, 5) == pytest.approx(1e-3 * sum(scheduler_lrs(r, 4)[20:]), rel=1e-6)   # torch: float32 cos
