@@ -65,7 +65,7 @@ def test_terminal_phase_specs_share_one_training_per_architecture():
     for name in ("terminal_phase_mnist5k", "test_collapse_terminal_mnist5k", "ncc_depth_terminal_mnist5k"):
         for m in members(load_task(name)):
             (cfg,) = TASK_KINDS.get(m.kind)(m).trajectories()
-            assert cfg.recipe == protocol("step-mnist5k")
+            assert cfg.recipe == protocol("terminal-mnist1k")
             keys.setdefault(m.model, set()).add(cfg.key())
     assert sorted(keys) == sorted(ARCHS) and all(len(k) == 1 for k in keys.values())
 

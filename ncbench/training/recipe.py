@@ -136,6 +136,16 @@ class Recipe:
 
         return factor
 
+    def decay_budget(self, steps_per_epoch: int, from_epoch: int = 0) -> float:
+        """The weight-decay budget of the steps after epoch `from_epoch` (e.g. the terminal phase's
+        start): `wd · Σ_{s ≥ from_epoch·steps_per_epoch} lr_s`. Coupled L2 alone scales the weights by
+        `Π(1 − lr_s·wd) ≈ exp(−budget)` over those steps (momentum aside), so it says how far decay can
+        move a fitted network: issue 28 asks ≥ 0.1 of a terminal phase (Papyan et al. 2020's CIFAR-10
+        runs: about 0.6)."""
+        f = self.lr_factor(steps_per_epoch)
+        start = min(max(from_epoch, 0), self.epochs) * steps_per_epoch
+        return self.weight_decay * self.lr * sum(f(s) for s in range(start, self.epochs * steps_per_epoch))
+
 
 RECIPES_DIR = Path(str(resources.files("ncbench.recipes")))
 """The named recipes shipped with ncbench: `<name>.yaml`, each a flat mapping of `Recipe` fields."""
