@@ -23,7 +23,7 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.stats import binom
@@ -85,7 +85,7 @@ MAX_PERMUTATION_POINTS = 8
 """Most points per seed whose m! orders are enumerated (8! = 40,320)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def spearman_null(m: int) -> tuple[tuple[float, float], ...]:
     """The exact null distribution of Spearman ρ over `m` untied points: ((ρ, probability), …) over the
     m! orders, ρ = 1 − 6·Σd²/(m(m² − 1))."""
@@ -128,7 +128,7 @@ def permutation_interval(values, points, level: float = LEVEL) -> Interval:
     """Mean ρ ± the exact permutation critical value (module docstring), clipped to [−1, 1]."""
     r = np.asarray(values, dtype=float)
     c = permutation_critical_value(points, level) + 1e-9
-    m = sorted(set(int(x) for x in points))
+    m = sorted({int(x) for x in points})
     return Interval(float(r.mean()), max(-1.0, float(r.mean()) - c), min(1.0, float(r.mean()) + c),
                     f"exact permutation interval of the mean ρ (± {c:.3g}: {len(r)} seed(s) of "
                     f"{'/'.join(map(str, m))} points, each in all its orders)", True)

@@ -13,7 +13,6 @@ import math
 from scipy.stats import t as student_t
 
 from ncbench.claims.intervals import permutation_critical_value
-
 from ncbench.core.verdicts import (
     CONTRADICTED,
     INCONCLUSIVE,
