@@ -1,7 +1,8 @@
 """Evaluate claims on tidy results: per model, the per-seed statistic, its preconditions, interval, verdict.
 
 Rows are SPEC §9 long rows; the columns read are `task, variant, metric, value, seed, split, epoch,
-status` (and `layer`, `model` when present). Rows are grouped by the `model` recorded in each run:
+status` (and `layer`, `model`, `n_samples` when present). Rows are grouped by the `model` recorded in each
+run, or named by the `model=` key of a variant (a spec sweeping architectures):
 every claim gets one outcome per model, and a pooled one over the (model, seed) units of the models
 whose preconditions held when there are several. Only rows whose `status` is `ok` (or empty: rows
 written before the status column) count; the runs left out are named in the outcome. A claim whose
