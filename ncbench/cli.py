@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -327,6 +328,8 @@ def _claims(args) -> int:
     for base in listed:
         try:
             spec = load_task(base.name, **changes, **{"seeds": base.seeds, **overrides})
+            if args.model and "model" in spec.sweep:      # --model replaces the spec's architecture axis
+                spec = dataclasses.replace(spec, sweep={k: v for k, v in spec.sweep.items() if k != "model"})
             one = _apply_model_kwargs(_apply_epochs([spec], args.epochs), args.model_kwargs)
             _validate(one, remote=args.launcher == "slurm")      # e.g. a data set missing here
             specs += one

@@ -29,12 +29,14 @@ from ncbench.claims import (
     scorecard_markdown,
     write_scorecard,
 )
+from ncbench.claims.catalog import REPRESENTATION_POINTS
 from ncbench.claims.evaluate import Reader, prepare_rows, variant_matches
 from ncbench.claims.intervals import claim_interval
 from ncbench.claims.verdicts import verdict
 from ncbench.results.writer import write_long_csv
 
 T = "toy_task"
+T_TERMINAL = "terminal_phase_mnist5k"
 
 
 def row(metric, value, seed=0, variant="", task=T, split="summary", epoch=10, status="ok", reason="", layer=""):
@@ -234,53 +236,75 @@ def test_claim_declarations_are_checked():
 
 def catalog_rows(seeds=(0, 1, 2), depth_seeds=(0, 1, 2, 3, 4, 5)) -> dict[str, list[dict]]:
     """Per task, long rows in which every claim of the catalog holds and every precondition too (by
-    construction, with noise); the NCC-depth task has six seeds (its sign test needs them)."""
+    construction, with noise); the NCC-depth task has six seeds (its sign test needs them), the theory
+    checks one."""
     rng = np.random.default_rng(0)
     def n() -> float:
         return float(rng.normal(0, 0.01))
 
     out: dict[str, list[dict]] = {}
 
-    def add(task, metric, value, seed, variant="", split="summary", epoch=20):
-        out.setdefault(task, []).append({"split": split, "epoch": epoch, "layer": None, "variant": variant,
-                                         "metric": metric, "value": value, "seed": seed, "status": "ok"})
+    def add(task, metric, value, seed, variant="", split="summary", epoch=20, layer=None, n_samples=None):
+        out.setdefault(task, []).append({"split": split, "epoch": epoch, "layer": layer, "variant": variant,
+                                         "metric": metric, "value": value, "seed": seed, "status": "ok",
+                                         "n_samples": n_samples})
 
-    def long_terminal_phase(task, s, variant=""):      # terminal phase from epoch 8 of 20 at lr 0.6 of peak
-        add(task, "terminal_phase_fraction", 13 / 20, s, variant)
-        add(task, "terminal_phase_epoch", 8.0, s, variant)
-        for e in range(1, 21):
-            add(task, "lr", 0.1 * (1 - (e - 1) / 20), s, variant, split="fit", epoch=e)
     for s in seeds:
-        add("train_collapse_mnist5k", "nc1_drop_in_terminal_phase", 300 * (1 + n()), s)
-        long_terminal_phase("train_collapse_mnist5k", s)
-        add("weight_decay_mnist5k", "nc1", 0.01 * (1 + n()), s, "weight_decay=0.005")
-        add("weight_decay_mnist5k", "nc1", 0.2 * (1 + n()), s, "weight_decay=0")
-        add("random_labels_train_mnist5k", "nc1", 0.01 * (1 + n()), s, "labels=random")
-        add("random_labels_train_mnist5k", "train_accuracy", 1.0, s, "labels=random")
-        add("random_labels_train_mnist5k", "ncc_acc", 0.1 + n(), s, "labels=random", split="test")
-        long_terminal_phase("random_labels_train_mnist5k", s, "labels=random")
-        add("test_collapse_mnist5k", "train_nc1_fall", 100 * (1 + n()), s)
-        add("test_collapse_mnist5k", "strong_nc1_fall", 3 * (1 + n()), s)
-        for S, acc in ((2, 0.55), (3, 0.6), (5, 0.7)):
-            add("fewshot_mnist5k", "ncc_acc_5shot", acc + n(), s, f"source_classes={S}")
-        add("fewshot_mnist5k", "spearman_cdnv_error_5shot", 0.4 + n(), s, "source_classes=5")
-        add("fewshot_mnist5k", "ncc_error_bound_capped_5shot", 0.6 + n(), s, "source_classes=5")
-        add("fewshot_mnist5k", "ncc_error_bound_vacuous_5shot", 0.0, s, "source_classes=5")
-        add("fewshot_mnist5k", "ncc_error_5shot", 0.3 + n(), s, "source_classes=5")
-        # per seed ρ(source NC1, accuracy) over four losses: 0.8, 0.8, 0.6 (NC1 ranks ls < ce < focal < mse)
-        accs = {"label_smoothing": 0.6, "ce": 0.55, "focal": 0.65 if s < 2 else 0.7, "mse": 0.7 if s < 2 else 0.65}
-        for loss, nc1 in (("ce", 0.02), ("label_smoothing", 0.01), ("mse", 0.05), ("focal", 0.03)):
-            add("fewshot_losses_mnist5k", "source_nc1", nc1, s, f"loss={loss}")
-            add("fewshot_losses_mnist5k", "ncc_acc_5shot", accs[loss], s, f"loss={loss}")
+        # terminal phase from epoch 8 of 20 (train accuracy 1), lr there 0.65 of its peak; NC1 falls 100×,
+        # NC2 and NC3 10×; strong test NC1 nearly flat late while train NC1 keeps falling
+        add(T_TERMINAL, "terminal_phase_fraction", 13 / 20, s)
+        add(T_TERMINAL, "terminal_phase_epoch", 8.0, s)
+        add(T_TERMINAL, "terminal_phase_reached", 1.0, s)
+        add(T_TERMINAL, "train_accuracy", 1.0, s)
+        add(T_TERMINAL, "nc4", 0.002 + abs(n()) / 10, s)
+        for e in range(1, 21):
+            add(T_TERMINAL, "lr", 0.1 * (1 - (e - 1) / 20), s, split="fit", epoch=e)
+            late = max(e - 8, 0) / 12
+            for task in (T_TERMINAL, "test_collapse_terminal_mnist5k"):
+                add(task, "accuracy", 1.0 if e >= 8 else 0.9, s, split="train", epoch=e)
+                add(task, "nc1", 10 ** (-2 * late + n()), s, split="train", epoch=e)
+            add(T_TERMINAL, "etf_error_h", 10 ** (-late + n()), s, split="train", epoch=e)
+            add(T_TERMINAL, "nc3", 10 ** (-late + n()), s, split="train", epoch=e)
+            add("test_collapse_terminal_mnist5k", "nc1", 10 ** (-0.1 * late + n() / 10), s, split="test_strong",
+                epoch=e)
+        add("test_collapse_terminal_mnist5k", "test_accuracy", 0.98, s)
+        for layer in range(5):                                  # collapse grows with depth
+            add("ncc_depth_terminal_mnist5k", "nc1", 10 ** (1 - layer / 2 + n()), s, split="train", layer=layer)
+            add("ncc_depth_terminal_mnist5k", "cdnv", 2 - layer / 3 + n(), s, split="train", layer=layer)
+        add("random_labels_fit_mnist5k", "nc1", 0.01 * (1 + n()), s, "labels=random")
+        for labels in ("random", "true"):
+            add("random_labels_fit_mnist5k", "train_accuracy", 1.0, s, f"labels={labels}")
+        add("ncc_depth_random_labels_mnist5k", "last_layer_test_ncc_acc", 0.1 + n(), s, "labels=random")
+        add("ncc_depth_random_labels_mnist5k", "random_labels_depth_gain", 0.3 + n(), s)
+        add("fewshot_fixed_total_mnist5k", "fixed_total_gain_5shot", 0.05 + n(), s)
+        for S in (2, 5):
+            add("fewshot_fixed_total_mnist5k", "accuracy", 0.99, s, f"source_classes={S}", split="source_train",
+                n_samples=800)
+        # five losses: the more collapse (lower NC1), the worse the probe and the better the source accuracy
+        for i, (loss, nc1) in enumerate((("label_smoothing_0.3", 0.005), ("label_smoothing", 0.01), ("ce", 0.02),
+                                         ("squentropy", 0.025), ("mse", 0.03))):
+            add("transfer_losses_mnist5k", "source_nc1", nc1 * (1 + n()), s, f"loss={loss}")
+            add("transfer_losses_mnist5k", "target_linear_probe_acc", 0.8 + 0.02 * i + n() / 10, s, f"loss={loss}")
+            add("transfer_losses_mnist5k", "source_test_accuracy", 0.998 - 0.002 * i, s, f"loss={loss}")
+            add("transfer_losses_mnist5k", "source_train_accuracy", 1.0, s, f"loss={loss}")
+        for i, point in enumerate(REPRESENTATION_POINTS):       # ordered by falling accuracy, rising CDNV
+            add("cdnv_representations_mnist5k", "ncc_acc_5shot", 0.9 - 0.1 * i + n() / 10, s, point)
+            add("cdnv_representations_mnist5k", "target_cdnv", 0.5 + 0.5 * i + n(), s, point)
+        add("cdnv_representations_mnist5k", "ncc_error_bound_capped_5shot", 0.6 + n(), s, "epochs=12")
+        add("cdnv_representations_mnist5k", "ncc_error_bound_vacuous_5shot", 0.0, s, "epochs=12")
+        add("cdnv_representations_mnist5k", "ncc_error_5shot", 0.3 + n(), s, "epochs=12")
         add("cdnv_bound_mnist5k", "bound_holds_fraction_nonvacuous", 0.98 + n(), s)
         add("cdnv_bound_mnist5k", "generalization_gap", 0.01, s, split="test_vs_train")
+        add("minority_fitted_mnist5k", "etf_dr_minority_gain", 0.1 + n(), s, "ratio=10")
+        add("minority_fitted_mnist5k", "etf_minority_gain", 0.08 + n(), s, "ratio=10")
+        for arm in ("learnable", "etf", "etf_dr"):
+            add("minority_fitted_mnist5k", "minority_accuracy", 1.0, s, f"ratio=10,classifier={arm}", split="train")
+        add("weight_decay_mnist5k", "nc1", 0.01 * (1 + n()), s, "weight_decay=0.005")
+        add("weight_decay_mnist5k", "nc1", 0.2 * (1 + n()), s, "weight_decay=0")
         for R, cos_learn in ((1, -0.11), (10, 0.0), (100, 0.6)):
             v = f"ratio={R}"
             add("minority_collapse_mnist5k", "minority_classifier_cosine", cos_learn + n(), s, v + ",classifier=learnable")
             add("minority_collapse_mnist5k", "minority_feature_cosine", -1 / 9 + n(), s, v + ",classifier=etf")
-            add("minority_collapse_mnist5k", "minority_accuracy", 0.3 + n(), s, v + ",classifier=etf")
-            add("minority_collapse_mnist5k", "minority_accuracy", 0.1 + n(), s, v + ",classifier=learnable")
-            add("minority_collapse_mnist5k", "minority_accuracy", 0.95, s, v + ",classifier=learnable", split="train")
             add("minority_collapse_exp_mnist5k", "minority_classifier_cosine", cos_learn / 2 + n(), s,
                 v + ",classifier=learnable")
     for s in depth_seeds:
@@ -288,6 +312,8 @@ def catalog_rows(seeds=(0, 1, 2), depth_seeds=(0, 1, 2, 3, 4, 5)) -> dict[str, l
             add("ncc_depth_mnist5k", "ncc_depth", d, s, split="train", epoch=e)
     for e_h, t in ((1, 2.0), (2, 4.0), (5, 11.0), (10, 30.0)):
         add("lpm_minority_curve", "threshold_ratio", t, 0, f"E_H={e_h}")
+    add("ufm_ce_balanced", "etf_error_h", 3.3e-5, 0, epoch=3000)
+    add("ufm_mse_snc", "snc2", 5e-4, 0, epoch=3000)
     return out
 
 
@@ -304,19 +330,21 @@ def test_every_catalog_claim_reproduced_on_a_run_built_to_satisfy_it(tmp_path):
     detail = pd.read_csv(detail_path, keep_default_na=False)
     assert tuple(card.columns) == SCORECARD_COLUMNS and tuple(detail.columns) == DETAIL_COLUMNS
     assert card["value"].dtype == float and card["n_seeds"].dtype == int
-    assert list(card.claim_id) == [c.claim_id for c in CLAIMS] and len(CLAIMS) == 16
+    assert list(card.claim_id) == [c.claim_id for c in CLAIMS] and len(CLAIMS) >= 20
     not_ok = card[card.verdict != "reproduced"]
     assert not_ok.empty, card.set_index("claim_id").loc[not_ok.claim_id, "reason"].to_dict()
     seeds = card.set_index("claim_id").n_seeds
-    assert seeds.pop("lpm_threshold_grows_with_eh") == 1 and seeds.pop("ncc_depth_falls_in_training") == 6
+    theory = [c.claim_id for c in CLAIMS if c.evidence == "theory"]
+    assert sorted(theory) == ["lpm_threshold_grows_with_eh", "ufm_ce_reaches_etf", "ufm_mse_strong_collapse"]
+    assert all(seeds.pop(t) == 1 for t in theory) and seeds.pop("ncc_depth_falls_in_training") == 6
     assert (seeds == 3).all() and (card.model == "test_resnet").all() and (card.architectures == "test_resnet").all()
     assert card.set_index("claim_id").loc["lpm_threshold_grows_with_eh", "reason"].startswith("one seed")
     assert set(card.threshold_source) == {"paper", "ncbench"}
     held = card.set_index("claim_id").preconditions_held
-    assert held["nc1_falls_10x_terminal_phase"] == "yes" and held["weight_decay_deepens_collapse"] == ""
+    assert held["nc1_falls_terminal_phase"] == "yes" and held["weight_decay_deepens_collapse"] == ""
     # the detail: one row per (claim, model, seed), with the preconditions' values
-    assert len(detail) == 3 * (len(CLAIMS) - 2) + 1 + 6 and (detail.used == "yes").all()
-    d = detail[detail.claim_id == "nc1_falls_10x_terminal_phase"]
+    assert len(detail) == 3 * (len(CLAIMS) - 4) + 3 + 6 and (detail.used == "yes").all()
+    d = detail[detail.claim_id == "nc1_falls_terminal_phase"]
     assert list(d.seed) == [0, 1, 2] and (d.preconditions_held == "yes").all()
     assert (d.preconditions == "long_terminal_phase: 0.65 (held); lr_moves_weights: 0.65 (held)").all()
 
@@ -325,7 +353,7 @@ def test_a_groups_member_folders_are_not_read_twice(tmp_path):
     """A group's results.csv holds its members' rows; the copies under `_members/` (and the shared
     `_trajectories`) must not count again (the first real claims run read every row twice)."""
     run = write_run(tmp_path / "run", catalog_rows())
-    for task in ("train_collapse_mnist5k", "fewshot_mnist5k"):
+    for task in (T_TERMINAL, "transfer_losses_mnist5k"):
         member = run / task / "_members" / "seed=0"
         member.mkdir(parents=True)
         (member / "results.csv").write_bytes((run / task / "results.csv").read_bytes())
@@ -335,12 +363,12 @@ def test_a_groups_member_folders_are_not_read_twice(tmp_path):
 
 def test_catalog_verdicts_follow_the_data_one_seed_and_an_empty_folder(tmp_path):
     rows = catalog_rows()
-    for r in rows["minority_collapse_mnist5k"]:       # ETF now hurts the minority classes
-        if r["metric"] == "minority_accuracy" and "etf" in r["variant"]:
+    for r in rows["minority_fitted_mnist5k"]:       # ETF + dot regression now hurts the minority classes
+        if r["metric"] == "etf_dr_minority_gain":
             r["value"] -= 0.5
     del rows["lpm_minority_curve"]
     card = pd.read_csv(write_scorecard(write_run(tmp_path / "a", rows))[0]).set_index("claim_id")
-    assert card.loc["etf_improves_minority_accuracy", "verdict"] == "contradicted"
+    assert card.loc["etf_dr_improves_minority_accuracy", "verdict"] == "contradicted"
     assert card.loc["lpm_threshold_grows_with_eh", "verdict"] == "inconclusive"
     assert (card.verdict == "reproduced").sum() == len(CLAIMS) - 2
 
@@ -383,8 +411,8 @@ def test_module_command_line(tmp_path):
     md = tmp_path / "card.md"
     cmd = [sys.executable, "-m", "ncbench.claims", str(run), "--markdown", str(md)]
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert p.returncode == 0 and ("16 reproduced, 0 contradicted, 0 weaker than claimed, 0 inconclusive, "
-                                  "0 not applicable") in p.stdout, p.stderr
+    assert p.returncode == 0 and (f"{len(CLAIMS)} reproduced, 0 contradicted, 0 weaker than claimed, "
+                                  "0 inconclusive, 0 not applicable") in p.stdout, p.stderr
     assert md.read_text().startswith("| claim |")
     p = subprocess.run([sys.executable, "-m", "ncbench.claims", str(tmp_path / "nope")], capture_output=True,
                        text=True, check=False)
@@ -409,10 +437,18 @@ def test_only_the_runs_a_claim_reads_are_named_as_left_out():
 def _break(rows: dict, p: Precondition, seed: int) -> None:
     """Make precondition `p` fail in `seed` of the catalog rows (the value just past its level)."""
     m = p.measure
+    if p.statistic == "sweep_range":      # one point of the sweep moved away from the others
+        hit = [r for r in rows[m.task] if r["seed"] == seed and r["metric"] == m.metric]
+        hit[0]["value"] -= p.level + 0.01
+        return
     hit = [r for r in rows[m.task] if r["seed"] == seed and r["metric"] == m.metric
            and variant_matches(r["variant"], dict(kv.split("=") for kv in m.variant.split(",") if kv))
            and (m.split is None or r["split"] == m.split)]
     assert hit, p.name
+    if p.statistic == "abs_difference":   # the first arm measured on more images than the other
+        for r in hit:
+            r[m.column] += p.level + 1
+        return
     if p.statistic == "relative_lr_at_terminal_phase":     # lr at the terminal epoch 8: 1% of the peak
         for r in hit:
             r["value"] = 0.001 if r["epoch"] == 8 else r["value"]
@@ -512,14 +548,14 @@ def test_a_verdict_per_architecture_and_pooled(tmp_path):
     """Two models in one folder: a row per model and a pooled row over the (model, seed) units; a model
     whose precondition fails is not applicable and left out of the pool."""
     a, b = catalog_rows(), catalog_rows()
-    _break(b, PRECONDITIONS[("nc1_falls_10x_terminal_phase", "long_terminal_phase")], seed=0)
+    _break(b, PRECONDITIONS[("nc1_falls_terminal_phase", "long_terminal_phase")], seed=0)
     write_run(tmp_path / "run" / "a", a, model="test_resnet")
     write_run(tmp_path / "run" / "b", b, model="test_byobnet")
     card_path, detail_path = write_scorecard(tmp_path / "run")
     card = pd.read_csv(card_path, keep_default_na=False)
     detail = pd.read_csv(detail_path, keep_default_na=False)
     assert len(card) == 3 * len(CLAIMS)
-    nc1 = card[card.claim_id == "nc1_falls_10x_terminal_phase"].set_index("model")
+    nc1 = card[card.claim_id == "nc1_falls_terminal_phase"].set_index("model")
     assert list(nc1.index) == ["test_byobnet", "test_resnet", "pooled"]
     assert nc1.loc["test_byobnet", "verdict"] == "not applicable" and nc1.loc["test_resnet", "verdict"] == "reproduced"
     assert nc1.loc["pooled", "architectures"] == "test_resnet" and nc1.loc["pooled", "n_seeds"] == 3
@@ -573,7 +609,7 @@ def test_claims_for_a_model_on_a_tiny_setup(tmp_path, capsys, one_thread):
     from ncbench.cli import main
 
     suite = tmp_path / "tiny_claims.yaml"
-    suite.write_text("suite: tiny_claims\nseeds: [0]\ntasks:\n  - train_collapse_mnist5k\n  - lpm_minority_curve\n")
+    suite.write_text("suite: tiny_claims\nseeds: [0]\ntasks:\n  - terminal_phase_mnist5k\n  - lpm_minority_curve\n")
     argv = ["claims", "--suite", str(suite), "--model", "test_resnet", "--dataset", "digits", "--seeds", "0",
             "--set", "recipe.epochs=2", "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]
     main(argv)
@@ -583,16 +619,21 @@ def test_claims_for_a_model_on_a_tiny_setup(tmp_path, capsys, one_thread):
     detail = pd.read_csv(run / "claims_detail.csv", keep_default_na=False)
     assert tuple(card.reset_index().columns) == SCORECARD_COLUMNS and len(card) == len(CLAIMS)
     assert f"claims scorecard: {run / 'claims.csv'}" in out
-    nc1 = card.loc["nc1_falls_10x_terminal_phase"]
-    assert nc1.model == "test_resnet" and nc1.verdict in VERDICTS
+    nc1 = card.loc["nc1_falls_terminal_phase"]
+    assert nc1.model == "test_resnet" and nc1.verdict in VERDICTS and nc1.architectures in ("test_resnet", "")
+    (csv,) = run.glob("terminal_phase_mnist5k*/results.csv")
+    assert "model=" not in csv.read_text()             # --model replaced the spec's architecture axis
     assert nc1.preconditions_held != "" and nc1.preconditions.startswith("long_terminal_phase")
     theory = card.loc["lpm_threshold_grows_with_eh"]
     assert theory.verdict == "reproduced" and theory.evidence == "theory" and theory.n_seeds == 1
-    others = card.drop(index=["nc1_falls_10x_terminal_phase", "lpm_threshold_grows_with_eh"])
+    terminal = {c.claim_id for c in CLAIMS if c.tasks() == ["terminal_phase_mnist5k"]}
+    assert {"nc1_falls_terminal_phase", "nc2_falls_terminal_phase", "nc3_falls_terminal_phase", "nc4_vanishes"} <= terminal
+    assert (card.loc[sorted(terminal), "model"] == "test_resnet").all()
+    others = card.drop(index=sorted(terminal | {"lpm_threshold_grows_with_eh"}))
     assert (others.verdict == "not applicable").all()
     assert others.loc["weight_decay_deepens_collapse", "reason"] == \
         f"task weight_decay_mnist5k cannot run on this setup: not a task of the suite '{suite}'"
-    assert set(detail.claim_id) <= {"nc1_falls_10x_terminal_phase", "lpm_threshold_grows_with_eh"}
+    assert set(detail.claim_id) <= terminal | {"lpm_threshold_grows_with_eh"}
     assert (run / "claims.md").read_text().startswith("| claim | model |")
 
     lpm_only = tmp_path / "lpm.yaml"
@@ -607,17 +648,18 @@ def test_claims_for_a_model_on_a_tiny_setup(tmp_path, capsys, one_thread):
 def test_a_failed_precondition_explains_a_missing_statistic():
     """No terminal phase within the training: the NC1 fall is NaN, and the claim is not applicable because
     the terminal phase is too short (not merely inconclusive for a missing value)."""
-    claim = next(c for c in CLAIMS if c.claim_id == "nc1_falls_10x_terminal_phase")
+    claim = next(c for c in CLAIMS if c.claim_id == "nc1_falls_terminal_phase")
     rows = catalog_rows()
-    for r in rows["train_collapse_mnist5k"]:
-        if r["metric"] == "nc1_drop_in_terminal_phase":
-            r["value"] = math.nan
+    for r in rows[T_TERMINAL]:
+        if r["metric"] == "accuracy":          # train accuracy never reaches 1
+            r["value"] = min(r["value"], 0.9)
         if r["metric"] == "terminal_phase_fraction":
             r["value"] = 0.0
     (o,) = evaluate_claims(pd.concat([pd.DataFrame(r).assign(task=t) for t, r in rows.items()]), [claim])
     assert o.verdict == "not applicable" and o.failed == ["long_terminal_phase"]
     assert "precondition long_terminal_phase failed" in o.reason and "no finite value" in o.reason
+    assert "needs a terminal phase" in o.reason
     # without a failed precondition (its input absent: unchecked) it stays inconclusive
-    rows["train_collapse_mnist5k"] = [r for r in rows["train_collapse_mnist5k"] if r["metric"] != "terminal_phase_fraction"]
+    rows[T_TERMINAL] = [r for r in rows[T_TERMINAL] if r["metric"] != "terminal_phase_fraction"]
     (o,) = evaluate_claims(pd.concat([pd.DataFrame(r).assign(task=t) for t, r in rows.items()]), [claim])
     assert o.verdict == "inconclusive" and o.checks == {} and "no finite value" in o.reason

@@ -1,37 +1,54 @@
-"""The claims of issue 15 (item 9) as data: each names the task, metric and sweep point it reads.
+"""The claims of the literature as data (issues 15 and 28): each names the task, metric and point it reads.
 
-Task names are the embedded-tier instances of the `claims` suite (`tasks/claims.yaml`: the
-`*_mnist5k` tasks (`minority_collapse_exp_mnist5k`: the exp profile), `lpm_minority_curve`, and
-the controls `random_labels_*`, `weight_decay_mnist5k`, `fewshot_losses_mnist5k`); metric names are
-the fixed per-kind vocabulary and sweep points live in `variant` (`ratio=100,classifier=learnable`,
-`source_classes=5`, `labels=random`, `loss=mse`, `E_H=5`, `weight_decay=0.005`). A claims suite that names its tasks otherwise passes its own list to
-`evaluate_claims`. Compound claims of the issue are split in parts (`…_learnable` / `…_etf`,
-`…_train` / `…_test`); `weight_decay_deepens_collapse` is the weight-decay sweep of item 7.
+Task names are the embedded-tier instances of the `claims` suite (`tasks/claims.yaml`). The redesigned
+experiments of issue 28 (docs/claims_experiments.md) sweep `model` over three architectures; a
+`model=` key in `variant` is the model of the outcome (a verdict per architecture, and pooled), so a
+`Measure`'s variant names only the other keys (`labels=random`, `ratio=10`, `loss=mse`, `epochs=12`).
+Metrics are read by name, and the terminal phase by the train accuracy reaching 1, never by epoch
+numbers: the claims hold for any recipe of those tasks. Claims whose statement is a theory's optimum
+(layer-peeled and unconstrained-features models) are labelled `evidence="theory"`. Every threshold that
+is not the paper's is `threshold_source="ncbench"`; every precondition level is ncbench's.
 """
 from __future__ import annotations
+
+import math
 
 from ncbench.claims.claim import Claim
 from ncbench.claims.measure import Measure
 from ncbench.claims.preconditions import Precondition
 
-TRAIN = "train_collapse_mnist5k"
-TEST = "test_collapse_mnist5k"
-DEPTH = "ncc_depth_mnist5k"
-FEWSHOT = "fewshot_mnist5k"
+TERMINAL = "terminal_phase_mnist5k"
+TEST_TERMINAL = "test_collapse_terminal_mnist5k"
+DEPTH_TERMINAL = "ncc_depth_terminal_mnist5k"
+RANDOM_FIT = "random_labels_fit_mnist5k"
+DEPTH_RANDOM = "ncc_depth_random_labels_mnist5k"
+FIXED_TOTAL = "fewshot_fixed_total_mnist5k"
+MINORITY_FITTED = "minority_fitted_mnist5k"
+LOSSES = "transfer_losses_mnist5k"
+REPRESENTATIONS = "cdnv_representations_mnist5k"
 BOUND = "cdnv_bound_mnist5k"
+DEPTH = "ncc_depth_mnist5k"
 MINORITY = "minority_collapse_mnist5k"
 MINORITY_EXP = "minority_collapse_exp_mnist5k"
-LPM = "lpm_minority_curve"
-RANDOM_TRAIN = "random_labels_train_mnist5k"
-RANDOM_TEST = "random_labels_test_mnist5k"
 WEIGHT_DECAY = "weight_decay_mnist5k"
-LOSSES = "fewshot_losses_mnist5k"
+LPM = "lpm_minority_curve"
+UFM_CE = "ufm_ce_balanced"
+UFM_MSE = "ufm_mse_snc"
 K_MINORITY = 10
 """Classes of the minority-collapse task (MNIST-5k): the simplex-ETF cosine is −1/(K−1)."""
 K_MNIST = 10
 """Classes of MNIST-5k: chance accuracy is 1/K."""
 FITTED = 0.99
 """ncbench's level for "the network fits its train set": train accuracy ≥ 0.99."""
+MATCHED = 0.01
+"""ncbench's level for losses matched on source accuracy: max − min of source test accuracy ≤ 0.01."""
+N_LOSSES = 5
+"""Losses of transfer_losses_mnist5k (CE, label smoothing 0.1 and 0.3, MSE, squentropy)."""
+N_BLOCKS = 5
+"""Blocks the per-block probes of ncc_depth report for the test_* architectures (rule_feasibility)."""
+REPRESENTATION_POINTS = ("epochs=1", "epochs=4", "epochs=12", "epochs=12,baseline=random_init",
+                         "epochs=12,baseline=raw_pixels")
+"""Five representations per architecture: trained 1, 4, 12 epochs, its random init, the raw pixels."""
 
 
 def terminal_phase(task: str, variant: str = "") -> tuple[Precondition, ...]:
@@ -45,39 +62,138 @@ def terminal_phase(task: str, variant: str = "") -> tuple[Precondition, ...]:
                          statistic="relative_lr_at_terminal_phase"))
 
 
+def fitted(name: str, task: str, variant: str, what: str, metric: str = "train_accuracy",
+           split: str | None = None) -> Precondition:
+    """`what` is fitted: its train accuracy (last epoch) ≥ ncbench's 0.99."""
+    return Precondition(name, f"the network fits {what} (train accuracy ≥ {FITTED})",
+                        Measure(task, metric, variant, split=split), ">=", FITTED)
+
+
+def _terminal_fall(claim_id: str, metric: str, name: str, threshold: float = 0.0, **kw) -> Claim:
+    """`metric` (train, per epoch) falls from the terminal phase's first epoch to the last (Papyan et al.)."""
+    ten = threshold > 0
+    return Claim(claim_id,
+                 f"Train {name} falls during the terminal phase of training"
+                 + (" (at least 10×: ncbench's threshold; the paper shows a fall over orders of magnitude)" if ten
+                    else ""),
+                 "Papyan, Han, Donoho 2020 (Figs. 5-7)",
+                 "terminal_phase_fall", Measure(TERMINAL, metric, split="train"), ">", threshold, transform="log10",
+                 phase=Measure(TERMINAL, "accuracy", split="train"), preconditions=terminal_phase(TERMINAL),
+                 **({"null": 0.0, "threshold_source": "ncbench"} if ten else {}), **kw)
+
+
 def _minority_cosine_rise(claim_id: str, task: str, claim: str, source: str) -> Claim:
     """Learnable minority classifier cosine at R = 100 above R = 1, paired per seed (Fang et al.)."""
     at = lambda R: Measure(task, "minority_classifier_cosine", f"ratio={R},classifier=learnable")
     return Claim(claim_id, claim, source, "paired_difference", at(100), ">", 0.0, b=at(1))
 
 
+def _etf_gain(claim_id: str, arm: str, metric: str, what: str) -> Claim:
+    """Test minority accuracy of a fixed-ETF arm minus the learnable arm at R = 10, minorities fitted."""
+    return Claim(claim_id,
+                 f"A fixed simplex-ETF classifier {what} improves minority test accuracy over a learnable one "
+                 "where the minority classes are fitted (R = 10)",
+                 "Yang et al. 2022 (Inducing neural collapse in imbalanced learning)",
+                 "mean", Measure(MINORITY_FITTED, metric, "ratio=10"), ">", 0.0, bounds=(-1.0, 1.0),
+                 preconditions=(fitted("learnable_minority_fitted", MINORITY_FITTED, "ratio=10,classifier=learnable",
+                                       "the learnable arm's minority classes", "minority_accuracy", "train"),
+                                fitted(f"{arm}_minority_fitted", MINORITY_FITTED, f"ratio=10,classifier={arm}",
+                                       f"the {arm} arm's minority classes", "minority_accuracy", "train")))
+
+
+RANDOM_FITTED = fitted("random_labels_fitted", RANDOM_FIT, "labels=random", "the random labels")
+
 CLAIMS: tuple[Claim, ...] = (
-    Claim("nc1_falls_10x_terminal_phase",
-          "Train NC1 falls during the terminal phase of training (at least 10×: ncbench's threshold)",
-          "Papyan, Han, Donoho 2020 (review §2, Fig. 6)",
-          "mean", Measure(TRAIN, "nc1_drop_in_terminal_phase"), ">", 1.0, transform="log10",
-          null=0.0, threshold_source="ncbench", preconditions=terminal_phase(TRAIN)),
-    Claim("test_collapse_lags_train",
-          "Test collapse lags train collapse: over the terminal phase train NC1 falls by a larger factor "
-          "than the strong test NC1 (around the train means)",
-          "Hui, Belkin, Nakkiran 2022 (review §4.1.1)",
-          "paired_difference", Measure(TEST, "train_nc1_fall"), ">", 0.0,
-          b=Measure(TEST, "strong_nc1_fall"), transform="log10", preconditions=terminal_phase(TRAIN)),
-    Claim("ncc_depth_falls_in_training",
-          "The minimal NCC-depth (train) falls during training (a count: judged by the sign test over seeds)",
-          "Galanti, Galanti, Ben-Shaul 2022; Ben-Shaul & Dekel 2022 (review §5)",
-          "epoch_change", Measure(DEPTH, "ncc_depth", split="train"), "<", 0.0, interval="sign"),
+    # -- Papyan et al.: NC1-NC4 in a long terminal phase (step schedule, three architectures) ---------------
+    _terminal_fall("nc1_falls_terminal_phase", "nc1", "NC1 (within-class variability)", 1.0),
+    _terminal_fall("nc2_falls_terminal_phase", "etf_error_h", "NC2 (distance of the class means from a simplex ETF)"),
+    _terminal_fall("nc3_falls_terminal_phase", "nc3", "NC3 (classifier-mean duality)"),
+    Claim("nc4_vanishes",
+          "NC4: at the end of the terminal phase the network's decisions agree with the nearest class mean's "
+          "(disagreement below 1%: ncbench's threshold; 10% or more contradicts, ncbench's null)",
+          "Papyan, Han, Donoho 2020 (Fig. 8)",
+          "mean", Measure(TERMINAL, "nc4"), "<", 0.01, null=0.1, threshold_source="ncbench", bounds=(0.0, 1.0),
+          preconditions=(Precondition("terminal_phase_reached", "the training reaches the terminal phase",
+                                      Measure(TERMINAL, "terminal_phase_reached"), ">=", 1.0),)),
+    Claim("test_collapse_stalls",
+          "Test collapse stalls while train collapse goes on: over the later half of the terminal phase log "
+          "strong test NC1 (around the train means) falls more slowly per epoch than log train NC1",
+          "Hui, Belkin, Nakkiran 2022 (Limitations of neural collapse for understanding generalization)",
+          "late_slope_difference", Measure(TEST_TERMINAL, "nc1", split="test_strong"), ">", 0.0,
+          b=Measure(TEST_TERMINAL, "nc1", split="train"), transform="log10",
+          phase=Measure(TEST_TERMINAL, "accuracy", split="train"),
+          preconditions=terminal_phase(TERMINAL) + (
+              Precondition("generalization_gap", "test accuracy is below 1 (a gap for the test NC1 to show)",
+                           Measure(TEST_TERMINAL, "test_accuracy"), "<", 1.0),)),
+    # -- He & Su: progressive collapse over the layers ---------------------------------------------------------
+    Claim("nc1_falls_over_layers",
+          "Collapse progresses with depth: train NC1 at the end of training falls with the block index "
+          "(Spearman ρ < 0)",
+          "He & Su 2022 (A law of data separation in deep learning)",
+          "layer_spearman", Measure(DEPTH_TERMINAL, "nc1", split="train"), "<", 0.0, points_expected=N_BLOCKS,
+          preconditions=(fitted("train_fitted", TERMINAL, "", "its train set"),)),
+    Claim("cdnv_falls_over_layers",
+          "The class-distance normalised variance (CDNV) of the train features at the end of training falls with "
+          "the block index (Spearman ρ < 0)",
+          "He & Su 2022; Galanti, Galanti, Ben-Shaul 2022 (NCC depth)",
+          "layer_spearman", Measure(DEPTH_TERMINAL, "cdnv", split="train"), "<", 0.0, points_expected=N_BLOCKS,
+          preconditions=(fitted("train_fitted", TERMINAL, "", "its train set"),)),
+    # -- random labels (50 images per class, fitted) ------------------------------------------------------------
+    Claim("random_labels_collapse_train",
+          "Networks fitted to random labels still collapse their train features: final train NC1 below 0.1 "
+          "(ncbench's level; NC1 = 1, within-class spread as large as between, is no collapse)",
+          "Zhu et al. 2021 (A geometric analysis of neural collapse with unconstrained features, §5)",
+          "mean", Measure(RANDOM_FIT, "nc1", "labels=random"), "<", -1.0, transform="log10", null=0.0,
+          threshold_source="ncbench", preconditions=(RANDOM_FITTED,)),
+    Claim("random_labels_no_test_generalization",
+          "With random labels the train collapse does not carry to test images: test NCC accuracy around the "
+          f"random-label train means stays within 0.05 of chance (1/{K_MNIST}; ncbench's margin)",
+          "Zhang et al. 2017; Zhu et al. 2021",
+          "mean", Measure(DEPTH_RANDOM, "last_layer_test_ncc_acc", "labels=random"), "<", 1 / K_MNIST + 0.05,
+          bounds=(0.0, 1.0), threshold_source="ncbench", preconditions=(RANDOM_FITTED,)),
+    Claim("ncc_depth_larger_random_labels",
+          "Fitting random labels pushes the minimal NCC depth deeper: the relative train NCC depth with random "
+          "labels exceeds that with the true labels",
+          "Ben-Shaul & Dekel 2022 (Nearest class-center simplification through intermediate layers)",
+          "mean", Measure(DEPTH_RANDOM, "random_labels_depth_gain"), ">", 0.0, bounds=(-1.0, 1.0),
+          preconditions=(RANDOM_FITTED,
+                         fitted("true_labels_fitted", RANDOM_FIT, "labels=true", "the true labels"))),
+    # -- transfer ------------------------------------------------------------------------------------------------
     Claim("more_source_classes_transfer_better",
-          "More source classes transfer better: 5-shot NCC accuracy on the target classes with S = 5 "
-          "source classes exceeds that with S = 2",
+          "More source classes transfer better with the number of train images held fixed: 5-shot NCC accuracy "
+          "on the unseen digits from S = 5 source classes exceeds that from S = 2 (800 images each)",
           "Galanti, György, Hutter 2022; review §4.1.2",
-          "paired_difference", Measure(FEWSHOT, "ncc_acc_5shot", "source_classes=5"), ">", 0.0,
-          b=Measure(FEWSHOT, "ncc_acc_5shot", "source_classes=2"), bounds=(-1.0, 1.0)),
+          "mean", Measure(FIXED_TOTAL, "fixed_total_gain_5shot"), ">", 0.0, bounds=(-1.0, 1.0),
+          preconditions=(Precondition(
+              "same_source_images", "both arms train on the same number of source images",
+              Measure(FIXED_TOTAL, "accuracy", "source_classes=5", split="source_train", column="n_samples"),
+              "<=", 0.0, statistic="abs_difference",
+              other=Measure(FIXED_TOTAL, "accuracy", "source_classes=2", split="source_train", column="n_samples")),)),
+    Claim("more_collapse_worse_transfer",
+          "Losses that collapse the source features more transfer worse: across five losses, source NC1 and "
+          "linear-probe accuracy on the unseen digits are positively rank-correlated",
+          "Kornblith et al. 2021 (Why do better loss functions lead to less transferable features?)",
+          "spearman", Measure(LOSSES, "target_linear_probe_acc"), ">", 0.0, sweep_key="loss", x_metric="source_nc1",
+          interval="permutation", points_expected=N_LOSSES,
+          preconditions=(Precondition(
+              "losses_matched", f"the losses are matched on source accuracy (range of source test accuracy ≤ "
+              f"{MATCHED})", Measure(LOSSES, "source_test_accuracy"), "<=", MATCHED, statistic="sweep_range",
+              sweep_key="loss"),)),
     Claim("fewshot_error_grows_with_cdnv",
-          "Few-shot error grows with the CDNV of the target classes: Spearman ρ across 5-shot episodes "
-          "between episode CDNV and episode error is positive",
-          "Galanti, György, Hutter 2022 (few-shot NCC error and target CDNV)",
-          "mean", Measure(FEWSHOT, "spearman_cdnv_error_5shot", "source_classes=5"), ">", 0.0, interval="fisher_z"),
+          "Few-shot error grows with the target classes' CDNV across representations (trained 1, 4, 12 epochs, "
+          "random init, raw pixels): Spearman ρ between target CDNV and 5-shot NCC accuracy is negative",
+          "Galanti, György, Hutter 2022 (On the role of neural collapse in transfer learning)",
+          "spearman", Measure(REPRESENTATIONS, "ncc_acc_5shot"), "<", 0.0, points=REPRESENTATION_POINTS,
+          x_metric="target_cdnv", interval="permutation", points_expected=len(REPRESENTATION_POINTS)),
+    Claim("ncbench_fewshot_bound_holds",
+          "ncbench's plug-in few-shot NCC error bound, capped at 1, is at or above the measured 5-shot episode "
+          "error where it is not vacuous",
+          "ncbench, after Galanti, György, Hutter 2022 (few-shot NCC error bound)",
+          "paired_difference", Measure(REPRESENTATIONS, "ncc_error_bound_capped_5shot", "epochs=12"), ">", 0.0,
+          b=Measure(REPRESENTATIONS, "ncc_error_5shot", "epochs=12"), bounds=(-1.0, 1.0), threshold_source="ncbench",
+          preconditions=(Precondition("bound_not_vacuous", "the raw bound is below 1 (else it says nothing)",
+                                      Measure(REPRESENTATIONS, "ncc_error_bound_vacuous_5shot", "epochs=12"),
+                                      "<", 0.5),)),
     Claim("ncbench_cdnv_bound_holds",
           "ncbench's plug-in population-CDNV bound (its own constants, not Galanti et al.'s) is at or above the "
           "measured test CDNV for at least 95% (1 − δ) of the class pairs where it is not vacuous",
@@ -88,15 +204,29 @@ CLAIMS: tuple[Claim, ...] = (
               "train_sample_like_fresh", "the bound estimated on train features assumes they behave like a fresh "
               "sample: the train-test accuracy gap is at most 0.02", Measure(BOUND, "generalization_gap",
                                                                              split="test_vs_train"), "<=", 0.02),)),
-    Claim("ncbench_fewshot_bound_holds",
-          "ncbench's plug-in few-shot NCC error bound, capped at 1, is at or above the measured 5-shot episode "
-          "error where it is not vacuous",
-          "ncbench, after Galanti, György, Hutter 2022 (few-shot NCC error bound)",
-          "paired_difference", Measure(FEWSHOT, "ncc_error_bound_capped_5shot", "source_classes=5"), ">", 0.0,
-          b=Measure(FEWSHOT, "ncc_error_5shot", "source_classes=5"), bounds=(-1.0, 1.0), threshold_source="ncbench",
-          preconditions=(Precondition("bound_not_vacuous", "the raw bound is below 1 (else it says nothing)",
-                                      Measure(FEWSHOT, "ncc_error_bound_vacuous_5shot", "source_classes=5"),
-                                      "<", 0.5),)),
+    # -- losses and interventions --------------------------------------------------------------------------------
+    Claim("mse_collapses_as_ce",
+          "Features collapse under MSE as under cross-entropy: source NC1 with MSE is at most 2× that with CE "
+          "(ncbench's threshold; 10× or more contradicts, ncbench's null)",
+          "Han, Papyan, Donoho 2022 (Neural collapse under MSE loss)",
+          "paired_difference", Measure(LOSSES, "source_nc1", "loss=mse"), "<", math.log10(2), transform="log10",
+          b=Measure(LOSSES, "source_nc1", "loss=ce"), null=1.0, threshold_source="ncbench",
+          preconditions=(fitted("mse_fitted", LOSSES, "loss=mse", "the source classes under MSE",
+                                "source_train_accuracy"),)),
+    Claim("train_collapse_tracks_test_accuracy",
+          "Across an intervention (five losses), more train collapse goes with higher test accuracy: Spearman ρ "
+          "between source train NC1 and source test accuracy is negative (Hui et al. report it need not be)",
+          "Papyan et al. 2020 (the hypothesis); Hui, Belkin, Nakkiran 2022 (its test across interventions)",
+          "spearman", Measure(LOSSES, "source_test_accuracy"), "<", 0.0, sweep_key="loss", x_metric="source_nc1",
+          interval="permutation", points_expected=N_LOSSES),
+    Claim("weight_decay_deepens_collapse",
+          "Weight decay deepens collapse: final train NC1 with weight decay 5e-3 is below that without",
+          "Rangamani & Banburski-Fahey 2022; review §3.1",
+          "paired_difference", Measure(WEIGHT_DECAY, "nc1", "weight_decay=0.005"), "<", 0.0,
+          b=Measure(WEIGHT_DECAY, "nc1", "weight_decay=0"), transform="log10"),
+    # -- imbalance -----------------------------------------------------------------------------------------------
+    _etf_gain("etf_dr_improves_minority_accuracy", "etf_dr", "etf_dr_minority_gain", "trained with the dot-regression loss"),
+    _etf_gain("etf_improves_minority_accuracy", "etf", "etf_minority_gain", "trained with cross-entropy"),
     _minority_cosine_rise("minority_cosine_rises_learnable", MINORITY,
                           "With a learnable classifier the minority classifier rows' mean cosine rises with the "
                           "imbalance ratio (R = 100 vs R = 1)",
@@ -112,51 +242,35 @@ CLAIMS: tuple[Claim, ...] = (
           "mean", Measure(MINORITY, "minority_feature_cosine", "ratio=100,classifier=etf"), "within",
           -1.0 / (K_MINORITY - 1), tolerance=0.1, threshold_source="ncbench", bounds=(-1.0, 1.0),
           seed_sd=0.031),   # the three seeds of the 2026-12-01 claims run: s.d. 0.031 (t half-width 0.077)
-    Claim("etf_improves_minority_accuracy",
-          "A fixed simplex-ETF classifier improves minority test accuracy over a learnable one at R = 100",
-          "Yang et al. 2022",
-          "paired_difference", Measure(MINORITY, "minority_accuracy", "ratio=100,classifier=etf"), ">", 0.0,
-          b=Measure(MINORITY, "minority_accuracy", "ratio=100,classifier=learnable"), bounds=(-1.0, 1.0),
-          preconditions=(Precondition("minority_fitted", "the learnable arm fits its minority classes: minority "
-                                      "train accuracy ≥ 0.9 (else both arms sit at a floor)",
-                                      Measure(MINORITY, "minority_accuracy", "ratio=100,classifier=learnable",
-                                              split="train"), ">=", 0.9),)),
-    Claim("random_labels_collapse_train",
-          "With random labels train features still collapse: final train NC1 below 0.1 (ncbench's level; "
-          "NC1 = 1 is no collapse)",
-          "Zhu et al. 2021; review §4.1.1",
-          "mean", Measure(RANDOM_TRAIN, "nc1", "labels=random"), "<", -1.0, transform="log10", null=0.0,
-          threshold_source="ncbench",
-          preconditions=(Precondition("random_labels_fitted", "the network fits the random labels (train accuracy "
-                                      f"≥ {FITTED})", Measure(RANDOM_TRAIN, "train_accuracy", "labels=random"),
-                                      ">=", FITTED),) + terminal_phase(RANDOM_TRAIN, "labels=random")),
-    Claim("random_labels_no_test_collapse",
-          "With random labels the test features do not collapse onto the train class means: test NCC accuracy "
-          f"around them stays within 0.05 of chance (1/{K_MNIST}; ncbench's margin)",
-          "Zhu et al. 2021; Galanti 2022; review §4.1.1",
-          "mean", Measure(RANDOM_TRAIN, "ncc_acc", "labels=random", split="test"), "<", 1 / K_MNIST + 0.05,
-          bounds=(0.0, 1.0), threshold_source="ncbench",
-          preconditions=(Precondition("random_labels_fitted", "the network fits the random labels (train accuracy "
-                                      f"≥ {FITTED})", Measure(RANDOM_TRAIN, "train_accuracy", "labels=random"),
-                                      ">=", FITTED),)),
-    Claim("more_collapse_worse_transfer",
-          "Losses that collapse more transfer worse: across losses, source NC1 and target 5-shot accuracy "
-          "are positively rank-correlated",
-          "Kornblith et al. 2021 (review §4.1.2)",
-          "spearman", Measure(LOSSES, "ncc_acc_5shot"), ">", 0.0, sweep_key="loss", x_metric="source_nc1"),
+    Claim("ncc_depth_falls_in_training",
+          "The minimal NCC-depth (train) falls during training (a count: judged by the sign test over seeds)",
+          "Galanti, Galanti, Ben-Shaul 2022; Ben-Shaul & Dekel 2022 (review §5)",
+          "epoch_change", Measure(DEPTH, "ncc_depth", split="train"), "<", 0.0, interval="sign"),
+    # -- theory checks: the optima of the layer-peeled and unconstrained-features models -------------------------
     Claim("lpm_threshold_grows_with_eh",
           "In the layer-peeled model the minority-collapse threshold ratio grows with the feature budget E_H "
           "(ρ = 1: strictly monotone on the E_H grid)",
           "Fang, He, Long, Su 2021 (eq. 14)",
           "spearman", Measure(LPM, "threshold_ratio"), ">", 0.9, sweep_key="E_H", min_seeds=1,
           threshold_source="ncbench", null=0.0, evidence="theory"),
-    Claim("weight_decay_deepens_collapse",
-          "Weight decay deepens collapse: final train NC1 with weight decay 5e-3 is below that without",
-          "Rangamani & Banburski-Fahey 2022; review §3.1",
-          "paired_difference", Measure(WEIGHT_DECAY, "nc1", "weight_decay=0.005"), "<", 0.0,
-          b=Measure(WEIGHT_DECAY, "nc1", "weight_decay=0"), transform="log10"),
+    Claim("ufm_ce_reaches_etf",
+          "In the unconstrained-features model with weight-decayed cross-entropy, gradient descent reaches the "
+          "simplex ETF: NC2 (ETF error of the class means) below 1e-3 (ncbench's tolerance)",
+          "Zhu et al. 2021 (every global minimiser is a simplex ETF)",
+          "mean", Measure(UFM_CE, "etf_error_h"), "<", -3.0, transform="log10", null=0.0, threshold_source="ncbench",
+          min_seeds=1, evidence="theory"),
+    Claim("ufm_mse_strong_collapse",
+          "In the unregularised MSE unconstrained-features model from a small initialisation, gradient descent "
+          "lands on the strong-neural-collapse solution: residual snc2 below 1e-2 (ncbench's tolerance)",
+          "Mixon, Parshall, Pi 2020 (Neural collapse with unconstrained features)",
+          "mean", Measure(UFM_MSE, "snc2"), "<", -2.0, transform="log10", null=0.0, threshold_source="ncbench",
+          min_seeds=1, evidence="theory"),
 )
-"""The claims of issue 15 item 9 redesigned along issue 28 (no new experiment needed): preconditions, the
-paper's null beside ncbench's thresholds, intervals that fit the statistic. `weak_le_strong_test_collapse`
-is dropped: weak ≤ strong test NC1 holds by construction when NC4 ≈ 0. A new claim is one more `Claim(...)`
-here (its tasks in `tasks/claims.yaml`)."""
+"""The catalog of issue 28: each claim an experiment that can fail, with the preconditions under which the
+paper's statement applies. Superseded and dropped: `test_collapse_lags_train` (follows from any
+generalisation gap; `test_collapse_stalls` is Hui et al.'s sharper claim), the random-label claims on the
+cosine recipe (terminal phase at epoch 50 of 60), `fewshot_error_grows_with_cdnv` within one model's
+episodes (now across representations), `more_source_classes_transfer_better` with twice the images (now
+with the images held fixed), the ETF gain at R = 100 where no arm fits its minorities, Kornblith's claim
+on NCC few-shot over four unmatched losses, and `weak_le_strong_test_collapse` (holds by construction when
+NC4 ≈ 0). A new claim is one more `Claim(...)` here (its tasks in `tasks/claims.yaml`)."""

@@ -6,8 +6,16 @@ the new vocabulary of `ncbench.results.variants`) and one statistic `kind`:
 - `mean`: the mean over seeds of one measure;
 - `paired_difference`: the mean over seeds of `a_s − b_s`, paired by seed;
 - `epoch_change`: per seed, the last minus the first finite per-epoch value of one measure, then the mean;
-- `spearman`: per seed, Spearman ρ across the points of a sweep (`sweep_key`) between `x` (the sweep
-  value itself, or another metric) and the measure, then the mean over seeds.
+- `spearman`: per seed, Spearman ρ across the points of a sweep (`sweep_key`, or the explicit variant
+  `points`, e.g. trained / random-init / raw-pixel representations) between `x` (the sweep value itself,
+  or another metric) and the measure, then the mean over seeds;
+- `terminal_phase_fall`: per seed, the measure at the first evaluated epoch of the terminal phase (the
+  first with `phase` = 1, train accuracy) minus at the last epoch (with `log10`: the log of the fall);
+- `late_slope_difference`: per seed, the least-squares slope over epochs of `a` minus that of `b` over
+  the later half of the terminal phase (epochs ≥ t₀ + (T − t₀)/2; ≥ 3 evaluated epochs), e.g. of log10
+  strong test NC1 against log10 train NC1 (Hui et al. 2022: test collapse stalls);
+- `layer_spearman`: per seed, Spearman ρ between the block index (`layer`) and the measure at the last
+  epoch, over every block the task reports (He & Su 2022: collapse progresses with depth).
 
 Its interval fits the statistic (`ncbench.claims.intervals`): Student-t (clipped to the statistic's
 `bounds`), Fisher z for a correlation, or the exact sign-test interval of the median. The verdict
@@ -25,10 +33,12 @@ from dataclasses import dataclass
 from ncbench.claims.measure import Measure
 from ncbench.claims.preconditions import Precondition
 
-KINDS = ("mean", "paired_difference", "epoch_change", "spearman")
+KINDS = ("mean", "paired_difference", "epoch_change", "spearman", "terminal_phase_fall", "late_slope_difference",
+         "layer_spearman")
+RHO_KINDS = ("spearman", "layer_spearman")
 DIRECTIONS = (">", "<", "within")
 TRANSFORMS = ("identity", "log10")
-INTERVALS = ("auto", "t", "fisher_z", "sign")
+INTERVALS = ("auto", "t", "fisher_z", "sign", "permutation")
 THRESHOLD_SOURCES = ("paper", "ncbench")
 EVIDENCE = ("empirical", "theory")
 LEVEL = 0.95
@@ -47,15 +57,19 @@ class Claim:
     a: Measure
     direction: str
     threshold: float = 0.0
-    b: Measure | None = None           # paired_difference: the arm subtracted
+    b: Measure | None = None           # paired_difference, late_slope_difference: the measure subtracted
     transform: str = "identity"        # applied to every per-seed input value before the statistic
     tolerance: float | None = None     # direction "within": |statistic − threshold| ≤ tolerance
     sweep_key: str | None = None       # spearman: the variant key swept (other keys fixed to a.variant's)
     x_metric: str | None = None        # spearman: x is this metric of the same task (default: the sweep value)
+    points: tuple[str, ...] = ()       # spearman: the variant points (keys beside a.variant's) instead of a sweep
+    phase: Measure | None = None       # terminal_phase_fall, late_slope_difference: per-epoch train accuracy
+    points_expected: int | None = None  # permutation interval: points per seed (rule_feasibility)
     min_seeds: int | None = None       # default 1 for `mean`, 2 otherwise (6 for the sign test)
     null: float | None = None          # the paper's no-effect value (default: the threshold)
     threshold_source: str = "paper"    # whose threshold: "paper", or "ncbench" (its own choice)
-    interval: str = "auto"             # "t", "fisher_z", "sign"; auto: fisher_z for spearman, else t
+    interval: str = "auto"             # "t", "fisher_z", "sign", "permutation"; auto: fisher_z for spearman,
+    #                                    permutation for layer_spearman, else t
     bounds: tuple[float, float] | None = None   # the statistic's range (default (−1, 1) for fisher_z)
     seed_sd: float | None = None       # ncbench's expected seed-to-seed s.d. of the statistic (rule_feasibility)
     preconditions: tuple[Precondition, ...] = ()
@@ -71,10 +85,19 @@ class Claim:
             bad(f"direction {self.direction!r} is not one of {DIRECTIONS}")
         if self.transform not in TRANSFORMS:
             bad(f"transform {self.transform!r} is not one of {TRANSFORMS}")
-        if (self.kind == "paired_difference") != (self.b is not None):
-            bad("a paired_difference needs the second arm b, and only it has one")
-        if (self.kind == "spearman") != (self.sweep_key is not None):
-            bad("a spearman claim needs sweep_key, and only it has one")
+        if (self.kind in ("paired_difference", "late_slope_difference")) != (self.b is not None):
+            bad("a paired_difference or late_slope_difference needs the second arm b (the measure subtracted), and only they have one")
+        if self.kind == "spearman" and (self.sweep_key is None) == (not self.points):
+            bad("a spearman claim needs sweep_key or points (one of them)")
+        if self.kind != "spearman" and (self.sweep_key is not None or self.points):
+            bad("only a spearman claim has sweep_key or points")
+        if self.points and not self.x_metric:
+            bad("a spearman claim over explicit points needs x_metric")
+        if (self.kind in ("terminal_phase_fall", "late_slope_difference")) != (self.phase is not None):
+            bad("terminal_phase_fall and late_slope_difference need the phase measure (train accuracy), and "
+                "only they have one")
+        if self.interval == "permutation" and self.kind not in RHO_KINDS:
+            bad("the permutation interval is for a Spearman ρ (spearman, layer_spearman)")
         if self.direction == "within" and not (self.tolerance is not None and self.tolerance > 0):
             bad("direction 'within' needs a tolerance > 0")
         if not math.isfinite(self.threshold):
@@ -111,17 +134,18 @@ class Claim:
     def interval_method(self) -> str:
         if self.interval != "auto":
             return self.interval
-        return "fisher_z" if self.kind == "spearman" else "t"
+        return {"spearman": "fisher_z", "layer_spearman": "permutation"}.get(self.kind, "t")
 
     @property
     def statistic_bounds(self) -> tuple[float, float] | None:
         if self.bounds is not None:
             return tuple(self.bounds)
-        return (-1.0, 1.0) if self.interval_method == "fisher_z" else None
+        return (-1.0, 1.0) if self.interval_method in ("fisher_z", "permutation") else None
 
     def tasks(self) -> list[str]:
         """Every task the claim reads, its preconditions' included."""
-        return list(dict.fromkeys([m.task for m in self.measures()] + [p.measure.task for p in self.preconditions]))
+        return list(dict.fromkeys([m.task for m in self.measures()]
+                                  + [m.task for p in self.preconditions for m in p.measures()]))
 
     @property
     def seeds_needed(self) -> int:
@@ -132,7 +156,7 @@ class Claim:
         return 1 if self.kind == "mean" else 2
 
     def measures(self) -> list[Measure]:
-        return [m for m in (self.a, self.b) if m is not None]
+        return [m for m in (self.a, self.b, self.phase) if m is not None]
 
     def statistic_text(self) -> str:
         """What the `value` column holds, in words."""
@@ -147,9 +171,18 @@ class Claim:
         if self.kind == "epoch_change":
             return (f"mean over seeds of the change of {f(self.a)} from its first to its last finite epoch "
                     f"({self.a.label()})")
+        if self.kind == "terminal_phase_fall":
+            return (f"mean over seeds of {f(self.a)} at the terminal phase's first epoch minus at the last epoch "
+                    f"({self.a.label()}; terminal phase: first epoch with {self.phase.label()} = 1)")
+        if self.kind == "late_slope_difference":
+            return (f"mean over seeds of the slope per epoch of {f(self.a)} minus that of {f(self.b)} over the later "
+                    f"half of the terminal phase ({self.a.label()} vs {self.b.label()})")
+        if self.kind == "layer_spearman":
+            return (f"mean over seeds of Spearman ρ between the block index and {f(self.a)} at the last epoch "
+                    f"({self.a.label()}, every block)")
         x = f"{self.x_metric}" if self.x_metric else f"the {self.sweep_key} value"
-        return (f"mean over seeds of Spearman ρ across the {self.sweep_key} sweep between {x} and {f(self.a)} "
-                f"({self.a.label()})")
+        over = f"the {self.sweep_key} sweep" if self.sweep_key else "the points " + ", ".join(self.points)
+        return f"mean over seeds of Spearman ρ across {over} between {x} and {f(self.a)} ({self.a.label()})"
 
     def direction_text(self) -> str:
         t = f"{self.threshold:g}"
@@ -159,7 +192,8 @@ class Claim:
         """The verdict rule, exactly as `ncbench.claims.verdicts.verdict` applies it."""
         t, z = f"{self.threshold:g}", f"{self.null_value:g}"
         ci = {"t": f"the {LEVEL:.0%} Student-t CI over seeds", "fisher_z": f"the {LEVEL:.0%} Fisher-z CI of ρ over seeds",
-              "sign": f"the exact sign-test CI (≥ {LEVEL:.0%}) of the median over seeds"}[self.interval_method]
+              "sign": f"the exact sign-test CI (≥ {LEVEL:.0%}) of the median over seeds",
+              "permutation": f"the exact {LEVEL:.0%} permutation interval of the mean ρ"}[self.interval_method]
         if self.direction == "within":
             lo, hi = self.threshold - self.tolerance, self.threshold + self.tolerance
             text = (f"reproduced if {ci} lies inside [{lo:g}, {hi:g}]; contradicted if it lies wholly outside it")

@@ -1,7 +1,8 @@
 """Evaluate claims on tidy results: per model, the per-seed statistic, its preconditions, interval, verdict.
 
 Rows are SPEC §9 long rows; the columns read are `task, variant, metric, value, seed, split, epoch,
-status` (and `layer`, `model` when present). Rows are grouped by the `model` recorded in each run:
+status` (and `layer`, `model`, `n_samples` when present). Rows are grouped by the `model` recorded in each
+run, or named by the `model=` key of a variant (a spec sweeping architectures):
 every claim gets one outcome per model, and a pooled one over the (model, seed) units of the models
 whose preconditions held when there are several. Only rows whose `status` is `ok` (or empty: rows
 written before the status column) count; the runs left out are named in the outcome. A claim whose
@@ -10,7 +11,7 @@ inputs are missing, ambiguous or non-finite gets verdict `inconclusive` and a re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ class Outcome:
     checks: dict = field(default_factory=dict)
     failed: list = field(default_factory=list)
     excluded: list = field(default_factory=list)
+    points: dict = field(default_factory=dict)     # per seed: the points of its ρ (permutation interval)
 
     def preconditions_held(self) -> str:
         """'yes', 'no: <names>', 'unchecked' (a check could not be made) or '' (none declared)."""
@@ -109,7 +111,31 @@ def prepare_rows(rows: pd.DataFrame) -> pd.DataFrame:
     if "model" not in df.columns:
         df["model"] = ""
     df["model"] = df["model"].astype(object).where(df["model"].notna(), "").astype(str)
-    return df
+    if "n_samples" in df.columns:
+        df["n_samples"] = pd.to_numeric(df["n_samples"], errors="coerce").astype("float64")
+    return _model_out_of_variant(df)
+
+
+def _model_out_of_variant(df: pd.DataFrame) -> pd.DataFrame:
+    """A `model=X` key of a variant (a spec sweeping architectures) is the row's model, not a sweep point:
+    moved into the `model` column, so that a claim reads `ratio=10` of every architecture and gets a
+    verdict per architecture and pooled."""
+    has = df["variant"].str.contains("model=", regex=False)
+    if not has.any():
+        return df
+    out = df.copy()
+    for text in out.loc[has, "variant"].unique():
+        try:
+            parsed = parse_variant(text)
+        except ValueError:
+            continue
+        if "model" not in parsed:
+            continue
+        model = parsed.pop("model")
+        at = out["variant"] == text
+        out.loc[at, "model"] = model
+        out.loc[at, "variant"] = ",".join(f"{k}={v}" for k, v in parsed.items())
+    return out
 
 
 class Reader:
@@ -118,6 +144,8 @@ class Reader:
     def __init__(self, rows: pd.DataFrame):
         self.rows = rows
         self.excluded: list[str] = []
+        self.points: dict = {}
+        """{seed: the number of points its Spearman ρ was computed over} (the permutation interval)."""
 
     def task_rows(self, m: Measure) -> pd.DataFrame:
         t = self.rows[self.rows["task"] == m.task]
@@ -170,8 +198,24 @@ class Reader:
             if len(g) > 1:
                 raise MissingInput(f"{m.label()}: {len(g)} rows for seed {_seed(seed)} at one epoch (duplicate "
                                    "runs in the folder, or a layer/split to name)")
-            out[_seed(seed)] = float(g["value"].iloc[0])
+            out[_seed(seed)] = float(g[m.column].iloc[0]) if m.column in g.columns else math.nan
         return out
+
+    def sweep(self, m: Measure, key: str, points=()) -> dict[str, dict]:
+        """{point: {seed: value}} of `m` over the points of the `key` sweep (the variant's other keys fixed
+        to `m.variant`'s), or over the explicit variant `points` (keys beside `m.variant`'s)."""
+        fixed = parse_variant(m.variant)
+        t = self.task_rows(m)
+        if points:
+            out = {}
+            for p in points:
+                got = self.per_seed(replace(m, variant=",".join(x for x in (m.variant, p) if x)))
+                out[p] = got
+            return out
+        keys = set(fixed) | {key}
+        t = t[_mask(variant_matches(v, fixed, keys) for v in t["variant"])]
+        t = self.drop_not_ok(m.task, t[t["metric"] == m.metric])
+        return {p: self.per_seed(m, t[t["variant"] == p]) for p in sorted(t["variant"].unique())}
 
     def per_epoch(self, m: Measure) -> dict[int, pd.Series]:
         r = self.select(m)
@@ -227,7 +271,102 @@ def per_seed_statistic(claim: Claim, reader: Reader) -> dict:
             v = v[np.isfinite(v.to_numpy(dtype=float))]
             out[s] = float(v.iloc[-1] - v.iloc[0]) if len(v) >= 2 else math.nan
         return _finite(out, f"{claim.a.label()} (needs ≥ 2 finite epochs per seed)", claim)
+    if claim.kind == "terminal_phase_fall":
+        return _finite(_terminal_phase_fall(claim, reader), f"{claim.a.label()} (needs a terminal phase)", claim)
+    if claim.kind == "late_slope_difference":
+        return _finite(_late_slope_difference(claim, reader),
+                       f"{claim.a.label()} (needs ≥ 3 evaluated epochs in the later half of the terminal phase)", claim)
+    if claim.kind == "layer_spearman":
+        return _finite(_layer_spearman(claim, reader), f"{claim.a.label()} (needs ≥ 3 blocks)", claim)
+    if claim.points:
+        return _points_spearman(claim, reader)
     return _spearman_per_seed(claim, reader)
+
+
+def terminal_phase_start(series: pd.Series) -> float:
+    """The first evaluated epoch whose train accuracy is 1 (NaN: never): the terminal phase's start."""
+    hit = series[series >= 1.0]
+    return float(hit.index[0]) if len(hit) else math.nan
+
+
+def _terminal_phase_fall(claim: Claim, reader: Reader) -> dict:
+    phase = reader.per_epoch(claim.phase)
+    out = {}
+    for s, series in reader.per_epoch(claim.a).items():
+        t0 = terminal_phase_start(phase.get(s, pd.Series(dtype=float)))
+        v = series.map(lambda x: _transform(claim, x))
+        at = v[v.index >= t0] if math.isfinite(t0) else v.iloc[:0]
+        out[s] = float(at.iloc[0] - v.iloc[-1]) if len(at) else math.nan
+    return out
+
+
+def slope(series: pd.Series) -> float:
+    """Least-squares slope of `series` (finite values) over its index (epochs); NaN under 3 points."""
+    v = series[np.isfinite(series.to_numpy(dtype=float))]
+    if len(v) < 3:
+        return math.nan
+    x = v.index.to_numpy(dtype=float)
+    return float(np.polyfit(x, v.to_numpy(dtype=float), 1)[0])
+
+
+def _late_slope_difference(claim: Claim, reader: Reader) -> dict:
+    phase = reader.per_epoch(claim.phase)
+    a, b = reader.per_epoch(claim.a), reader.per_epoch(claim.b)
+    out = {}
+    for s in sorted(set(a) & set(b), key=str):
+        t0 = terminal_phase_start(phase.get(s, pd.Series(dtype=float)))
+        last = float(max(a[s].index.max(), b[s].index.max()))
+        if not math.isfinite(t0):
+            out[s] = math.nan
+            continue
+        start = t0 + (last - t0) / 2
+        late = {k: v[s][v[s].index >= start].map(lambda x: _transform(claim, x)) for k, v in (("a", a), ("b", b))}
+        out[s] = slope(late["a"]) - slope(late["b"])
+    return out
+
+
+def _layer_spearman(claim: Claim, reader: Reader) -> dict:
+    t = reader.task_rows(claim.a)
+    wanted = parse_variant(claim.a.variant)
+    r = t[(t["metric"] == claim.a.metric) & (t["layer"] != "")]
+    r = r[_mask(variant_matches(v, wanted) for v in r["variant"])]
+    if claim.a.split is not None:
+        r = r[r["split"] == claim.a.split]
+    r = reader.drop_not_ok(claim.a.task, r)
+    if r.empty:
+        raise MissingInput(f"no ok per-block rows of {claim.a.label()}")
+    out = {}
+    for seed, g in r.groupby("seed", dropna=False, sort=True):
+        g = g[g["epoch"] == g["epoch"].max()] if g["epoch"].notna().any() else g
+        layer = pd.to_numeric(g["layer"], errors="coerce").to_numpy(dtype=float)
+        y = np.array([_transform(claim, v) for v in g["value"]], dtype=float)
+        ok = np.isfinite(layer) & np.isfinite(y)
+        if len(set(layer[ok])) != ok.sum():
+            raise MissingInput(f"{claim.a.label()}: several rows per block for seed {_seed(seed)}")
+        reader.points[_seed(seed)] = int(ok.sum())
+        out[_seed(seed)] = float(spearmanr(layer[ok], y[ok]).statistic) if ok.sum() >= 3 else math.nan
+    return out
+
+
+def _points_spearman(claim: Claim, reader: Reader) -> dict:
+    """Spearman ρ per seed across the claim's explicit variant points (x: `x_metric`)."""
+    ys = reader.sweep(claim.a, "", claim.points)
+    xs = reader.sweep(replace(claim.a, metric=claim.x_metric), "", claim.points)
+    return _rho_per_seed(claim, reader, list(claim.points), ys, xs, "points " + ", ".join(claim.points))
+
+
+def _rho_per_seed(claim: Claim, reader: Reader, points: list, ys: dict, xs: dict, what: str) -> dict:
+    seeds = sorted(set.intersection(*(set(ys[p]) & set(xs[p]) for p in points)), key=str)
+    if not seeds:
+        raise MissingInput(f"no seed has every one of the {what}")
+    out = {}
+    for s in seeds:
+        x = np.array([xs[p][s] for p in points])
+        y = np.array([_transform(claim, ys[p][s]) for p in points])
+        ok = np.isfinite(x) & np.isfinite(y)
+        reader.points[s] = int(ok.sum())
+        out[s] = float(spearmanr(x[ok], y[ok]).statistic) if ok.sum() >= 3 else math.nan
+    return _finite(out, f"Spearman ρ over the {what} (≥ 3 finite points per seed)", claim)
 
 
 def _spearman_per_seed(claim: Claim, reader: Reader) -> dict:
@@ -243,7 +382,7 @@ def _spearman_per_seed(claim: Claim, reader: Reader) -> dict:
     ys, xs = {}, {}
     for p in points:
         rows = t[t["variant"] == p]
-        ys[p] = {s: _transform(claim, v) for s, v in reader.per_seed(claim.a, rows).items()}
+        ys[p] = reader.per_seed(claim.a, rows)
         if claim.x_metric:
             xs[p] = reader.per_seed(Measure(claim.a.task, claim.x_metric, p, claim.a.split, claim.a.layer), rows)
         else:
@@ -253,23 +392,15 @@ def _spearman_per_seed(claim: Claim, reader: Reader) -> dict:
             except ValueError as e:
                 raise MissingInput(f"{claim.sweep_key}={raw} is not a number: name x_metric") from e
             xs[p] = {s: xv for s in ys[p]}
-    seeds = sorted(set.intersection(*(set(ys[p]) & set(xs[p]) for p in points)), key=str)
-    if not seeds:
-        raise MissingInput(f"no seed has every point of the {claim.sweep_key} sweep")
-    out = {}
-    for s in seeds:
-        x = np.array([xs[p][s] for p in points])
-        y = np.array([ys[p][s] for p in points])
-        ok = np.isfinite(x) & np.isfinite(y)
-        out[s] = float(spearmanr(x[ok], y[ok]).statistic) if ok.sum() >= 3 else math.nan
-    return _finite(out, f"Spearman ρ over the {claim.sweep_key} sweep (≥ 3 finite points per seed)", claim)
+    return _rho_per_seed(claim, reader, points, ys, xs, f"points of the {claim.sweep_key} sweep")
 
 
 def _decide(out: Outcome, values: dict) -> Outcome:
     """Interval and verdict of `values` (per seed or per (model, seed)) into `out`."""
     claim = out.claim
     out.per_seed, out.n_seeds = values, len(values)
-    iv = claim_interval(claim, list(values.values()))
+    points = [out.points.get(s) for s in values]
+    iv = claim_interval(claim, list(values.values()), points if None not in points else None)
     out.value, out.ci_low, out.ci_high, out.interval = iv.value, iv.low, iv.high, iv.text
     if out.failed:
         return out          # not applicable: the value and interval are shown, no verdict rests on them
@@ -313,6 +444,7 @@ def evaluate_claim(claim: Claim, rows: pd.DataFrame, model: str = "") -> Outcome
     """One claim on prepared rows (`prepare_rows`) of one model; never raises for missing or bad inputs."""
     reader = Reader(rows)
     out = Outcome(claim, model=model, models=(model,) if model else ())
+    out.points = reader.points
     try:
         values = per_seed_statistic(claim, reader)
     except MissingInput as e:
@@ -346,6 +478,7 @@ def pooled_outcome(claim: Claim, per_model: list[Outcome]) -> Outcome:
         out.reason = "no model with inputs and its preconditions held" + (f": {', '.join(left)}" if left else "")
         return out
     values = {(o.model, s): v for o in used for s, v in o.per_seed.items()}
+    out.points = {(o.model, s): m for o in used for s, m in o.points.items()}
     out.checks = {name: {(o.model, s): hv for o in used for s, hv in o.checks.get(name, {}).items()}
                   for name in (p.name for p in claim.preconditions)}
     _decide(out, values)

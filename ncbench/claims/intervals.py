@@ -4,6 +4,12 @@
   bounds (a fraction stays in [0, 1]);
 - `fisher_z`: for correlations: the t-interval of `z = atanh ρ` mapped back with `tanh`, so it stays
   inside (−1, 1) (Fisher 1921); the value is the mean ρ;
+- `permutation`: for a mean Spearman ρ over few points (5 losses, 5 blocks): `ρ̄ ± c`, clipped to
+  [−1, 1], where `c` is the exact critical value of the permutation null of `ρ̄` (every seed's points in
+  each of their `m!` orders, independently; ties ignored): the smallest attainable null value with
+  `P(ρ̄_null > c) ≤ 2.5%`, widened by 1e-9 so that the interval lies above 0 exactly when the one-sided
+  exact permutation test rejects at 2.5% (and below 0 when the other side does). A t or Fisher-z interval
+  over three seeds of a discrete, bounded ρ is neither exact nor bounded (issue 28);
 - `sign`: the exact, distribution-free interval of the median, `[x_(k), x_(n+1−k)]` with the largest
   `k` whose coverage `1 − 2·P(Bin(n, ½) ≤ k − 1)` is ≥ 95% (needs n ≥ 6 seeds), stated with the
   one-sided sign-test p-value `P(Bin(n, ½) ≥ m)` for the `m` seeds on the claimed side.
@@ -13,8 +19,11 @@ on a single value, `min_seeds = 1`, are decided on that value, as one seed would
 """
 from __future__ import annotations
 
+import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy.stats import binom
@@ -72,6 +81,59 @@ def fisher_z_interval(values, level: float = LEVEL) -> Interval:
                     f"{level:.0%} Fisher-z interval of ρ", True)
 
 
+MAX_PERMUTATION_POINTS = 8
+"""Most points per seed whose m! orders are enumerated (8! = 40,320)."""
+
+
+@cache
+def spearman_null(m: int) -> tuple[tuple[float, float], ...]:
+    """The exact null distribution of Spearman ρ over `m` untied points: ((ρ, probability), …) over the
+    m! orders, ρ = 1 − 6·Σd²/(m(m² − 1))."""
+    if not 2 <= m <= MAX_PERMUTATION_POINTS:
+        raise ValueError(f"the exact permutation null needs 2 to {MAX_PERMUTATION_POINTS} points, got {m}")
+    counts = Counter(sum((i - j) ** 2 for i, j in enumerate(p)) for p in itertools.permutations(range(m)))
+    total = math.factorial(m)
+    return tuple((1 - 6 * s / (m * (m * m - 1)), c / total) for s, c in sorted(counts.items()))
+
+
+def mean_rho_null(points) -> dict[float, float]:
+    """{mean ρ: probability} under the permutation null, each unit with its own number of `points`."""
+    dist = {0.0: 1.0}
+    for m in points:
+        nxt: dict[float, float] = {}
+        for total, p in dist.items():
+            for rho, q in spearman_null(int(m)):
+                key = round(total + rho, 10)
+                nxt[key] = nxt.get(key, 0.0) + p * q
+        dist = nxt
+    n = len(points)
+    return {round(k / n, 10): v for k, v in dist.items()}
+
+
+def permutation_critical_value(points, level: float = LEVEL) -> float:
+    """The smallest attainable null mean ρ `c` with `P(ρ̄_null > c) ≤ (1 − level)/2` (module docstring)."""
+    alpha = (1 - level) / 2
+    dist = sorted(mean_rho_null(points).items())
+    above = 0.0
+    c = dist[-1][0]
+    for value, p in reversed(dist):
+        if above > alpha + 1e-12:
+            break
+        c = value
+        above += p
+    return c
+
+
+def permutation_interval(values, points, level: float = LEVEL) -> Interval:
+    """Mean ρ ± the exact permutation critical value (module docstring), clipped to [−1, 1]."""
+    r = np.asarray(values, dtype=float)
+    c = permutation_critical_value(points, level) + 1e-9
+    m = sorted({int(x) for x in points})
+    return Interval(float(r.mean()), max(-1.0, float(r.mean()) - c), min(1.0, float(r.mean()) + c),
+                    f"exact permutation interval of the mean ρ (± {c:.3g}: {len(r)} seed(s) of "
+                    f"{'/'.join(map(str, m))} points, each in all its orders)", True)
+
+
 def clipped_t_interval(values, bounds=None, level: float = LEVEL) -> Interval:
     """Student-t interval of the mean, clipped to `bounds` (the statistic's range) when given."""
     ci = mean_ci(list(values), level=level)
@@ -83,9 +145,15 @@ def clipped_t_interval(values, bounds=None, level: float = LEVEL) -> Interval:
     return Interval(ci.mean, lo, hi, text, True)
 
 
-def claim_interval(claim, values) -> Interval:
-    """The interval that fits `claim`'s statistic (`Claim.interval_method`) over the per-seed `values`."""
+def claim_interval(claim, values, points=None) -> Interval:
+    """The interval that fits `claim`'s statistic (`Claim.interval_method`) over the per-seed `values`
+    (`points`: per value, the number of points its ρ was computed over, for the permutation interval)."""
     v = [float(x) for x in values]
+    if claim.interval_method == "permutation":
+        if points is None or len(points) != len(v):
+            return Interval(float(np.mean(v)), math.nan, math.nan, "permutation interval: the points per seed "
+                            "are unknown", False)
+        return permutation_interval(v, points)
     if len(v) == 1:
         return Interval(v[0], math.nan, math.nan, "one value (no interval)", claim.seeds_needed == 1)
     method = claim.interval_method

@@ -12,6 +12,7 @@ import math
 
 from scipy.stats import t as student_t
 
+from ncbench.claims.intervals import permutation_critical_value
 from ncbench.core.verdicts import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -49,10 +50,17 @@ def rule_feasibility(claim, n_seeds: int) -> tuple[bool, bool, str]:
     Below `seeds_needed` (the sign test: 6) no verdict can be reached. A `within` band can pass only
     if it is wider than the t half-width `t_{0.975, n−1}·seed_sd/√n` at ncbench's expected seed spread
     `seed_sd` (which such a claim must declare). A threshold at or beyond the statistic's bounds cannot
-    be passed (e.g. ρ > 1); a null at or beyond them cannot be contradicted."""
+    be passed (e.g. ρ > 1); a null at or beyond them cannot be contradicted. A permutation interval
+    `ρ̄ ± c` (`points_expected` points per seed) can pass only if `±1 ∓ c` clears the threshold: over 3
+    points in one seed `c` = 1, and ρ = 1 still cannot pass."""
     if n_seeds < claim.seeds_needed:
         return False, False, f"{n_seeds} seed(s): the rule needs ≥ {claim.seeds_needed}"
     lo, hi = claim.statistic_bounds or (-math.inf, math.inf)
+    if claim.interval_method == "permutation" and claim.direction != "within":
+        if claim.points_expected is None:
+            return False, False, "a permutation interval needs points_expected (the points per seed) to judge it"
+        c = permutation_critical_value([claim.points_expected] * n_seeds) + 1e-9
+        lo, hi = -1.0 + c, 1.0 - c     # the interval's low can reach at most 1 − c, its high at least −1 + c
     if claim.direction == "within":
         if claim.seed_sd is None:
             return False, True, "a 'within' band needs the expected seed spread seed_sd to judge its width"
