@@ -253,6 +253,7 @@ def catalog_rows(seeds=(0, 1, 2), depth_seeds=(0, 1, 2, 3, 4, 5)) -> dict[str, l
         # terminal phase from epoch 8 of 20 (train accuracy 1), lr there 0.65 of its peak; NC1 falls 100×,
         # NC2 and NC3 10×; strong test NC1 nearly flat late while train NC1 keeps falling
         add(T_TERMINAL, "terminal_phase_fraction", 13 / 20, s)
+        add(T_TERMINAL, "terminal_phase_decay_budget", 0.25, s)
         add(T_TERMINAL, "terminal_phase_epoch", 8.0, s)
         add(T_TERMINAL, "terminal_phase_reached", 1.0, s)
         add(T_TERMINAL, "train_accuracy", 1.0, s)
@@ -346,7 +347,8 @@ def test_every_catalog_claim_reproduced_on_a_run_built_to_satisfy_it(tmp_path):
     assert len(detail) == 3 * (len(CLAIMS) - 4) + 3 + 6 and (detail.used == "yes").all()
     d = detail[detail.claim_id == "nc1_falls_terminal_phase"]
     assert list(d.seed) == [0, 1, 2] and (d.preconditions_held == "yes").all()
-    assert (d.preconditions == "long_terminal_phase: 0.65 (held); lr_moves_weights: 0.65 (held)").all()
+    assert (d.preconditions == "long_terminal_phase: 0.65 (held); lr_moves_weights: 0.65 (held); "
+                               "decay_budget: 0.25 (held)").all()
 
 
 def test_a_groups_member_folders_are_not_read_twice(tmp_path):

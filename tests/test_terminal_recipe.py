@@ -85,3 +85,20 @@ def test_terminal_specs_train_one_thousand_images_with_the_terminal_recipe():
         spec = load_task(name)
         assert Recipe.from_dict(spec.recipe) == protocol("terminal-mnist1k"), name
         assert spec.options["n"] == 100 and spec.dataset == "mnist5k", name
+
+
+@pytest.mark.parametrize("t0", [10, 25, 26])
+@pytest.mark.parametrize("n_train,batches", [(1000, 8), (1024, 8), (1025, 9)])
+def test_train_collapse_reports_the_budget_of_the_steps_it_trained(t0, n_train, batches):
+    """`train_collapse`'s summary `terminal_phase_decay_budget`: 5e-4 × the lrs torch's scheduler sets
+    after epoch t0, at the trainer's steps per epoch (⌈n / 128⌉: a last partial batch is a step); NaN
+    without a terminal phase. The claims' precondition reads it (≥ 0.1, ncbench's level)."""
+    from ncbench.specs.groups import members
+    from ncbench.tasks import TASK_KINDS
+
+    member = members(load_task(TERMINAL_SPECS[0]))[0]
+    task = TASK_KINDS.get(member.kind)(member)
+    r = protocol("terminal-mnist1k")
+    want = 5e-4 * sum(scheduler_lrs(r, batches)[t0 * batches:])
+    assert task._decay_budget(n_train, t0) == pytest.approx(want, rel=1e-9)
+    assert math.isnan(task._decay_budget(n_train, None))

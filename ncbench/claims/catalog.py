@@ -51,15 +51,24 @@ REPRESENTATION_POINTS = ("epochs=1", "epochs=4", "epochs=12", "epochs=12,baselin
 """Five representations per architecture: trained 1, 4, 12 epochs, its random init, the raw pixels."""
 
 
+DECAY_BUDGET = 0.1
+"""ncbench's level for a terminal phase in which weight decay can still move the fitted weights:
+`wd · Σ lr` over its steps ≥ 0.1 (`terminal_phase_decay_budget`; Papyan et al.'s CIFAR-10 runs: about 0.6)."""
+
+
 def terminal_phase(task: str, variant: str = "") -> tuple[Precondition, ...]:
     """Papyan et al.'s statements are about a terminal phase that covers at least a third of training
-    (ncbench's reading of their 350-epoch runs, terminal phase from about epoch 100) and starts at a learning
-    rate that still moves the weights (ncbench's level: ≥ 10% of the peak learning rate)."""
+    (ncbench's reading of their 350-epoch runs, terminal phase from about epoch 100), starts at a learning
+    rate that still moves the weights (ncbench's level: ≥ 10% of the peak learning rate) and lasts long
+    enough for weight decay to act (decay budget ≥ `DECAY_BUDGET`, ncbench's level)."""
     return (Precondition("long_terminal_phase", "the terminal phase covers at least a third of training",
                          Measure(task, "terminal_phase_fraction", variant), ">=", 1 / 3),
             Precondition("lr_moves_weights", "the learning rate at the terminal phase's start is ≥ 10% of its peak",
                          Measure(task, "lr", variant, split="fit"), ">=", 0.1,
-                         statistic="relative_lr_at_terminal_phase"))
+                         statistic="relative_lr_at_terminal_phase"),
+            Precondition("decay_budget", f"weight decay can still act in the terminal phase: wd · Σ lr over its "
+                         f"steps ≥ {DECAY_BUDGET}", Measure(task, "terminal_phase_decay_budget", variant),
+                         ">=", DECAY_BUDGET))
 
 
 def fitted(name: str, task: str, variant: str, what: str, metric: str = "train_accuracy",

@@ -132,6 +132,9 @@ DECLARATIONS: tuple[Metric, ...] = (
     _m("first_perfect_train_epoch", "§9", "first epoch whose train accuracy is 1", EXACT_COUNT),
     _m("terminal_phase_epoch", "§9", "first epoch of the terminal phase (train error 0 from then on)", EXACT_COUNT),
     _m("terminal_phase_fraction", "§9", "`(last epoch − terminal_phase_epoch + 1) / last epoch`", FRACTION),
+    _m("terminal_phase_decay_budget", "§9", "`wd · Σ lr_s` over the optimizer steps after `terminal_phase_epoch` "
+       "(how far weight decay can still move the fitted weights; Papyan et al.'s CIFAR-10 runs: about 0.6)",
+       NON_NEGATIVE),
     _m("terminal_phase_reached", "§9", "1 if the run reached the terminal phase, else 0", FLAG),
     _m("nc1_drop_in_terminal_phase", "§9", "`nc1` at the terminal phase's start / `nc1` at the end",
        SCALE_FREE, UP),

@@ -8,15 +8,27 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+import torch
+
 from ncbench.metrics import SPEC_METRICS
 from ncbench.tasks.base import TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options
 from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
+from ncbench.training.trainer import global_batches
 
 
 @register_task("train_collapse")
 class TrainCollapse(TrajectoryTask):
     OPTIONS: ClassVar[type[Options]] = TrainedOptions   # the family's options, none of its own
+
+    def _decay_budget(self, n_train: int, tpe: int | None) -> float:
+        """`Recipe.decay_budget` of the optimizer steps after epoch `tpe` (the terminal phase's start),
+        with the trainer's steps per epoch (`global_batches` of `n_train` images); NaN without one."""
+        if not tpe:
+            return math.nan
+        cfg = self.trajectory_config()
+        steps = len(global_batches(torch.arange(n_train), cfg.recipe.batch_size, cfg.world_size))
+        return cfg.recipe.decay_budget(steps, tpe)
 
     def run(self, ctx) -> TaskOutput:
         rec = self.record(ctx)
@@ -38,7 +50,8 @@ class TrainCollapse(TrajectoryTask):
         summary.update(train_accuracy=final.train.accuracy, test_accuracy=final.test.accuracy,
                        terminal_phase_epoch=float(tpe) if tpe else math.nan,
                        terminal_phase_fraction=(final.epoch - tpe + 1) / final.epoch if tpe else 0.0,
-                       nc1_drop_in_terminal_phase=nc1_at_tpe / final.train.collapse["nc1"] if tpe else math.nan)
+                       nc1_drop_in_terminal_phase=nc1_at_tpe / final.train.collapse["nc1"] if tpe else math.nan,
+                       terminal_phase_decay_budget=self._decay_budget(sum(rec.class_counts), tpe))
         summary.update(terminal_phase_reached=float(rec.terminal_phase_reached),
                        first_perfect_train_epoch=float(rec.first_perfect_train_epoch or math.nan))
         rows += rows_from(summary, split="summary", epoch=final.epoch, n_samples=final.train.n)
