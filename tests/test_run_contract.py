@@ -72,7 +72,8 @@ def test_a_group_is_built_from_its_members_without_reading_back_its_own_results(
         written[c] = ["" if pd.isna(v) else v for v in written[c]]
     assert pd.DataFrame(out.rows).equals(written)      # the figure's rows: the file as a reader sees it
     metas = [json.loads((gdir / "_members" / f"seed={s}" / "config.json").read_text())["meta"] for s in (0, 1)]
-    assert json.loads(json.dumps(out.meta["members"])) == metas
+    assert [m.to_dict() for m in out.members] == metas and out.meta == out.members[0]
+    assert out.precision == "fp64"                    # the members' (a UFM solves in float64)
 
 
 def test_a_group_of_finished_members_takes_their_meta_from_their_runs(tmp_path, monkeypatch):
@@ -81,6 +82,6 @@ def test_a_group_of_finished_members_takes_their_meta_from_their_runs(tmp_path, 
     text = (gdir / "results.csv").read_text()
     (gdir / "config.json").unlink()                    # the group is to be written again, its members not
     _, again, _ = run_group(tmp_path, monkeypatch)
-    assert json.loads(json.dumps(again.meta["members"])) == json.loads(json.dumps(first.meta["members"]))
+    assert again.members == first.members and isinstance(again.meta, type(first.meta))   # typed, from config.json
     same = pd.read_csv(gdir / "results.csv").drop(columns="started_at")      # started_at: when it ran
     assert same.equals(pd.read_csv(io.StringIO(text)).drop(columns="started_at"))
