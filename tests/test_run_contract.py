@@ -85,3 +85,26 @@ def test_a_group_of_finished_members_takes_their_meta_from_their_runs(tmp_path, 
     assert again.members == first.members and isinstance(again.meta, type(first.meta))   # typed, from config.json
     same = pd.read_csv(gdir / "results.csv").drop(columns="started_at")      # started_at: when it ran
     assert same.equals(pd.read_csv(io.StringIO(text)).drop(columns="started_at"))
+
+
+def test_a_finished_task_whose_meta_does_not_read_back_is_measured_again(tmp_path):
+    """A skipped task hands on typed facts (its kind's META from config.json); a "meta" block written by
+    another version (a key dropped) does not pass as done: one line says why, the task runs again."""
+    spec = TaskSpec(name="u", kind="ufm", version=1,
+                    options={"class_counts": [4, 3, 2], "dim": 5, "loss": "mse", "steps": 20, "log_every": 10})
+    task = suite.TASK_KINDS.get("ufm")(spec)
+    lines = []
+    run = RunSettings("r", TrajectoryStore(tmp_path / "_trajectories", tmp_path, progress=False), log=lines.append)
+    first = run_member(task, tmp_path / "u", run)
+    again = run_member(task, tmp_path / "u", run)
+    assert (first.outcome, again.outcome) == ("done", "skipped") and again.meta == first.meta
+    assert type(again.meta).__name__ == "UFMMeta" and again.meta.config.class_counts == [4, 3, 2]
+    path = tmp_path / "u" / "config.json"
+    cfg = json.loads(path.read_text())
+    del cfg["meta"]["last_step"]
+    path.write_text(json.dumps(cfg))
+    lines.clear()
+    third = run_member(task, tmp_path / "u", run)
+    assert third.outcome == "done" and third.meta == first.meta
+    [why] = [line for line in lines if "measuring again" in line]
+    assert "'meta' has keys" in why and "last_step" in why and str(path) in why
