@@ -172,11 +172,11 @@ def test_streamed_path_equals_in_memory_path(tmp_path, one_thread):
     model = build_backbone("test_resnet", 3).eval()
     a = layer_statistics(model, mem_tr, mem_te, batch_size=7, with_prediction=False)
     b = layer_statistics(model, st_tr, st_te, batch_size=7, with_prediction=False)
-    for split in ("train", "test"):
+    for sa, sb in ((a.train, b.train), (a.test, b.test)):
         for m in ("ncc_acc", "cdnv", "nc1"):
-            assert np.allclose(a[split][m], b[split][m], rtol=1e-4, atol=1e-6), (split, m)
-        for m, v in a["collapse"][split].items():
-            assert v == pytest.approx(b["collapse"][split][m], rel=1e-4, abs=1e-6, nan_ok=True), m
+            assert np.allclose(sa.metrics[m], sb.metrics[m], rtol=1e-4, atol=1e-6), m
+        for m, v in sa.collapse.items():
+            assert v == pytest.approx(sb.collapse[m], rel=1e-4, abs=1e-6, nan_ok=True), m
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
@@ -209,7 +209,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     warm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     m = run(20 * B)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"growth_kib": peak - warm, "n": m.layers["n"]["train"], "kept": len(m.train_labels)}))
+    print(json.dumps({"growth_kib": peak - warm, "n": m.layers.train.n, "kept": len(m.train_labels)}))
 """)
 
 
@@ -482,6 +482,7 @@ def test_the_figure_averages_a_seed_group_and_keeps_the_layer_order(tmp_path):
 
     from ncbench.plots.frozen_transfer import _accuracies, _per_layer, plot
     from ncbench.tasks.base import TaskOutput
+    from ncbench.tasks.frozen_transfer import FrozenTransferMeta, Preprocessing
 
     names = ["stem", "blocks.0", "blocks.10", "blocks.2", "pre_logits"]          # not alphabetical
     rows = []
@@ -504,5 +505,7 @@ def test_the_figure_averages_a_seed_group_and_keeps_the_layer_order(tmp_path):
     assert acc.loc["probe_acc", "mean"] == pytest.approx(np.mean(probe)) and acc.loc["probe_acc", "error"] == pytest.approx(half)
     assert math.isnan(acc.loc["fewshot_ncc_acc_1shot", "mean"]) and acc.loc["fewshot_ncc_acc_1shot", "reason"] == "too few test images"
     spec = small_spec()
-    [path] = plot(TaskOutput(rows, meta={"num_classes": 3}), spec, tmp_path)
+    meta = FrozenTransferMeta(Preprocessing([3, 16, 16], "bilinear", [0.5] * 3, [0.5] * 3, 1.0, "center"), names,
+                              "blocks", 3, ["a", "b", "c"], "random init", {})
+    [path] = plot(TaskOutput(rows, meta=meta), spec, tmp_path)
     assert path.name == "frozen_transfer.png" and path.stat().st_size > 10_000

@@ -79,9 +79,9 @@ def test_track_timm_blocks_equal_ncc_depth_layer_statistics(digits, one_thread):
     loader = [train.batch(b) for b in torch.arange(len(train)).split(512)]   # layer_statistics' batches
     got = track(model, loader, layers="blocks")
     want = layer_statistics(model, train, None)
-    assert list(got.metrics) == want["layers"] and len(want["layers"]) > 2
-    for i, layer in enumerate(want["layers"]):
-        close(got.metrics[layer], {m: want["train"][m][i] for m in LAYER_METRICS}, LAYER_METRICS)
+    assert list(got.metrics) == want.layers and len(want.layers) > 2
+    for i, layer in enumerate(want.layers):
+        close(got.metrics[layer], want.train.at(i), LAYER_METRICS)
 
 
 def test_track_any_module_by_layer_name_and_by_feature_function(digits, one_thread):

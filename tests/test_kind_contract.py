@@ -6,6 +6,8 @@ run through the runner on a tiny spec, must
 - round-trip its options (spec -> dict -> spec, and config.json's spec -> the same config hash),
 - give the same values when run again with the same seed (in a fresh folder: trained again),
 - produce its figures, or say it has none (`Task.HAS_PLOT = False`),
+- return the typed `TaskOutput`: its facts are the kind's frozen `Task.META` dataclass (no field a free
+  dict), its status a `RunStatus`, its precision the rows'; config.json's "meta" reads back as the same facts,
 - keep no state of its own while running (its attributes are those it was built with).
 
 Each kind runs twice per session (module-scoped, on demand). A deliberately broken kind shows that
@@ -13,10 +15,12 @@ the checks catch what they claim to. A new kind adds its tiny spec to `TINY`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
@@ -25,6 +29,8 @@ from ncbench.results.schema import COLUMNS
 from ncbench.runner.suite import RunSettings, TaskRun, run_member
 from ncbench.specs.task_spec import TaskSpec
 from ncbench.tasks import TASK_KINDS, Task, TaskContext, TaskOutput, TrajectoryStore
+from ncbench.tasks.base import NoMeta, TaskMeta
+from ncbench.training.run_status import RunStatus
 
 RECIPE = {"epochs": 1, "batch_size": 128, "lr": 0.05, "eval_every": 1}
 TRAINED = {"dataset": "digits", "model": "test_resnet", "seed": 0, "device": "cpu", "recipe": RECIPE}
@@ -80,24 +86,31 @@ def known_metric(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Measured:
-    """One run of a kind by the runner: its TaskRun, its results as written, its config.json."""
+    """One run of a kind by the runner: its TaskRun, its results as written, its config.json, and the
+    TaskOutput the runner got (as its figures get it: rows with their run context)."""
 
     run: TaskRun
     rows: pd.DataFrame
     config: dict
+    output: TaskOutput
 
 
 def measure(task: Task, out: Path) -> Measured:
     """Run `task` as the runner runs one task (its own folder, a fresh TaskContext)."""
+    from ncbench.runner import suite
+
     store = TrajectoryStore(out / "_trajectories", out, progress=False)
     state = dict(vars(task))
-    run = run_member(task, out / task.spec.name, RunSettings("contract", store, log=lambda m: None))
+    seen, real_plot = [], suite._plot
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(suite, "_plot", lambda t, o, d, log: seen.append(o) or real_plot(t, o, d, log))
+        run = run_member(task, out / task.spec.name, RunSettings("contract", store, log=lambda m: None))
     assert run.outcome == "done", run.error
     assert vars(task).keys() == state.keys() and all(vars(task)[k] is v for k, v in state.items()), (
         f"{task.kind} changed its own attributes while running (state passed between steps): "
         f"{sorted(set(vars(task)) ^ set(state))}")
     rows = pd.read_csv(run.csv, dtype=str, keep_default_na=False)
-    return Measured(run, rows, json.loads((run.dir / "config.json").read_text()))
+    return Measured(run, rows, json.loads((run.dir / "config.json").read_text()), seen[-1])
 
 
 def schema_problems(rows: pd.DataFrame) -> list[str]:
@@ -142,6 +155,42 @@ def plot_problems(task: Task, measured: Measured) -> list[str]:
     if not plots:
         return ["has figures (HAS_PLOT) but produced none"]
     return [f"figure {p} is missing" for p in plots if not (measured.run.dir / p).is_file()]
+
+
+def free_dicts(meta: type[TaskMeta], where: str = "") -> list[str]:
+    """Fields of `meta` (nested facts included) typed as a dict whose values are anything: a free dict."""
+    found = []
+    for name, hint in typing.get_type_hints(meta).items():
+        item = (typing.get_args(hint) or (None,))[0] if typing.get_origin(hint) is list else hint
+        if isinstance(item, type) and issubclass(item, TaskMeta):
+            found += free_dicts(item, f"{where}{name}.")
+        elif hint is dict or (typing.get_origin(hint) is dict and Any in typing.get_args(hint)):
+            found.append(where + name)
+    return found
+
+
+def output_problems(task: Task, m: Measured) -> list[str]:
+    """What in the kind's output breaks the typed contract (issue 24, item 3)."""
+    meta_cls, out = type(task).META, m.output
+    problems = []
+    if not (issubclass(meta_cls, TaskMeta) and meta_cls.__dataclass_params__.frozen):
+        problems.append(f"META {meta_cls.__name__} is not a frozen TaskMeta dataclass")
+    problems += [f"META field {f} is a free dict" for f in free_dicts(meta_cls)]
+    if type(out.meta) is not meta_cls:
+        problems.append(f"returned meta {type(out.meta).__name__}, declares META {meta_cls.__name__}")
+    if not isinstance(out.status, RunStatus):
+        problems.append(f"status {out.status!r} is not a RunStatus")
+    if set(m.rows.precision) != {out.precision}:
+        problems.append(f"precision {out.precision!r}, rows say {sorted(set(m.rows.precision))}")
+    if m.config["meta"] != json.loads(json.dumps(out.meta.to_dict())):
+        problems.append("config.json's meta is not the output's facts")
+    try:
+        same = meta_cls.from_dict(m.config["meta"]) == out.meta == m.run.meta
+    except ValueError:
+        same = False
+    if not same:
+        problems.append("config.json's meta does not read back as the same facts")
+    return problems
 
 
 def values(rows: pd.DataFrame) -> pd.DataFrame:
@@ -222,12 +271,25 @@ def test_the_plot_is_produced_or_the_kind_says_it_has_none(kind, runs):
     assert plot_problems(TASK_KINDS.get(kind)(first.run.spec), first) == []
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_output_is_typed_and_its_meta_round_trips(kind, runs):
+    first, second = runs(kind)
+    assert output_problems(TASK_KINDS.get(kind)(first.run.spec), first) == []
+    assert dataclasses.fields(first.output.meta) == dataclasses.fields(second.output.meta)
+
+
 # -- the tester catches a kind that breaks the contract -------------------------------------------
+@dataclass(frozen=True)
+class LooseMeta(TaskMeta):
+    anything: dict                  # what the issue calls a nested dict with free keys
+    also: dict[str, Any]
+
 class BrokenKind(Task):
     """Rows without a split, a sweep point in a metric name, a metric nobody declared, a run that
     differs each time; claims figures it does not draw."""
 
     kind: ClassVar[str] = "contract_broken"
+    META: ClassVar[type[TaskMeta]] = LooseMeta        # declared, but run() returns none of it
     calls: ClassVar[list] = []
 
     def run(self, ctx: TaskContext) -> TaskOutput:
@@ -248,5 +310,9 @@ def test_the_tester_catches_a_kind_that_breaks_the_contract(tmp_path):
     assert plot_problems(BrokenKind(spec), first) == ["has figures (HAS_PLOT) but produced none"]
     with pytest.raises(AssertionError):
         pd.testing.assert_frame_equal(values(first.rows), values(second.rows))
+    assert output_problems(BrokenKind(spec), first) == [
+        "META field anything is a free dict", "META field also is a free dict",
+        "returned meta NoMeta, declares META LooseMeta", "config.json's meta does not read back as the same facts"]
+    assert first.output.meta == NoMeta()
     renamed = first.rows.rename(columns={"value": "score"})
     assert schema_problems(renamed) == [f"columns {list(renamed.columns)} are not {list(COLUMNS)}"]

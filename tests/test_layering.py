@@ -78,3 +78,17 @@ def test_the_issue_24_contracts_are_declared():
         assert {"ncbench.tasks", "ncbench.runner.suite", "ncbench.cli"} <= forbidden[layer], layer
     assert "ncbench.claims" in forbidden["ncbench.results"]
     assert {"ncbench.runner.suite", "ncbench.tasks"} <= forbidden["ncbench.runner.launcher"]
+
+
+def test_every_kind_module_is_in_the_independence_contract():
+    """Kinds never import each other (issue 24: frozen_transfer read ncc_depth's helpers): the contract
+    names every module of `KIND_MODULES`, so a new kind is kept apart as well."""
+    from pathlib import Path
+
+    import tomllib
+
+    from ncbench.tasks.base import KIND_MODULES
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    [contract] = [c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "independence"]
+    assert sorted(contract["modules"]) == sorted(f"ncbench.tasks.{m}" for m in KIND_MODULES)

@@ -20,8 +20,8 @@ from ncbench.data.registry import DATASETS
 from ncbench.models.backbone import Backbone, build_backbone
 from ncbench.models.layers import LayerFeatures, block_names
 from ncbench.tasks.base import TaskSpec
-from ncbench.tasks.ncc_depth import depths, minimal_depth, relative_depth
-from ncbench.training.layer_statistics import layer_statistics
+from ncbench.training.layer_statistics import LayerStatistics, SplitLayers, layer_statistics
+from ncbench.training.minimal_depth import depths, minimal_depth, relative_depth
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,24 +77,24 @@ def test_constructed_network_depth_is_exact(k):
     train, test = separable_at_depth(seed=0), separable_at_depth(seed=1)
     model = Backbone(LayeredBody(d, 4, n_blocks, k), nn.Linear(d, K)).eval()
     st = layer_statistics(model, train, test, batch_size=64)
-    assert st["layers"] == [f"blocks.{i}" for i in range(n_blocks)] + ["pre_logits"]
-    assert st["granularity"] == "blocks"
+    assert st.layers == [f"blocks.{i}" for i in range(n_blocks)] + ["pre_logits"]
+    assert st.granularity == "blocks"
     # independent NCC per layer: the raw data before depth k, its signal coordinates from k on
     xtr, xte = train.images.flatten(1).numpy(), test.images.flatten(1).numpy()
     ytr, yte = train.targets.numpy(), test.targets.numpy()
     for i in range(n_blocks + 1):
         masked = k is not None and i >= k
         a, b = (xtr[:, :4], xte[:, :4]) if masked else (xtr, xte)
-        assert st["train"]["ncc_acc"][i] == pytest.approx(numpy_ncc_acc(a, ytr, a, ytr, K), abs=1e-12)
-        assert st["test"]["ncc_acc"][i] == pytest.approx(numpy_ncc_acc(a, ytr, b, yte, K), abs=1e-12)
+        assert st.train.metrics["ncc_acc"][i] == pytest.approx(numpy_ncc_acc(a, ytr, a, ytr, K), abs=1e-12)
+        assert st.test.metrics["ncc_acc"][i] == pytest.approx(numpy_ncc_acc(a, ytr, b, yte, K), abs=1e-12)
         if not masked:   # the fixture is what it claims: noisy layers are far from separable
-            assert 1 - st["train"]["ncc_acc"][i] > 0.1
+            assert 1 - st.train.metrics["ncc_acc"][i] > 0.1
     d_ = depths(st, 0.01)
     if k is None:
         assert math.isnan(d_["train"]) and math.isnan(d_["test"]) and math.isnan(d_["test_ncc_acc_at_depth"])
     else:
         assert d_["train"] == k and d_["test"] == k
-        assert d_["test_ncc_acc_at_depth"] == st["test"]["ncc_acc"][k] == 1.0
+        assert d_["test_ncc_acc_at_depth"] == st.test.metrics["ncc_acc"][k] == 1.0
     # nc4 against the network prediction argmax(W h + b) of the last layer (independent numpy)
     W, b = (t.detach().numpy() for t in model.head.parameters())
     last = xtr[:, :4] if k is not None else xtr
@@ -102,7 +102,7 @@ def test_constructed_network_depth_is_exact(k):
     pred = (full @ W.T + b).argmax(1)
     means = np.stack([last[ytr == c].mean(0) for c in range(K)])
     ncc = ((last[:, None] - means[None]) ** 2).sum(-1).argmin(1)
-    assert st["train"]["nc4"][-1] == pytest.approx(float((pred != ncc).mean()), abs=1e-12)
+    assert st.train.metrics["nc4"][-1] == pytest.approx(float((pred != ncc).mean()), abs=1e-12)
 
 
 def test_minimal_depth_rule():
@@ -117,11 +117,16 @@ def test_minimal_depth_rule():
 def test_test_depth_against_the_last_layer_and_relative_depths():
     """A network at 98% test NCC accuracy never reaches a test error <= 1%: the absolute test depth is
     NaN, the matched one is the first layer within (1 − ε) of the last layer's accuracy."""
-    st = {"train": {"ncc_acc": [0.6, 0.995, 1.0, 1.0]}, "test": {"ncc_acc": [0.5, 0.9, 0.975, 0.98]}}
-    d = depths(st, 0.01)
+    def stats(train_acc, test_acc):
+        split = [SplitLayers({"ncc_acc": acc}, {}, 10) for acc in (train_acc, test_acc)]
+        return LayerStatistics([str(i) for i in range(len(train_acc))], [], [], "blocks", "avg", *split)
+
+    d = depths(stats([0.6, 0.995, 1.0, 1.0], [0.5, 0.9, 0.975, 0.98]), 0.01)
     assert d["train"] == 1 and math.isnan(d["test"])
     assert d["test_matched"] == 2                    # 0.975 >= 0.99 * 0.98 = 0.9702 > 0.9
-    assert depths({**st, "test": {"ncc_acc": [0.99, 0.5, 0.98]}}, 0.01)["test_matched"] == 0
+    assert depths(stats([0.6, 0.995, 1.0], [0.99, 0.5, 0.98]), 0.01)["test_matched"] == 0
+    assert set(depths(LayerStatistics(["0"], [], [], "blocks", "avg", SplitLayers({"ncc_acc": [1.0]}, {}, 4)),
+                      0.01)) == {"train"}       # no test split: no test depths
     assert relative_depth(2.0, 5) == 0.5 and relative_depth(0.0, 1) == 0.0 and math.isnan(relative_depth(math.nan, 4))
 
 
@@ -366,6 +371,6 @@ def test_the_figure_of_a_seed_group_averages_its_seeds(tmp_path, monkeypatch):
     spec = TaskSpec.from_dict({"name": "depth_group", "kind": "ncc_depth", "version": 1, "dataset": "mnist5k",
                                "model": "test_resnet"})
     monkeypatch.setattr(fig_module, "save_figure", capture)
-    (path,) = fig_module.plot(TaskOutput(rows, {"layers": layers}, {}), spec, tmp_path)
+    (path,) = fig_module.plot(TaskOutput(rows, {"layers": layers}), spec, tmp_path)
     assert path.is_file()
     assert "minimal NCC-depth = 1.67, mean of 3 seeds (head)" in labels   # layer names of one seed

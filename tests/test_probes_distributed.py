@@ -26,10 +26,10 @@ def _numbers() -> dict[str, float]:
     model, train, test = _setup()
     out = {f"minority/{k}": v for k, v in minority_probe(model, train, test, 1).items()}
     st = layer_statistics(model, train, test, batch_size=16)
-    for split in ("train", "test"):
-        for m, values in st[split].items():
+    for split, s in (("train", st.train), ("test", st.test)):
+        for m, values in s.metrics.items():
             out.update({f"layers/{split}/{m}/{i}": v for i, v in enumerate(values)})
-        out.update({f"collapse/{split}/{m}": v for m, v in st["collapse"][split].items()})
+        out.update({f"collapse/{split}/{m}": v for m, v in s.collapse.items()})
     return out
 
 

@@ -72,7 +72,8 @@ def test_a_group_is_built_from_its_members_without_reading_back_its_own_results(
         written[c] = ["" if pd.isna(v) else v for v in written[c]]
     assert pd.DataFrame(out.rows).equals(written)      # the figure's rows: the file as a reader sees it
     metas = [json.loads((gdir / "_members" / f"seed={s}" / "config.json").read_text())["meta"] for s in (0, 1)]
-    assert json.loads(json.dumps(out.meta["members"])) == metas
+    assert [m.to_dict() for m in out.members] == metas and out.meta == out.members[0]
+    assert out.precision == "fp64"                    # the members' (a UFM solves in float64)
 
 
 def test_a_group_of_finished_members_takes_their_meta_from_their_runs(tmp_path, monkeypatch):
@@ -81,6 +82,29 @@ def test_a_group_of_finished_members_takes_their_meta_from_their_runs(tmp_path, 
     text = (gdir / "results.csv").read_text()
     (gdir / "config.json").unlink()                    # the group is to be written again, its members not
     _, again, _ = run_group(tmp_path, monkeypatch)
-    assert json.loads(json.dumps(again.meta["members"])) == json.loads(json.dumps(first.meta["members"]))
+    assert again.members == first.members and isinstance(again.meta, type(first.meta))   # typed, from config.json
     same = pd.read_csv(gdir / "results.csv").drop(columns="started_at")      # started_at: when it ran
     assert same.equals(pd.read_csv(io.StringIO(text)).drop(columns="started_at"))
+
+
+def test_a_finished_task_whose_meta_does_not_read_back_is_measured_again(tmp_path):
+    """A skipped task hands on typed facts (its kind's META from config.json); a "meta" block written by
+    another version (a key dropped) does not pass as done: one line says why, the task runs again."""
+    spec = TaskSpec(name="u", kind="ufm", version=1,
+                    options={"class_counts": [4, 3, 2], "dim": 5, "loss": "mse", "steps": 20, "log_every": 10})
+    task = suite.TASK_KINDS.get("ufm")(spec)
+    lines = []
+    run = RunSettings("r", TrajectoryStore(tmp_path / "_trajectories", tmp_path, progress=False), log=lines.append)
+    first = run_member(task, tmp_path / "u", run)
+    again = run_member(task, tmp_path / "u", run)
+    assert (first.outcome, again.outcome) == ("done", "skipped") and again.meta == first.meta
+    assert type(again.meta).__name__ == "UFMMeta" and again.meta.config.class_counts == [4, 3, 2]
+    path = tmp_path / "u" / "config.json"
+    cfg = json.loads(path.read_text())
+    del cfg["meta"]["last_step"]
+    path.write_text(json.dumps(cfg))
+    lines.clear()
+    third = run_member(task, tmp_path / "u", run)
+    assert third.outcome == "done" and third.meta == first.meta
+    [why] = [line for line in lines if "measuring again" in line]
+    assert "'meta' has keys" in why and "last_step" in why and str(path) in why

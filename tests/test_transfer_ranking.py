@@ -126,6 +126,7 @@ def test_the_figure_of_a_seed_group_shows_every_zoo(tmp_path):
     format: one τ per seed is a Series, not a number)."""
     from ncbench.plots.transfer_ranking import _title, plot
     from ncbench.tasks.base import TaskOutput
+    from ncbench.tasks.transfer_ranking import TransferRankingMeta
 
     taus = {0: 0.5, 1: 0.2, 2: 0.8}
     rows = [{"split": "summary", "metric": f"{k}_tau_{est}", "value": t + (k == "weighted") * 0.1,
@@ -134,7 +135,8 @@ def test_the_figure_of_a_seed_group_shows_every_zoo(tmp_path):
     scores = pd.DataFrame([{"variant": "", "seed": s, "model": f"m{i}", "estimator": est,
                             "value": float(i + s), "score": float(i), "probe_acc": 0.8 + 0.01 * i}
                            for s in taus for est in ("ncti", "nc1") for i in range(4)])
-    out = TaskOutput(rows, {"scores": scores}, {"ground_truth": "probe_acc", "target": "t"})
+    meta = TransferRankingMeta("t", "probe_acc", [], [f"m{i}" for i in range(4)], [])
+    out = TaskOutput(rows, {"scores": scores}, meta)
     spec = TaskSpec.from_dict({"name": "ranking_group", "kind": "transfer_ranking", "version": 1,
                                "dataset": "mnist5k", "model": "test_resnet"})
     (path,) = plot(out, spec, tmp_path)

@@ -13,13 +13,13 @@ from ncbench.plots.figures import save_figure, seed_band, subplots, sweep_frame
 def plot(out, spec, out_dir: Path) -> list[Path]:
     rows = pd.DataFrame(out.rows)
     d = sweep_frame(rows[rows.split.isin(["target", "source_train"])], {"source_classes": int},
-                    defaults={"source_classes": out.meta.get("source_classes")})
+                    defaults={"source_classes": out.meta.source_classes})
     if d.empty:   # a pretrained backbone: nothing trained on S classes
         return []
     seeds = d.seed.nunique()
-    shots = out.meta.get("shots") or sorted({int(m.split("_")[2][:-4]) for m in d.metric
+    shots = out.meta.shots or sorted({int(m.split("_")[2][:-4]) for m in d.metric
                                              if m.startswith("ncc_acc_") and m.endswith("shot")})
-    n_way = out.meta.get("n_way") or spec.options.get("n_way", 5)
+    n_way = out.meta.n_way
     x = sorted(set(d.source_classes))
     fig, axes = subplots(1, 2, figsize=(12, 4.6))
     ax = axes[0]

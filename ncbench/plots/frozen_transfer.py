@@ -102,7 +102,7 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
         text = f"{r.mean:.3f}" if math.isfinite(r.mean) else "NaN: " + (r.reason[:70] + "…" if len(r.reason) > 70 else r.reason)
         ax.text(0.01 if not math.isfinite(r.mean) else min(r.mean + r.error, 1.0) + 0.01, i, text, va="center",
                 fontsize=7)
-    classes = out.meta.get("num_classes") if isinstance(out.meta, dict) else None
+    classes = out.meta.num_classes
     if classes:
         ax.axvline(1 / classes, color="grey", ls=":", label=f"chance over {classes} classes")
         ax.legend(fontsize=7, loc="lower right")

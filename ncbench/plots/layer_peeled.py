@@ -13,7 +13,7 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
         return []
     if "seed" in curve:
         curve = curve[curve.seed == curve.seed.min()]
-    K = out.meta.get("num_classes") or spec.options.get("K", 10)
+    K = out.meta.num_classes
     return [plot_minority_collapse(curve, K, Path(out_dir) / "minority_collapse.png")]
 
 

@@ -23,7 +23,7 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
                      defaults={"ratio": spec.options.get("ratio"), "classifier": spec.options.get("classifier")})
     if df.empty:
         return []
-    K = out.meta.get("num_classes")
+    K = out.meta.num_classes
     fig, axes = subplots(1, 3, figsize=(14, 4.3))
     ratios = sorted(set(df.ratio))
     for ax, (metric, title) in zip(axes, PANELS):

@@ -19,7 +19,7 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
     rows = pd.DataFrame(out.rows)
     scores = out.tables["scores"]
     summ = rows[rows.split == "summary"]
-    gt = out.meta["ground_truth"]
+    gt = out.meta.ground_truth
     ests = list(dict.fromkeys(scores.estimator))
     seeds = sorted(scores.seed.unique()) if "seed" in scores else [None]
     cols = min(3, len(ests))
@@ -45,7 +45,7 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
         ax.set_visible(False)
     zoo = len(scores.model.unique())
     what = f"{zoo} models" + (f", {len(seeds)} seeds" if len(seeds) > 1 else "")
-    return [save_figure(fig, out_dir / "ranking.png", f"{spec.name}: {what} on {out.meta['target']}")]
+    return [save_figure(fig, out_dir / "ranking.png", f"{spec.name}: {what} on {out.meta.target}")]
 
 
 def _title(summ: pd.DataFrame, est: str, n_seeds: int) -> str:

@@ -12,7 +12,7 @@ from ncbench.plots.figures import log_axis_plot, save_figure, subplots
 def plot(out, spec, out_dir: Path) -> list[Path]:
     rows = pd.DataFrame(out.rows)
     tr = rows[rows.split == "train"].pivot_table(index="epoch", columns="metric", values="value", dropna=False)
-    c = out.meta.get("config", {})
+    c = out.meta.config       # the kind's UFMSetup
 
     def cols(*names):
         return {n: tr[n] for n in names if n in tr}
@@ -22,7 +22,7 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
         (cols("equinorm_h", "equinorm_w", "equiangular_h", "equiangular_w"), "NC2: convergence to a simplex ETF"),
         (cols("nc3", "etf_error_h", "etf_error_w"), "NC3: self-duality"),
         (cols("loss", "grad_norm", "snc1", "snc2", "snc3"),
-         "loss, gradient norm, strong collapse (Mixon et al.)" if c.get("loss") == "mse" else "loss and gradient norm"),
+         "loss, gradient norm, strong collapse (Mixon et al.)" if c.loss == "mse" else "loss and gradient norm"),
     ]
     fig, axes = subplots(2, 2, figsize=(10, 7))
     positive = tr.index[tr.index > 0]
@@ -31,7 +31,6 @@ def plot(out, spec, out_dir: Path) -> list[Path]:
         ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
         ax.set_xlim(0, max(float(tr.index.max()), 1.0) * 1.2)
         ax.set_xlabel("gradient-descent step")
-    title = (f"{spec.name}: UFM, {str(c.get('loss', '')).upper()}, K={c.get('num_classes')}, "
-             f"N={sum(c.get('class_counts', []))}, d={c.get('dim')}, λ_W={c.get('lambda_w', 0):g}, "
-             f"λ_H={c.get('lambda_h', 0):g}, init {c.get('init_scale', 0):g}")
+    title = (f"{spec.name}: UFM, {c.loss.upper()}, K={c.num_classes}, N={sum(c.class_counts)}, d={c.dim}, "
+             f"λ_W={c.lambda_w:g}, λ_H={c.lambda_h:g}, init {c.init_scale:g}")
     return [save_figure(fig, out_dir / "collapse.png", title)]

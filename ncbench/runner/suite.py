@@ -41,7 +41,7 @@ from ncbench.run_files import (
 )
 from ncbench.specs.groups import comparisons_of, group_hash, is_group, member_label, members
 from ncbench.tasks import TASK_KINDS
-from ncbench.tasks.base import Task, TaskOutput, TaskSpec
+from ncbench.tasks.base import NoMeta, Task, TaskMeta, TaskOutput, TaskSpec
 from ncbench.tasks.context import TaskContext, TrajectoryStore
 from ncbench.training.distributed import is_main
 from ncbench.training.run_status import RunStatus, worst
@@ -56,7 +56,7 @@ class TaskRun:
     error: str = ""
     result_status: str = "ok"  # ok | diverged | failed: the `status` its rows carry (did the runs it read do
     result_reason: str = ""    # what their recipe meant); `status_reason` of its rows
-    meta: dict = field(default_factory=dict)       # the kind's TaskOutput.meta (done or skipped: config.json's)
+    meta: TaskMeta = field(default_factory=NoMeta)  # the kind's TaskOutput.meta (done or skipped: config.json's)
     tables: tuple[str, ...] = ()                   # the extra tables it wrote (names, results.csv aside)
 
     @property
@@ -263,12 +263,17 @@ def _measure(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) ->
     label = _label(spec, task_dir)
     root, main, log = run.store.root, run.main, run.log
     if not run.force and is_done(spec, task_dir, log if main else None, root):
-        log(f"[{label}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
         cfg = read_json(task_dir / "config.json", root)
-        _say_other_threads(cfg, label, log)
-        return TaskRun(spec, "skipped", task_dir, result_status=cfg.get("status", "ok"),
-                       result_reason=cfg.get("status_reason", ""), meta=cfg.get("meta", {}),
-                       tables=_table_names(cfg.get("files", {})))
+        try:
+            meta = task.META.from_dict(cfg.get("meta", {}), str(task_dir / "config.json"))
+        except ValueError as e:
+            log(f"[{label}] measuring again: {e}")
+        else:
+            log(f"[{label}] already done (config {spec.config_hash()}): {task_dir / 'results.csv'}")
+            _say_other_threads(cfg, label, log)
+            return TaskRun(spec, "skipped", task_dir, result_status=cfg.get("status", "ok"),
+                           result_reason=cfg.get("status_reason", ""), meta=meta,
+                           tables=_table_names(cfg.get("files", {})))
     log(f"[{label}] running {spec.kind} v{spec.version} on {spec.dataset} with {spec.model} ({spec.device})")
     t0 = time.perf_counter()
     prov = provenance(spec.device)
@@ -292,11 +297,11 @@ def _measure(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) ->
         return run
     if not main:
         return TaskRun(spec, "done", task_dir, time.perf_counter() - t0)
-    status = worst([*(r.status for r in ctx.reads), RunStatus(out.meta.get("status", "ok"), out.meta.get("status_reason", ""))])
+    status = worst([*(r.status for r in ctx.reads), out.status])
     if not status.ok:
         log(f"[{label}] flagged {status.status}: {status.reason} (its rows carry status={status.status}; "
             f"leaderboards do not rank it)")
-    context = _context(spec, run.run_id, prov, out.meta.get("precision", "fp32"), status)
+    context = _context(spec, run.run_id, prov, out.precision, status)
     rows = [{**r, "variant": join_variants(spec.variant, r.get("variant") or "")} for r in out.rows]
     remove(task_dir / "config.json", root)   # the folder is "done" again only once all is written
     written = []
@@ -305,11 +310,11 @@ def _measure(task: Task, task_dir: Path, run: RunSettings, plot: bool = True) ->
         written.append(write_table_csv(task_dir / f"{name}.csv", df, root).name)
     written.insert(0, write_long_csv(task_dir / "results.csv", rows, context, root).name)
     # the figures get the rows as written (run context, seed included), as a group's figures do
-    plots = _plot(task, TaskOutput([{**context, **r} for r in rows], out.tables, out.meta), task_dir, log) if plot else []
+    plots = _plot(task, replace(out, rows=[{**context, **r} for r in rows]), task_dir, log) if plot else []
     seconds = time.perf_counter() - t0
     write_json(task_dir / "config.json", {"spec": spec.to_dict(), "config_hash": spec.config_hash(),
                                           "provenance": prov, "seconds": seconds, "plots": plots,
-                                          "meta": out.meta, "training": _unique([r.trained for r in ctx.reads]),
+                                          "meta": out.meta.to_dict(), "training": _unique([r.trained for r in ctx.reads]),
                                           "status": status.status, "status_reason": status.reason,
                                           "files": record_files(task_dir, written)}, root)
     remove(task_dir / "error.json", root)
@@ -456,7 +461,9 @@ def write_group(spec: TaskSpec, member_runs: list[TaskRun], run_id: str, status:
     for c in ("variant", "status", "status_reason"):
         written_rows[c] = ["" if pd.isna(v) else v for v in written_rows[c]]
     records = written_rows.to_dict("records")
-    return written, TaskOutput(records, tables, {"members": metas, **(metas[0] if metas else {})})
+    precision = str(written_rows.precision.iloc[0]) if len(written_rows) else "fp32"   # the members' (one kind)
+    return written, TaskOutput(records, tables, metas[0] if metas else NoMeta(), precision=precision,
+                               members=tuple(metas))
 
 
 def _unique(trained: list[dict]) -> list[dict]:

@@ -3,11 +3,24 @@ torch, so they are imported on the first lookup of `TASK_KINDS`: reading and lis
 from ncbench.tasks.base import (
     KIND_MODULES,
     TASK_KINDS,
+    NoMeta,
     Task,
+    TaskMeta,
     TaskOutput,
     TaskSpec,
     register_task,
 )
 from ncbench.tasks.context import TaskContext, TrajectoryStore
 
-__all__ = ["KIND_MODULES", "TASK_KINDS", "Task", "TaskContext", "TaskOutput", "TaskSpec", "TrajectoryStore", "register_task"]
+__all__ = [
+    "KIND_MODULES",
+    "TASK_KINDS",
+    "NoMeta",
+    "Task",
+    "TaskContext",
+    "TaskMeta",
+    "TaskOutput",
+    "TaskSpec",
+    "TrajectoryStore",
+    "register_task",
+]

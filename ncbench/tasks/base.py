@@ -6,6 +6,8 @@ value, n_samples); rows with `split="summary"` are its headline numbers (the lea
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -14,6 +16,7 @@ from ncbench.registry import Registry
 from ncbench.specs.task_spec import TaskSpec
 from ncbench.tasks.context import TaskContext
 from ncbench.tasks.options import Options, untyped
+from ncbench.training.run_status import RunStatus
 
 KIND_MODULES = ("cdnv_bound", "fewshot_transfer", "frozen_transfer", "test_collapse", "layer_peeled",
                 "minority_collapse", "ncc_depth", "train_collapse", "transfer_ranking", "ufm")
@@ -38,11 +41,64 @@ def register_task(kind: str):
     return decorator
 
 
+@dataclass(frozen=True)
+class TaskMeta:
+    """Base of a kind's typed facts about a run (`Task.META`, declared beside the kind): what its figures
+    read (e.g. `num_classes`) and what `config.json` records under "meta" (`to_dict`, field order = key
+    order). Fields are JSON values (lists, not tuples), or `TaskMeta`s, or lists of them, so that
+    `from_dict(to_dict())` gives the same facts back (a skipped task's are read from its config.json)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "config.json") -> TaskMeta:
+        """The facts recorded by `to_dict` (nested `TaskMeta`s rebuilt); other keys: ValueError, one line."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(data, dict) or sorted(data) != sorted(names):
+            got = f"keys {sorted(data)}" if isinstance(data, dict) else f"a {type(data).__name__}"
+            raise ValueError(f"{where}: 'meta' has {got} but a {cls.__name__} records keys {sorted(names)} "
+                             "(written by another ncbench version: run the task again with --force)")
+        hints = typing.get_type_hints(cls)
+        return cls(**{n: _typed(hints[n], data[n], f"{where} meta.{n}") for n in names})
+
+
+def _typed(hint, value, where: str):
+    """`value` read back as `hint` says: a `TaskMeta` (or a list of them) from its dict, the rest as is."""
+    if isinstance(hint, type) and issubclass(hint, TaskMeta):
+        return hint.from_dict(value, where)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        if isinstance(item, type) and issubclass(item, TaskMeta):
+            return [item.from_dict(v, where) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class NoMeta(TaskMeta):
+    """A kind that records no facts beyond its rows and tables (config.json's "meta": {})."""
+
+
 @dataclass
 class TaskOutput:
+    """What a kind returns to the runner: its tidy rows, extra tables, its typed facts (`meta`, the kind's
+    `Task.META`), the status of its own measurement (`worst`-ed with the runs it read) and the precision
+    its numbers were computed in (the rows' `precision` column). A group's output also carries each
+    member's facts (`members`, in member order; `meta` is the first member's)."""
+
     rows: list[dict]
     tables: dict[str, Any] = field(default_factory=dict)   # extra long CSVs: name -> DataFrame
-    meta: dict = field(default_factory=dict)
+    meta: TaskMeta = field(default_factory=NoMeta)
+    status: RunStatus = field(default_factory=RunStatus)
+    precision: str = "fp32"
+    members: tuple[TaskMeta, ...] = ()
+
+    def __post_init__(self):
+        if not isinstance(self.meta, TaskMeta):
+            raise TypeError(f"TaskOutput.meta must be the kind's TaskMeta dataclass, got {type(self.meta).__name__}")
+        recorded = getattr(self.meta, "precision", self.precision)
+        if recorded != self.precision:
+            raise ValueError(f"TaskOutput.precision is {self.precision!r} but its meta records {recorded!r}")
 
 
 class Task:
@@ -67,6 +123,9 @@ class Task:
     def known_options(cls) -> dict:
         """Every option of the kind with its default."""
         return cls.options_class().defaults()
+
+    META: ClassVar[type[TaskMeta]] = NoMeta
+    """The kind's typed facts (`TaskOutput.meta`): a frozen `TaskMeta` dataclass declared beside it."""
 
     HAS_PLOT: ClassVar[bool] = True
     """The kind draws figures (`ncbench/plots/<kind>.py`); False: it says it has none."""

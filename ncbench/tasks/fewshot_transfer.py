@@ -71,7 +71,7 @@ import torch
 from ncbench.data import load_dataset
 from ncbench.data.dataset import ImageDataset
 from ncbench.provenance.threads import torch_threads
-from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.base import TaskMeta, TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options, as_list, boolean, integer, integers, one_of
 from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 from ncbench.training.trajectory import TrajectoryConfig
@@ -144,11 +144,30 @@ class FewShotOptions(TrainedOptions):
         "probe_steps": integer(1), "batch_size": integer(1)}
 
 
+@dataclass(frozen=True)
+class FeatureCacheCounts(TaskMeta):
+    hits: int                 # target features read from the feature cache
+    misses: int               # target features computed
+
+
+@dataclass(frozen=True)
+class FewShotMeta(TaskMeta):
+    target_classes: list[int]
+    target_splits: list[str]
+    source_classes: int | None    # S of the last backbone (None: a pretrained backbone, nothing trained)
+    sampler: str
+    shots: list[int]
+    n_way: int
+    feature_cache: FeatureCacheCounts
+    chance: float             # 1 / n_way
+
+
 @register_task("fewshot_transfer")
 class FewShotTransfer(TrajectoryTask):
     """n-way k-shot NCC (and probe) accuracy on unseen classes, per number of source classes."""
 
     OPTIONS: ClassVar[type[Options]] = FewShotOptions
+    META: ClassVar[type[TaskMeta]] = FewShotMeta
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -355,10 +374,9 @@ class FewShotTransfer(TrajectoryTask):
         rows += self._baseline_rows(parts, labels, episodes)
         per_shot = pd.DataFrame([{"source_classes": S, "epoch": e, "k_shot": k, **_per_shot(p, k)}
                                  for S, e, p in points for k in self.shots])
-        meta = {"target_classes": target_classes, "target_splits": self.target_splits,
-                "source_classes": points[-1][0], "sampler": self.options["sampler"], "shots": self.shots,
-                "n_way": self.options["n_way"],
-                "feature_cache": {"hits": cache.hits, "misses": cache.misses}, "chance": 1 / self.options["n_way"]}
+        meta = FewShotMeta(list(target_classes), list(self.target_splits), points[-1][0], self.options["sampler"],
+                           list(self.shots), self.options["n_way"], FeatureCacheCounts(cache.hits, cache.misses),
+                           1 / self.options["n_way"])
         return TaskOutput(rows, tables={"per_shot": per_shot, "episodes": pd.concat(tables, ignore_index=True)},
                           meta=meta)
 

@@ -38,7 +38,7 @@ import torch
 
 from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS
 from ncbench.models.pretrained import RANDOM_INIT
-from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
+from ncbench.tasks.base import Task, TaskMeta, TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options, integer, integers, mapping, number, one_of
 
 ESTIMATORS_ON_TRAIN = ("logme", "ncti_seli", "ncti_ncc", "ncti_vc", "knn_loo_acc", "ncc_acc", "nc1", "cdnv")
@@ -96,6 +96,28 @@ class FrozenTransferOptions(Options):
         "probe_l2": number(0, closed="()"), "fewshot": mapping()}
 
 
+@dataclass(frozen=True)
+class Preprocessing(TaskMeta):
+    """timm's resolved evaluation config the images went through (`ncbench.data.preprocessing.data_config`)."""
+    input_size: list[int]
+    interpolation: str
+    mean: list[float]
+    std: list[float]
+    crop_pct: float
+    crop_mode: str
+
+
+@dataclass(frozen=True)
+class FrozenTransferMeta(TaskMeta):
+    data_config: Preprocessing
+    layers: list[str]
+    granularity: str
+    num_classes: int
+    classes: list[str]            # the target's class names
+    weights: str                  # the pretrained tag, or "random init"
+    data: dict[str, str]          # what an `hf:` source read (`dataset_info`: columns, splits); {} for the others
+
+
 @register_task("frozen_transfer")
 class FrozenTransfer(Task):
     """Collapse, NCC-depth, probe, k-NN, few-shot, LogME and NCTI scores of a frozen model on a target."""
@@ -103,6 +125,7 @@ class FrozenTransfer(Task):
     MEASURES_RANDOM_INIT: ClassVar[bool] = True     # `--random-init` is meaningful here (and required without weights)
 
     OPTIONS: ClassVar[type[Options]] = FrozenTransferOptions
+    META: ClassVar[type[TaskMeta]] = FrozenTransferMeta
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -157,9 +180,9 @@ class FrozenTransfer(Task):
         return out[0], out[1], cfg
 
     # -- measuring -------------------------------------------------------------------------
-    def measure(self) -> tuple[list[dict], dict]:
+    def measure(self) -> tuple[list[dict], FrozenTransferMeta]:
         from ncbench.data.registry import dataset_info
-        from ncbench.tasks.ncc_depth import LAYER_METRICS, depths
+        from ncbench.training.minimal_depth import depths
         from ncbench.transfer.frozen_pass import measure_frozen
 
         o = self.options
@@ -175,30 +198,29 @@ class FrozenTransfer(Task):
         rows: list[dict] = []
         eps = float(o["epsilon"])
         d = depths(st, eps)
-        for split in ("train", "test"):
-            n = st["n"][split]
-            for i in range(len(st["layers"])):
-                rows += rows_from({k: st[split][k][i] for k in LAYER_METRICS if k != "nc4"}, split=split,
-                                  layer=st["layers"][i], n_samples=n)
-            rows += rows_from(st["collapse"][split], split=split, n_samples=n)
+        for split, s in (("train", st.train), ("test", st.test)):
+            for i in range(len(st.layers)):
+                rows += rows_from({k: v for k, v in s.at(i).items() if k != "nc4"}, split=split,
+                                  layer=st.layers[i], n_samples=s.n)
+            rows += rows_from(s.collapse, split=split, n_samples=s.n)
         summary = {"probe_acc": math.nan, "knn_acc": math.nan, "knn_loo_acc": math.nan, "logme": math.nan}
         estimates, why = self.estimates(m, K)
         summary.update(estimates)
-        summary.update({"ncc_acc": st["collapse"]["train"]["ncc_acc"], "test_ncc_acc": st["collapse"]["test"]["ncc_acc"],
-                        "nc1": st["collapse"]["train"]["nc1"], "cdnv": st["collapse"]["train"]["cdnv"],
-                        "test_nc1": st["collapse"]["test"]["nc1"], "test_cdnv": st["collapse"]["test"]["cdnv"],
+        tr, te = st.train.collapse, st.test.collapse
+        summary.update({"ncc_acc": tr["ncc_acc"], "test_ncc_acc": te["ncc_acc"], "nc1": tr["nc1"], "cdnv": tr["cdnv"],
+                        "test_nc1": te["nc1"], "test_cdnv": te["cdnv"],
                         "ncc_depth": d["train"], "ncc_depth_test": d["test"], "epsilon": eps,
-                        "n_layers": float(len(st["layers"])), "feature_dim": float(st["dims"][-1]),
-                        "n_train": float(st["n"]["train"]), "n_test": float(st["n"]["test"]),
+                        "n_layers": float(len(st.layers)), "feature_dim": float(st.dims[-1]),
+                        "n_train": float(st.train.n), "n_test": float(st.test.n),
                         "n_train_kept": float(len(m.train_labels)), "n_test_kept": float(len(m.test_labels))})
-        for k, v in collapse_reasons(summary, st["n"], K, eps).items():
+        for k, v in collapse_reasons(summary, {"train": st.train.n, "test": st.test.n}, K, eps).items():
             why.setdefault(k, v)
         rows += [{**r, "status_reason": nan_reason(r["metric"], why)} if math.isnan(r["value"]) else r
-                 for r in rows_from(summary, split="summary", n_samples=st["n"]["train"])]
-        meta = {"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-                "layers": st["layers"], "granularity": st["granularity"], "num_classes": K,
-                "classes": list(train.classes), "weights": str(model.pretrained or "random init"),
-                "data": dataset_info(self.spec.dataset, self.spec.download)}
+                 for r in rows_from(summary, split="summary", n_samples=st.train.n)]
+        meta = FrozenTransferMeta(Preprocessing(**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}),
+                                  list(st.layers), st.granularity, K, list(train.classes),
+                                  str(model.pretrained or "random init"),
+                                  dataset_info(self.spec.dataset, self.spec.download))
         return rows, meta
 
     def estimates(self, m, K: int) -> tuple[dict[str, float], dict[str, str]]:

@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from ncbench.provenance.threads import torch_threads
-from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
+from ncbench.tasks.base import Task, TaskMeta, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.tasks.options import Options, coerce, coerced
 from ncbench.theory import (
     LPMConfig,
@@ -62,10 +62,19 @@ class LayerPeeledOptions(Options):
                               "dim": coerced(int, optional=True), "E_H": coerced(float), "E_W": coerced(float)}
 
 
+@dataclass(frozen=True)
+class LayerPeeledMeta(TaskMeta):
+    precision: str
+    num_classes: int              # K
+    num_majority: int             # K_A
+    vanished_points: int          # points of the curve where the minority cosine is undefined (NaN)
+
+
 @register_task("layer_peeled")
 class LayerPeeledTask(Task):
     MODEL_FREE = ("layer_peeled", "none")
     OPTIONS: ClassVar[type[Options]] = LayerPeeledOptions
+    META: ClassVar[type[TaskMeta]] = LayerPeeledMeta
 
     def __init__(self, spec: TaskSpec):
         super().__init__(spec)
@@ -126,6 +135,5 @@ class LayerPeeledTask(Task):
                    "collapse_ratio": threshold_ratio(curve, level=COLLAPSED)[e],
                    "max_kkt_residual": float(curve["kkt_residual"].max())}
         rows += rows_from(summary, split="summary")
-        return TaskOutput(rows, tables={"curve": curve},
-                          meta={"precision": "fp64", "num_classes": o["K"], "num_majority": o["K_A"],
-                                "vanished_points": int(curve["minority_cosine"].isna().sum())})
+        meta = LayerPeeledMeta("fp64", o["K"], o["K_A"], int(curve["minority_cosine"].isna().sum()))
+        return TaskOutput(rows, tables={"curve": curve}, meta=meta, precision=meta.precision)

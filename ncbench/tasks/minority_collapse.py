@@ -42,7 +42,7 @@ import torch
 
 from ncbench.data.imbalance import GROUPS, PROFILES, imbalance_key
 from ncbench.metrics.minority import ClassGroupStats, group_accuracies, minority_cosine
-from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.base import TaskMeta, TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options, integer, number, one_of
 from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 from ncbench.training import distributed as dist
@@ -127,9 +127,31 @@ class MinorityCollapseOptions(TrainedOptions):
                               "n": integer(1, optional=True)}
 
 
+@dataclass(frozen=True)
+class MinorityRun(TaskMeta):
+    """The run a `minority_collapse` task measured (`runs.csv` without its class counts)."""
+    ratio: float
+    classifier: str
+    head: str
+    loss: str
+    profile: str
+    n_train: int
+    trajectory: str           # the training run's cache key
+
+
+@dataclass(frozen=True)
+class MinorityCollapseMeta(TaskMeta):
+    global_mean: str          # how μ_G is taken (GLOBAL_MEAN)
+    num_classes: int
+    etf_cosine: float         # −1/(K − 1), the simplex ETF's
+    precision: str
+    runs: list[MinorityRun]
+
+
 @register_task("minority_collapse")
 class MinorityCollapse(TrajectoryTask):
     OPTIONS: ClassVar[type[Options]] = MinorityCollapseOptions
+    META: ClassVar[type[TaskMeta]] = MinorityCollapseMeta
 
     # -- the runs ---------------------------------------------------------------------------------
     @property
@@ -198,7 +220,6 @@ class MinorityCollapse(TrajectoryTask):
         run = {"ratio": ratio, "classifier": variant, "head": cfg.head, "loss": cfg.recipe.loss,
                "profile": self.options["profile"], "n_train": sum(counts), "class_counts": " ".join(map(str, counts)),
                "trajectory": cfg.key()}
-        meta = {"global_mean": GLOBAL_MEAN, "num_classes": K, "etf_cosine": -1.0 / (K - 1),
-                "precision": self.trajectory_config().recipe.precision,
-                "runs": [{k: v for k, v in run.items() if k != "class_counts"}]}
-        return TaskOutput(rows, tables={"runs": pd.DataFrame([run])}, meta=meta)
+        meta = MinorityCollapseMeta(GLOBAL_MEAN, K, -1.0 / (K - 1), self.trajectory_config().recipe.precision,
+                                    [MinorityRun(**{k: v for k, v in run.items() if k != "class_counts"})])
+        return TaskOutput(rows, tables={"runs": pd.DataFrame([run])}, meta=meta, precision=meta.precision)

@@ -37,36 +37,11 @@ import pandas as pd
 
 from ncbench.data.imbalance import PROFILES, imbalance_key
 from ncbench.models.layers import GRANULARITIES, TOKEN_POOLS
-from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.base import TaskMeta, TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options, integer, number, one_of
 from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
-from ncbench.training.layer_statistics import LAYER_METRICS, layer_statistics
-
-
-def minimal_depth(errors, epsilon: float) -> float:
-    """Smallest layer index whose NCC error is ≤ ε (NaN errors never qualify); NaN when none does."""
-    for i, e in enumerate(errors):
-        if e is not None and not math.isnan(e) and e <= epsilon:
-            return float(i)
-    return math.nan
-
-
-def depths(stats: dict, epsilon: float) -> dict[str, float]:
-    """Minimal NCC-depth on train and test errors, and the test NCC accuracy at the train depth."""
-    train_err = [1.0 - a for a in stats["train"]["ncc_acc"]]
-    d = minimal_depth(train_err, epsilon)
-    out = {"train": d}
-    if "test" in stats:
-        out["test"] = minimal_depth([1.0 - a for a in stats["test"]["ncc_acc"]], epsilon)
-        out["test_ncc_acc_at_depth"] = math.nan if math.isnan(d) else stats["test"]["ncc_acc"][int(d)]
-        acc = stats["test"]["ncc_acc"]
-        out["test_matched"] = minimal_depth([acc[-1] * (1.0 - epsilon) - a for a in acc], 0.0)
-    return out
-
-
-def relative_depth(depth: float, n_layers: int) -> float:
-    """`depth / (L − 1)`: 0 at the first layer, 1 at the last (NaN stays NaN; one layer: 0)."""
-    return depth if math.isnan(depth) else (depth / (n_layers - 1) if n_layers > 1 else 0.0)
+from ncbench.training.layer_statistics import LayerStatistics, layer_statistics
+from ncbench.training.minimal_depth import depths, relative_depth
 
 
 @dataclass(frozen=True)
@@ -88,11 +63,22 @@ class NCCDepthOptions(TrainedOptions):
         "n_majority": integer(1, optional=True), "n": integer(1, optional=True)}
 
 
+@dataclass(frozen=True)
+class NCCDepthMeta(TaskMeta):
+    epsilon: float
+    granularity: str              # the layers measured (`requested_granularity` resolved for the model)
+    requested_granularity: str
+    token_pool: str
+    source: str                   # trajectory | pretrained
+    layers: list[str]             # the layers' names, first to last
+
+
 @register_task("ncc_depth")
 class NCCDepth(TrajectoryTask):
     """Per-layer NCC accuracy, NC4, CDNV, NC1 and the minimal NCC-depth, per evaluated epoch."""
 
     OPTIONS: ClassVar[type[Options]] = NCCDepthOptions
+    META: ClassVar[type[TaskMeta]] = NCCDepthMeta
 
     @property
     def probe_name(self) -> str:
@@ -111,13 +97,13 @@ class NCCDepth(TrajectoryTask):
             return {}
         o = self.options
 
-        def probe(model, train, test, epoch):
+        def probe(model, train, test, epoch):   # a trajectory record stores plain data
             return layer_statistics(model, train, test, granularity=o["granularity"], token_pool=o["token_pool"],
-                                    batch_size=o["batch_size"])
+                                    batch_size=o["batch_size"]).to_plain()
         return {self.probe_name: probe}
 
     # -- measuring ---------------------------------------------------------------------------
-    def _pretrained(self) -> list[tuple[int, dict]]:
+    def _pretrained(self) -> list[tuple[int, LayerStatistics]]:
         from ncbench.models.backbone import build_backbone
         from ncbench.training.trajectory import load_splits
 
@@ -129,9 +115,10 @@ class NCCDepth(TrajectoryTask):
         return [(0, layer_statistics(model, train, test, granularity=o["granularity"], token_pool=o["token_pool"],
                                      batch_size=o["batch_size"], with_prediction=False))]
 
-    def _from_trajectory(self, ctx) -> list[tuple[int, dict]]:
+    def _from_trajectory(self, ctx) -> list[tuple[int, LayerStatistics]]:
         rec, traj = self.read(ctx)
-        per_epoch = [(e.epoch, e.probes[self.probe_name]) for e in rec.epochs if self.probe_name in e.probes]
+        per_epoch = [(e.epoch, LayerStatistics.from_plain(e.probes[self.probe_name])) for e in rec.epochs
+                     if self.probe_name in e.probes]
         if per_epoch and per_epoch[-1][0] == rec.final().epoch:
             return per_epoch
         warnings.warn(f"{self.spec.name}: the cached training run has no per-layer probe; measuring the final "
@@ -148,31 +135,29 @@ class NCCDepth(TrajectoryTask):
         rows = []
         for epoch, st in measured:
             d = depths(st, eps)
-            for split in ("train", "test"):
-                if split not in st:
+            for split, s in (("train", st.train), ("test", st.test)):
+                if s is None:
                     continue
-                n = st["n"][split]
-                for i in range(len(st["layers"])):
-                    rows += rows_from({m: st[split][m][i] for m in LAYER_METRICS}, split=split, epoch=epoch,
-                                      layer=i, n_samples=n)
-                rows += rows_from({"ncc_depth": d[split]}, split=split, epoch=epoch, n_samples=n)
+                for i in range(len(st.layers)):
+                    rows += rows_from(s.at(i), split=split, epoch=epoch, layer=i, n_samples=s.n)
+                rows += rows_from({"ncc_depth": d[split]}, split=split, epoch=epoch, n_samples=s.n)
         epoch, st = measured[-1]
         d = depths(st, eps)
         summary = {"ncc_depth": d["train"], "ncc_depth_test": d.get("test", math.nan),
                    "test_ncc_acc_at_depth": d.get("test_ncc_acc_at_depth", math.nan),
-                   "epsilon": eps, "n_layers": float(len(st["layers"])),
-                   "last_layer_train_ncc_acc": st["train"]["ncc_acc"][-1]}
-        if "test" in st:
-            summary["last_layer_test_ncc_acc"] = st["test"]["ncc_acc"][-1]
+                   "epsilon": eps, "n_layers": float(len(st.layers)),
+                   "last_layer_train_ncc_acc": st.train.metrics["ncc_acc"][-1]}
+        if st.test is not None:
+            summary["last_layer_test_ncc_acc"] = st.test.metrics["ncc_acc"][-1]
             summary["ncc_depth_test_matched"] = d["test_matched"]
-            summary["ncc_depth_test_matched_relative"] = relative_depth(d["test_matched"], len(st["layers"]))
-        summary["ncc_depth_relative"] = relative_depth(d["train"], len(st["layers"]))
-        rows += rows_from(summary, split="summary", epoch=epoch, n_samples=st["n"]["train"])
+            summary["ncc_depth_test_matched_relative"] = relative_depth(d["test_matched"], len(st.layers))
+        summary["ncc_depth_relative"] = relative_depth(d["train"], len(st.layers))
+        rows += rows_from(summary, split="summary", epoch=epoch, n_samples=st.train.n)
         rows += self.baseline_rows()
-        layers = pd.DataFrame({"index": range(len(st["layers"])), "name": st["layers"], "kind": st["kinds"],
-                               "dim": st["dims"], "granularity": st["granularity"], "token_pool": st["token_pool"],
+        layers = pd.DataFrame({"index": range(len(st.layers)), "name": st.layers, "kind": st.kinds,
+                               "dim": st.dims, "granularity": st.granularity, "token_pool": st.token_pool,
                                "epsilon": eps})
-        meta = {"epsilon": eps, "granularity": st["granularity"], "requested_granularity": self.options["granularity"],
-                "token_pool": st["token_pool"], "source": self.options["source"], "layers": st["layers"]}
+        meta = NCCDepthMeta(eps, st.granularity, self.options["granularity"], st.token_pool, self.options["source"],
+                            list(st.layers))
         return TaskOutput(rows, tables={"layers": layers}, meta=meta)
 

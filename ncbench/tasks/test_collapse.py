@@ -8,11 +8,12 @@ for `nc1` this is expected but not guaranteed, so the task reports how often it 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.base import TaskMeta, TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options
 from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 
@@ -24,9 +25,16 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+@dataclass(frozen=True)
+class TestCollapseMeta(TaskMeta):
+    __test__ = False  # facts of a kind, not a pytest class
+    terminal_phase_epoch: int | None     # first epoch of the sustained terminal phase (None: never reached)
+
+
 @register_task("test_collapse")
 class TestCollapse(TrajectoryTask):
     __test__ = False  # a task kind, not a pytest class
+    META: ClassVar[type[TaskMeta]] = TestCollapseMeta
     OPTIONS: ClassVar[type[Options]] = TrainedOptions   # the family's options, none of its own
 
     def run(self, ctx) -> TaskOutput:
@@ -58,4 +66,4 @@ class TestCollapse(TrajectoryTask):
             summary[f"{mode}_le_strong_{m}_fraction"] = float(np.mean(seq))
         rows += rows_from(summary, split="summary", epoch=f.epoch, n_samples=f.test.n)
         rows += self.baseline_rows()
-        return TaskOutput(rows, meta={"terminal_phase_epoch": rec.terminal_phase_epoch})
+        return TaskOutput(rows, meta=TestCollapseMeta(rec.terminal_phase_epoch))

@@ -6,20 +6,28 @@ training) and how far `nc1` falls after it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from ncbench.metrics import SPEC_METRICS
-from ncbench.tasks.base import TaskOutput, register_task, rows_from
+from ncbench.tasks.base import TaskMeta, TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options
 from ncbench.tasks.trajectory_task import TrainedOptions, TrajectoryTask
 from ncbench.training.trainer import global_batches
 
 
+@dataclass(frozen=True)
+class TrainCollapseMeta(TaskMeta):
+    class_counts: list[int]     # train images per class of the run
+    precision: str              # the recipe's
+
+
 @register_task("train_collapse")
 class TrainCollapse(TrajectoryTask):
     OPTIONS: ClassVar[type[Options]] = TrainedOptions   # the family's options, none of its own
+    META: ClassVar[type[TaskMeta]] = TrainCollapseMeta
 
     def _decay_budget(self, n_train: int, tpe: int | None) -> float:
         """`Recipe.decay_budget` of the optimizer steps after epoch `tpe` (the terminal phase's start),
@@ -56,4 +64,5 @@ class TrainCollapse(TrajectoryTask):
                        first_perfect_train_epoch=float(rec.first_perfect_train_epoch or math.nan))
         rows += rows_from(summary, split="summary", epoch=final.epoch, n_samples=final.train.n)
         rows += self.baseline_rows()
-        return TaskOutput(rows, meta={"class_counts": rec.class_counts, "precision": rec.config["recipe"]["precision"]})
+        meta = TrainCollapseMeta(list(rec.class_counts), rec.config["recipe"]["precision"])
+        return TaskOutput(rows, meta=meta, precision=meta.precision)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ncbench.core import identity
 from ncbench.run_files import open_text
-from ncbench.tasks.base import Task, TaskOutput, register_task, rows_from
+from ncbench.tasks.base import Task, TaskMeta, TaskOutput, register_task, rows_from
 from ncbench.tasks.options import Options, integer, mapping, one_of
 from ncbench.transfer.rank_correlation import LOWER_IS_BETTER
 
@@ -65,11 +65,21 @@ class TransferRankingOptions(Options):
                               "slurm": mapping()}
 
 
+@dataclass(frozen=True)
+class TransferRankingMeta(TaskMeta):
+    target: str
+    ground_truth: str         # the measured transfer the estimators are ranked against
+    failed: list[str]         # "label: why" of each zoo model that did not run
+    models: list[str]         # the ranked models
+    jobs: list[str]           # their frozen-transfer run ids
+
+
 @register_task("transfer_ranking")
 class TransferRanking(Task):
     """Kendall τ and weighted τ of transferability estimators against measured transfer, over a zoo."""
 
     OPTIONS: ClassVar[type[Options]] = TransferRankingOptions
+    META: ClassVar[type[TaskMeta]] = TransferRankingMeta
 
     def __init__(self, spec):
         super().__init__(spec)
@@ -203,7 +213,7 @@ class TransferRanking(Task):
         summary["best_ground_truth"] = truth[best]
         rows += rows_from(summary, split="summary", n_samples=len(records))
         models = pd.DataFrame(records)
-        meta = {"target": o["target"], "ground_truth": o["ground_truth"], "failed": failed,
-                "models": [r["model"] for r in records], "jobs": [j.run_id for _, j in labelled]}
+        meta = TransferRankingMeta(o["target"], o["ground_truth"], failed, [r["model"] for r in records],
+                                   [j.run_id for _, j in labelled])
         return TaskOutput(rows, tables={"models": models, "scores": pd.DataFrame(scores)}, meta=meta)
 

@@ -19,11 +19,11 @@ No data set or backbone is involved: results record dataset "ufm" and model "non
 from __future__ import annotations
 
 import math
-from dataclasses import fields, make_dataclass
+from dataclasses import dataclass, fields, make_dataclass
 from typing import Any, ClassVar
 
 from ncbench.provenance.threads import torch_threads
-from ncbench.tasks.base import Task, TaskOutput, TaskSpec, register_task, rows_from
+from ncbench.tasks.base import Task, TaskMeta, TaskOutput, TaskSpec, register_task, rows_from
 from ncbench.tasks.options import Options, coerce, coerced
 from ncbench.theory import UFMConfig, run_ufm
 
@@ -51,10 +51,32 @@ UFMOptions = make_dataclass(
                           "log_every": coerced(int, low=1)}})
 
 
+@dataclass(frozen=True)
+class UFMSetup(TaskMeta):
+    """The UFM problem that was solved (`UFMConfig`'s facts the figures title with)."""
+    loss: str
+    num_classes: int
+    class_counts: list[int]
+    dim: int
+    lambda_w: float
+    lambda_h: float
+    init_scale: float
+
+
+@dataclass(frozen=True)
+class UFMMeta(TaskMeta):
+    class_counts: list[int]
+    precision: str
+    last_step: int               # the last logged optimisation step
+    config: UFMSetup
+    diverged: bool               # the objective became non-finite
+
+
 @register_task("ufm")
 class UFMTask(Task):
     MODEL_FREE = ("ufm", "none")
     OPTIONS: ClassVar[type[Options]] = UFMOptions
+    META: ClassVar[type[TaskMeta]] = UFMMeta
 
     def __init__(self, spec: TaskSpec):
         super().__init__(spec)
@@ -86,8 +108,8 @@ class UFMTask(Task):
         last = run.rows[-1]
         rows += rows_from({k: v for k, v in last.items() if k != "step"}, split="summary", epoch=int(last["step"]),
                           n_samples=N)
-        config = {"loss": cfg.loss, "num_classes": cfg.num_classes, "class_counts": list(cfg.class_counts),
-                  "dim": cfg.dim, "lambda_w": cfg.lambda_w, "lambda_h": cfg.lambda_h, "init_scale": cfg.init_scale}
-        return TaskOutput(rows, meta={"class_counts": list(cfg.class_counts), "precision": "fp64",
-                                      "last_step": int(last["step"]), "config": config,
-                                      "diverged": not math.isfinite(last["objective"])})
+        config = UFMSetup(cfg.loss, cfg.num_classes, list(cfg.class_counts), cfg.dim, cfg.lambda_w, cfg.lambda_h,
+                          cfg.init_scale)
+        meta = UFMMeta(list(cfg.class_counts), "fp64", int(last["step"]), config,
+                       not math.isfinite(last["objective"]))
+        return TaskOutput(rows, meta=meta, precision=meta.precision)

@@ -7,6 +7,8 @@ pass (`ncbench.transfer.frozen_pass`), so it lives in the training layer that ow
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 
 from ncbench.data.dataset import ImageDataset
@@ -16,18 +18,51 @@ from ncbench.training import distributed as dist
 from ncbench.training.feature_pass import Replay, feature_pass, shard_rows
 
 LAYER_METRICS = ("ncc_acc", "nc4", "cdnv", "nc1")
+"""The statistics measured at every layer (`SplitLayers.metrics`' keys, in this order)."""
+
+
+@dataclass(frozen=True)
+class SplitLayers:
+    """One split's statistics: `metrics[m][i]` for each of `LAYER_METRICS` at layer i, every SPEC §2
+    metric of the last layer (`collapse`, around the split's own means) and the split's image count."""
+    metrics: dict[str, list[float]]
+    collapse: dict[str, float]
+    n: int
+
+    def at(self, i: int) -> dict[str, float]:
+        """`LAYER_METRICS` at layer `i`."""
+        return {m: self.metrics[m][i] for m in LAYER_METRICS}
+
+
+@dataclass(frozen=True)
+class LayerStatistics:
+    """What `layer_statistics` measured: the layers (names, kinds, pooled dims, how they were chosen and
+    pooled) and per split their statistics (`test` None when no test split was given). Plain data,
+    picklable; `to_plain`/`from_plain` give the nested-dict form a trajectory record stores."""
+    layers: list[str]
+    kinds: list[str]
+    dims: list[int]
+    granularity: str
+    token_pool: str
+    train: SplitLayers
+    test: SplitLayers | None = None
+
+    def to_plain(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_plain(cls, plain: dict) -> LayerStatistics:
+        splits = {s: None if plain.get(s) is None else SplitLayers(**plain[s]) for s in ("train", "test")}
+        return cls(**{**plain, **splits})
 
 
 @torch.no_grad()
 def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, granularity: str = "blocks",
                      token_pool: str = "auto", batch_size: int = 512, with_prediction: bool = True,
-                     device=None, on_batch=None) -> dict:
-    """Per-layer collapse statistics of `model` (a `Backbone`) on `train` (and `test`).
-
-    Returns `{"layers": [names], "kinds": [...], "dims": [...], "granularity", "token_pool",
-    "train": {metric: [one value per layer]}, "test": {...}}` (plain Python, picklable).
+                     device=None, on_batch=None) -> LayerStatistics:
+    """Per-layer collapse statistics of `model` (a `Backbone`) on `train` (and `test`): `LAYER_METRICS`
+    per layer and split, every SPEC §2 metric of the last layer (`pre_logits`) on each split (own means).
     `with_prediction=False` leaves `nc4` NaN (no trained classifier to compare with).
-    `"collapse"`: every SPEC §2 metric of the last layer (`pre_logits`) on each split (own means).
     `on_batch(split, pooled, y)` sees each batch of the first pass of each split (e.g. to keep the
     penultimate features): one forward serves every layer and the caller.
     """
@@ -62,15 +97,12 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
                 for c, p in zip(second, pooled):
                     c.update(p, y, z)
             del cache
-            out = {"layers": taps.names, "kinds": [layer.kind for layer in taps.layers],
-                   "dims": [int(s.dim) for s in stats], "granularity": taps.granularity,
-                   "token_pool": taps.token_pool}
             if dist.is_distributed():
                 for c in second:
                     c.all_reduce()
-            out["train"] = _collect(stats, second, second)
-            out["collapse"] = {"train": stats[-1].compute(second[-1]).metrics}
-            out["n"] = {"train": stats[0].n}
+            train_stats = SplitLayers(_collect(stats, second, second), stats[-1].compute(second[-1]).metrics,
+                                      stats[0].n)
+            test_stats = None
             if test is not None:
                 tstats = [CollapseStats(K, s.dim, device) for s in stats]
                 ncc = [s.second_pass() for s in stats]       # around the train means
@@ -84,9 +116,11 @@ def layer_statistics(model, train: ImageDataset, test: ImageDataset | None, *, g
                     for s, c in zip(tstats, ncc):
                         s.all_reduce()
                         c.all_reduce()
-                out["test"] = _collect(tstats, None, ncc)
-                out["collapse"]["test"] = {**tstats[-1].compute().metrics, "ncc_acc": ncc[-1].ncc_acc()}
-                out["n"]["test"] = tstats[0].n
+                test_stats = SplitLayers(_collect(tstats, None, ncc),
+                                         {**tstats[-1].compute().metrics, "ncc_acc": ncc[-1].ncc_acc()}, tstats[0].n)
+            out = LayerStatistics(list(taps.names), [layer.kind for layer in taps.layers],
+                                  [int(s.dim) for s in stats], taps.granularity, taps.token_pool, train_stats,
+                                  test_stats)
     finally:
         model.train(was_training)
     return out

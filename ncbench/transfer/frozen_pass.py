@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ncbench.training.layer_statistics import layer_statistics
+from ncbench.training.layer_statistics import LayerStatistics, layer_statistics
 
 
 def kept_indices(targets: torch.Tensor, per_class: int | None, seed: int = 0) -> torch.Tensor:
@@ -55,7 +55,7 @@ class FeatureKeeper:
 
 @dataclass
 class FrozenMeasurement:
-    layers: dict                      # layer_statistics(...) output
+    layers: LayerStatistics
     train_features: torch.Tensor      # kept pre-logits features (n_keep, d), float32, CPU
     train_labels: torch.Tensor
     test_features: torch.Tensor

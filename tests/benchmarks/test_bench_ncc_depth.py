@@ -52,7 +52,7 @@ def _assert_same_numbers(model, train, test, st) -> None:
     W, b = model.classifier()
     ref = collapse_reference(H, y, K, W.double().numpy(),
                              None if b is None else b.double().numpy(), logits=Z)
-    got = st["collapse"]["train"]
+    got = st.train.collapse
     for k in ("nc1", "cdnv", "nc1_quotient"):
         assert got[k] == pytest.approx(ref[k], rel=1e-6), k
     assert abs(got["ncc_acc"] - ref["ncc_acc"]) <= ref["ncc_ties"] / len(train) + 1e-12
@@ -61,7 +61,7 @@ def _assert_same_numbers(model, train, test, st) -> None:
     means = np.stack([H[y == k].mean(0) for k in range(K)])
     d2 = ((Ht[:, None, :] - means[None]) ** 2).sum(-1)
     ncc_test = float((d2.argmin(1) == test.targets.numpy()).mean())
-    assert abs(st["collapse"]["test"]["ncc_acc"] - ncc_test) == 0
+    assert abs(st.test.collapse["ncc_acc"] - ncc_test) == 0
 
 
 def _ratio(benchmark, ratio_table, model, train, test, label: str) -> None:
@@ -76,9 +76,9 @@ def _ratio(benchmark, ratio_table, model, train, test, label: str) -> None:
                             rounds=3, iterations=1, warmup_rounds=0)
     t_task = benchmark.stats.stats.median
     _assert_same_numbers(model, train, test, st)
-    benchmark.extra_info.update(forward_s=t_fwd, task_s=t_task, ratio=t_task / t_fwd, layers=len(st["layers"]))
+    benchmark.extra_info.update(forward_s=t_fwd, task_s=t_task, ratio=t_task / t_fwd, layers=len(st.layers))
     ratio_table.add(benchmark, f"ncc_depth statistics ({label})", "plain forward passes", t_task / t_fwd, "<= 2")
-    print(f"\n[{label}] {len(st['layers'])} layers, N={len(train)}+{len(test)}: plain forward {t_fwd:.2f} s, "
+    print(f"\n[{label}] {len(st.layers)} layers, N={len(train)}+{len(test)}: plain forward {t_fwd:.2f} s, "
           f"ncc_depth statistics {t_task:.2f} s, ratio x{t_task / t_fwd:.2f} (target <= 2)")
 
 
