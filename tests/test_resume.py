@@ -21,9 +21,16 @@ EPOCHS = 3
 
 
 def short(name: str) -> Recipe:
+    """`name` over three epochs, checkpointed after each (a recipe may checkpoint less often:
+    `terminal-mnist1k` every 50 epochs; resuming is tested at every epoch)."""
     r = PROTOCOLS[name].to_dict()
-    r.update(epochs=EPOCHS, batch_size=64, eval_every=1)
+    r.update(epochs=EPOCHS, batch_size=64, eval_every=1, checkpoint_every=1)
     return Recipe(**r)
+
+
+def test_every_epoch_is_checkpointed_unless_a_recipe_says_otherwise():
+    assert Recipe().checkpoint_every == 1
+    assert {n for n, r in PROTOCOLS.items() if r.checkpoint_every != 1} == {"terminal-mnist1k"}
 
 
 def model(seed: int):
@@ -43,7 +50,6 @@ def data():
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 def test_resume_is_bit_identical_for_every_recipe_and_epoch(protocol, data, tmp_path, interrupt_after, one_thread):
     recipe = short(protocol)
-    assert recipe.checkpoint_every == 1, "every epoch is checkpointed by default"
     full = model(0)
     lrs_full = [log.lr for log in Trainer(full, recipe, seed=5, progress=False).fit(data)]
     for done in range(1, EPOCHS):
