@@ -322,7 +322,7 @@ def _leaderboard(args) -> int:
         print(term.export(tables, args.format, tally, None, wanted))
         return 0
     if tally:
-        print(term.clip(term.tally_line(tally), width))
+        print("\n".join(term.tally_lines(tally, width)))
     if not tables:
         print(f"no leaderboards yet in {lb_dir}: submit a run with `ncbench submit results/<run_id>`")
     for task, table in tables.items():

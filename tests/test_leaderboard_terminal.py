@@ -62,9 +62,26 @@ def test_every_line_fits_a_terminal_of_100_and_200_columns(boards, capsys, monke
     assert "0.7166 ± 0 " in text and "e-16" not in text and "e-17" not in text     # a zero-width interval
     with open(boards / "claims.csv", newline="", encoding="utf-8") as f:
         verdicts = Counter(r["verdict"] for r in csv.DictReader(f))
-    first = seen[100, 1][0]                                                  # the claims tally comes first
-    assert first.startswith(f"claims ({sum(verdicts.values())} in claims.csv): ")
-    assert all(f"{verdict} {n}" in first for verdict, n in verdicts.items())
+    for columns in (100, 200):                                               # the claims tally comes first,
+        lines = seen[columns, 1]                                             # wrapped, every count shown
+        tally = lines[:lines.index("")]                                     # up to the first board
+        assert lines[0].startswith(f"claims ({sum(verdicts.values())} in claims.csv): ")
+        assert all(f"{verdict} {n}" in " · ".join(tally) for verdict, n in verdicts.items()), tally
+        assert not any("…" in ln for ln in tally)
+
+
+def test_the_claims_tally_wraps_between_verdicts():
+    from ncbench.leaderboard.terminal import tally_lines
+
+    tally = {"reproduced": 44, "contradicted": 7, "weaker than claimed": 4, "inconclusive": 16, "not applicable": 10}
+    one = tally_lines(tally, 200)
+    assert one == [("claims (81 in claims.csv): reproduced 44 · contradicted 7 · weaker than claimed 4 · "
+                    "inconclusive 16 · not applicable 10")]
+    for width in (40, 60, 100):
+        lines = tally_lines(tally, width)
+        assert len(lines) > 1 and all(len(ln) <= width for ln in lines)
+        assert all(ln.startswith("  ") for ln in lines[1:])
+        assert " · ".join(ln.strip() for ln in lines).replace(": · ", ": ") == one[0]
 
 
 def test_intervals_are_rounded_to_the_values_precision():

@@ -114,9 +114,17 @@ def claims_tally(lb_dir) -> dict[str, int]:
     return {v: int(counts[v]) for v in order}
 
 
-def tally_line(tally: dict[str, int]) -> str:
-    n = sum(tally.values())
-    return f"claims ({n} in claims.csv): " + " · ".join(f"{k} {v}" for k, v in tally.items())
+def tally_lines(tally: dict[str, int], width: int) -> list[str]:
+    """The claims tally, `claims (N in claims.csv): reproduced 44 · …`, wrapped between verdicts to
+    `width` (continuation lines indented two spaces): every count shown at any terminal width."""
+    lines = [f"claims ({sum(tally.values())} in claims.csv):"]
+    for item in (f"{k} {v}" for k, v in tally.items()):
+        sep = " " if lines[-1].endswith(":") or lines[-1] == "" else " · "
+        if len(lines[-1]) + len(sep) + len(item) > width and lines[-1].strip():
+            lines.append("")
+            sep = ""
+        lines[-1] = (lines[-1] or "  ") + sep + item
+    return [clip(line, width) for line in lines]
 
 
 def _table(df: pd.DataFrame, width: int, keep: list[str], wanted: list[str] | None, wide: bool) -> list[str]:
