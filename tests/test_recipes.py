@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from scheduler_lrs import scheduler_lrs
 
 from ncbench.registry import UnknownNameError
 from ncbench.training.recipe import PROTOCOLS, RECIPES_DIR, Recipe, load_recipe_file, protocol
@@ -46,22 +47,11 @@ def test_a_recipe_file_with_a_bad_value_names_the_file(tmp_path):
         load_recipe_file(p)
 
 
-def _lrs(recipe: Recipe, steps_per_epoch: int) -> list[float]:
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
-    sched = recipe.scheduler(opt, steps_per_epoch)
-    out = []
-    for _ in range(recipe.epochs * steps_per_epoch):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
-
-
 @pytest.mark.parametrize("schedule", ["cosine", "step", "constant"])
 def test_linear_warmup_then_the_schedule_over_the_remaining_steps(schedule):
     r = Recipe(epochs=6, lr=0.5, schedule=schedule, warmup_epochs=2, milestones=(0.5,), gamma=0.1)
     spe, warm = 3, 6
-    lrs = _lrs(r, spe)
+    lrs = scheduler_lrs(r, spe)
     assert lrs[:warm] == pytest.approx([0.5 * (s + 1) / warm for s in range(warm)])   # lr·(s+1)/W
     rest = r.epochs * spe - warm
     for s in range(warm, len(lrs)):
@@ -76,7 +66,7 @@ def test_no_warmup_keeps_the_schedules_of_before():
     r = Recipe(epochs=4, lr=0.2, schedule="step", milestones=(0.5,))
     assert isinstance(r.scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2), 2),
                       torch.optim.lr_scheduler.MultiStepLR)
-    assert _lrs(r, 2) == pytest.approx([0.2] * 4 + [0.02] * 4)
+    assert scheduler_lrs(r, 2) == pytest.approx([0.2] * 4 + [0.02] * 4)
 
 
 def test_list_recipes_shows_every_named_recipe(capsys):

@@ -6,24 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
+from scheduler_lrs import scheduler_lrs
 
 from ncbench.specs import load_task
 from ncbench.training.recipe import Recipe, protocol
 
 TERMINAL_SPECS = ("terminal_phase_mnist5k", "test_collapse_terminal_mnist5k", "ncc_depth_terminal_mnist5k")
-
-
-def scheduler_lrs(recipe: Recipe, steps_per_epoch: int) -> list[float]:
-    """The lr of every optimiser step as torch's scheduler (the one the trainer uses) sets it."""
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
-    sched = recipe.scheduler(opt, steps_per_epoch)
-    out = []
-    for _ in range(recipe.epochs * steps_per_epoch):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
 
 
 @pytest.mark.parametrize("from_epoch", [0, 3, 6, 8, 11, 12, 20])
