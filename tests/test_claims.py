@@ -95,9 +95,10 @@ def test_verdict_rule_edges():
     down = Claim("d", "", "", "mean", Measure(T, "x"), "<", 0.0)
     within = Claim("w", "", "", "mean", Measure(T, "x"), "within", -0.1, tolerance=0.05)
     assert [verdict(up, lo, hi) for lo, hi in ((0.1, 0.2), (-0.1, 0.2), (-0.2, 0.0), (0.0, 0.0))] == \
-        ["reproduced", "inconclusive", "contradicted", "contradicted"]
-    assert [verdict(down, lo, hi) for lo, hi in ((-0.2, -0.1), (-0.1, 0.1), (0.0, 0.3))] == \
-        ["reproduced", "inconclusive", "contradicted"]
+        ["reproduced", "inconclusive", "contradicted", "inconclusive"]   # a tie at the null is no reversal
+    assert [verdict(down, lo, hi) for lo, hi in ((-0.2, -0.1), (-0.1, 0.1), (0.0, 0.3), (0.0, 0.0), (-0.1, -0.1))] == \
+        ["reproduced", "inconclusive", "contradicted", "inconclusive", "reproduced"]
+    assert verdict(up, -0.1, -0.1) == "contradicted"           # a single value beyond the null still is
     assert [verdict(within, lo, hi) for lo, hi in ((-0.12, -0.08), (-0.2, -0.1), (0.0, 0.1), (-0.3, -0.2))] == \
         ["reproduced", "inconclusive", "contradicted", "contradicted"]
     for c in (up, down, within):       # the rule is written out, with its threshold
@@ -665,3 +666,13 @@ def test_a_failed_precondition_explains_a_missing_statistic():
     rows[T_TERMINAL] = [r for r in rows[T_TERMINAL] if r["metric"] != "terminal_phase_fraction"]
     (o,) = evaluate_claims(pd.concat([pd.DataFrame(r).assign(task=t) for t, r in rows.items()]), [claim])
     assert o.verdict == "inconclusive" and o.checks == {} and "no finite value" in o.reason
+
+
+def test_seeds_tied_at_the_null_are_inconclusive_and_say_so_while_ties_beyond_it_contradict():
+    """A count statistic (an NCC depth difference) can tie exactly: every seed at the null 0 is no
+    evidence for either direction; every seed at −1 is the other side."""
+    deeper = Claim("d", "", "", "mean", Measure(T, "x"), ">", 0.0, bounds=(-1.0, 1.0))
+    tied = one(deeper, [row("x", 0.0, s) for s in range(3)])
+    assert tied.verdict == "inconclusive" and "ties at the null 0" in tied.reason
+    assert one(deeper, [row("x", -0.25, s) for s in range(3)]).verdict == "contradicted"
+    assert one(deeper, [row("x", 0.25, s) for s in range(3)]).verdict == "reproduced"

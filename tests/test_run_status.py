@@ -26,6 +26,19 @@ def test_status_rules_one_by_one():
     assert status_of([(1, 0.9)], math.nan, 10).status == "failed"
 
 
+def test_the_specs_minimum_replaces_the_near_chance_level_both_ways():
+    """A spec's `min_train_accuracy` is the run's floor in place of the near-chance level: 0 keeps a
+    deliberately weak run (cdnv_representations' one-epoch backbones) ok; a level above it flags more;
+    a non-finite accuracy or loss is never ok."""
+    near = 0.1 + 0.25 * 0.9
+    assert status_of([(1, 2.3)], near - 0.1, 10).status == "failed"                      # no minimum: near chance
+    assert status_of([(1, 2.3)], near - 0.1, 10, min_train_accuracy=0.0) == RunStatus()  # the spec keeps it
+    assert status_of([(1, 2.3)], 0.2, 10, min_train_accuracy=0.15) == RunStatus()
+    assert status_of([(1, 2.3)], 0.2, 10, min_train_accuracy=0.3).status == "failed"
+    assert status_of([(1, 2.3)], math.nan, 10, min_train_accuracy=0.0).status == "failed"
+    assert status_of([(1, math.nan)], 0.9, 10, min_train_accuracy=0.0).status == "diverged"
+
+
 def test_worst_keeps_the_most_severe_and_every_reason():
     a, b, c = RunStatus(), RunStatus("failed", "x"), RunStatus("diverged", "y")
     assert worst([a, b, c]) == RunStatus("diverged", "x; y")

@@ -413,6 +413,9 @@ def _decide(out: Outcome, values: dict) -> Outcome:
     elif math.isnan(iv.low):
         out.verdict = verdict(claim, iv.value, iv.value)
         out.reason = "one seed: decided on its value (no interval)" if len(values) == 1 else iv.text
+        if out.verdict == INCONCLUSIVE and iv.value == claim.null_value:
+            out.reason = (f"every seed ties at the null {claim.null_value:g}: no evidence for either direction "
+                          f"at the statistic's resolution ({iv.text})")
     else:
         out.verdict = verdict(claim, iv.low, iv.high)
     return out

@@ -1,7 +1,8 @@
 """The verdict vocabulary and its rule, and whether a claim's rule can pass and can fail at all.
 
 Verdicts (issue 28): *reproduced* (the interval lies on the claimed side of the threshold),
-*contradicted* (it lies on the other side of the paper's null), *weaker than claimed* (right
+*contradicted* (it lies on the other side of the paper's null; a single value exactly at the null, every
+seed tied there, is not the other side: inconclusive), *weaker than claimed* (right
 direction, ncbench's own threshold not met: the interval lies between the null and the threshold),
 *inconclusive* (none of these, or too few seeds), *not applicable* (a precondition of the paper's
 statement failed; the reason names it).
@@ -37,7 +38,7 @@ def verdict(claim, low: float, high: float) -> str:
         low, high, t, z = -high, -low, -t, -z
     if low > t:
         return REPRODUCED
-    if high <= z:
+    if high <= z and low < z:
         return CONTRADICTED
     if z != t and low > z and high <= t:
         return WEAKER
