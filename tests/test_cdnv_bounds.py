@@ -14,6 +14,7 @@ from ncbench.metrics.cdnv_bounds import (
     class_moments,
     fewshot_bound_metrics,
     fewshot_error_bound,
+    heldout_halves,
     ncc_pair_error_bound,
     population_bound_table,
 )
@@ -212,3 +213,69 @@ def test_cdnv_bound_task_rejects_a_bad_delta(delta):
     with pytest.raises(ValueError, match="options.delta must be a number in"):
         CDNVBound(TaskSpec(name="cb", kind="cdnv_bound", version=1, options={"delta": delta}))
     assert CDNVBound(TaskSpec(name="cb", kind="cdnv_bound", version=1, options={"delta": 0.01})).options["delta"] == 0.01
+
+
+def test_heldout_halves_split_every_class_by_its_order_of_appearance():
+    labels = torch.tensor([0, 1, 0, 0, 1, 2, 2, 0, 1])
+    first, second = heldout_halves(labels)
+    # class 0 at 0, 2, 3, 7 -> 0, 3 | 2, 7; class 1 at 1, 4, 8 -> 1, 8 | 4; class 2 at 5, 6 -> 5 | 6
+    assert torch.nonzero(first).flatten().tolist() == [0, 1, 3, 5, 8]
+    assert torch.nonzero(second).flatten().tolist() == [2, 4, 6, 7]
+    assert not (first & second).any() and (first | second).all()
+
+
+def test_the_bound_from_one_heldout_half_is_checked_on_the_other():
+    """`bound_samples(heldout_halves)`: the moments of each half equal those of the half picked by hand,
+    and on Gaussian classes (population CDNV known) the bound computed from one half holds with the
+    other half's CDNV beside it; the train sample is ignored (a fitted network's train features are
+    not a fresh sample)."""
+    from ncbench.tasks.cdnv_bound import bound_samples
+
+    g = torch.Generator().manual_seed(3)
+    K, m, d = 4, 400, 8
+    means = 6.0 * torch.eye(K, d, dtype=D64)
+    y = torch.arange(K).repeat(m)                                      # interleaved classes
+    x = means[y] + torch.randn(K * m, d, generator=g, dtype=D64)
+    junk = (torch.zeros(3, d, dtype=D64), torch.tensor([0, 1, 2]))     # a train sample that must not matter
+    sample, check = bound_samples(junk, (x, y), K, "heldout_halves")
+    by_hand = [torch.cat([x[y == k][i::2] for k in range(K)]) for i in (0, 1)]
+    labels = torch.arange(K).repeat_interleave(m // 2)
+    for mom, ref in zip((sample, check), by_hand):
+        want = class_moments(ref, labels, K)
+        assert torch.equal(mom.count, want.count)
+        assert torch.allclose(mom.mean, want.mean, rtol=0, atol=1e-12)
+        assert torch.allclose(mom.variance, want.variance, rtol=1e-12)
+    table, summary = population_bound_table(sample, check, delta=0.05)
+    population = d / 36.0                                              # Var = d, ‖μ_i − μ_j‖² = 72: 2d / (2 · 72)
+    assert (table["bound"] >= population).all() and summary["bound_holds_fraction_nonvacuous"] == 1.0
+    train_mode = bound_samples((x, y), junk, K, "train")
+    assert torch.equal(train_mode[0].count, torch.full((K,), float(m), dtype=D64).to(train_mode[0].count.dtype))
+
+
+def test_the_cdnv_bound_task_on_heldout_halves_and_on_the_random_init(tmp_path, one_thread):
+    """One tiny training read twice: the default bound (train features vs test) and the held-out one
+    with the random initialisation beside it; the held-out rows are computed from half of each test
+    class, the random-init rows carry variant baseline=random_init."""
+    import pandas as pd
+
+    from ncbench.runner.suite import run_tasks
+    from ncbench.tasks import TaskSpec
+
+    recipe = {"epochs": 2, "batch_size": 256, "lr": 0.05, "eval_every": 1, "checkpoint_every": 1}
+    spec = lambda name, **o: TaskSpec(name=name, kind="cdnv_bound", version=1, dataset="digits",
+                                      model="test_resnet", seed=0, recipe=recipe, options={"baselines": False, **o})
+    _, (train, held) = run_tasks("s", [spec("cb_train"), spec("cb_held", bound_sample="heldout_halves",
+                                                              bound_random_init=True)],
+                                 tmp_path, progress=False, log=lambda m: None)
+    a, b = (pd.read_csv(r.csv, keep_default_na=False) for r in (train, held))
+    key = "bound_holds_fraction_nonvacuous"
+    n_test = int(a[(a.metric == "test_error") & (a.split == "summary")].n_samples.iloc[0])
+    trained = b[(b.metric == key) & (b.variant == "")]
+    init = b[(b.metric == key) & (b.variant == "baseline=random_init")]
+    assert len(trained) == len(init) == 1 and len(a[(a.metric == key) & (a.variant == "")]) == 1
+    assert abs(int(trained.n_samples.iloc[0]) - n_test / 2) <= 5         # half of each of the 10 test classes
+    assert a[a.metric == key].n_samples.iloc[0] != trained.n_samples.iloc[0]
+    assert "baseline=random_init" not in set(a.variant)
+    both = pd.concat([trained, init, b[(b.metric == "bound_vacuous_fraction")]])
+    assert all(v == "" or 0.0 <= float(v) <= 1.0 for v in both.value)
+    assert len(b[b.metric == "bound_vacuous_fraction"]) == 2                 # trained and random init

@@ -247,20 +247,23 @@ def suite_plan(name: str):
 
 
 def test_claims_suite_runs_the_redesigned_experiments_on_three_architectures():
-    """One claims suite (claims_multiarch merged into it): the redesigned experiments on three
-    architectures and three seeds at the papers' weight decay, every task read by a claim and every
-    claim's task in the suite; 183 trainings (docs/claims.md's time estimate counts them)."""
+    """One claims suite: every empirical experiment on three architectures and three seeds at the papers'
+    weight decay (the weight-decay claim's control arm without it), every task read by a claim and every
+    claim's task in the suite; 189 trainings, 63 per architecture (docs/claims.md's time counts them)."""
     from ncbench.claims import CLAIMS
 
     specs, trainings = suite_plan("claims")
+    theory = {"lpm_minority_curve", "ufm_ce_balanced", "ufm_mse_snc"}
     swept = [s for s in specs if "model" in s.sweep]
-    assert len(swept) == 9
+    assert {s.name for s in swept} == {s.name for s in specs} - theory and len(swept) == 13
     for s in swept:                                     # every redesigned experiment on every architecture
         assert s.sweep["model"] == ARCHS and s.seeds == [0, 1, 2], s.name
-    multi = {k: c for k, c in trainings.items() if c.model in ARCHS and c.recipe.weight_decay == 5e-4
-             and c.recipe.epochs in (1, 4, 12, 30, 60, 150, 260)}
-    assert {c.model for c in multi.values()} == set(ARCHS) and len(multi) == 135
-    assert len(trainings) == 183
+    per_arch = {a: [c for c in trainings.values() if c.model == a] for a in ARCHS}
+    assert sum(map(len, per_arch.values())) == len(trainings) == 189
+    assert all(len(v) == 63 for v in per_arch.values())
+    undecayed = [c for c in trainings.values() if c.recipe.weight_decay != 5e-4]
+    assert len(undecayed) == 9 and {c.recipe.weight_decay for c in undecayed} == {0.0}
+    assert {c.recipe.epochs for c in undecayed} == {150}           # weight_decay_fit_mnist5k's control arm
     read = {t for c in CLAIMS for t in c.tasks()}
     assert read == {s.name for s in specs}
 

@@ -148,6 +148,21 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
+def heldout_halves(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint boolean masks over `labels (N,)` splitting every class in two by its order of
+    appearance (1st, 3rd, … sample → first half; 2nd, 4th, … → second): a deterministic split whose
+    halves differ by at most one sample per class. On held-out features the first half is a sample
+    independent of the training and of the second half, as the population bound assumes."""
+    y = torch.as_tensor(labels, dtype=torch.long)
+    order = torch.argsort(y, stable=True)
+    rank = torch.empty_like(order)
+    sorted_y = y[order]
+    start = torch.searchsorted(sorted_y, sorted_y, right=False)      # first position of each sample's class
+    rank[order] = torch.arange(len(y)) - start
+    first = rank % 2 == 0
+    return first, ~first
+
+
 def population_bound_table(train: ClassMoments, test: ClassMoments, delta: float = 0.05
                            ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Bound 1 from the `train` samples against the measured CDNV of the held-out `test` samples
