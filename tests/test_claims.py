@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from ncbench.claims import (
     Claim,
     Measure,
     Precondition,
+    catalog_markdown,
     catalog_table,
     evaluate_claims,
     rule_feasibility,
@@ -690,3 +692,15 @@ def test_seeds_tied_at_the_null_are_inconclusive_and_say_so_while_ties_beyond_it
     assert tied.verdict == "inconclusive" and "ties at the null 0" in tied.reason
     assert one(deeper, [row("x", -0.25, s) for s in range(3)]).verdict == "contradicted"
     assert one(deeper, [row("x", 0.25, s) for s in range(3)]).verdict == "reproduced"
+
+
+def test_the_catalog_table_of_the_docs_is_the_catalogs_own(capsys):
+    """docs/claims.md's catalog is `python -m ncbench.claims --list --markdown` verbatim: the claims'
+    facts live in ncbench/claims/catalog.py only."""
+    from ncbench.claims.__main__ import main
+
+    assert main(["--list", "--markdown"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == catalog_markdown() and printed.count("\n") == len(CLAIMS) + 2
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "claims.md").read_text(encoding="utf-8")
+    assert printed in docs, "docs/claims.md's catalog is stale: paste `python -m ncbench.claims --list --markdown`"

@@ -15,6 +15,7 @@ from ncbench.claims.preconditions import Precondition
 from ncbench.claims.scorecard import (
     DETAIL_COLUMNS,
     SCORECARD_COLUMNS,
+    catalog_markdown,
     catalog_table,
     scorecard_markdown,
     scorecard_tables,
@@ -24,5 +25,5 @@ from ncbench.claims.scorecard import (
 from ncbench.claims.verdicts import VERDICTS, rule_feasibility
 
 __all__ = ["CLAIMS", "DETAIL_COLUMNS", "SCORECARD_COLUMNS", "VERDICTS", "Claim", "Measure", "Outcome", "Precondition",
-           "catalog_table", "evaluate_claims", "rule_feasibility", "scorecard_markdown", "scorecard_tables",
+           "catalog_markdown", "catalog_table", "evaluate_claims", "rule_feasibility", "scorecard_markdown", "scorecard_tables",
            "verdict_counts", "write_scorecard"]

@@ -39,6 +39,19 @@ def catalog_table(claims=None) -> pd.DataFrame:
                          for c in (CLAIMS if claims is None else claims)], columns=list(CATALOG_COLUMNS))
 
 
+def catalog_markdown(claims=None) -> str:
+    """The declared claims as the Markdown table of docs/claims.md ("The catalog"; `python -m
+    ncbench.claims --list --markdown`): claim, paper, statistic, threshold and whose, preconditions."""
+    lines = ["| claim | paper | statistic | threshold (whose) | preconditions (ncbench's levels) |", "|---|---|---|---|---|"]
+    for r in catalog_table(claims).to_dict("records"):
+        theory = " *(theory check)*" if r["evidence"] == "theory" else ""
+        whose = "ncbench's" if r["threshold_source"] == "ncbench" else "the paper's"
+        cells = [f"`{r['claim_id']}`{theory}", r["source"], r["statistic"], f"{r['direction']} ({whose})",
+                 r["preconditions"] or "none"]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _preconditions_text(claim) -> str:
     return "; ".join(f"{p.name}: {p.rule_text()}" for p in claim.preconditions)
 
