@@ -1,4 +1,5 @@
-"""`python -m ncbench.claims RUN_DIR [--out DIR] [--markdown FILE] [--list]`: write the claims scorecard."""
+"""`python -m ncbench.claims RUN_DIR [--out DIR] [--markdown FILE] [--suite S] [--list]`: write the claims
+scorecard (with the `scorecard_tasks` of the run's suite, `suite.json`, or of `--suite`)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,21 @@ from ncbench.claims.scorecard import (
     write_scorecard,
 )
 from ncbench.results.writer import atomic_write_text
-from ncbench.run_files import open_text
+from ncbench.run_files import open_text, read_json
+
+
+def task_map_of(run_dir: str, suite: str | None):
+    """The `scorecard_tasks` (`TaskMap`) of `suite`, default the suite recorded in RUN_DIR/suite.json
+    when it is a shipped suite; None without one."""
+    from ncbench.specs import suite_names, suite_settings
+
+    if suite is None:
+        path = Path(run_dir) / "suite.json"
+        recorded = read_json(path).get("suite") if path.is_file() else None
+        if recorded not in suite_names():
+            return None
+        suite = recorded
+    return suite_settings(suite).get("scorecard_tasks")
 
 
 def main(argv=None) -> int:
@@ -22,6 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("run_dir", nargs="?", help="a run folder results/<run_id> (its results.csv files are read)")
     p.add_argument("--out", help="folder for claims.csv and claims_detail.csv (default: RUN_DIR)")
     p.add_argument("--markdown", help="also write the scorecard as a Markdown table to this file")
+    p.add_argument("--suite", help="read the results through this suite's scorecard_tasks (default: the run's "
+                   "suite, RUN_DIR/suite.json)")
     p.add_argument("--list", action="store_true", help="print the declared claims and their rules, and exit")
     a = p.parse_args(argv)
     if a.list:
@@ -31,8 +48,8 @@ def main(argv=None) -> int:
         print("error: give a run folder (results/<run_id>), or --list", file=sys.stderr)
         return 2
     try:
-        card_path, detail_path = write_scorecard(a.run_dir, a.out)
-    except (FileNotFoundError, ValueError) as e:
+        card_path, detail_path = write_scorecard(a.run_dir, a.out, task_map=task_map_of(a.run_dir, a.suite))
+    except (FileNotFoundError, ValueError, KeyError) as e:   # KeyError: an unknown name (did-you-mean)
         print(f"error: {e}", file=sys.stderr)
         return 2
     with open_text(card_path) as f:   # just written by write_scorecard

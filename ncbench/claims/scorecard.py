@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ncbench.claims.evaluate import Outcome, evaluate_claims
+from ncbench.claims.task_map import TaskMap
 from ncbench.claims.verdicts import INCONCLUSIVE, NOT_APPLICABLE, VERDICTS
 from ncbench.results.load import read_long_csv, typed_results
 from ncbench.results.writer import atomic_write_text
@@ -114,14 +115,20 @@ def verdict_counts(card: pd.DataFrame) -> str:
 
 
 def write_scorecard(run_dir: str | Path, out_dir: str | Path | None = None, claims=None,
-                    unavailable: dict | None = None, markdown: bool = False) -> tuple[Path, Path]:
+                    unavailable: dict | None = None, markdown: bool = False,
+                    task_map: TaskMap | None = None) -> tuple[Path, Path]:
     """Evaluate the claims on the results under `run_dir`; write `claims.csv` and `claims_detail.csv`
     (default into `run_dir`; with `markdown`, `claims.md` too). Returns the two CSV paths.
 
     `unavailable`: {task: why it cannot run on this setup} (`ncbench claims --model`): their claims are
-    not applicable. Run names carrying a setup (`train_collapse_mnist5k@recipe=…`) count as their task."""
+    not applicable. Run names carrying a setup (`train_collapse_mnist5k@recipe=…`) count as their task.
+    `task_map`: the suite's `scorecard_tasks` (`ncbench.claims.task_map`): its tasks' rows read as the
+    catalog tasks they play, the claims of the others not applicable ("not measured by suite S")."""
     rows, problems = read_run_rows(run_dir)
     rows["task"] = rows["task"].astype(str).str.split("@").str[0]
+    if task_map is not None:
+        rows = task_map.apply(rows)
+        unavailable = {**task_map.unmeasured(claims), **task_map.catalog_names(unavailable or {})}
     card, detail = scorecard_tables(evaluate_claims(rows, claims, unavailable), problems)
     out_dir = Path(out_dir) if out_dir else Path(run_dir)
     paths = out_dir / SCORECARD_NAME, out_dir / DETAIL_NAME
