@@ -162,8 +162,8 @@ def suite_file(tmp_path, body: str) -> Path:
     ("scorecard_tasks: {terminal_phase_mnist: train_collapse_cifar10}\n",
      "unknown catalog task (suite my_gpu, scorecard_tasks) 'terminal_phase_mnist'. Did you mean: terminal_phase_mnist5k"),
     ("scorecard_tasks: {terminal_phase_mnist5k: train_collapse_cifar}\n",
-     "unknown task of suite my_gpu (scorecard_tasks.terminal_phase_mnist5k) 'train_collapse_cifar'. "
-     "Did you mean: train_collapse_cifar10"),
+     ("unknown task of suite my_gpu (scorecard_tasks.terminal_phase_mnist5k) 'train_collapse_cifar'. "
+      "Did you mean: train_collapse_cifar10")),
     ("scorecard_tasks: {cdnv_bound_mnist5k: test_collapse_cifar10}\n",      # a task, but not of this suite
      "unknown task of suite my_gpu (scorecard_tasks.cdnv_bound_mnist5k) 'test_collapse_cifar10'"),
 ])

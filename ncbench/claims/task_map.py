@@ -52,7 +52,7 @@ def check_task_map(suite: str, mapping, suite_tasks: list[str], claims=None) -> 
     """The suite `suite`'s `scorecard_tasks` checked: a mapping of catalog tasks to tasks of the suite
     (`suite_tasks`); a wrong name is one line with did-you-mean (`UnknownNameError`)."""
     if not isinstance(mapping, dict) or not mapping:
-        raise ValueError(f"suite {suite}: scorecard_tasks must be a mapping {{catalog task: task of the suite}}, "  # noqa: TRY004 - a user input error: exit 2
+        raise ValueError(f"suite {suite}: scorecard_tasks must be a mapping {{catalog task: task of the suite}}, "
                          f"got {mapping!r:.60}")
     known = catalog_tasks(claims)
     for catalog, player in mapping.items():

@@ -104,7 +104,8 @@ def suite_settings(name_or_path: str) -> dict:
     if "scorecard_tasks" in data:
         if data.get("scorecard") != "claims":
             raise ValueError(f"suite {data['suite']}: scorecard_tasks needs `scorecard: claims`")
-        from ncbench.claims.task_map import check_task_map   # the catalog's tasks (deferred: claims load torch)
+        # the catalog's tasks; deferred: the claims package loads torch (only a suite with a map pays it)
+        from ncbench.claims.task_map import check_task_map
 
         entries = data.get("tasks") if isinstance(data.get("tasks"), list) else []
         names = [e if isinstance(e, str) else e.get("name", "") for e in entries if isinstance(e, (str, dict))]
