@@ -15,7 +15,7 @@ import pytest
 from ncbench.claims import CLAIMS, write_scorecard
 from ncbench.claims.__main__ import main as claims_main
 from ncbench.claims.evaluate import MissingInput, Reader, prepare_rows
-from ncbench.claims.scorecard import read_run_rows
+from ncbench.claims.scorecard import read_run_rows, run_task_map
 from ncbench.claims.task_map import TaskMap, catalog_tasks, check_task_map
 from ncbench.claims.verdicts import NOT_APPLICABLE
 from ncbench.cli import main as cli_main
@@ -129,12 +129,18 @@ def test_gpu_run_is_scored_through_the_map(gpu_run, tmp_path):
     assert pd.read_csv(bare, keep_default_na=False)["reason"].str.contains("no results of task").all()
 
 
-def test_claims_command_reads_the_runs_suite_from_suite_json(gpu_run, tmp_path, capsys):
+def test_claims_command_and_report_read_the_runs_suite_from_suite_json(gpu_run, tmp_path, capsys):
     run_dir, _ = gpu_run
     assert claims_main([str(run_dir), "--out", str(tmp_path)]) == 0
     card = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False)
     assert card["reason"].str.contains("not measured by suite claims_gpu").any()
-    assert not card["reason"].str.contains("no results of task train_collapse").any()
+    assert not card["reason"].str.contains("no results of task").any()
+    assert cli_main(["report", str(run_dir), "--claims", "--out", str(tmp_path / "r.html")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "claims.csv", keep_default_na=False), card)
+    # --suite names the map; a run of a suite without one (or no suite.json) reads the catalog names
+    assert claims_main([str(run_dir), "--out", str(tmp_path), "--suite", "claims"]) == 0
+    assert pd.read_csv(tmp_path / "claims.csv")["reason"].str.contains("no results of task").all()
+    assert run_task_map(tmp_path) is None and run_task_map(tmp_path, SUITE) == gpu_map()
 
 
 # -- the map itself ------------------------------------------------------------------------------------

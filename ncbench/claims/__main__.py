@@ -10,26 +10,13 @@ import pandas as pd
 
 from ncbench.claims.scorecard import (
     catalog_table,
+    run_task_map,
     scorecard_markdown,
     verdict_counts,
     write_scorecard,
 )
 from ncbench.results.writer import atomic_write_text
-from ncbench.run_files import open_text, read_json
-
-
-def task_map_of(run_dir: str, suite: str | None):
-    """The `scorecard_tasks` (`TaskMap`) of `suite`, default the suite recorded in RUN_DIR/suite.json
-    when it is a shipped suite; None without one."""
-    from ncbench.specs import suite_names, suite_settings
-
-    if suite is None:
-        path = Path(run_dir) / "suite.json"
-        recorded = read_json(path).get("suite") if path.is_file() else None
-        if recorded not in suite_names():
-            return None
-        suite = recorded
-    return suite_settings(suite).get("scorecard_tasks")
+from ncbench.run_files import open_text
 
 
 def main(argv=None) -> int:
@@ -48,7 +35,7 @@ def main(argv=None) -> int:
         print("error: give a run folder (results/<run_id>), or --list", file=sys.stderr)
         return 2
     try:
-        card_path, detail_path = write_scorecard(a.run_dir, a.out, task_map=task_map_of(a.run_dir, a.suite))
+        card_path, detail_path = write_scorecard(a.run_dir, a.out, task_map=run_task_map(a.run_dir, a.suite))
     except (FileNotFoundError, ValueError, KeyError) as e:   # KeyError: an unknown name (did-you-mean)
         print(f"error: {e}", file=sys.stderr)
         return 2

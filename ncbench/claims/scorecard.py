@@ -19,6 +19,7 @@ from ncbench.claims.task_map import TaskMap
 from ncbench.claims.verdicts import INCONCLUSIVE, NOT_APPLICABLE, VERDICTS
 from ncbench.results.load import read_long_csv, typed_results
 from ncbench.results.writer import atomic_write_text
+from ncbench.run_files import read_json
 
 SCORECARD_COLUMNS = ("claim_id", "claim", "source", "evidence", "model", "architectures", "statistic", "value",
                      "ci_low", "ci_high", "interval", "n_seeds", "threshold", "threshold_source", "preconditions",
@@ -112,6 +113,19 @@ def verdict_counts(card: pd.DataFrame) -> str:
     """'3 reproduced, 1 contradicted, …' over the rows of `card` (every verdict of the vocabulary)."""
     counts = card["verdict"].value_counts()
     return ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+
+
+def run_task_map(run_dir: str | Path, suite: str | None = None) -> TaskMap | None:
+    """The `scorecard_tasks` of `suite`, default of the suite recorded in RUN_DIR/suite.json when it is a
+    shipped suite; None when that suite declares no map."""
+    from ncbench.specs import suite_names, suite_settings
+
+    if suite is None:
+        path = Path(run_dir) / "suite.json"
+        suite = read_json(path).get("suite") if path.is_file() else None
+        if suite not in suite_names():
+            return None
+    return suite_settings(suite).get("scorecard_tasks")
 
 
 def write_scorecard(run_dir: str | Path, out_dir: str | Path | None = None, claims=None,
