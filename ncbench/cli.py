@@ -193,10 +193,11 @@ def _validate(specs, remote: bool = False) -> None:
         check_spec(replace(s, device="cpu") if remote else s)
 
 
-def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | None = None) -> int:
+def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | None = None,
+         task_map=None) -> int:
     """Run `specs` as the suite `suite`; `scorecard`: score the claims after; `unavailable` ({task: why
     it cannot run on this setup}, `ncbench claims`): score them, those claims not applicable, and write
-    `claims.md` too."""
+    `claims.md` too; `task_map`: the suite's `scorecard_tasks` (`ncbench.claims.task_map.TaskMap`)."""
     import pandas as pd
 
     from ncbench.provenance.threads import available_cpus, configure_threads
@@ -257,7 +258,8 @@ def _run(suite: str, specs, args, scorecard: bool = False, unavailable: dict | N
         if unavailable is not None:     # `ncbench claims`: a task that failed here cannot run on this setup
             unavailable = {**unavailable, **{r.spec.name.split("@")[0]: f"the run failed ({r.error})"
                                              for r in runs if r.outcome == "failed"}}
-        card, _ = write_scorecard(run_dir, unavailable=unavailable, markdown=unavailable is not None)
+        card, _ = write_scorecard(run_dir, unavailable=unavailable, markdown=unavailable is not None,
+                                  task_map=task_map)
         with open_text(card, run_dir) as f:
             tally = verdict_counts(pd.read_csv(f, keep_default_na=False))
         print(f"\nclaims scorecard: {card} ({tally})")
@@ -300,9 +302,9 @@ def _command(args) -> int:
             from ncbench.specs import load_suite
             name, specs = load_suite(args.suite, **_recipe_changes(args), **_overrides(args))
             from ncbench.specs import suite_settings
-            scorecard = suite_settings(args.suite).get("scorecard") == "claims"
+            settings = suite_settings(args.suite)
             return _run(name, _apply_model_kwargs(_apply_epochs(specs, args.epochs), args.model_kwargs), args,
-                        scorecard=scorecard)
+                        scorecard=settings.get("scorecard") == "claims", task_map=settings.get("scorecard_tasks"))
         return args.handler(args)
     except BrokenPipeError:  # e.g. `ncbench leaderboard | head` (before OSError, its base)
         sys.stderr.close()
@@ -320,9 +322,10 @@ def _claims(args) -> int:
     one that cannot run there (a model-free kind given --model, a data set it cannot use) is named, not fatal."""
     from ncbench.claims.catalog import CLAIMS
     from ncbench.registry import UnknownNameError
-    from ncbench.specs import load_suite, load_task
+    from ncbench.specs import load_suite, load_task, suite_settings
 
     _, listed = load_suite(args.suite)
+    task_map = suite_settings(args.suite).get("scorecard_tasks")
     changes, overrides = _recipe_changes(args), _overrides(args)
     specs, unavailable = [], {}
     for base in listed:
@@ -336,14 +339,15 @@ def _claims(args) -> int:
         except (UnknownNameError, ValueError, OSError) as e:
             unavailable[base.name] = str(e)
     names = {s.name for s in listed}
-    unavailable.update({t: f"not a task of the suite '{args.suite}'" for c in CLAIMS for t in c.tasks()
-                        if t not in names})
+    if task_map is None:        # with a map, catalog tasks no task plays are its `unmeasured`
+        unavailable.update({t: f"not a task of the suite '{args.suite}'" for c in CLAIMS for t in c.tasks()
+                            if t not in names})
     if not specs:
         raise ValueError(f"no task of the suite '{args.suite}' can run on this setup: "
                          + "; ".join(f"{t}: {why}" for t, why in unavailable.items()))
     print(f"claims on this setup: {len(specs)} task(s) to run" + (
         f"; cannot run here: {', '.join(sorted(t for t in unavailable if t in names))}" if unavailable else ""))
-    return _run("claims", specs, args, unavailable=unavailable)
+    return _run("claims", specs, args, unavailable=unavailable, task_map=task_map)
 
 
 def _list(args) -> int:

@@ -370,9 +370,9 @@ def _report(args) -> int:
     from ncbench.results.report import write_report
 
     if args.claims:
-        from ncbench.claims.scorecard import write_scorecard
+        from ncbench.claims.scorecard import run_task_map, write_scorecard
 
-        write_scorecard(args.run_dir)
+        write_scorecard(args.run_dir, task_map=run_task_map(args.run_dir))   # a claims_gpu run: its task map
         print(f"wrote {Path(args.run_dir) / 'claims.csv'}")
     path = write_report(args.run_dir, args.out)
     print(f"wrote {path}")

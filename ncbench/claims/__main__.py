@@ -1,5 +1,6 @@
-"""`python -m ncbench.claims RUN_DIR [--out DIR] [--markdown FILE] [--list [--markdown]]`: write the claims
-scorecard (or list the declared claims: CSV, or with --markdown the table of docs/claims.md)."""
+"""`python -m ncbench.claims RUN_DIR [--out DIR] [--markdown FILE] [--suite S] [--list [--markdown]]`: write the
+claims scorecard (with the `scorecard_tasks` of the run's suite, `suite.json`, or of `--suite`), or list the
+declared claims (CSV, or with --markdown the table of docs/claims.md)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ import pandas as pd
 from ncbench.claims.scorecard import (
     catalog_markdown,
     catalog_table,
+    run_task_map,
     scorecard_markdown,
     verdict_counts,
     write_scorecard,
@@ -25,6 +27,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="folder for claims.csv and claims_detail.csv (default: RUN_DIR)")
     p.add_argument("--markdown", nargs="?", const="-", help="also write the scorecard as a Markdown table to this "
                    "file; with --list, print the catalog as Markdown")
+    p.add_argument("--suite", help="read the results through this suite's scorecard_tasks (default: the run's "
+                   "suite, RUN_DIR/suite.json)")
     p.add_argument("--list", action="store_true", help="print the declared claims and their rules, and exit")
     a = p.parse_args(argv)
     if a.list:
@@ -34,8 +38,8 @@ def main(argv=None) -> int:
         print("error: give a run folder (results/<run_id>), or --list", file=sys.stderr)
         return 2
     try:
-        card_path, detail_path = write_scorecard(a.run_dir, a.out)
-    except (FileNotFoundError, ValueError) as e:
+        card_path, detail_path = write_scorecard(a.run_dir, a.out, task_map=run_task_map(a.run_dir, a.suite))
+    except (FileNotFoundError, ValueError, KeyError) as e:   # KeyError: an unknown name (did-you-mean)
         print(f"error: {e}", file=sys.stderr)
         return 2
     with open_text(card_path) as f:   # just written by write_scorecard

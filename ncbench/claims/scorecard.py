@@ -15,9 +15,11 @@ from pathlib import Path
 import pandas as pd
 
 from ncbench.claims.evaluate import Outcome, evaluate_claims
+from ncbench.claims.task_map import TaskMap
 from ncbench.claims.verdicts import INCONCLUSIVE, NOT_APPLICABLE, VERDICTS
 from ncbench.results.load import read_long_csv, typed_results
 from ncbench.results.writer import atomic_write_text
+from ncbench.run_files import read_json
 
 SCORECARD_COLUMNS = ("claim_id", "claim", "source", "evidence", "model", "architectures", "statistic", "value",
                      "ci_low", "ci_high", "interval", "n_seeds", "threshold", "threshold_source", "preconditions",
@@ -126,15 +128,34 @@ def verdict_counts(card: pd.DataFrame) -> str:
     return ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
 
 
+def run_task_map(run_dir: str | Path, suite: str | None = None) -> TaskMap | None:
+    """The `scorecard_tasks` of `suite`, default of the suite recorded in RUN_DIR/suite.json when it is a
+    shipped suite; None when that suite declares no map."""
+    from ncbench.specs import suite_names, suite_settings
+
+    if suite is None:
+        path = Path(run_dir) / "suite.json"
+        suite = read_json(path).get("suite") if path.is_file() else None
+        if suite not in suite_names():
+            return None
+    return suite_settings(suite).get("scorecard_tasks")
+
+
 def write_scorecard(run_dir: str | Path, out_dir: str | Path | None = None, claims=None,
-                    unavailable: dict | None = None, markdown: bool = False) -> tuple[Path, Path]:
+                    unavailable: dict | None = None, markdown: bool = False,
+                    task_map: TaskMap | None = None) -> tuple[Path, Path]:
     """Evaluate the claims on the results under `run_dir`; write `claims.csv` and `claims_detail.csv`
     (default into `run_dir`; with `markdown`, `claims.md` too). Returns the two CSV paths.
 
     `unavailable`: {task: why it cannot run on this setup} (`ncbench claims --model`): their claims are
-    not applicable. Run names carrying a setup (`train_collapse_mnist5k@recipe=…`) count as their task."""
+    not applicable. Run names carrying a setup (`train_collapse_mnist5k@recipe=…`) count as their task.
+    `task_map`: the suite's `scorecard_tasks` (`ncbench.claims.task_map`): its tasks' rows read as the
+    catalog tasks they play, the claims of the others not applicable ("not measured by suite S")."""
     rows, problems = read_run_rows(run_dir)
     rows["task"] = rows["task"].astype(str).str.split("@").str[0]
+    if task_map is not None:
+        rows = task_map.apply(rows)
+        unavailable = {**task_map.unmeasured(claims), **task_map.catalog_names(unavailable or {})}
     card, detail = scorecard_tables(evaluate_claims(rows, claims, unavailable), problems)
     out_dir = Path(out_dir) if out_dir else Path(run_dir)
     paths = out_dir / SCORECARD_NAME, out_dir / DETAIL_NAME

@@ -83,13 +83,15 @@ def load_task(name_or_path: str, *, recipe: str | None = None, sets: list | tupl
     return spec
 
 
-SUITE_KEYS = ("suite", "description", "tasks", "seeds", "scorecard")
+SUITE_KEYS = ("suite", "description", "tasks", "seeds", "scorecard", "scorecard_tasks")
 """What a suite file may say: its name, a description, its tasks, `seeds` for every task (a task
-entry's own `seeds` wins), and `scorecard: claims` (write the claims scorecard after the run)."""
+entry's own `seeds` wins), `scorecard: claims` (write the claims scorecard after the run) and
+`scorecard_tasks` ({catalog task: the suite's task that measures it}, `ncbench.claims.task_map`)."""
 
 
 def suite_settings(name_or_path: str) -> dict:
-    """The suite-level keys of a suite file (`seeds`, `scorecard`), checked."""
+    """The suite-level keys of a suite file (`seeds`, `scorecard`, `scorecard_tasks`), checked;
+    `scorecard_tasks` comes back as a `ncbench.claims.task_map.TaskMap`."""
     data = _read_yaml(resolve(name_or_path))
     if "suite" not in data:
         return {}
@@ -98,7 +100,17 @@ def suite_settings(name_or_path: str) -> dict:
         raise ValueError(f"suite {data['suite']}: unknown keys {unknown} (a suite has {', '.join(SUITE_KEYS)})")
     if data.get("scorecard") not in (None, "claims"):
         raise ValueError(f"suite {data['suite']}: scorecard must be 'claims', got {data['scorecard']!r}")
-    return {k: data[k] for k in ("seeds", "scorecard") if k in data}
+    out = {k: data[k] for k in ("seeds", "scorecard") if k in data}
+    if "scorecard_tasks" in data:
+        if data.get("scorecard") != "claims":
+            raise ValueError(f"suite {data['suite']}: scorecard_tasks needs `scorecard: claims`")
+        # the catalog's tasks; deferred: the claims package loads torch (only a suite with a map pays it)
+        from ncbench.claims.task_map import check_task_map
+
+        entries = data.get("tasks") if isinstance(data.get("tasks"), list) else []
+        names = [e if isinstance(e, str) else e.get("name", "") for e in entries if isinstance(e, (str, dict))]
+        out["scorecard_tasks"] = check_task_map(data["suite"], data["scorecard_tasks"], names)
+    return out
 
 
 def load_suite(name_or_path: str, *, recipe: str | None = None, sets: list | tuple = (),
