@@ -237,16 +237,19 @@ def test_slurm_errors_before_any_work_and_the_device_is_the_nodes(tmp_path, caps
 
 def test_an_interrupted_training_resumes_in_a_job(tmp_path, interrupt_after, capfd):
     """Ctrl-C after epoch 1 of 2 (--jobs 1, this process); the --jobs 2 rerun's training job resumes
-    from that checkpoint, and its two tasks read the finished run."""
+    from that checkpoint, and its two tasks read the finished run. The rerun has `--json`: the workers'
+    human output goes to stderr like the parent's, and stdout is one JSON document (`make claims` reads
+    it; a worker's line there once broke it)."""
     tasks = [{**t, "recipe": {**RECIPE, "epochs": 2}} for t in TASKS[:2]]
     suite = suite_file(tmp_path, tasks)
     interrupt_after(1)
     assert cli(suite, tmp_path / "out", "--jobs", "1") == 130
     interrupt_after(None)
     capfd.readouterr()
-    assert cli(suite, tmp_path / "out", "--jobs", "2") == 0
-    out = capfd.readouterr().out
-    assert "resuming test_resnet on digits from epoch 1" in out and "trained:" in out
+    assert cli(suite, tmp_path / "out", "--jobs", "2", "--json") == 0
+    cap = capfd.readouterr()
+    assert json.loads(cap.out)["run_dir"]                       # nothing but the JSON document on stdout
+    assert "resuming test_resnet on digits from epoch 1" in cap.err and "trained:" in cap.err
     run_dir = run_dir_of(tmp_path / "out")
     for task in ("tc", "te"):
         cfg = json.loads((run_dir / task / "config.json").read_text())

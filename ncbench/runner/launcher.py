@@ -17,6 +17,7 @@ by the runner) are `ncbench.runner.zoo_jobs`.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -52,12 +53,15 @@ def call(fn: Callable, item) -> Outcome:
         return Outcome(error=one_line(e))
 
 
-def _init_worker(slots: JobSlots, counter) -> None:
-    """In each new worker: ignore SIGINT (the parent stops us), take the next worker number, set its
-    environment (its GPU) before anything touches CUDA, then the thread count of every job."""
+def _init_worker(slots: JobSlots, counter, human_to_stderr: bool = False) -> None:
+    """In each new worker: ignore SIGINT (the parent stops us), send the human output where the parent
+    sends it (stderr under `--json`, whose stdout is one JSON document), take the next worker number,
+    set its environment (its GPU) before anything touches CUDA, then the thread count of every job."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if human_to_stderr:
+        sys.stdout = sys.stderr
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -112,8 +116,9 @@ class WorkerPool:
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = multiprocessing.get_context("spawn")   # a fresh interpreter: no torch state, no forked threads
+            human_to_stderr = sys.stdout is sys.stderr     # the CLI's `--json` redirects this process's stdout
             self._pool = ProcessPoolExecutor(self.slots.jobs, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(self.slots, ctx.Value("i", 0)))
+                                             initargs=(self.slots, ctx.Value("i", 0), human_to_stderr))
         return self._pool
 
     def _round(self, fn, items, indices, results: list, on_done: OnDone | None) -> list[int]:
