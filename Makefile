@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads cost 10x (see
-# ncbench/provenance/threads.py); the CLI sets the same default itself.
+# Idle OpenMP and OpenBLAS threads sleep instead of spinning: on a shared CPU spinning threads cost 10x,
+# and the engine's two pools take turns (see ncbench/provenance/threads.py); the CLI sets the same itself.
 export OMP_WAIT_POLICY ?= PASSIVE
+export OPENBLAS_THREAD_TIMEOUT ?= 1
 # torch/torchvision as installed by the first step, as pip constraints: installing the `lightning` extra
 # must never replace them (a plain `pip install lightning` may pull another torch build).
 TORCH_PINS := $(VENV)/torch-constraints.txt

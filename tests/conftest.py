@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads OpenMP: see ncbench/provenance/threads.py
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")   # before scipy loads OpenBLAS: the same
 # CLI runs stay in this process (monkeypatches, kinds registered by tests); tests/test_parallel_runs.py
 # asks for --jobs itself.
 os.environ.setdefault("NCBENCH_JOBS", "1")

@@ -53,6 +53,29 @@ def test_scatter_accumulator_matches_numpy(path, threads):
     assert not acc.full().any()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_class_row_sums_equal_index_add_bit_for_bit(dtype, threads):
+    """`add_class_rows_` (scatter_add_ on CPU) against torch's `index_add_` and a Python loop that adds
+    row after row in order: the same values bit for bit (each element summed in the same order), with
+    repeated labels, an absent class, values of very different scales, at one and at two threads."""
+    from ncbench.metrics.collapse import add_class_rows_
+
+    g = torch.Generator().manual_seed(5)
+    K, d = 7, 300
+    sums = (torch.randn(K, d, generator=g) * 1e3).to(dtype)
+    labels = torch.randint(0, K - 1, (257,), generator=g)                  # class K − 1 never appears
+    rows = (torch.randn(257, d, generator=g) * 10 ** torch.randint(-6, 6, (257, 1), generator=g)).to(dtype)
+    loop = sums.clone()
+    for i in range(len(labels)):
+        loop[labels[i]] += rows[i]
+    with torch_threads(threads):
+        got = add_class_rows_(sums.clone(), labels, rows)
+        ref = sums.clone().index_add_(0, labels, rows)
+    assert torch.equal(got, ref) and torch.equal(got, loop)
+    assert torch.equal(got[K - 1], sums[K - 1])
+
+
 def test_scatter_paths_agree_on_the_engine(monkeypatch):
     """The whole engine at one thread and at two gives the same metrics to rounding: the thread
     count changes only the summation order."""

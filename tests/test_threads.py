@@ -70,14 +70,33 @@ def test_configure_threads_sets_torch_and_the_blas_pool():
 
 
 def test_waiting_threads_sleep_unless_the_user_chose(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    threads.prefer_sleeping_waits()
+    """Both pools: torch's OpenMP threads and the OpenBLAS threads of scipy's dsyrk."""
     import os
 
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     threads.prefer_sleeping_waits()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OPENBLAS_THREAD_TIMEOUT"] == "1"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
+    threads.prefer_sleeping_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE" and os.environ["OPENBLAS_THREAD_TIMEOUT"] == "20"
+
+
+def test_the_cli_sets_the_sleeping_waits_before_torch_and_scipy_load():
+    """In a fresh interpreter `ncbench.cli.main` (here `--version`) leaves both variables set for the
+    libraries that read them when they load, and neither torch nor scipy.linalg has loaded before."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from ncbench.cli import main\n"
+            "print('torch' in sys.modules or 'scipy.linalg' in sys.modules)\n"
+            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == "False" and lines[-1] == "PASSIVE 1"
 
 
 def test_cli_refuses_a_bad_thread_count_in_one_line(capsys):

@@ -67,9 +67,14 @@ def parse_threads(value: str | int, what: str = "--threads") -> int:
 
 
 def prefer_sleeping_waits() -> None:
-    """Make idle OpenMP threads sleep rather than spin (`OMP_WAIT_POLICY=PASSIVE`) unless the user
-    chose otherwise. Effective only before torch (its OpenMP runtime) is first imported."""
+    """Make idle threads sleep rather than spin, unless the user chose otherwise: torch's OpenMP pool
+    (`OMP_WAIT_POLICY=PASSIVE`; effective before torch is first imported) and the OpenBLAS pool of
+    scipy's `dsyrk` (`OPENBLAS_THREAD_TIMEOUT=1`: OpenBLAS's minimum, 2⁴ cycles, against its default
+    2²⁸, about 0.1 s; effective before scipy.linalg is first imported). The engine alternates the two
+    pools every batch; a spinning OpenBLAS pool took the cores from torch's threads for the rest of
+    the batch (issue 25: the K = 1,000 pass one at two threads, docs/performance.md)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
 
 
 def configure_threads(n: int | None = None) -> int:
