@@ -115,7 +115,7 @@ def add_class_rows_(sums: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor
     """`sums[labels[i]] += rows[i]` for i in order, in place: `index_add_` along dim 0. On CPU as
     `scatter_add_` over the index expanded to the rows' shape, which adds every element in the same
     order (the same values bit for bit) and splits the columns across the threads: at two threads
-    torch's `index_add_` took 6.8 ms a batch of the K = 1,000, d = 2,048 benchmark against 1.8 ms
+    torch's `index_add_` took 4–7 ms a batch of the K = 1,000, d = 2,048 benchmark against 1.4–1.8 ms
     (docs/performance.md, issue 25)."""
     if sums.device.type != "cpu":
         return sums.index_add_(0, labels, rows)
