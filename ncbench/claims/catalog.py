@@ -90,6 +90,12 @@ def _terminal_fall(claim_id: str, metric: str, name: str, threshold: float = 0.0
                  **({"null": 0.0, "threshold_source": "ncbench"} if ten else {}), **kw)
 
 
+def _falls_over_layers(claim_id: str, metric: str, claim: str, source: str) -> Claim:
+    """Train `metric` per block at the last epoch falls with the block index (He & Su), network fitted."""
+    return Claim(claim_id, claim, source, "layer_spearman", Measure(DEPTH_TERMINAL, metric, split="train"), "<", 0.0,
+                 points_expected=N_BLOCKS, preconditions=(fitted("train_fitted", TERMINAL, "", "its train set"),))
+
+
 def _minority_cosine_rise(claim_id: str, task: str, claim: str, source: str) -> Claim:
     """Learnable minority classifier cosine at R = 100 above R = 1, paired per seed (Fang et al.)."""
     at = lambda R: Measure(task, "minority_classifier_cosine", f"ratio={R},classifier=learnable")
@@ -154,18 +160,13 @@ CLAIMS: tuple[Claim, ...] = (
               Precondition("generalization_gap", "test accuracy is below 1 (a gap for the test NC1 to show)",
                            Measure(TEST_TERMINAL, "test_accuracy"), "<", 1.0),)),
     # -- He & Su: progressive collapse over the layers ---------------------------------------------------------
-    Claim("nc1_falls_over_layers",
-          "Collapse progresses with depth: train NC1 at the end of training falls with the block index "
-          "(Spearman ρ < 0)",
-          "He & Su 2022 (A law of data separation in deep learning)",
-          "layer_spearman", Measure(DEPTH_TERMINAL, "nc1", split="train"), "<", 0.0, points_expected=N_BLOCKS,
-          preconditions=(fitted("train_fitted", TERMINAL, "", "its train set"),)),
-    Claim("cdnv_falls_over_layers",
-          "The class-distance normalised variance (CDNV) of the train features at the end of training falls with "
-          "the block index (Spearman ρ < 0)",
-          "He & Su 2022; Galanti, Galanti, Ben-Shaul 2022 (NCC depth)",
-          "layer_spearman", Measure(DEPTH_TERMINAL, "cdnv", split="train"), "<", 0.0, points_expected=N_BLOCKS,
-          preconditions=(fitted("train_fitted", TERMINAL, "", "its train set"),)),
+    _falls_over_layers("nc1_falls_over_layers", "nc1",
+                       "Collapse progresses with depth: train NC1 at the end of training falls with the block "
+                       "index (Spearman ρ < 0)", "He & Su 2022 (A law of data separation in deep learning)"),
+    _falls_over_layers("cdnv_falls_over_layers", "cdnv",
+                       "The class-distance normalised variance (CDNV) of the train features at the end of "
+                       "training falls with the block index (Spearman ρ < 0)",
+                       "He & Su 2022; Galanti, Galanti, Ben-Shaul 2022 (NCC depth)"),
     # -- random labels (50 images per class, fitted) ------------------------------------------------------------
     Claim("random_labels_collapse_train",
           "Networks fitted to random labels still collapse their train features: final train NC1 below 0.1 "

@@ -59,10 +59,11 @@ class CDNVBoundOptions(TrainedOptions):
                               "bound_random_init": boolean}
 
 
-def bound_samples(train: tuple, test: tuple, num_classes: int, sample: str) -> tuple[ClassMoments, ClassMoments]:
+def bound_samples(train: tuple | None, test: tuple, num_classes: int, sample: str
+                  ) -> tuple[ClassMoments, ClassMoments]:
     """(moments the bound is computed from, moments it is checked against) of `(features, labels)`
     pairs: the train split against the test split, or (`heldout_halves`) one half of each test class
-    against the other half."""
+    against the other half (the train split is not read: None will do)."""
     if sample == "train":
         return class_moments(*train, num_classes), class_moments(*test, num_classes)
     features, labels = test
@@ -86,11 +87,16 @@ class CDNVBound(TrajectoryTask):
         model = traj.load_final_model()
         data = traj.data()
         K = data[0].num_classes
-        feats = []
-        for split, d in zip((traj.cfg.train_split, traj.cfg.test_split), data):
-            c = cache.features(model, d, model_name=self.spec.model, dataset=self.spec.dataset, split=split,
-                               classes=traj.cfg.classes, device=self.spec.device)
-            feats.append((c.features, c.labels))
+        # the splits the bound reads: the held-out halves need no pass over the train split
+        read = (0, 1) if o["bound_sample"] == "train" else (1,)
+
+        def trained(i):
+            c = cache.features(model, data[i], model_name=self.spec.model, dataset=self.spec.dataset,
+                               split=(traj.cfg.train_split, traj.cfg.test_split)[i], classes=traj.cfg.classes,
+                               device=self.spec.device)
+            return c.features, c.labels
+
+        feats = [trained(i) if i in read else None for i in (0, 1)]
         sample, check = bound_samples(*feats, K, o["bound_sample"])
         table, summary = population_bound_table(sample, check, delta=float(o["delta"]))
         n = n_train if o["bound_sample"] == "train" else int(sample.count.sum())
@@ -99,8 +105,8 @@ class CDNVBound(TrajectoryTask):
             from ncbench.baselines.random_init import random_init_features
 
             cfg = traj.cfg
-            init = [random_init_features(cfg.model, d, cfg.seed, num_classes=K, **dict(cfg.model_kwargs))
-                    for d in data]
+            init = [random_init_features(cfg.model, data[i], cfg.seed, num_classes=K, **dict(cfg.model_kwargs))
+                    if i in read else None for i in (0, 1)]
             _, init_summary = population_bound_table(*bound_samples(*init, K, o["bound_sample"]),
                                                      delta=float(o["delta"]))
             rows += rows_from(init_summary, split="summary", n_samples=n, variant="baseline=random_init")
