@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml scripts/install-learn2learn.sh
 bench: $(STAMP)
 	$(BIN)/ncbench suite default --jobs auto
 
-# The committed claims scorecard, regenerated: the claims suite (about an hour on a 2-core CPU machine,
+# The committed claims scorecard, regenerated: the claims suite (42 min on a quiet 2-core CPU machine,
 # docs/claims.md), its claims.csv, claims_detail.csv and claims.md into leaderboards/, then the boards'
 # README re-rendered. The run's JSON document (its folder) is kept in results/claims-run.json. A run the
 # suite flags (exit status 1) is excluded from the scorecard and named there, so scoring goes on.
