@@ -292,11 +292,11 @@ class CollapseStats(Statistic):
     def _first_shifts(self, x: torch.Tensor, y: torch.Tensor, new: torch.Tensor) -> None:
         """Shift of each class in `new` := its mean in this batch, over the batch's finite rows."""
         K = self.num_classes
-        sums = torch.zeros(K, self.dim, dtype=DTYPE, device=x.device).index_add_(0, y, x)
+        sums = add_class_rows_(torch.zeros(K, self.dim, dtype=DTYPE, device=x.device), y, x)
         n = torch.bincount(y, minlength=K).to(DTYPE)
         if not bool(torch.isfinite(sums[new]).all()):       # a non-finite row: sum the finite ones
             ok = torch.isfinite(x).all(1)
-            sums = torch.zeros_like(sums).index_add_(0, y[ok], x[ok])
+            sums = add_class_rows_(torch.zeros_like(sums), y[ok], x[ok])
             n = torch.bincount(y[ok], minlength=K).to(DTYPE)
         new = new & (n > 0)
         self._shift[new] = sums[new] / n[new].unsqueeze(1)

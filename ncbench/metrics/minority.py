@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from ncbench.metrics.collapse import check_batch
+from ncbench.metrics.collapse import add_class_rows_, check_batch
 from ncbench.metrics.statistic import Statistic
 
 DTYPE = torch.float64
@@ -146,7 +146,7 @@ class ClassGroupStats(Statistic):
         f = features.detach().to(self.device, DTYPE)
         y = labels.detach().to(self.device, torch.long)
         pred = logits.detach().to(self.device).argmax(1)
-        self.sums.index_add_(0, y, f)
+        add_class_rows_(self.sums, y, f)
         self.counts += torch.bincount(y, minlength=K).to(DTYPE)
         self.confusion += torch.bincount(y * K + pred, minlength=K * K).to(DTYPE).view(K, K)
         return self
